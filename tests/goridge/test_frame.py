@@ -1,0 +1,303 @@
+"""Frame encoding, incremental decoding, RPC framing, and refusal of untrustworthy frames."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trio_s3rpc.goridge.frame import (
+    CODEC_GOB,
+    CODEC_JSON,
+    CODEC_MASK,
+    CODEC_MSGPACK,
+    CODEC_RAW,
+    DEFAULT_MAX_PAYLOAD,
+    FLAG_CONTROL,
+    FLAG_ERROR,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    encode_frame,
+    encode_rpc_error,
+    encode_rpc_request,
+    encode_rpc_response,
+    parse_rpc_request,
+)
+
+uint32 = st.integers(min_value=0, max_value=2**32 - 1)
+frames = st.builds(
+    Frame,
+    flags=st.integers(min_value=0, max_value=255),
+    options=st.lists(uint32, max_size=10).map(tuple),
+    payload=st.binary(max_size=300),
+    stream=st.integers(min_value=0, max_value=255),
+)
+
+
+def raw_header(
+    *,
+    version: int = 1,
+    words: int = 3,
+    flags: int = CODEC_JSON,
+    payload_length: int = 0,
+    crc: int | None = None,
+    stream: int = 0,
+) -> bytes:
+    """A 12-byte header with any field value; the CRC is right unless given."""
+    prefix = struct.pack("<BBI", (version << 4) | words, flags, payload_length)
+    if crc is None:
+        crc = zlib.crc32(prefix)
+    return prefix + struct.pack("<IBB", crc, stream, 0)
+
+
+def decode_all(data: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD) -> list[Frame]:
+    decoder = FrameDecoder(max_payload)
+    decoder.receive_data(data)
+    found = []
+    while (frame := decoder.next_frame()) is not None:
+        found.append(frame)
+    assert decoder.buffered == 0
+    return found
+
+
+def decode_error(data: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD) -> str:
+    decoder = FrameDecoder(max_payload)
+    decoder.receive_data(data)
+    with pytest.raises(FrameError) as caught:
+        while decoder.next_frame() is not None:
+            pass
+    return str(caught.value)
+
+
+# --- encoding and round trips ---------------------------------------------------------
+
+
+def test_encoded_header_layout() -> None:
+    data = encode_frame(CODEC_MSGPACK, (7, 8), b"s3.Write", stream=0x04)
+    assert data[0] == 0x15  # version 1, five header words
+    assert data[1] == CODEC_MSGPACK
+    assert struct.unpack_from("<I", data, 2) == (8,)
+    assert struct.unpack_from("<I", data, 6) == (zlib.crc32(data[:6]),)
+    assert (data[10], data[11]) == (0x04, 0)
+    assert struct.unpack_from("<II", data, 12) == (7, 8)
+    assert data[20:] == b"s3.Write"
+
+
+def test_frame_without_options_has_three_header_words() -> None:
+    data = encode_frame(FLAG_CONTROL, (), b"")
+    assert len(data) == 12
+    assert data[0] == 0x13
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"flags": 256}, "flags"),
+        ({"stream": -1}, "stream"),
+        ({"options": tuple(range(11))}, "at most 10 options"),
+        ({"options": (2**32,)}, "uint32"),
+    ],
+)
+def test_encode_frame_refuses_unrepresentable_fields(kwargs: dict[str, object], problem: str) -> None:
+    fields: dict[str, object] = {"flags": 0, "options": (), "payload": b"", "stream": 0}
+    fields.update(kwargs)
+    with pytest.raises(ValueError, match=problem):
+        encode_frame(**fields)  # type: ignore[arg-type]
+
+
+@given(st.lists(frames, min_size=1, max_size=5), st.data())
+def test_frames_survive_arbitrary_splits(sent: list[Frame], data: st.DataObject) -> None:
+    wire = b"".join(encode_frame(f.flags, f.options, f.payload, f.stream) for f in sent)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=8)))
+    decoder = FrameDecoder()
+    received = []
+    for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+        decoder.receive_data(wire[start:end])
+        while (frame := decoder.next_frame()) is not None:
+            received.append(frame)
+    assert received == sent
+    assert decoder.buffered == 0
+
+
+@given(frames)
+def test_partial_frame_waits_and_is_counted_as_buffered(frame: Frame) -> None:
+    wire = encode_frame(frame.flags, frame.options, frame.payload, frame.stream)
+    decoder = FrameDecoder()
+    decoder.receive_data(wire[:-1])
+    assert decoder.next_frame() is None
+    assert decoder.buffered == len(wire) - 1
+    decoder.receive_data(wire[-1:])
+    assert decoder.next_frame() == frame
+    assert decoder.buffered == 0
+
+
+@given(
+    seq=uint32,
+    method=st.text(max_size=40),
+    codec=st.sampled_from([CODEC_JSON, CODEC_MSGPACK, CODEC_RAW]),
+    body=st.binary(max_size=200),
+)
+def test_request_and_response_round_trip(seq: int, method: str, codec: int, body: bytes) -> None:
+    for encode in (encode_rpc_request, encode_rpc_response):
+        (frame,) = decode_all(encode(seq, method, codec, body))
+        assert frame.options == (seq, len(method.encode()))
+        assert parse_rpc_request(frame) == parse_rpc_request(frame)
+        request = parse_rpc_request(frame)
+        assert (request.seq, request.method, request.codec, request.body) == (
+            seq,
+            method,
+            codec,
+            body,
+        )
+
+
+def test_error_answer_carries_flag_codec_and_utf8_message() -> None:
+    message = "BUCKET_NOT_FOUND: Bucket not found (bucket: ünïcode)"
+    (frame,) = decode_all(encode_rpc_error(9, "s3.Exists", CODEC_MSGPACK, message))
+    assert frame.flags == CODEC_MSGPACK | FLAG_ERROR
+    assert frame.options == (9, len("s3.Exists"))
+    assert frame.payload == b"s3.Exists" + message.encode("utf-8")
+
+
+def test_error_message_with_surrogate_escapes_is_still_valid_utf8() -> None:
+    message = "FILE_NOT_FOUND: File not found (pathname: a\udcff.txt)"
+    (frame,) = decode_all(encode_rpc_error(1, "s3.Read", CODEC_MSGPACK, message))
+    text = frame.payload[len("s3.Read") :].decode("utf-8")
+    assert text == "FILE_NOT_FOUND: File not found (pathname: a\\udcff.txt)"
+
+
+def test_request_codec_ignores_the_error_and_control_bits() -> None:
+    (frame,) = decode_all(encode_frame(CODEC_JSON | FLAG_ERROR | FLAG_CONTROL, (1, 0), b"{}"))
+    request = parse_rpc_request(frame)
+    assert request.codec == CODEC_JSON
+    assert CODEC_MASK & FLAG_ERROR == 0
+
+
+# --- the hot path and big payloads ----------------------------------------------------
+
+
+def test_twenty_thousand_small_frames_in_under_a_second() -> None:
+    body = b'{"bucket":"uploads","pathname":"a.txt"}'
+    wire = b"".join(encode_rpc_request(seq, "s3.Exists", CODEC_JSON, body) for seq in range(20_000))
+    decoder = FrameDecoder()
+    seqs = []
+    started = time.perf_counter()
+    for start in range(0, len(wire), 65536):
+        decoder.receive_data(wire[start : start + 65536])
+        while (frame := decoder.next_frame()) is not None:
+            seqs.append(parse_rpc_request(frame).seq)
+    elapsed = time.perf_counter() - started
+    assert seqs == list(range(20_000))
+    assert elapsed < 1.0, f"20k frames took {elapsed:.2f}s"
+
+
+def test_large_payload_in_small_reads_is_linear() -> None:
+    # 64 MiB in 64 KiB reads: linear work takes well under a second, while a
+    # decoder that re-copies its buffer per read would move ~32 GiB.
+    payload = bytes(range(256)) * (64 * 1024 * 4)
+    wire = memoryview(encode_frame(CODEC_RAW, (1, 0), payload))
+    decoder = FrameDecoder()
+    started = time.perf_counter()
+    received = None
+    for start in range(0, len(wire), 65536):
+        decoder.receive_data(wire[start : start + 65536])
+        frame = decoder.next_frame()
+        if frame is not None:
+            assert start + 65536 >= len(wire)
+            received = frame
+    elapsed = time.perf_counter() - started
+    assert received is not None and received.payload == payload
+    assert elapsed < 10, f"64 MiB took {elapsed:.1f}s"
+
+
+# --- frames that cannot be trusted ----------------------------------------------------
+
+
+def test_bad_crc_is_refused() -> None:
+    good = encode_frame(CODEC_JSON, (1, 2), b"s3{}")
+    bad = good[:6] + bytes([good[6] ^ 0xFF]) + good[7:]
+    assert "CRC" in decode_error(bad)
+
+
+def test_corrupted_length_breaks_the_crc() -> None:
+    good = encode_frame(CODEC_JSON, (1, 2), b"s3{}")
+    bad = good[:2] + bytes([good[2] + 1]) + good[3:]
+    assert "CRC" in decode_error(bad)
+
+
+@pytest.mark.parametrize("version", [0, 2, 15])
+def test_wrong_version_is_refused(version: int) -> None:
+    message = decode_error(raw_header(version=version))
+    assert f"version {version}" in message
+
+
+@pytest.mark.parametrize("words", [0, 1, 2, 14, 15])
+def test_header_length_outside_3_to_13_words_is_refused(words: int) -> None:
+    message = decode_error(raw_header(words=words) + bytes(60))
+    assert f"header length of {words} words" in message
+    assert "at most 10 options" in message
+
+
+def test_payload_over_the_maximum_is_refused_before_any_payload_arrives() -> None:
+    decoder = FrameDecoder(max_payload=1024)
+    decoder.receive_data(raw_header(words=5, payload_length=1025))
+    with pytest.raises(FrameError, match="1025 bytes exceeds the maximum of 1024"):
+        decoder.next_frame()
+
+
+def test_four_gib_announcement_is_refused_from_the_header_alone() -> None:
+    decoder = FrameDecoder(max_payload=256 * 1024 * 1024)
+    decoder.receive_data(raw_header(words=5, payload_length=2**32 - 1))
+    assert decoder.buffered == 12
+    with pytest.raises(FrameError, match="exceeds the maximum"):
+        decoder.next_frame()
+
+
+def test_payload_at_the_maximum_is_accepted() -> None:
+    (frame,) = decode_all(encode_frame(CODEC_RAW, (), b"x" * 1024), max_payload=1024)
+    assert frame.payload == b"x" * 1024
+
+
+def test_incomplete_header_is_not_judged_yet() -> None:
+    decoder = FrameDecoder()
+    decoder.receive_data(raw_header(crc=0)[:11])
+    assert decoder.next_frame() is None
+
+
+def test_decoder_stays_broken_after_an_error() -> None:
+    decoder = FrameDecoder()
+    decoder.receive_data(raw_header(crc=0))
+    with pytest.raises(FrameError, match="CRC"):
+        decoder.next_frame()
+    decoder.receive_data(encode_frame(CODEC_JSON, (), b"{}"))
+    with pytest.raises(FrameError, match="CRC"):
+        decoder.next_frame()
+
+
+@pytest.mark.parametrize("options", [(), (1,), (1, 2, 3)])
+def test_rpc_request_needs_exactly_two_options(options: tuple[int, ...]) -> None:
+    frame = Frame(CODEC_JSON, options, b"s3.ListBuckets[]")
+    with pytest.raises(FrameError, match=f"needs 2 options .*got {len(options)}"):
+        parse_rpc_request(frame)
+
+
+def test_method_length_beyond_the_payload_is_refused() -> None:
+    (frame,) = decode_all(encode_frame(CODEC_JSON, (1, 20), b"s3.Exists{}"))
+    with pytest.raises(FrameError, match="method length 20 exceeds the payload of 11 bytes"):
+        parse_rpc_request(frame)
+
+
+def test_method_name_must_be_utf8() -> None:
+    frame = Frame(CODEC_JSON, (1, 3), b"s3\xff{}")
+    with pytest.raises(FrameError, match="not valid UTF-8"):
+        parse_rpc_request(frame)
+
+
+def test_method_length_equal_to_payload_leaves_an_empty_body() -> None:
+    request = parse_rpc_request(Frame(CODEC_GOB, (5, 14), b"s3.ListBuckets"))
+    assert (request.method, request.body, request.codec) == ("s3.ListBuckets", b"", CODEC_GOB)

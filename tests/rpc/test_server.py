@@ -1,0 +1,368 @@
+"""The RPC server over real sockets: framing, concurrency, errors, unix sockets.
+
+These need no storage service: ListBuckets and RegisterBucket work from the
+config alone, and a test-only method stands in for a slow call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+import pytest
+import trio
+
+from tests.support.server import config_dict, running_app
+from trio_s3rpc.client import RemoteError, RPCClient, open_stream
+from trio_s3rpc.goridge.frame import (
+    CODEC_GOB,
+    CODEC_JSON,
+    CODEC_MSGPACK,
+    FLAG_ERROR,
+    FrameDecoder,
+    encode_rpc_request,
+)
+from trio_s3rpc.rpc.typed import omitempty
+
+BUCKETS = {"uploads": {"bucket": "b1"}, "avatars": {"bucket": "b2", "prefix": "av/"}}
+
+
+@dataclass(slots=True, frozen=True)
+class SleepRequest:
+    seconds: float
+    tag: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class SleepResponse:
+    tag: str
+    note: str = omitempty("")
+
+
+def add_sleep_method(app: object) -> None:
+    async def sleep(req: SleepRequest) -> SleepResponse:
+        await trio.sleep(req.seconds)
+        return SleepResponse(req.tag)
+
+    app.registry.add("test.Sleep", SleepRequest, SleepResponse, sleep)  # type: ignore[attr-defined]
+
+
+async def read_answers(stream: trio.SocketStream, count: int) -> list[tuple[int, int, bytes]]:
+    """Read ``count`` answer frames: (flags, seq, payload after the method name)."""
+    decoder = FrameDecoder()
+    answers: list[tuple[int, int, bytes]] = []
+    while len(answers) < count:
+        frame = decoder.next_frame()
+        if frame is None:
+            data = await stream.receive_some(65536)
+            assert data, "server closed the connection"
+            decoder.receive_data(data)
+            continue
+        assert len(frame.options) == 2
+        answers.append((frame.flags, frame.options[0], frame.payload[frame.options[1] :]))
+    return answers
+
+
+async def assert_closed(stream: trio.SocketStream) -> None:
+    with trio.fail_after(5):
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return
+            if not data:
+                return
+
+
+async def test_list_buckets_json_with_php_empty_array() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        stream = await open_stream(address)
+        await stream.send_all(encode_rpc_request(1, "s3.ListBuckets", CODEC_JSON, b"[]"))
+        [(flags, seq, body)] = await read_answers(stream, 1)
+        assert seq == 1 and not flags & FLAG_ERROR
+        assert json.loads(body) == {"buckets": ["avatars", "uploads"], "default": "uploads"}
+        await stream.aclose()
+
+
+async def test_list_buckets_msgpack() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        async with await RPCClient.connect(address, codec="msgpack") as rpc:
+            answer = await rpc.call("s3.ListBuckets")
+    assert answer == {"buckets": ["avatars", "uploads"], "default": "uploads"}
+
+
+async def test_register_bucket_then_listed_and_duplicates_refused() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        async with await RPCClient.connect(address) as rpc:
+            answer = await rpc.call(
+                "s3.RegisterBucket",
+                {
+                    "name": "docs",
+                    "server": "main",
+                    "bucket": "b3",
+                    "prefix": "d/",
+                    "visibility": "public",
+                },
+            )
+            assert answer == {"success": True, "message": "Bucket registered successfully"}
+            listed = await rpc.call("s3.ListBuckets", [])
+            assert listed["buckets"] == ["avatars", "docs", "uploads"]
+            with pytest.raises(RemoteError) as duplicate:
+                await rpc.call(
+                    "s3.RegisterBucket", {"name": "docs", "server": "main", "bucket": "b3"}
+                )
+            assert duplicate.value.code == "BUCKET_ALREADY_EXISTS"
+            assert "docs" in duplicate.value.text
+            with pytest.raises(RemoteError) as unknown:
+                await rpc.call("s3.RegisterBucket", {"name": "x", "server": "nope", "bucket": "b4"})
+            assert unknown.value.code == "INVALID_CONFIG"
+            assert "nope" in unknown.value.text
+            with pytest.raises(RemoteError) as bad_visibility:
+                await rpc.call(
+                    "s3.RegisterBucket",
+                    {"name": "y", "server": "main", "bucket": "b5", "visibility": "publik"},
+                )
+            assert bad_visibility.value.code == "INVALID_CONFIG"
+            assert "publik" in bad_visibility.value.text
+
+
+async def test_pipelined_frames_answered_with_their_own_seqs_out_of_order() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (app, address):
+        add_sleep_method(app)
+        stream = await open_stream(address)
+        frames = [
+            encode_rpc_request(7, "test.Sleep", CODEC_JSON, b'{"seconds":0.5,"tag":"slow"}'),
+            encode_rpc_request(8, "s3.ListBuckets", CODEC_JSON, b"[]"),
+            encode_rpc_request(9, "test.Sleep", CODEC_JSON, b'{"seconds":0.1,"tag":"fast"}'),
+        ]
+        await stream.send_all(b"".join(frames))
+        with trio.fail_after(5):
+            answers = await read_answers(stream, 3)
+        assert [seq for _, seq, _ in answers] == [8, 9, 7]
+        assert json.loads(answers[2][2]) == {"tag": "slow"}
+        assert json.loads(answers[1][2]) == {"tag": "fast"}
+        await stream.aclose()
+
+
+async def test_calls_on_one_connection_run_concurrently() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (app, address):
+        add_sleep_method(app)
+        stream = await open_stream(address)
+        body = b'{"seconds":0.4}'
+        await stream.send_all(
+            b"".join(encode_rpc_request(s, "test.Sleep", CODEC_JSON, body) for s in range(1, 11))
+        )
+        started = trio.current_time()
+        answers = await read_answers(stream, 10)
+        # Ten 0.4 s calls in series would take 4 s.
+        assert trio.current_time() - started < 2.0
+        assert sorted(seq for _, seq, _ in answers) == list(range(1, 11))
+        await stream.aclose()
+
+
+async def test_in_flight_calls_per_connection_are_bounded() -> None:
+    config = config_dict(buckets=BUCKETS, rpc={"max_in_flight": 2})
+    async with running_app(config) as (app, address):
+        running = 0
+        peak = 0
+
+        async def sleep(req: SleepRequest) -> SleepResponse:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await trio.sleep(0.05)
+            running -= 1
+            return SleepResponse(req.tag)
+
+        app.registry.add("test.Sleep", SleepRequest, SleepResponse, sleep)
+        stream = await open_stream(address)
+        body = b'{"seconds":0}'
+        await stream.send_all(
+            b"".join(encode_rpc_request(s, "test.Sleep", CODEC_JSON, body) for s in range(1, 9))
+        )
+        answers = await read_answers(stream, 8)
+        assert len(answers) == 8
+        assert peak == 2
+        await stream.aclose()
+
+
+async def test_two_hundred_concurrent_connections() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        results: list[dict[str, object]] = []
+
+        async def one_client() -> None:
+            async with await RPCClient.connect(address) as rpc:
+                for _ in range(3):
+                    results.append(await rpc.call("s3.ListBuckets"))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in range(200):
+                    nursery.start_soon(one_client)
+    assert len(results) == 600
+    assert all(r["buckets"] == ["avatars", "uploads"] for r in results)
+
+
+@pytest.mark.parametrize(
+    "bad_frame",
+    [
+        pytest.param(b"\x00" * 64, id="garbage"),
+        pytest.param(
+            # Announces 4 GiB with a valid CRC: must be refused before any payload arrives.
+            struct.pack("<BBI", 0x15, CODEC_JSON, 0xFFFFFFFF)
+            + struct.pack("<I", zlib.crc32(struct.pack("<BBI", 0x15, CODEC_JSON, 0xFFFFFFFF)))
+            + b"\x00\x00"
+            + struct.pack("<II", 1, 5),
+            id="lying-length",
+        ),
+        pytest.param(
+            # Method length 50 with a 3-byte payload.
+            struct.pack("<BBI", 0x15, CODEC_JSON, 3)
+            + struct.pack("<I", zlib.crc32(struct.pack("<BBI", 0x15, CODEC_JSON, 3)))
+            + b"\x00\x00"
+            + struct.pack("<II", 1, 50)
+            + b"abc",
+            id="method-beyond-payload",
+        ),
+        pytest.param(
+            # One option word instead of two.
+            struct.pack("<BBI", 0x14, CODEC_JSON, 2)
+            + struct.pack("<I", zlib.crc32(struct.pack("<BBI", 0x14, CODEC_JSON, 2)))
+            + b"\x00\x00"
+            + struct.pack("<I", 1)
+            + b"[]",
+            id="one-option",
+        ),
+    ],
+)
+async def test_untrusted_frame_closes_only_its_connection(bad_frame: bytes) -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        async with await RPCClient.connect(address) as bystander:
+            assert (await bystander.call("s3.ListBuckets"))["default"] == "uploads"
+            attacker = await open_stream(address)
+            await attacker.send_all(bad_frame)
+            await assert_closed(attacker)
+            assert (await bystander.call("s3.ListBuckets"))["default"] == "uploads"
+
+
+async def test_bad_calls_get_error_answers_and_the_connection_stays_usable() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        async with await RPCClient.connect(address) as rpc:
+            with pytest.raises(RemoteError) as unknown:
+                await rpc.call("s3.ListBucket")
+            assert unknown.value.code == "METHOD_NOT_FOUND"
+            assert "s3.ListBuckets" in unknown.value.text
+            with pytest.raises(RemoteError) as missing:
+                await rpc.call("s3.Write", {"bucket": "uploads", "content": "aGk="})
+            assert missing.value.code == "INVALID_REQUEST"
+            assert "pathname" in missing.value.text
+            with pytest.raises(RemoteError) as base64_error:
+                await rpc.call("s3.Write", {"pathname": "a.txt", "content": "%%%"})
+            assert base64_error.value.code == "INVALID_REQUEST"
+            assert "content" in base64_error.value.text and "base64" in base64_error.value.text
+            with pytest.raises(RemoteError) as mistyped:
+                await rpc.call("s3.ListObjects", {"max_keys": "ten"})
+            assert mistyped.value.code == "INVALID_REQUEST"
+            assert "max_keys" in mistyped.value.text
+            with pytest.raises(RemoteError) as no_bucket:
+                await rpc.call("s3.Exists", {"bucket": "nope", "pathname": "a"})
+            assert no_bucket.value.text == "BUCKET_NOT_FOUND: Bucket not found (bucket: nope)"
+            with pytest.raises(RemoteError) as bad_path:
+                await rpc.call("s3.Exists", {"pathname": "a/../b"})
+            assert bad_path.value.code == "INVALID_PATHNAME"
+            assert (await rpc.call("s3.ListBuckets"))["default"] == "uploads"
+
+
+async def test_undecodable_argument_and_unsupported_codec_are_error_answers() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        stream = await open_stream(address)
+        await stream.send_all(
+            encode_rpc_request(1, "s3.ListBuckets", CODEC_JSON, b"{not json")
+            + encode_rpc_request(2, "s3.ListBuckets", CODEC_GOB, b"\x01\x02")
+            + encode_rpc_request(3, "s3.ListBuckets", CODEC_MSGPACK, msgpack.packb([]))
+        )
+        answers = sorted(await read_answers(stream, 3), key=lambda a: a[1])
+        flags, _, text = answers[0]
+        assert flags & FLAG_ERROR and text.startswith(b"INVALID_REQUEST: ")
+        flags, _, text = answers[1]
+        assert flags & FLAG_ERROR and b"gob" in text.lower()
+        assert flags & CODEC_GOB  # the answer keeps the request's codec flag
+        flags, _, body = answers[2]
+        assert not flags & FLAG_ERROR
+        assert msgpack.unpackb(body)["default"] == "uploads"
+        await stream.aclose()
+
+
+async def test_unix_socket_mode_stale_file_and_cleanup(tmp_path: Path) -> None:
+    path = tmp_path / "rpc.sock"
+    # A stale socket file, as a crashed server leaves behind.
+    import socket
+
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()
+    assert path.exists()
+    async with running_app(config_dict(buckets=BUCKETS, listen=f"unix://{path}")) as (_, address):
+        assert address == f"unix://{path}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        async with await RPCClient.connect(address) as rpc:
+            assert (await rpc.call("s3.ListBuckets"))["buckets"] == ["avatars", "uploads"]
+    assert not path.exists()
+
+
+async def test_unix_socket_refuses_to_replace_a_live_server(tmp_path: Path) -> None:
+    path = tmp_path / "rpc.sock"
+    config = config_dict(buckets=BUCKETS, listen=f"unix://{path}")
+    async with running_app(config):
+        with pytest.raises(Exception, match="another server is listening"):
+            async with running_app(config):
+                pass
+        assert path.exists()
+
+
+async def test_shutdown_lets_in_flight_calls_finish() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (app, address):
+        add_sleep_method(app)
+        async with await RPCClient.connect(address) as rpc:
+            async with trio.open_nursery() as nursery:
+                answers: list[object] = []
+
+                async def slow_call() -> None:
+                    answers.append(await rpc.call("test.Sleep", {"seconds": 0.5, "tag": "done"}))
+
+                nursery.start_soon(slow_call)
+                await trio.sleep(0.1)
+                app.request_shutdown()
+                # New connections are refused at once.
+                await trio.sleep(0.05)
+                with pytest.raises(OSError):
+                    await open_stream(address)
+            assert answers == [{"tag": "done"}]
+
+
+async def test_shutdown_deadline_cancels_and_answers_shutting_down() -> None:
+    config = config_dict(buckets=BUCKETS, s3={"shutdown_timeout": "300ms"})
+    async with running_app(config) as (app, address):
+        add_sleep_method(app)
+        async with await RPCClient.connect(address) as rpc:
+            async with trio.open_nursery() as nursery:
+                errors: list[RemoteError] = []
+
+                async def endless_call() -> None:
+                    try:
+                        await rpc.call("test.Sleep", {"seconds": 60})
+                    except RemoteError as exc:
+                        errors.append(exc)
+
+                nursery.start_soon(endless_call)
+                await trio.sleep(0.1)
+                started = trio.current_time()
+                app.request_shutdown()
+            assert trio.current_time() - started < 2
+            assert [e.code for e in errors] == ["SHUTTING_DOWN"]

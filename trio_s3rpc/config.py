@@ -1,0 +1,894 @@
+"""Loading the RoadRunner ``.rr.yaml``: expand ``${VARS}``, validate, fill defaults.
+
+The server reads its ``rpc`` and ``s3`` sections from the same file RoadRunner
+reads, so the shapes and the environment expansion follow RoadRunner; other
+top-level sections (``server``, ``http``, ``logs``, ...) are RoadRunner's and
+are ignored. Everything is checked here, once, before anything starts: the
+result is one frozen :class:`Config` that the rest of the code trusts, and any
+problem is a :class:`ConfigError` whose message names the offending field
+(``s3.buckets.uploads.visibility: ...``). Unknown keys and other doubtful but
+usable settings become warnings on the config instead. Secrets (credential
+secrets and tokens) never appear in a message, a warning, a repr or
+:func:`describe`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+import yaml
+
+from trio_s3rpc.errors import ErrorCode, RPCError
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+TIB = 1024 * GIB
+
+DEFAULT_LISTEN = "tcp://127.0.0.1:6001"
+
+# S3's limits on multipart uploads: every part but the last is at least 5 MiB,
+# none is above 5 GiB, and a single CopyObject copies at most 5 GiB.
+MIN_PART_SIZE = 5 * MIB
+MAX_PART_SIZE = 5 * GIB
+MAX_COPY_SIZE = 5 * GIB
+MAX_CONCURRENCY = 64
+# A Goridge frame carries its payload length in 32 bits.
+MIN_FRAME_SIZE = 64 * KIB
+MAX_FRAME_SIZE = 2**32 - 1
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+MAX_UNIX_PATH = 107
+
+VISIBILITIES = ("public", "private")
+VISIBILITY_MODES = ("acl", "none", "auto")
+CHECKSUM_MODES = ("when_required", "when_supported")
+MASK = "****"
+
+
+class ConfigError(RPCError):
+    """The configuration (or a RegisterBucket request) is invalid."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(ErrorCode.INVALID_CONFIG, message, details)
+
+
+# -- records -------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class ListenAddress:
+    scheme: str  # "tcp" | "unix"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp://{host}:{self.port}"
+
+
+@dataclass(slots=True, frozen=True)
+class Credentials:
+    key: str
+    secret: str = field(repr=False)
+    token: str = field(default="", repr=False)
+
+
+@dataclass(slots=True, frozen=True)
+class ServerConfig:
+    name: str
+    region: str
+    endpoint: str = ""  # "" = AWS
+    credentials: Credentials = field(kw_only=True)
+    force_path_style: bool | None = None  # None: path style iff endpoint set
+    checksums: str = "when_required"
+
+    @property
+    def path_style(self) -> bool:
+        if self.force_path_style is not None:
+            return self.force_path_style
+        return bool(self.endpoint)
+
+
+@dataclass(slots=True, frozen=True)
+class BucketConfig:
+    name: str
+    server: str
+    bucket: str
+    prefix: str = ""
+    visibility: str = "private"
+    max_concurrent_operations: int = 100
+    part_size: int = 5 * MIB
+    concurrency: int = 5
+    public_url: str = ""  # base URL replacing the endpoint in permanent public URLs (CDN)
+    visibility_mode: str = "acl"
+    multipart_copy_threshold: int = 5 * GIB
+
+
+@dataclass(slots=True, frozen=True)
+class RPCSettings:
+    listen: ListenAddress
+    socket_mode: int = 0o600
+    max_frame_size: int = 256 * MIB
+    max_in_flight: int = 64
+
+
+@dataclass(slots=True, frozen=True)
+class S3Settings:
+    default: str
+    servers: Mapping[str, ServerConfig]
+    buckets: Mapping[str, BucketConfig]
+    shutdown_timeout: float = 30.0
+    local_roots: tuple[str, ...] = (tempfile.gettempdir(),)
+    upload_idle_timeout: float = 600.0
+    abort_stale_after: float = 86400.0
+
+
+@dataclass(slots=True, frozen=True)
+class Config:
+    rpc: RPCSettings
+    s3: S3Settings
+    warnings: tuple[str, ...] = ()
+
+
+# -- loading -------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a RoadRunner config file; ``env`` defaults to os.environ."""
+    source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {source}: it is not UTF-8 text") from None
+    return parse_config(_parse_yaml(text, source), env, source=source)
+
+
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, *, source: str = "<config>"
+) -> Config:
+    """Validate an already-parsed YAML document (a mapping of sections)."""
+    try:
+        return _parse_document(data, os.environ if env is None else env)
+    except ConfigError as exc:
+        if source == "<config>":
+            raise
+        raise ConfigError(exc.message, _join(exc.details, f"in {source}")) from None
+
+
+def parse_bucket(
+    name: str, raw: Mapping[str, Any], servers: Mapping[str, ServerConfig]
+) -> BucketConfig:
+    """One bucket's settings, as in ``s3.buckets.<name>``; used by s3.RegisterBucket too.
+
+    Values are taken as given (no ``${VAR}`` expansion); warnings are dropped.
+    """
+    context = _Context({})
+    return _parse_bucket(name, _Section(raw, f"s3.buckets.{name}", context), servers)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, as RoadRunner's YAML parser does."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        # Only the problem text: the snippet of the offending line may hold a secret.
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {type(exc).__name__}") from None
+
+
+# -- ${VAR} expansion ----------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def expand_vars(text: str, env: Mapping[str, str], unset: list[str] | None = None) -> str:
+    """Expand ``${NAME}`` and ``${NAME:-default}`` as RoadRunner does.
+
+    An unset name expands to "" (and is appended to ``unset``); the default is
+    used when the variable is unset or empty, and may itself hold references.
+    Any other ``$`` is kept as is: RoadRunner also expands a bare ``$NAME``,
+    but that would silently cut a literal password such as ``pa$word``.
+    """
+    out: list[str] = []
+    position = 0
+    while (dollar := text.find("$", position)) >= 0:
+        out.append(text[position:dollar])
+        value, position = _expand_reference(text, dollar, env, unset)
+        out.append(value)
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _expand_reference(
+    text: str, dollar: int, env: Mapping[str, str], unset: list[str] | None
+) -> tuple[str, int]:
+    """The expansion of the reference at ``dollar`` and the index after it."""
+    name = _NAME.match(text, dollar + 2) if text.startswith("{", dollar + 1) else None
+    if name is None:
+        return "$", dollar + 1
+    after = name.end()
+    if text.startswith("}", after):
+        return _lookup(name.group(), env, unset), after + 1
+    if text.startswith(":-", after):
+        close = _closing_brace(text, after + 2)
+        if close is not None:
+            value = env.get(name.group(), "")
+            if not value:
+                value = expand_vars(text[after + 2 : close], env, unset)
+            return value, close + 1
+    return "$", dollar + 1
+
+
+def _lookup(name: str, env: Mapping[str, str], unset: list[str] | None) -> str:
+    if name not in env and unset is not None:
+        unset.append(name)
+    return env.get(name, "")
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """Index of the ``}`` closing a default that begins at ``start``; nested ``${`` count."""
+    depth = 0
+    index = start
+    while index < len(text):
+        if text.startswith("${", index):
+            depth += 1
+            index += 2
+            continue
+        if text[index] == "}":
+            if depth == 0:
+                return index
+            depth -= 1
+        index += 1
+    return None
+
+
+def _expand_tree(value: Any, path: str, context: _Context) -> Any:
+    """A copy of a YAML subtree with every string expanded; notes unset variables by path."""
+    if isinstance(value, str):
+        unset: list[str] = []
+        expanded = expand_vars(value, context.env, unset)
+        if unset:
+            context.unset[path] = unset
+            names = ", ".join(f"${{{name}}}" for name in unset)
+            context.warnings.append(f"{path}: {names} not set; expanded to an empty string")
+        return expanded
+    if isinstance(value, Mapping):
+        return {key: _expand_tree(item, f"{path}.{key}", context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand_tree(item, f"{path}[{index}]", context) for index, item in enumerate(value)]
+    return value
+
+
+# -- scalar parsers --------------------------------------------------------------
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)")
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": KIB, "kb": KIB, "kib": KIB,
+    "m": MIB, "mb": MIB, "mib": MIB,
+    "g": GIB, "gb": GIB, "gib": GIB,
+    "t": TIB, "tb": TIB, "tib": TIB,
+}  # fmt: skip
+
+
+def parse_size(value: Any, field: str) -> int:
+    """Bytes from an int or a string such as ``5242880``, ``8MiB``, ``8MB`` or ``1.5 GiB``.
+
+    KB, MB, GB and TB are binary (1024-based) here, as RoadRunner treats its own
+    ``MB`` settings, so ``5MB`` is exactly S3's 5 MiB minimum part size.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{field}: must be a size in bytes, got a boolean")
+    if isinstance(value, int | float):
+        if not (math.isfinite(value) and value >= 0 and float(value).is_integer()):
+            raise ConfigError(f"{field}: must be a whole number of bytes >= 0, got {value!r}")
+        return int(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{field}: must be a size such as 8MiB, got {_type_name(value)}")
+    match = _SIZE.fullmatch(value.strip())
+    unit = _SIZE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise ConfigError(
+            f"{field}: invalid size {_show(value)}; use bytes or a number with a unit "
+            "(B, KiB, MiB, GiB, TiB; KB/MB/GB/TB mean the same)"
+        )
+    size = Fraction(match.group(1)) * unit
+    if size.denominator != 1:
+        raise ConfigError(f"{field}: {_show(value)} is not a whole number of bytes")
+    return int(size)
+
+
+_DURATION_PIECE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION = re.compile(f"(?:{_DURATION_PIECE.pattern})+")
+_DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6,
+    "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+}  # fmt: skip
+
+
+def parse_duration(value: Any, field: str) -> float:
+    """Seconds from a number of seconds or a Go duration such as ``30s``, ``1m30s``, ``500ms``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{field}: must be a duration, got a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _duration_text(value.strip(), field)
+    else:
+        raise ConfigError(f"{field}: must be a duration such as 30s, got {_type_name(value)}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{field}: must be a duration >= 0, got {_show(value)}")
+    return seconds
+
+
+def _duration_text(text: str, field: str) -> float:
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    if not _DURATION.fullmatch(text):
+        raise ConfigError(
+            f"{field}: invalid duration {_show(text)}; use seconds (30) or a duration "
+            "such as 30s, 1m30s, 500ms"
+        )
+    return sum(
+        float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PIECE.findall(text)
+    )
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """``tcp://host:port``, ``tcp://[::1]:port``, ``tcp://:port`` (all interfaces) or ``unix://path``."""
+    if not isinstance(text, str):
+        raise ConfigError(f"listen address must be a string, got {_type_name(text)}")
+    stripped = text.strip()
+    scheme, separator, rest = stripped.partition("://")
+    if not separator or scheme.lower() not in ("tcp", "unix"):
+        raise ConfigError(
+            f"invalid listen address {_show(text)}: use tcp://host:port or unix:///path/to.sock"
+        )
+    if scheme.lower() == "unix":
+        return _parse_unix(rest, text)
+    return _parse_tcp(rest, text)
+
+
+def _parse_unix(path: str, text: str) -> ListenAddress:
+    if not path or "\0" in path:
+        raise ConfigError(f"invalid listen address {_show(text)}: no usable socket path")
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        raise ConfigError(
+            f"invalid listen address {_show(text)}: a unix socket path may have at most "
+            f"{MAX_UNIX_PATH} bytes"
+        )
+    return ListenAddress("unix", path=path)
+
+
+def _parse_tcp(hostport: str, text: str) -> ListenAddress:
+    if hostport.startswith("["):
+        host, bracket, port_text = hostport[1:].partition("]")
+        port_text = port_text[1:] if bracket and port_text.startswith(":") else ""
+        valid_host = bool(bracket) and _is_ipv6(host)
+    else:
+        host, _, port_text = hostport.rpartition(":")
+        # An unbracketed IPv6 address would leave colons in the host.
+        valid_host = re.fullmatch(r"[A-Za-z0-9._-]*", host) is not None
+    if not valid_host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(
+            f"invalid listen address {_show(text)}: use tcp://host:port with a port 0-65535 "
+            "(IPv6 hosts in brackets: tcp://[::1]:6001)"
+        )
+    return ListenAddress("tcp", host=host, port=int(port_text))
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+# -- reading sections ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Context:
+    env: Mapping[str, str]
+    warnings: list[str] = field(default_factory=list)
+    # Paths whose value referred to unset variables, to explain an empty required field.
+    unset: dict[str, list[str]] = field(default_factory=dict)
+
+
+class _Section:
+    """One mapping of the document: typed getters that name the key on error.
+
+    A key that is absent, null or "" (as an unset ``${VAR}`` leaves it) takes
+    its default. Keys never read are reported by :meth:`warn_unknown`.
+    """
+
+    def __init__(self, raw: Any, path: str, context: _Context) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{path}: must be a mapping, got {_type_name(raw)}")
+        self.raw = raw
+        self.path = path
+        self.context = context
+        self.read: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def get(self, key: str) -> Any:
+        self.read.add(key)
+        value = self.raw.get(key)
+        return None if value is None or value == "" else value
+
+    def text(self, key: str, default: str = "") -> str:
+        # Type errors never echo the value: this may be a secret.
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            hint = "; quote it in YAML" if _is_scalar(value) else ""
+            raise ConfigError(f"{self.where(key)}: must be a string, got {_type_name(value)}{hint}")
+        return value
+
+    def required_text(self, key: str) -> str:
+        value = self.text(key)
+        if not value:
+            unset = self.context.unset.get(self.where(key), [])
+            why = ", ".join(f"${{{name}}}" for name in unset)
+            raise ConfigError(f"{self.where(key)}: required", f"{why} not set" if why else "")
+        return value
+
+    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            raise ConfigError(f"{self.where(key)}: must be {_alternatives(choices)}, got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool | None) -> bool | None:
+        value = self.get(key)
+        if value is None or isinstance(value, bool):
+            return default if value is None else value
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        raise ConfigError(f"{self.where(key)}: must be true or false, got {_show(value)}")
+
+    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        value = self.get(key)
+        if value is None:
+            return default
+        number = _integer(value, self.where(key))
+        return _in_range(number, self.where(key), minimum, maximum, str)
+
+    def size(self, key: str, default: int, minimum: int, maximum: int) -> int:
+        value = self.get(key)
+        if value is None:
+            return default
+        size = parse_size(value, self.where(key))
+        return _in_range(size, self.where(key), minimum, maximum, _format_size)
+
+    def duration(self, key: str, default: float, *, positive: bool = False) -> float:
+        value = self.get(key)
+        if value is None:
+            return default
+        seconds = parse_duration(value, self.where(key))
+        if positive and seconds == 0:
+            raise ConfigError(f"{self.where(key)}: must be longer than 0")
+        return seconds
+
+    def section(self, key: str) -> _Section:
+        return _Section(self.get(key), self.where(key), self.context)
+
+    def named(self, key: str, what: str) -> dict[str, Any]:
+        """A mapping of user-chosen names (servers, buckets) to their raw settings."""
+        value = self.get(key)
+        if value is None or (isinstance(value, Mapping) and not value):
+            raise ConfigError(f"{self.where(key)}: at least one {what} is required")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{self.where(key)}: must be a mapping of {what} names to settings")
+        for name in value:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"{self.where(key)}: {what} names must be non-empty strings, got "
+                    f"{_show(name)}; quote it in YAML"
+                )
+        return dict(value)
+
+    def warn_unknown(self) -> None:
+        known = sorted(self.read)
+        for key in self.raw:
+            if key in self.read:
+                continue
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
+            self.context.warnings.append(f"unknown key {self.where(str(key))} ({hint})")
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    raise ConfigError(f"{where}: must be a whole number, got {_show(value)}")
+
+
+def _in_range(
+    value: int, where: str, minimum: int, maximum: int | None, show: Callable[[int], str]
+) -> int:
+    if value < minimum:
+        raise ConfigError(f"{where}: must be at least {show(minimum)}, got {show(value)}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{where}: must be at most {show(maximum)}, got {show(value)}")
+    return value
+
+
+# -- sections --------------------------------------------------------------------
+
+
+def _parse_document(data: Any, env: Mapping[str, str]) -> Config:
+    if data is None:
+        raise ConfigError("the config is empty; it needs an s3 section")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the config must be a mapping of sections, got {_type_name(data)}")
+    if data.get("s3") is None:
+        raise ConfigError("s3: section missing; it needs servers and buckets")
+    context = _Context(env)
+    # Only our two sections are expanded: the others are RoadRunner's business.
+    rpc = _Section(_expand_tree(data.get("rpc"), "rpc", context), "rpc", context)
+    s3 = _Section(_expand_tree(data["s3"], "s3", context), "s3", context)
+    rpc_settings = _parse_rpc(rpc)
+    s3_settings = _parse_s3(s3)
+    return Config(rpc_settings, s3_settings, tuple(context.warnings))
+
+
+def _parse_rpc(section: _Section) -> RPCSettings:
+    listen_text = section.text("listen", DEFAULT_LISTEN)
+    try:
+        listen = parse_listen(listen_text)
+    except ConfigError as exc:
+        raise ConfigError(f"{section.where('listen')}: {exc.message}") from None
+    settings = RPCSettings(
+        listen=listen,
+        socket_mode=_socket_mode(section.get("socket_mode"), section.where("socket_mode")),
+        max_frame_size=section.size("max_frame_size", 256 * MIB, MIN_FRAME_SIZE, MAX_FRAME_SIZE),
+        max_in_flight=section.integer("max_in_flight", 64, minimum=1),
+    )
+    section.warn_unknown()
+    return settings
+
+
+def _socket_mode(value: Any, where: str) -> int:
+    """A file mode: an int (YAML reads 0660 as octal) or an octal string like "0660"."""
+    if value is None:
+        return 0o600
+    if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{1,4}", value.strip()):
+        mode = int(value.strip().removeprefix("0o"), 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        raise ConfigError(f'{where}: must be an octal file mode such as "0660", got {_show(value)}')
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(
+            f"{where}: must be a file mode between 0000 and 0777, got {_show(value)}; "
+            'write it as an octal string such as "0660"'
+        )
+    return mode
+
+
+def _parse_s3(section: _Section) -> S3Settings:
+    servers = {
+        name: _parse_server(name, _Section(raw, f"s3.servers.{name}", section.context))
+        for name, raw in section.named("servers", "server").items()
+    }
+    buckets: dict[str, BucketConfig] = {}
+    for name, raw in section.named("buckets", "bucket").items():
+        bucket_section = _Section(raw, f"s3.buckets.{name}", section.context)
+        buckets[name] = _parse_bucket(name, bucket_section, servers)
+        bucket_section.warn_unknown()
+    settings = S3Settings(
+        default=_default_bucket(section, buckets),
+        servers=MappingProxyType(servers),
+        buckets=MappingProxyType(buckets),
+        shutdown_timeout=section.duration("shutdown_timeout", 30.0),
+        local_roots=_local_roots(section),
+        upload_idle_timeout=section.duration("upload_idle_timeout", 600.0, positive=True),
+        abort_stale_after=section.duration("abort_stale_after", 86400.0, positive=True),
+    )
+    section.warn_unknown()
+    return settings
+
+
+def _default_bucket(section: _Section, buckets: Mapping[str, BucketConfig]) -> str:
+    default = section.text("default")
+    known = ", ".join(buckets)
+    if not default:
+        if len(buckets) == 1:
+            return next(iter(buckets))
+        raise ConfigError(
+            f"{section.where('default')}: required when more than one bucket is configured "
+            f"(buckets: {known})"
+        )
+    if default not in buckets:
+        raise ConfigError(
+            f"{section.where('default')}: unknown bucket {default!r} (known: {known})"
+        )
+    return default
+
+
+def _local_roots(section: _Section) -> tuple[str, ...]:
+    where = section.where("local_roots")
+    value = section.get("local_roots")
+    if value is None:
+        return (tempfile.gettempdir(),)
+    roots = [value] if isinstance(value, str) else value
+    if not isinstance(roots, list) or not all(isinstance(root, str) for root in roots):
+        raise ConfigError(f"{where}: must be a list of absolute directory paths")
+    for index, root in enumerate(roots):
+        if not os.path.isabs(root):
+            raise ConfigError(f"{where}[{index}]: must be an absolute path, got {root!r}")
+        if not os.path.isdir(root):
+            section.context.warnings.append(f"{where}[{index}]: {root} is not a directory")
+    return tuple(roots)
+
+
+def _parse_server(name: str, section: _Section) -> ServerConfig:
+    credentials = section.section("credentials")
+    server = ServerConfig(
+        name=name,
+        region=section.required_text("region"),
+        endpoint=_endpoint(section),
+        credentials=Credentials(
+            key=credentials.required_text("key"),
+            secret=credentials.required_text("secret"),
+            token=credentials.text("token"),
+        ),
+        force_path_style=section.boolean("force_path_style", None),
+        checksums=section.choice("checksums", CHECKSUM_MODES, "when_required"),
+    )
+    credentials.warn_unknown()
+    section.warn_unknown()
+    return server
+
+
+def _endpoint(section: _Section) -> str:
+    """``http(s)://host[:port]``, without a trailing slash; "" means AWS."""
+    where = section.where("endpoint")
+    endpoint = section.text("endpoint").strip()
+    if not endpoint:
+        return ""
+    url = _http_url(endpoint, where)
+    if url.path not in ("", "/"):
+        raise ConfigError(
+            f"{where}: must be http(s)://host[:port] without a path, got {endpoint!r}"
+        )
+    return f"{url.scheme.lower()}://{url.netloc}"
+
+
+def _http_url(text: str, where: str) -> SplitResult:
+    """The split URL if ``text`` is an http(s) URL with a host and no credentials or query."""
+    try:
+        url = urlsplit(text)
+        _ = url.port  # raises ValueError unless the port is a number 0-65535
+    except ValueError:
+        raise ConfigError(f"{where}: invalid URL {_show(text)}") from None
+    if "@" in url.netloc:
+        # Never echo it: the user part may be a password.
+        raise ConfigError(f"{where}: must not carry credentials; use the credentials section")
+    if url.scheme.lower() not in ("http", "https") or not url.hostname:
+        raise ConfigError(
+            f"{where}: must be an http:// or https:// URL with a host, got {_show(text)}"
+        )
+    if url.query or url.fragment:
+        raise ConfigError(f"{where}: must not have a query or fragment, got {_show(text)}")
+    return url
+
+
+def _parse_bucket(
+    name: str, section: _Section, servers: Mapping[str, ServerConfig]
+) -> BucketConfig:
+    server = section.required_text("server")
+    if server not in servers:
+        raise ConfigError(
+            f"{section.where('server')}: unknown server {server!r} "
+            f"(known: {', '.join(servers) or 'none'})"
+        )
+    return BucketConfig(
+        name=name,
+        server=server,
+        bucket=_bucket_name(section),
+        prefix=_prefix(section),
+        visibility=section.choice("visibility", VISIBILITIES, "private"),
+        max_concurrent_operations=section.integer("max_concurrent_operations", 100, minimum=1),
+        part_size=section.size("part_size", 5 * MIB, MIN_PART_SIZE, MAX_PART_SIZE),
+        concurrency=section.integer("concurrency", 5, minimum=1, maximum=MAX_CONCURRENCY),
+        public_url=_public_url(section),
+        visibility_mode=section.choice("visibility_mode", VISIBILITY_MODES, "acl"),
+        multipart_copy_threshold=section.size(
+            "multipart_copy_threshold", 5 * GIB, 1, MAX_COPY_SIZE
+        ),
+    )
+
+
+def _bucket_name(section: _Section) -> str:
+    bucket = section.required_text("bucket")
+    if "/" in bucket or any(char.isspace() for char in bucket):
+        raise ConfigError(
+            f"{section.where('bucket')}: must be an S3 bucket name without '/' or spaces, "
+            f"got {bucket!r}; use prefix for a folder inside the bucket"
+        )
+    return bucket
+
+
+def _prefix(section: _Section) -> str:
+    prefix = section.text("prefix")
+    where = section.where("prefix")
+    if prefix.startswith("/"):
+        raise ConfigError(f"{where}: must not start with '/', got {prefix!r}")
+    if prefix and not prefix.endswith("/"):
+        # Kept as given: RoadRunner joins prefix and pathname directly too.
+        section.context.warnings.append(
+            f"{where}: {prefix!r} does not end with '/', so keys are {prefix}<pathname> "
+            f"(e.g. {prefix}file.txt)"
+        )
+    return prefix
+
+
+def _public_url(section: _Section) -> str:
+    public_url = section.text("public_url").strip()
+    if public_url:
+        _http_url(public_url, section.where("public_url"))
+    return public_url
+
+
+# -- describe ----------------------------------------------------------------------
+
+
+def describe(config: Config) -> str:
+    """A human summary of what the config serves; secrets masked, the key shown in part."""
+    rpc, s3 = config.rpc, config.s3
+    lines = [f"listen: {rpc.listen}"]
+    if rpc.listen.scheme == "unix":
+        lines.append(f"  socket_mode: {rpc.socket_mode:04o}")
+    lines += [
+        f"  max_frame_size: {_format_size(rpc.max_frame_size)}",
+        f"  max_in_flight: {rpc.max_in_flight}",
+        f"shutdown_timeout: {_format_duration(s3.shutdown_timeout)}",
+        f"upload_idle_timeout: {_format_duration(s3.upload_idle_timeout)}",
+        f"abort_stale_after: {_format_duration(s3.abort_stale_after)}",
+        f"local_roots: {', '.join(s3.local_roots) or '(none: local file transfers disabled)'}",
+        "servers:",
+    ]
+    for server in s3.servers.values():
+        lines += _describe_server(server)
+    lines.append(f"buckets (default: {s3.default}):")
+    for bucket in s3.buckets.values():
+        lines += _describe_bucket(bucket)
+    return "\n".join(lines)
+
+
+def _describe_server(server: ServerConfig) -> list[str]:
+    credentials = server.credentials
+    return [
+        f"  {server.name}:",
+        f"    endpoint: {server.endpoint or '(AWS)'}",
+        f"    region: {server.region}",
+        f"    url style: {'path' if server.path_style else 'virtual-hosted'}",
+        f"    checksums: {server.checksums}",
+        f"    credentials: key {mask_key(credentials.key)}, secret {MASK}, "
+        f"token {MASK if credentials.token else '(none)'}",
+    ]
+
+
+def _describe_bucket(bucket: BucketConfig) -> list[str]:
+    return [
+        f"  {bucket.name}:",
+        f"    server: {bucket.server}",
+        f"    bucket: {bucket.bucket}",
+        f"    prefix: {bucket.prefix!r}",
+        f"    visibility: {bucket.visibility} (visibility_mode: {bucket.visibility_mode})",
+        f"    max_concurrent_operations: {bucket.max_concurrent_operations}",
+        f"    part_size: {_format_size(bucket.part_size)}",
+        f"    concurrency: {bucket.concurrency}",
+        f"    multipart_copy_threshold: {_format_size(bucket.multipart_copy_threshold)}",
+        f"    public_url: {bucket.public_url or '(endpoint)'}",
+    ]
+
+
+def mask_key(key: str) -> str:
+    """An access key with only its first four characters shown (``AKIA****``)."""
+    return key[:4] + MASK if len(key) >= 8 else MASK
+
+
+# -- formatting helpers ----------------------------------------------------------
+
+
+def _format_size(size: int) -> str:
+    for unit, name in ((TIB, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size} bytes"
+
+
+def _format_duration(seconds: float) -> str:
+    if seconds >= 60 and seconds.is_integer():
+        minutes, rest = divmod(int(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+        return text + (f"{rest}s" if rest else "")
+    return f"{seconds:g}s"
+
+
+def _alternatives(choices: Sequence[str]) -> str:
+    return ", ".join(choices[:-1]) + f" or {choices[-1]}"
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, int | float | bool)
+
+
+def _show(value: Any) -> str:
+    """A value for an error message, cut short. Never call it with a secret."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)

@@ -1,0 +1,189 @@
+"""Argument and result encodings of Goridge RPC: JSON, msgpack and raw.
+
+A request's codec flag says how its argument object is encoded; the answer
+goes back in the same codec. :func:`decode_args` turns the bytes after the
+method name into a ``dict`` and raises only :class:`CodecError`, whatever the
+input, so a bad argument becomes an error answer and never a dropped
+connection. It follows what PHP really sends: an empty PHP array arrives as
+``[]`` (JSON) or ``0x90`` (msgpack) and means no arguments, and msgpack strings
+may hold arbitrary bytes, which are kept as surrogate escapes so the method
+layer can recover them exactly. Under JSON and raw, byte values cannot travel
+as such and go as base64 text (:data:`BINARY_AS_BASE64`); under msgpack they
+are packed as bin. Go-only codecs (gob, proto) are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import msgpack
+
+from trio_s3rpc.goridge.frame import (
+    CODEC_GOB,
+    CODEC_JSON,
+    CODEC_MASK,
+    CODEC_MSGPACK,
+    CODEC_PROTO,
+    CODEC_RAW,
+)
+
+BINARY_AS_BASE64: frozenset[int] = frozenset({CODEC_JSON, CODEC_RAW})
+"""Codecs under which byte fields travel as base64 text."""
+
+MAX_NESTING = 32
+"""Deepest nesting of maps and lists accepted in an argument; real calls use 3."""
+
+_NAMES = {
+    CODEC_RAW: "raw",
+    CODEC_JSON: "json",
+    CODEC_MSGPACK: "msgpack",
+    CODEC_GOB: "gob",
+    CODEC_PROTO: "proto",
+}
+_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+class CodecError(Exception):
+    """The argument cannot be decoded; ``str()`` is a clear message (becomes INVALID_REQUEST)."""
+
+
+def codec_name(codec: int) -> str:
+    """``"json"``, ``"msgpack"``, ``"raw"``, ``"gob"``, ``"proto"`` or ``"none"``.
+
+    Only the codec bits count; several set at once are joined with ``+``.
+    """
+    names = [name for bit, name in _NAMES.items() if codec & bit]
+    return "+".join(names) if names else "none"
+
+
+def decode_args(codec: int, body: bytes) -> dict[str, Any]:
+    """The argument object encoded in ``body``; raises only CodecError."""
+    codec &= CODEC_MASK
+    if codec == CODEC_JSON:
+        return _decode_json(body)
+    if codec == CODEC_MSGPACK:
+        return _decode_msgpack(body)
+    if codec == CODEC_RAW:
+        return _decode_json(body) if body else {}
+    _unsupported(codec)
+
+
+def encode_result(codec: int, result: Mapping[str, Any]) -> bytes:
+    """``result`` in the given codec; bytes become base64 text under JSON and raw."""
+    codec &= CODEC_MASK
+    if codec in BINARY_AS_BASE64:
+        return json.dumps(result, separators=(",", ":"), default=_json_default).encode("ascii")
+    if codec == CODEC_MSGPACK:
+        packed: bytes = msgpack.packb(result, use_bin_type=True, unicode_errors="surrogateescape")
+        return packed
+    _unsupported(codec)
+
+
+def _unsupported(codec: int) -> NoReturn:
+    if codec == 0:
+        raise CodecError("the frame names no codec; use JSON or msgpack")
+    name = codec_name(codec)
+    if "+" in name:
+        raise CodecError(f"the frame sets several codec flags ({name}); set exactly one")
+    raise CodecError(f"the {name} codec is not supported; use JSON or msgpack")
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} cannot be encoded as JSON")
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise CodecError(f"invalid JSON: {name} is not a JSON value")
+
+
+def _decode_json(body: bytes) -> dict[str, Any]:
+    # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CodecError(
+            f"arguments are not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise CodecError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise CodecError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+        raise CodecError(f"invalid JSON: {exc}") from None
+    return _as_arguments(value, "a JSON object")
+
+
+def _refuse_extension(code: int, data: bytes) -> NoReturn:
+    raise CodecError(f"msgpack extension type {code} is not supported")
+
+
+def _decode_msgpack(body: bytes) -> dict[str, Any]:
+    # unpackb caps every length at len(body), so a lying length cannot allocate
+    # more than the frame already holds.
+    try:
+        value = msgpack.unpackb(
+            body, raw=False, unicode_errors="surrogateescape", ext_hook=_refuse_extension
+        )
+    except msgpack.ExtraData as exc:
+        raise CodecError(
+            f"invalid msgpack: {len(exc.extra)} bytes of trailing data after the arguments"
+        ) from None
+    except msgpack.StackError:
+        raise CodecError("invalid msgpack: nested too deeply") from None
+    except msgpack.FormatError:
+        raise CodecError("invalid msgpack: reserved type byte 0xc1") from None
+    except ValueError as exc:  # truncated data, lengths beyond the data, non-string keys
+        raise CodecError(f"invalid msgpack: {exc}") from None
+    return _as_arguments(value, "a msgpack map")
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _as_arguments(value: object, expected: str) -> dict[str, Any]:
+    """Check the decoded top level is an argument object (PHP's ``[]`` is an empty one)."""
+    if isinstance(value, list) and not value:
+        return {}
+    if not isinstance(value, dict):
+        raise CodecError(f"arguments must be {expected}, got {_kind(value)}")
+    _check_tree(value)
+    return value
+
+
+def _check_tree(root: dict[str, Any]) -> None:
+    """Reject non-string map keys, values of unexpected types, and deep nesting.
+
+    Iterative, so a hostile argument cannot exhaust the Python stack here or
+    in the method layer that walks the value afterwards.
+    """
+    pending: list[tuple[object, int]] = [(root, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            if depth > MAX_NESTING:
+                raise CodecError(f"arguments are nested deeper than {MAX_NESTING} levels")
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise CodecError(f"map keys must be strings, got {_kind(key)}")
+                if isinstance(item, dict | list):
+                    pending.append((item, depth + 1))
+                elif not isinstance(item, _SCALARS):
+                    raise CodecError(f"value of type {_kind(item)} is not supported")
+        elif isinstance(value, list):
+            if depth > MAX_NESTING:
+                raise CodecError(f"arguments are nested deeper than {MAX_NESTING} levels")
+            for item in value:
+                if isinstance(item, dict | list):
+                    pending.append((item, depth + 1))
+                elif not isinstance(item, _SCALARS):
+                    raise CodecError(f"value of type {_kind(item)} is not supported")

@@ -1,0 +1,224 @@
+"""Goridge frames and RPC calls as bytes, without any I/O (sans-IO, like h11).
+
+A frame is a 12-byte header (version and header length, flags, payload length,
+CRC32 of the first six bytes, stream byte, reserved byte), up to ten uint32
+option words, then the payload; every integer is little-endian. Bytes go into
+:class:`FrameDecoder` through ``receive_data()`` and whole :class:`Frame` records
+come out of ``next_frame()``; the decoder checks each header as soon as its
+twelve bytes are present, so a corrupt or oversized frame is refused before its
+payload is buffered. An RPC call is a frame with options ``[seq, method
+length]`` whose payload is the method name followed by the encoded argument;
+:func:`parse_rpc_request` and the ``encode_rpc_*`` helpers handle that layer.
+Nothing here knows about sockets, trio or S3.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+VERSION = 1
+
+FLAG_CONTROL = 0x01
+CODEC_RAW = 0x04
+CODEC_JSON = 0x08
+CODEC_MSGPACK = 0x10
+CODEC_GOB = 0x20
+FLAG_ERROR = 0x40
+CODEC_PROTO = 0x80
+CODEC_MASK = CODEC_RAW | CODEC_JSON | CODEC_MSGPACK | CODEC_GOB | CODEC_PROTO
+
+DEFAULT_MAX_PAYLOAD = 256 * 1024 * 1024
+
+HEADER_SIZE = 12
+MAX_OPTIONS = 10
+_MIN_HEADER_WORDS = 3
+_MAX_HEADER_WORDS = _MIN_HEADER_WORDS + MAX_OPTIONS
+_MAX_UINT32 = 0xFFFFFFFF
+
+# The CRC covers only the first six bytes, so the header is packed in two steps.
+_CRC_PREFIX = struct.Struct("<BBI")
+_HEADER = struct.Struct("<BBIIBB")
+_OPTIONS = tuple(struct.Struct(f"<{count}I") for count in range(MAX_OPTIONS + 1))
+
+
+class FrameError(Exception):
+    """A frame that cannot be trusted; the connection must be closed.
+
+    ``str()`` says what was wrong.
+    """
+
+
+@dataclass(slots=True, frozen=True)
+class Frame:
+    flags: int
+    options: tuple[int, ...]
+    payload: bytes
+    stream: int = 0
+
+
+def _header(flags: int, options: Sequence[int], payload_length: int, stream: int) -> bytes:
+    """The 12 header bytes and the option words, validated (ValueError is a caller bug)."""
+    if not 0 <= flags <= 0xFF:
+        raise ValueError(f"flags must fit in one byte, got {flags}")
+    if not 0 <= stream <= 0xFF:
+        raise ValueError(f"stream must fit in one byte, got {stream}")
+    if len(options) > MAX_OPTIONS:
+        raise ValueError(f"a frame carries at most {MAX_OPTIONS} options, got {len(options)}")
+    if payload_length > _MAX_UINT32:
+        raise ValueError(f"payload of {payload_length} bytes exceeds the 4 GiB frame limit")
+    first = (VERSION << 4) | (_MIN_HEADER_WORDS + len(options))
+    crc = zlib.crc32(_CRC_PREFIX.pack(first, flags, payload_length))
+    try:
+        words = _OPTIONS[len(options)].pack(*options)
+    except struct.error:
+        raise ValueError(f"options must be uint32 values, got {list(options)}") from None
+    return _HEADER.pack(first, flags, payload_length, crc, stream, 0) + words
+
+
+def encode_frame(flags: int, options: Sequence[int], payload: bytes, stream: int = 0) -> bytes:
+    """One whole frame: header, option words, payload."""
+    return _header(flags, options, len(payload), stream) + payload
+
+
+class FrameDecoder:
+    """Incremental frame decoder: feed bytes in any pieces, take whole frames out.
+
+    After a :class:`FrameError` the decoder is poisoned and raises the same
+    error again, since nothing after a broken frame can be located reliably.
+    """
+
+    __slots__ = ("_buffer", "_error", "_frame_size", "_max_payload")
+
+    def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self._max_payload = max_payload
+        self._buffer = bytearray()
+        # Size of the frame whose header was already checked, so waiting for a
+        # large payload costs O(1) per call instead of re-parsing the header.
+        self._frame_size = 0
+        self._error: FrameError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held but not yet returned as frames."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes read from the connection."""
+        self._buffer += data
+
+    def next_frame(self) -> Frame | None:
+        """The next whole frame, or None until more bytes arrive.
+
+        Raises :class:`FrameError` as soon as a header is present and invalid.
+        """
+        if self._error is not None:
+            raise self._error
+        buffer = self._buffer
+        if not self._frame_size:
+            if len(buffer) < HEADER_SIZE:
+                return None
+            try:
+                self._frame_size = self._check_header(buffer)
+            except FrameError as exc:
+                self._error = exc
+                raise
+        frame_size = self._frame_size
+        if len(buffer) < frame_size:
+            return None
+        first, flags, _, _, stream, _ = _HEADER.unpack_from(buffer)
+        header_size = (first & 0x0F) * 4
+        options = _OPTIONS[(first & 0x0F) - _MIN_HEADER_WORDS].unpack_from(buffer, HEADER_SIZE)
+        # A memoryview slice copies the payload once; a bytearray slice would copy twice.
+        with memoryview(buffer) as view:
+            payload = bytes(view[header_size:frame_size])
+        # Deleting from the front of a bytearray only moves its start: no memmove.
+        del buffer[:frame_size]
+        self._frame_size = 0
+        return Frame(flags, options, payload, stream)
+
+    def _check_header(self, buffer: bytearray) -> int:
+        """Validate the 12-byte header at the buffer's start; return the whole frame's size."""
+        first, _, payload_length, crc, _, _ = _HEADER.unpack_from(buffer)
+        version, words = first >> 4, first & 0x0F
+        # The CRC comes first: on a mismatch the other fields are noise too.
+        if zlib.crc32(buffer[:6]) != crc:
+            raise FrameError(
+                f"header CRC mismatch (not a Goridge frame, or the stream lost sync): "
+                f"header says {crc:#010x}, bytes 0..5 give {zlib.crc32(buffer[:6]):#010x}"
+            )
+        if version != VERSION:
+            raise FrameError(f"unsupported protocol version {version} (expected {VERSION})")
+        if not _MIN_HEADER_WORDS <= words <= _MAX_HEADER_WORDS:
+            raise FrameError(
+                f"header length of {words} words is outside {_MIN_HEADER_WORDS}.."
+                f"{_MAX_HEADER_WORDS} (at most {MAX_OPTIONS} options)"
+            )
+        if payload_length > self._max_payload:
+            raise FrameError(
+                f"payload of {payload_length} bytes exceeds the maximum of "
+                f"{self._max_payload} bytes"
+            )
+        frame_size: int = words * 4 + payload_length
+        return frame_size
+
+
+@dataclass(slots=True, frozen=True)
+class RPCRequest:
+    seq: int
+    method: str
+    codec: int
+    """``flags & CODEC_MASK``: 0 when the frame names no codec."""
+    body: bytes
+    """The encoded argument: the payload after the method name."""
+
+
+def parse_rpc_request(frame: Frame) -> RPCRequest:
+    """Split an RPC request frame into seq, method, codec and argument bytes."""
+    if len(frame.options) != 2:
+        raise FrameError(
+            f"an RPC request needs 2 options [seq, method length], got {len(frame.options)}"
+        )
+    seq, method_length = frame.options
+    payload = frame.payload
+    if method_length > len(payload):
+        raise FrameError(
+            f"method length {method_length} exceeds the payload of {len(payload)} bytes"
+        )
+    try:
+        method = payload[:method_length].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameError(
+            f"method name is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
+    return RPCRequest(seq, method, frame.flags & CODEC_MASK, payload[method_length:])
+
+
+def _rpc_frame(seq: int, method: str, flags: int, body: bytes) -> bytes:
+    name = method.encode("utf-8")
+    if not 0 <= seq <= _MAX_UINT32:
+        raise ValueError(f"seq must be a uint32, got {seq}")
+    # One join copies the (possibly large) body once.
+    return b"".join((_header(flags, (seq, len(name)), len(name) + len(body), 0), name, body))
+
+
+def encode_rpc_request(seq: int, method: str, codec: int, body: bytes) -> bytes:
+    """A request frame as the PHP client sends it: options ``[seq, len(method)]``."""
+    return _rpc_frame(seq, method, codec, body)
+
+
+def encode_rpc_response(seq: int, method: str, codec: int, body: bytes) -> bytes:
+    """A successful answer: same seq, method and codec as the request."""
+    return _rpc_frame(seq, method, codec, body)
+
+
+def encode_rpc_error(seq: int, method: str, codec: int, message: str) -> bytes:
+    """An error answer: flags ``codec | FLAG_ERROR``, body the UTF-8 message.
+
+    Messages may quote client input that carries lone surrogates (from
+    msgpack's surrogateescape); those are written as ``\\udcff`` escapes so the
+    body is always valid UTF-8 and encoding never fails.
+    """
+    return _rpc_frame(seq, method, codec | FLAG_ERROR, message.encode("utf-8", "backslashreplace"))

@@ -1,0 +1,355 @@
+"""Listeners, one nursery per connection, and graceful shutdown.
+
+The server owns a nursery of connections. Each connection runs a reader that
+feeds the sans-IO frame decoder and starts one task per request in the
+connection's own nursery, so a connection's calls run concurrently and their
+answers leave in whatever order they finish; a lock keeps writes whole. A
+semaphore bounds the calls in flight per connection: when it is exhausted the
+reader stops reading, and the kernel's buffers push back on the client.
+
+Shutdown (``request_shutdown``) closes the listeners at once and asks every
+connection to close as soon as it is idle (no call in flight, no partial
+frame); calls already received or arriving meanwhile are served. After
+``shutdown_timeout`` whatever remains is cancelled and answered
+``SHUTTING_DOWN`` where the connection can still take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import socket as stdlib_socket
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+import trio
+
+from trio_s3rpc.config import ListenAddress, RPCSettings
+from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.goridge.frame import (
+    FLAG_CONTROL,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    RPCRequest,
+    encode_rpc_error,
+    parse_rpc_request,
+)
+from trio_s3rpc.rpc.registry import Dispatcher
+
+log = logging.getLogger("trio_s3rpc.rpc")
+
+RECEIVE_SIZE = 256 * 1024
+# Errors from accept() that mean "out of resources for now": keep serving.
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_SHUTDOWN_ANSWER_TIMEOUT = 1.0
+
+
+class Connection:
+    """One client connection: reader, concurrent calls, serialized writes."""
+
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        dispatcher: Dispatcher,
+        settings: RPCSettings,
+        peer: str,
+        connection_id: int,
+    ) -> None:
+        self._stream = stream
+        self._dispatcher = dispatcher
+        self._decoder = FrameDecoder(settings.max_frame_size)
+        self._slots = trio.Semaphore(settings.max_in_flight)
+        self._send_lock = trio.Lock()
+        self._in_flight = 0
+        self._closing = False
+        self._server_stopping = False
+        self._client_gone = False
+        self._read_scope = trio.CancelScope()
+        self.peer = peer
+        self.id = connection_id
+
+    @property
+    def idle(self) -> bool:
+        return self._in_flight == 0 and self._decoder.buffered == 0
+
+    def close_when_idle(self) -> None:
+        """Stop reading once no call is in flight and no frame is half received."""
+        self._closing = True
+        self._server_stopping = True
+        if self.idle:
+            self._read_scope.cancel()
+
+    async def run(self) -> None:
+        """Serve the connection until the client leaves, errs, or shutdown idles it.
+
+        Cancellation (the server's shutdown deadline) cancels every call on the
+        connection; each tries to answer ``SHUTTING_DOWN`` first.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                with self._read_scope:
+                    await self._read_loop(nursery)
+                if self._client_gone:
+                    # A client that hangs up cancels its calls: nobody will
+                    # read their answers, and their uploads must be aborted.
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self._client_gone = True
+                return
+            self._decoder.receive_data(data)
+            while True:
+                try:
+                    frame = self._decoder.next_frame()
+                    if frame is None:
+                        break
+                    request = self._request_from(frame)
+                except FrameError as exc:
+                    log.warning(
+                        "event=bad_frame connection=%d peer=%s error=%r; closing connection",
+                        self.id,
+                        self.peer,
+                        str(exc),
+                    )
+                    self._client_gone = True
+                    return
+                if request is None:
+                    continue
+                await self._slots.acquire()
+                self._in_flight += 1
+                nursery.start_soon(self._serve_call, request)
+
+    def _request_from(self, frame: Frame) -> RPCRequest | None:
+        if frame.flags & FLAG_CONTROL:
+            # Control frames (stream PING/STOP) carry no call; nothing to answer.
+            return None
+        return parse_rpc_request(frame)
+
+    async def _serve_call(self, request: RPCRequest) -> None:
+        try:
+            try:
+                answer = await self._dispatcher.answer(request)
+            except trio.Cancelled:
+                if self._server_stopping and not self._client_gone:
+                    await self._answer_shutting_down(request)
+                raise
+            await self._send(answer)
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+            if self._closing and self.idle:
+                self._read_scope.cancel()
+
+    async def _answer_shutting_down(self, request: RPCRequest) -> None:
+        error = RPCError(
+            ErrorCode.SHUTTING_DOWN,
+            "the server stopped before this call finished",
+            f"method: {request.method}",
+        )
+        frame = encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
+        with trio.CancelScope(shield=True), trio.move_on_after(_SHUTDOWN_ANSWER_TIMEOUT):
+            await self._send(frame)
+
+    async def _send(self, frame: bytes) -> None:
+        try:
+            async with self._send_lock:
+                await self._stream.send_all(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client is gone: stop reading; run() cancels the other calls.
+            self._client_gone = True
+            self._read_scope.cancel()
+
+
+class RPCServer:
+    """Accepts connections on one listen address and serves them until shutdown."""
+
+    def __init__(
+        self, settings: RPCSettings, dispatcher: Dispatcher, *, shutdown_timeout: float
+    ) -> None:
+        self.settings = settings
+        self._dispatcher = dispatcher
+        self._shutdown_timeout = shutdown_timeout
+        self._shutdown = trio.Event()
+        self._connections: set[Connection] = set()
+        self._ids = itertools.count(1)
+        self.address: ListenAddress | None = None
+        self._listeners: list[trio.SocketListener] | None = None
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful stop; ``serve`` returns when it is complete."""
+        self._shutdown.set()
+
+    async def open(self) -> ListenAddress:
+        """Bind the listen address now, so a bad address fails before anything starts.
+
+        Idempotent: a second call answers the address already bound.
+        """
+        if self._listeners is None or self.address is None:
+            self._listeners, self.address = await open_listeners(self.settings)
+        return self.address
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, report the bound address through ``task_status``, serve until shutdown.
+
+        Cancelling ``serve`` cancels every connection at once.
+        """
+        await self.open()
+        assert self._listeners is not None and self.address is not None
+        listeners = self._listeners
+        unix_path = self.address.path if self.address.scheme == "unix" else ""
+        try:
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, connections)
+                    log.info("event=listening address=%s", self.address)
+                    task_status.started(self.address)
+                    await self._shutdown.wait()
+                    acceptors.cancel_scope.cancel()
+                for listener in listeners:
+                    await listener.aclose()
+                if unix_path:
+                    _remove_socket_file(unix_path)
+                    unix_path = ""
+                log.info(
+                    "event=shutdown_started connections=%d grace_seconds=%s",
+                    len(self._connections),
+                    self._shutdown_timeout,
+                )
+                for connection in list(self._connections):
+                    connection.close_when_idle()
+                connections.cancel_scope.deadline = trio.current_time() + self._shutdown_timeout
+            if connections.cancel_scope.cancelled_caught:
+                log.warning("event=shutdown_deadline_reached cancelled_remaining_calls=true")
+            log.info("event=shutdown_complete")
+        finally:
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+            if unix_path:
+                _remove_socket_file(unix_path)
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                    log.error(
+                        "event=accept_failed error=%r; retrying in 100 ms", os.strerror(exc.errno)
+                    )
+                    await trio.sleep(0.1)
+                    continue
+                raise
+            connection = Connection(
+                stream, self._dispatcher, self.settings, _peer_name(stream), next(self._ids)
+            )
+            if self._shutdown.is_set():
+                connection.close_when_idle()
+            nursery.start_soon(self._run_connection, connection)
+
+    async def _run_connection(self, connection: Connection) -> None:
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return "?"
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) or "unix"
+
+
+async def open_listeners(settings: RPCSettings) -> tuple[list[trio.SocketListener], ListenAddress]:
+    """Open the listen address; for tcp port 0 the answer carries the bound port."""
+    address = settings.listen
+    if address.scheme == "unix":
+        return [await _open_unix_listener(address.path, settings.socket_mode)], address
+    host = address.host or None
+    try:
+        listeners = await trio.open_tcp_listeners(address.port, host=host)
+    except OSError as exc:
+        raise RPCError(
+            ErrorCode.INVALID_CONFIG, f"cannot listen on {address}: {exc.strerror}"
+        ) from None
+    port = listeners[0].socket.getsockname()[1]
+    return list(listeners), ListenAddress("tcp", host=address.host, port=port)
+
+
+async def _open_unix_listener(path: str, mode: int) -> trio.SocketListener:
+    _clear_stale_socket(path)
+    sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        with _umask(0o177):
+            await sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(stdlib_socket.SOMAXCONN)
+    except OSError as exc:
+        sock.close()
+        raise RPCError(
+            ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: {exc.strerror}"
+        ) from None
+    return trio.SocketListener(sock)
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Remove a socket file left by a dead server; refuse to steal a live one."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise RPCError(
+            ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: a non-socket file is there"
+        )
+    probe = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody answers: stale
+        log.info("event=stale_socket_removed path=%s", path)
+        return
+    finally:
+        probe.close()
+    raise RPCError(
+        ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: another server is listening"
+    )
+
+
+def _remove_socket_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)

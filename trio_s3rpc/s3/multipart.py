@@ -1,0 +1,229 @@
+"""One multipart upload: a coordinator, its part tasks, and the abort that always runs.
+
+The coordinator creates the upload, then runs a nursery in which a producer
+takes parts from the caller's source and hands them over an unbuffered
+channel to ``concurrency`` part tasks. Memory is therefore bounded by the
+parts in flight plus the one being produced. Any failure or cancellation
+(a part failing after its retries, the caller's connection closing, shutdown)
+cancels the sibling parts through the nursery and aborts the upload on the
+service in a shielded scope, so nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import trio
+
+from trio_s3rpc.errors import first_error
+from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.transport import S3Error, S3Transport
+
+log = logging.getLogger("trio_s3rpc.s3")
+
+ABORT_TIMEOUT = 30.0
+MAX_PARTS = 10_000
+
+
+@dataclass(slots=True, frozen=True)
+class CompletedUpload:
+    etag: str
+    size: int
+    parts: int
+
+
+@dataclass(slots=True)
+class MultipartTarget:
+    """Where an upload goes and how its requests are made."""
+
+    transport: S3Transport
+    bucket: str
+    key: str
+    limiter: trio.CapacityLimiter
+    create_headers: Mapping[str, str]
+
+
+PartCallback = Callable[[int, int], None]
+T = TypeVar("T")
+
+
+async def create_upload(target: MultipartTarget) -> str:
+    async with target.limiter:
+        response = await target.transport.request(
+            "CreateMultipartUpload",
+            "POST",
+            target.bucket,
+            target.key,
+            query={"uploads": ""},
+            headers=target.create_headers,
+            idempotent=False,
+        )
+    return s3xml.parse_initiate_multipart(response.content)
+
+
+async def upload_part(target: MultipartTarget, upload_id: str, number: int, data: bytes) -> str:
+    """Send one part and return its ETag (re-sending a part number is safe)."""
+    async with target.limiter:
+        response = await target.transport.request(
+            "UploadPart",
+            "PUT",
+            target.bucket,
+            target.key,
+            query={"partNumber": str(number), "uploadId": upload_id},
+            body=data,
+        )
+    etag = str(response.headers.get("etag", ""))
+    if not etag:
+        raise S3Error("UploadPart", response.status, "MalformedResponse", "answer had no ETag")
+    return etag
+
+
+async def complete_upload(target: MultipartTarget, upload_id: str, etags: Mapping[int, str]) -> str:
+    body = s3xml.build_complete_multipart(sorted(etags.items()))
+    async with target.limiter:
+        response = await target.transport.request(
+            "CompleteMultipartUpload",
+            "POST",
+            target.bucket,
+            target.key,
+            query={"uploadId": upload_id},
+            headers={"Content-Type": "application/xml"},
+            body=body,
+        )
+    # S3 may answer 200 and still fail the completion in the body.
+    etag, _ = s3xml.parse_copy_result(response.content, "CompleteMultipartUpload")
+    return etag
+
+
+async def abort_upload(target: MultipartTarget, upload_id: str) -> None:
+    """Abort the upload; runs shielded with its own deadline, logs instead of raising."""
+    with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT) as scope:
+        try:
+            await target.transport.request(
+                "AbortMultipartUpload",
+                "DELETE",
+                target.bucket,
+                target.key,
+                query={"uploadId": upload_id},
+                ok_statuses=(200, 204, 404),
+            )
+        except S3Error as exc:
+            log.error(
+                "event=abort_failed bucket=%s key=%s upload_id=%s error=%r",
+                target.bucket,
+                target.key,
+                upload_id,
+                str(exc),
+            )
+            return
+    if scope.cancelled_caught:
+        log.error(
+            "event=abort_timed_out bucket=%s key=%s upload_id=%s",
+            target.bucket,
+            target.key,
+            upload_id,
+        )
+    else:
+        log.info("event=upload_aborted bucket=%s key=%s", target.bucket, target.key)
+
+
+PartSender = Callable[[str, int, T], Awaitable[tuple[str, int]]]
+
+
+def bytes_part_sender(target: MultipartTarget) -> PartSender[bytes]:
+    """Parts given as bytes, sent with UploadPart."""
+
+    async def send(upload_id: str, number: int, data: bytes) -> tuple[str, int]:
+        return await upload_part(target, upload_id, number, data), len(data)
+
+    return send
+
+
+async def upload_multipart(
+    target: MultipartTarget,
+    parts: AsyncIterable[T],
+    *,
+    concurrency: int,
+    send_part: PartSender[T] | None = None,
+    on_part: PartCallback | None = None,
+) -> CompletedUpload:
+    """Upload every part the source yields, in order, with ``concurrency`` in flight.
+
+    ``send_part`` sends one part and answers its ETag and size; by default a
+    part is bytes sent with UploadPart. Completed or aborted, never left open:
+    any exception or cancellation aborts the upload before it propagates.
+    """
+    sender: PartSender[Any] = send_part or bytes_part_sender(target)
+    upload_id = await create_upload(target)
+    try:
+        etags, size = await _send_parts(upload_id, parts, concurrency, sender, on_part)
+        if not etags:
+            raise ValueError("a multipart upload needs at least one part")
+        etag = await complete_upload(target, upload_id, etags)
+    except BaseException:
+        await abort_upload(target, upload_id)
+        raise
+    return CompletedUpload(etag=etag, size=size, parts=len(etags))
+
+
+async def _send_parts(
+    upload_id: str,
+    parts: AsyncIterable[T],
+    concurrency: int,
+    send_part: PartSender[T],
+    on_part: PartCallback | None,
+) -> tuple[dict[int, str], int]:
+    etags: dict[int, str] = {}
+    total = 0
+    send_channel, receive_channel = trio.open_memory_channel[tuple[int, T]](0)
+
+    async def part_task(receive: trio.MemoryReceiveChannel[tuple[int, T]]) -> None:
+        nonlocal total
+        async with receive:
+            async for number, part in receive:
+                etags[number], size = await send_part(upload_id, number, part)
+                total += size
+                if on_part is not None:
+                    on_part(number, size)
+
+    with first_error():
+        async with trio.open_nursery() as nursery:
+            async with receive_channel:
+                for _ in range(concurrency):
+                    nursery.start_soon(part_task, receive_channel.clone())
+            async with send_channel:
+                number = 0
+                async for part in parts:
+                    number += 1
+                    if number > MAX_PARTS:
+                        raise ValueError(
+                            f"more than {MAX_PARTS} parts: raise part_size to upload this much"
+                        )
+                    await send_channel.send((number, part))
+    return etags, total
+
+
+def copy_part_sender(target: MultipartTarget, copy_source: str) -> PartSender[tuple[int, int]]:
+    """Parts given as byte ranges ``(start, end)`` of ``copy_source``, sent with UploadPartCopy."""
+
+    async def send(upload_id: str, number: int, span: tuple[int, int]) -> tuple[str, int]:
+        start, end = span
+        async with target.limiter:
+            response = await target.transport.request(
+                "UploadPartCopy",
+                "PUT",
+                target.bucket,
+                target.key,
+                query={"partNumber": str(number), "uploadId": upload_id},
+                headers={
+                    "x-amz-copy-source": copy_source,
+                    "x-amz-copy-source-range": f"bytes={start}-{end - 1}",
+                },
+            )
+        etag, _ = s3xml.parse_copy_result(response.content, "UploadPartCopy")
+        return etag, end - start
+
+    return send
