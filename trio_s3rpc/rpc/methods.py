@@ -261,7 +261,9 @@ class S3Methods:
         add("s3.Move", CopyRequest, ObjectWrittenResponse, self.move)
         add("s3.GetMetadata", PathRequest, MetadataResponse, self.get_metadata)
         add("s3.SetVisibility", SetVisibilityRequest, SuccessResponse, self.set_visibility)
-        add("s3.GetPublicURL", PublicURLRequest, PublicURLResponse, self.get_public_url)
+        add(
+            "s3.GetPublicURL", PublicURLRequest, PublicURLResponse, self.get_public_url, inline=True
+        )
         add("s3.ListObjects", ListObjectsRequest, ListObjectsResponse, self.list_objects)
         add("s3.WriteFile", WriteFileRequest, ObjectWrittenResponse, self.write_file)
         add("s3.ReadFile", ReadFileRequest, ReadFileResponse, self.read_file)

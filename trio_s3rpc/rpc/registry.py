@@ -30,6 +30,8 @@ class Method(Generic[Req, Resp]):
     handler: Callable[[Req], Awaitable[Resp]]
     decoder: RequestDecoder[Req]
     encoder: ResponseEncoder
+    # True for methods that never wait on I/O (answered without a task of their own).
+    inline: bool = False
 
 
 class MethodRegistry:
@@ -44,11 +46,13 @@ class MethodRegistry:
         request_type: type[Req],
         response_type: type[Resp],
         handler: Callable[[Req], Awaitable[Resp]],
+        *,
+        inline: bool = False,
     ) -> None:
         if name in self._methods:
             raise ValueError(f"method {name} registered twice")
         self._methods[name] = Method(
-            name, handler, RequestDecoder(request_type), ResponseEncoder(response_type)
+            name, handler, RequestDecoder(request_type), ResponseEncoder(response_type), inline
         )
 
     def get(self, name: str) -> Method[Any, Any] | None:
@@ -68,6 +72,10 @@ class Dispatcher:
 
     def __init__(self, registry: MethodRegistry) -> None:
         self.registry = registry
+
+    def is_inline(self, name: str) -> bool:
+        method = self.registry.get(name)
+        return method is not None and method.inline
 
     async def answer(self, request: RPCRequest) -> bytes:
         """Run the request's method and return the whole answer frame.

@@ -63,7 +63,9 @@ class Connection:
         self._stream = stream
         self._dispatcher = dispatcher
         self._decoder = FrameDecoder(settings.max_frame_size)
-        self._slots = trio.Semaphore(settings.max_in_flight)
+        self._max_in_flight = settings.max_in_flight
+        self._slot_freed = trio.Event()
+        self._fd = stream.socket.fileno()
         self._send_lock = trio.Lock()
         self._in_flight = 0
         self._closing = False
@@ -129,7 +131,16 @@ class Connection:
                     return
                 if request is None:
                     continue
-                await self._slots.acquire()
+                if self._dispatcher.is_inline(request.method):
+                    # Methods that never wait on I/O are answered right here:
+                    # a task per call would cost more than the call itself.
+                    self._in_flight += 1
+                    await self._serve_call(request)
+                    continue
+                while self._in_flight >= self._max_in_flight:
+                    # Backpressure: stop reading until a call finishes.
+                    self._slot_freed = trio.Event()
+                    await self._slot_freed.wait()
                 self._in_flight += 1
                 nursery.start_soon(self._serve_call, request)
 
@@ -150,7 +161,7 @@ class Connection:
             await self._send(answer)
         finally:
             self._in_flight -= 1
-            self._slots.release()
+            self._slot_freed.set()
             if self._closing and self.idle:
                 self._read_scope.cancel()
 
@@ -165,9 +176,30 @@ class Connection:
             await self._send(frame)
 
     async def _send(self, frame: bytes) -> None:
+        """Write one whole answer; answers never interleave.
+
+        Fast path: when no other answer is being written, try one plain
+        non-blocking write first; most answers fit in the socket buffer, and
+        this skips the scheduler round trips of a lock and ``send_all``.
+        """
+        lock = self._send_lock
         try:
-            async with self._send_lock:
-                await self._stream.send_all(frame)
+            if lock.locked():
+                async with lock:
+                    await self._stream.send_all(frame)
+                return
+            lock.acquire_nowait()
+            try:
+                try:
+                    sent = os.write(self._fd, frame)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    raise trio.BrokenResourceError from None
+                if sent < len(frame):
+                    await self._stream.send_all(memoryview(frame)[sent:])
+            finally:
+                lock.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client is gone: stop reading; run() cancels the other calls.
             self._client_gone = True
