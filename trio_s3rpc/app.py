@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from trio_s3rpc.config import Config, ListenAddress
+from trio_s3rpc.rpc.control import CallControl, register_control_methods
 from trio_s3rpc.rpc.methods import S3Methods
 from trio_s3rpc.rpc.registry import Dispatcher, MethodRegistry
 from trio_s3rpc.rpc.server import RPCServer
@@ -39,8 +40,12 @@ class Application:
         self.transfers = Transfers(self.storage, config.s3.local_roots)
         self.uploads = UploadSessions(self.storage, config.s3.upload_idle_timeout)
         self.registry = build_registry(self.storage, self.transfers, self.uploads)
+        self.control = CallControl()
+        register_control_methods(self.registry, self.control)
         self.server = RPCServer(
-            config.rpc, Dispatcher(self.registry), shutdown_timeout=config.s3.shutdown_timeout
+            config.rpc,
+            Dispatcher(self.registry, self.control),
+            shutdown_timeout=config.s3.shutdown_timeout,
         )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -3,7 +3,8 @@
 A method is a name, a request dataclass, a response dataclass and an async
 handler. The dispatcher turns a parsed request frame into an answer frame:
 it finds the method, decodes the argument with the frame's codec, builds the
-typed request, awaits the handler and encodes the answer. Every failure that
+typed request, awaits the handler (under the call's ``timeout`` and
+``transfer_id`` when it carries them) and encodes the answer. Every failure that
 is not cancellation becomes an error frame; unexpected exceptions are logged
 with an incident id and answered as ``INTERNAL_ERROR``, never a traceback.
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from trio_s3rpc.errors import ErrorCode, RPCError, internal_error
 from trio_s3rpc.goridge.codecs import BINARY_AS_BASE64, CodecError, decode_args, encode_result
 from trio_s3rpc.goridge.frame import RPCRequest, encode_rpc_error, encode_rpc_response
+from trio_s3rpc.rpc.control import CallControl, call_options
 from trio_s3rpc.rpc.typed import RequestDecoder, ResponseEncoder
 
 Req = TypeVar("Req")
@@ -32,6 +35,8 @@ class Method(Generic[Req, Resp]):
     encoder: ResponseEncoder
     # True for methods that never wait on I/O (answered without a task of their own).
     inline: bool = False
+    # False for methods whose own fields are named transfer_id/timeout (s3.Cancel).
+    controllable: bool = True
 
 
 class MethodRegistry:
@@ -48,11 +53,17 @@ class MethodRegistry:
         handler: Callable[[Req], Awaitable[Resp]],
         *,
         inline: bool = False,
+        controllable: bool = True,
     ) -> None:
         if name in self._methods:
             raise ValueError(f"method {name} registered twice")
         self._methods[name] = Method(
-            name, handler, RequestDecoder(request_type), ResponseEncoder(response_type), inline
+            name,
+            handler,
+            RequestDecoder(request_type),
+            ResponseEncoder(response_type),
+            inline,
+            controllable,
         )
 
     def get(self, name: str) -> Method[Any, Any] | None:
@@ -70,8 +81,9 @@ class MethodRegistry:
 class Dispatcher:
     """Answers parsed RPC requests with encoded answer frames."""
 
-    def __init__(self, registry: MethodRegistry) -> None:
+    def __init__(self, registry: MethodRegistry, control: CallControl | None = None) -> None:
         self.registry = registry
+        self.control = control or CallControl()
 
     def is_inline(self, name: str) -> bool:
         method = self.registry.get(name)
@@ -101,5 +113,11 @@ class Dispatcher:
         except CodecError as exc:
             raise RPCError(ErrorCode.INVALID_REQUEST, f"cannot decode arguments: {exc}") from None
         typed = method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
-        response = await method.handler(typed)
+        if method.controllable and ("transfer_id" in args or "timeout" in args):
+            transfer_id, timeout = call_options(args)
+            response = await self.control.run(
+                request.method, transfer_id, timeout, partial(method.handler, typed)
+            )
+        else:
+            response = await method.handler(typed)
         return encode_result(request.codec, method.encoder.encode(response))

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from trio_s3rpc import progress
 from trio_s3rpc.errors import first_error
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.transport import S3Error, S3Transport
@@ -44,6 +45,8 @@ class MultipartTarget:
     key: str
     limiter: trio.CapacityLimiter
     create_headers: Mapping[str, str]
+    # Told about an abort that failed (the service is down), to retry it later.
+    on_abort_failed: Callable[[MultipartTarget, str], None] | None = None
 
 
 PartCallback = Callable[[int, int], None]
@@ -98,36 +101,45 @@ async def complete_upload(target: MultipartTarget, upload_id: str, etags: Mappin
     return etag
 
 
+async def send_abort(target: MultipartTarget, upload_id: str) -> None:
+    """One AbortMultipartUpload (with the transport's retries); raises S3Error."""
+    await target.transport.request(
+        "AbortMultipartUpload",
+        "DELETE",
+        target.bucket,
+        target.key,
+        query={"uploadId": upload_id},
+        ok_statuses=(200, 204, 404),
+    )
+
+
 async def abort_upload(target: MultipartTarget, upload_id: str) -> None:
-    """Abort the upload; runs shielded with its own deadline, logs instead of raising."""
+    """Abort the upload; runs shielded with its own deadline and never raises.
+
+    An abort that fails is handed to ``target.on_abort_failed`` to be retried
+    in the background, so the failing call is not held up by a dead service.
+    """
+    error = ""
     with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT) as scope:
         try:
-            await target.transport.request(
-                "AbortMultipartUpload",
-                "DELETE",
-                target.bucket,
-                target.key,
-                query={"uploadId": upload_id},
-                ok_statuses=(200, 204, 404),
-            )
+            await send_abort(target, upload_id)
         except S3Error as exc:
-            log.error(
-                "event=abort_failed bucket=%s key=%s upload_id=%s error=%r",
-                target.bucket,
-                target.key,
-                upload_id,
-                str(exc),
-            )
-            return
+            error = str(exc)
     if scope.cancelled_caught:
-        log.error(
-            "event=abort_timed_out bucket=%s key=%s upload_id=%s",
-            target.bucket,
-            target.key,
-            upload_id,
-        )
-    else:
+        error = f"no answer within {ABORT_TIMEOUT:g} s"
+    if not error:
         log.info("event=upload_aborted bucket=%s key=%s", target.bucket, target.key)
+        return
+    log.error(
+        "event=abort_failed bucket=%s key=%s upload_id=%s error=%r retry=%s",
+        target.bucket,
+        target.key,
+        upload_id,
+        error,
+        "background" if target.on_abort_failed else "none",
+    )
+    if target.on_abort_failed is not None:
+        target.on_abort_failed(target, upload_id)
 
 
 PartSender = Callable[[str, int, T], Awaitable[tuple[str, int]]]
@@ -179,6 +191,7 @@ async def _send_parts(
     etags: dict[int, str] = {}
     total = 0
     send_channel, receive_channel = trio.open_memory_channel[tuple[int, T]](0)
+    tracker = progress.current()
 
     async def part_task(receive: trio.MemoryReceiveChannel[tuple[int, T]]) -> None:
         nonlocal total
@@ -186,6 +199,7 @@ async def _send_parts(
             async for number, part in receive:
                 etags[number], size = await send_part(upload_id, number, part)
                 total += size
+                tracker.advance(size, 1)
                 if on_part is not None:
                     on_part(number, size)
 
@@ -227,3 +241,42 @@ def copy_part_sender(target: MultipartTarget, copy_source: str) -> PartSender[tu
         return etag, end - start
 
     return send
+
+
+async def list_uploads(
+    transport: S3Transport, bucket: str, prefix: str, limiter: trio.CapacityLimiter
+) -> list[s3xml.UploadEntry]:
+    """Every unfinished multipart upload under ``prefix`` (all pages)."""
+    uploads: list[s3xml.UploadEntry] = []
+    query = {"uploads": "", "prefix": prefix}
+    while True:
+        async with limiter:
+            response = await transport.request(
+                "ListMultipartUploads", "GET", bucket, None, query=query
+            )
+        page = s3xml.parse_list_multipart_uploads(response.content)
+        uploads.extend(page.uploads)
+        if not page.is_truncated or not (page.next_key_marker or page.next_upload_id_marker):
+            return uploads
+        query = {
+            "uploads": "",
+            "prefix": prefix,
+            "key-marker": page.next_key_marker,
+            "upload-id-marker": page.next_upload_id_marker,
+        }
+
+
+async def list_parts(target: MultipartTarget, upload_id: str) -> list[s3xml.PartEntry]:
+    """The parts the service holds for an upload, in part-number order (all pages)."""
+    parts: list[s3xml.PartEntry] = []
+    query = {"uploadId": upload_id}
+    while True:
+        async with target.limiter:
+            response = await target.transport.request(
+                "ListParts", "GET", target.bucket, target.key, query=query
+            )
+        page = s3xml.parse_list_parts(response.content)
+        parts.extend(page.parts)
+        if not page.is_truncated or not page.next_part_number_marker:
+            return sorted(parts, key=lambda part: part.part_number)
+        query = {"uploadId": upload_id, "part-number-marker": str(page.next_part_number_marker)}

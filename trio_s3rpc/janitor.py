@@ -1,0 +1,136 @@
+"""Nothing left behind: retried aborts and the stale-upload reaper.
+
+Two background duties, run by the application next to the RPC server:
+
+- An abort that failed while a call was failing (the service was down) is
+  retried here with backoff until it succeeds or the server stops.
+- On start and then periodically, unfinished multipart uploads under each
+  bucket's prefix older than ``s3.abort_stale_after`` are aborted and logged:
+  the leftovers of crashed processes, or of uploads nobody resumed. Uploads
+  this process is working on are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import trio
+
+from trio_s3rpc.s3.multipart import MultipartTarget, list_uploads, send_abort
+from trio_s3rpc.s3.transport import S3Error
+from trio_s3rpc.storage import Storage
+
+log = logging.getLogger("trio_s3rpc.janitor")
+
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+
+
+def reap_interval(stale_after: float) -> float:
+    """How often to look for stale uploads: often enough to honour the age, at most hourly."""
+    return min(max(stale_after / 2, 1.0), 3600.0)
+
+
+class Janitor:
+    def __init__(self, storage: Storage, stale_after: float) -> None:
+        self.storage = storage
+        self.stale_after = stale_after
+        self._nursery: trio.Nursery | None = None
+        self.pending_aborts = 0
+        self.reaped: list[str] = []
+
+    def abort_later(self, target: MultipartTarget, upload_id: str) -> None:
+        """Retry a failed abort in the background (called from abort_upload)."""
+        if self._nursery is None:
+            log.error("event=abort_not_retried upload_id=%s reason=janitor_not_running", upload_id)
+            return
+        self.pending_aborts += 1
+        self._nursery.start_soon(self._retry_abort, target, upload_id)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run both duties until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self.stale_after > 0:
+                nursery.start_soon(self._reap_periodically)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _retry_abort(self, target: MultipartTarget, upload_id: str) -> None:
+        delay = RETRY_FIRST_DELAY
+        attempt = 0
+        try:
+            while True:
+                await trio.sleep(delay * (0.5 + random.random() / 2))
+                attempt += 1
+                try:
+                    await send_abort(target, upload_id)
+                except S3Error as exc:
+                    log.warning(
+                        "event=abort_retry_failed key=%s upload_id=%s attempt=%d error=%r",
+                        target.key,
+                        upload_id,
+                        attempt,
+                        str(exc),
+                    )
+                    delay = min(delay * 2, RETRY_MAX_DELAY)
+                    continue
+                log.info(
+                    "event=abort_retry_succeeded key=%s upload_id=%s attempt=%d",
+                    target.key,
+                    upload_id,
+                    attempt,
+                )
+                return
+        finally:
+            self.pending_aborts -= 1
+
+    async def _reap_periodically(self) -> None:
+        while True:
+            try:
+                await self.reap_once()
+            except Exception as exc:  # the service may be down; try again next round
+                log.warning("event=reap_failed error=%r", str(exc))
+            await trio.sleep(reap_interval(self.stale_after))
+
+    async def reap_once(self) -> list[str]:
+        """Abort every stale upload under the buckets' prefixes; answer the keys aborted."""
+        horizon = time.time() - self.stale_after
+        seen: set[tuple[int, str, str]] = set()
+        aborted: list[str] = []
+        for bucket in list(self.storage.buckets.values()):
+            place = (id(bucket.transport), bucket.config.bucket, bucket.config.prefix)
+            if place in seen:
+                continue
+            seen.add(place)
+            uploads = await list_uploads(
+                bucket.transport, bucket.config.bucket, bucket.config.prefix, bucket.limiter
+            )
+            for upload in uploads:
+                if upload.initiated > horizon or upload.upload_id in self.storage.active_uploads:
+                    continue
+                target = self.storage.multipart_target(bucket, upload.key, {})
+                try:
+                    await send_abort(target, upload.upload_id)
+                except S3Error as exc:
+                    log.warning(
+                        "event=reap_abort_failed bucket=%s key=%s error=%r",
+                        bucket.config.bucket,
+                        upload.key,
+                        str(exc),
+                    )
+                    continue
+                age_hours = (time.time() - upload.initiated) / 3600
+                log.info(
+                    "event=stale_upload_aborted bucket=%s key=%s upload_id=%s age_hours=%.1f",
+                    bucket.config.bucket,
+                    upload.key,
+                    upload.upload_id,
+                    age_hours,
+                )
+                aborted.append(upload.key)
+        self.reaped.extend(aborted)
+        return aborted
