@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from trio_s3rpc.config import Config, ListenAddress
+from trio_s3rpc.janitor import Janitor
 from trio_s3rpc.rpc.control import CallControl, register_control_methods
 from trio_s3rpc.rpc.methods import S3Methods
 from trio_s3rpc.rpc.registry import Dispatcher, MethodRegistry
@@ -39,6 +40,8 @@ class Application:
         self.storage = Storage(config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4)
         self.transfers = Transfers(self.storage, config.s3.local_roots)
         self.uploads = UploadSessions(self.storage, config.s3.upload_idle_timeout)
+        self.janitor = Janitor(self.storage, config.s3.abort_stale_after)
+        self.storage.on_abort_failed = self.janitor.abort_later
         self.registry = build_registry(self.storage, self.transfers, self.uploads)
         self.control = CallControl()
         register_control_methods(self.registry, self.control)
@@ -56,6 +59,7 @@ class Application:
                 # Chunked uploads outlive single calls; they stop (and are
                 # aborted) only after the RPC server has drained.
                 await nursery.start(self.uploads.run)
+                await nursery.start(self.janitor.run)
                 await self.server.serve(task_status=task_status)
                 nursery.cancel_scope.cancel()
         finally:

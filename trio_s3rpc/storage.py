@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -195,6 +195,9 @@ class Storage:
             self._transports[server.name] = S3Transport(
                 server, max_connections=max(10, min(connections, 1000))
             )
+        # Multipart uploads this process is working on, and where failed aborts go.
+        self.active_uploads: set[str] = set()
+        self.on_abort_failed: Callable[[MultipartTarget, str], None] | None = None
         self.buckets: dict[str, Bucket] = {}
         for config in settings.buckets.values():
             self.buckets[config.name] = self._make_bucket(config)
@@ -206,6 +209,20 @@ class Storage:
             transport=self._transports[config.server],
             limiter=trio.CapacityLimiter(config.max_concurrent_operations),
             visibility_mode=config.visibility_mode,
+        )
+
+    def multipart_target(
+        self, bucket: Bucket, key: str, headers: Mapping[str, str]
+    ) -> MultipartTarget:
+        """Where a multipart upload to ``key`` goes, with this storage's bookkeeping."""
+        return MultipartTarget(
+            bucket.transport,
+            bucket.config.bucket,
+            key,
+            bucket.limiter,
+            headers,
+            on_abort_failed=self.on_abort_failed,
+            in_progress=self.active_uploads,
         )
 
     async def aclose(self) -> None:
@@ -365,9 +382,7 @@ class Storage:
             for start in range(0, len(view), part_size):
                 yield bytes(view[start : start + part_size])
 
-        target = MultipartTarget(
-            bucket.transport, bucket.config.bucket, key, bucket.limiter, headers
-        )
+        target = self.multipart_target(bucket, key, headers)
         try:
             done = await upload_multipart(target, parts(), concurrency=bucket.config.concurrency)
         except S3Error as exc:
@@ -549,9 +564,7 @@ class Storage:
             for start in range(0, source.size, part_size):
                 yield start, min(start + part_size, source.size)
 
-        target = MultipartTarget(
-            dest.transport, dest.config.bucket, dest_key, dest.limiter, headers
-        )
+        target = self.multipart_target(dest, dest_key, headers)
         try:
             done = await upload_multipart(
                 target,

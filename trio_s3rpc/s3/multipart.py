@@ -47,6 +47,8 @@ class MultipartTarget:
     create_headers: Mapping[str, str]
     # Told about an abort that failed (the service is down), to retry it later.
     on_abort_failed: Callable[[MultipartTarget, str], None] | None = None
+    # Upload ids being worked on in this process (the stale-upload reaper skips them).
+    in_progress: set[str] | None = None
 
 
 PartCallback = Callable[[int, int], None]
@@ -170,6 +172,8 @@ async def upload_multipart(
     """
     sender: PartSender[Any] = send_part or bytes_part_sender(target)
     upload_id = await create_upload(target)
+    if target.in_progress is not None:
+        target.in_progress.add(upload_id)
     try:
         etags, size = await _send_parts(upload_id, parts, concurrency, sender, on_part)
         if not etags:
@@ -178,6 +182,9 @@ async def upload_multipart(
     except BaseException:
         await abort_upload(target, upload_id)
         raise
+    finally:
+        if target.in_progress is not None:
+            target.in_progress.discard(upload_id)
     return CompletedUpload(etag=etag, size=size, parts=len(etags))
 
 
