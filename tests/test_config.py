@@ -494,7 +494,6 @@ SERVER = "s3.servers.minio"
         (put("s3.shutdown_timeout", "soon"), "s3.shutdown_timeout: invalid duration 'soon'"),
         (put("s3.shutdown_timeout", -1), "s3.shutdown_timeout: must be a duration >= 0"),
         (put("s3.upload_idle_timeout", "0s"), "s3.upload_idle_timeout: must be longer than 0"),
-        (put("s3.abort_stale_after", 0), "s3.abort_stale_after: must be longer than 0"),
         (put("s3.local_roots", ["tmp"]), "s3.local_roots[0]: must be an absolute path"),
         (put("s3.local_roots", {"a": 1}), "s3.local_roots: must be a list of absolute"),
         (put("rpc", "tcp://x"), "rpc: must be a mapping, got a string"),
@@ -894,3 +893,14 @@ def test_config_objects_are_immutable() -> None:
         config.s3.default = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.s3.buckets["new"] = copy.copy(config.s3.buckets["uploads"])  # type: ignore[index]
+
+
+def test_abort_stale_after_zero_turns_the_reaper_off() -> None:
+    data = {
+        "s3": {
+            "abort_stale_after": 0,
+            "servers": {"m": {"region": "r", "credentials": {"key": "k", "secret": "s"}}},
+            "buckets": {"b": {"server": "m", "bucket": "x"}},
+        }
+    }
+    assert parse_config(data, {}).s3.abort_stale_after == 0

@@ -636,7 +636,7 @@ def _parse_s3(section: _Section) -> S3Settings:
         shutdown_timeout=section.duration("shutdown_timeout", 30.0),
         local_roots=_local_roots(section),
         upload_idle_timeout=section.duration("upload_idle_timeout", 600.0, positive=True),
-        abort_stale_after=section.duration("abort_stale_after", 86400.0, positive=True),
+        abort_stale_after=section.duration("abort_stale_after", 86400.0),
     )
     section.warn_unknown()
     return settings

@@ -33,7 +33,7 @@ import trio
 
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.mime import content_type_for
-from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget, upload_multipart
+from trio_s3rpc.s3.multipart import CompletedUpload, upload_multipart
 from trio_s3rpc.s3.transport import S3Error
 from trio_s3rpc.storage import (
     Bucket,
@@ -176,9 +176,7 @@ class Transfers:
             for offset in range(0, size, part_size):
                 yield await _pread(fd, min(part_size, size - offset), offset)
 
-        target = MultipartTarget(
-            bucket.transport, bucket.config.bucket, key, bucket.limiter, headers
-        )
+        target = self.storage.multipart_target(bucket, key, headers)
         try:
             return await upload_multipart(target, parts(), concurrency=bucket.config.concurrency)
         except S3Error as exc:
@@ -423,9 +421,7 @@ class UploadSessions:
 
         async def upload() -> None:
             bucket = session.bucket
-            target = MultipartTarget(
-                bucket.transport, bucket.config.bucket, session.key, bucket.limiter, session.headers
-            )
+            target = self.storage.multipart_target(bucket, session.key, session.headers)
             with session.cancel_scope:
                 try:
                     async with receive:
