@@ -21,13 +21,14 @@ from trio_s3rpc.rpc.methods import S3Methods
 from trio_s3rpc.rpc.registry import Dispatcher, MethodRegistry
 from trio_s3rpc.rpc.server import RPCServer
 from trio_s3rpc.storage import Storage
-from trio_s3rpc.transfers import Transfers, UploadSessions
+from trio_s3rpc.transfers import Transfers
+from trio_s3rpc.uploads import ChunkedUploads
 
 log = logging.getLogger("trio_s3rpc")
 
 
 def build_registry(
-    storage: Storage, transfers: Transfers, uploads: UploadSessions
+    storage: Storage, transfers: Transfers, uploads: ChunkedUploads
 ) -> MethodRegistry:
     registry = MethodRegistry()
     S3Methods(storage, transfers, uploads).register(registry)
@@ -39,7 +40,7 @@ class Application:
         self.config = config
         self.storage = Storage(config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4)
         self.transfers = Transfers(self.storage, config.s3.local_roots)
-        self.uploads = UploadSessions(self.storage, config.s3.upload_idle_timeout)
+        self.uploads = ChunkedUploads(self.storage, config.s3.upload_idle_timeout)
         self.janitor = Janitor(self.storage, config.s3.abort_stale_after)
         self.storage.on_abort_failed = self.janitor.abort_later
         self.registry = build_registry(self.storage, self.transfers, self.uploads)
@@ -56,8 +57,9 @@ class Application:
         try:
             await self.server.open()
             async with trio.open_nursery() as nursery:
-                # Chunked uploads outlive single calls; they stop (and are
-                # aborted) only after the RPC server has drained.
+                # Chunked uploads outlive single calls; their part tasks stop
+                # only after the RPC server has drained (the uploads stay
+                # resumable from any instance).
                 await nursery.start(self.uploads.run)
                 await nursery.start(self.janitor.run)
                 await self.server.serve(task_status=task_status)

@@ -19,21 +19,22 @@ Local paths are confined to ``s3.local_roots`` after resolving symlinks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
 
+from trio_s3rpc import progress
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.mime import content_type_for
-from trio_s3rpc.s3.multipart import CompletedUpload, upload_multipart
+from trio_s3rpc.s3 import multipart
+from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
 from trio_s3rpc.s3.transport import S3Error
 from trio_s3rpc.storage import (
     Bucket,
@@ -75,6 +76,10 @@ class LocalPaths:
             f"{field_name} is outside the directories this server may use (s3.local_roots)",
             f"path: {path}",
         )
+
+
+def _md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _local_error(exc: OSError, field_name: str, path: Path) -> RPCError:
@@ -120,6 +125,7 @@ class Transfers:
         visibility: str,
         metadata: Mapping[str, str],
         content_type: str,
+        resume: bool = False,
     ) -> ObjectInfo:
         bucket, key = self.storage.resolve(bucket_name, pathname)
         path = self.paths.confine(source_path, "source_path")
@@ -132,18 +138,21 @@ class Transfers:
             raise _local_error(exc, "source_path", path) from None
         try:
             size = os.fstat(fd).st_size
+            tracker = progress.current()
             if size <= bucket.config.part_size:
+                tracker.expect(size, 1)
                 data = await _pread(fd, size, 0)
                 response = await self.storage.request(
                     bucket, "PutObject", "PUT", key, pathname, headers=headers, body=data
                 )
+                tracker.advance(len(data), 1)
                 return ObjectInfo(
                     size=len(data),
                     last_modified=http_date(response.headers.get("date")) or int(time.time()),
                     mime_type=headers["Content-Type"],
                     etag=response.headers.get("etag", ""),
                 )
-            done = await self._upload_from_fd(bucket, key, pathname, headers, fd, size)
+            done = await self._upload_from_fd(bucket, key, pathname, headers, fd, size, resume)
         except OSError as exc:
             raise _local_error(exc, "source_path", path) from None
         finally:
@@ -169,18 +178,79 @@ class Transfers:
         headers: Mapping[str, str],
         fd: int,
         size: int,
+        resume: bool,
     ) -> CompletedUpload:
         part_size = bucket.config.part_size
-
-        async def parts() -> AsyncIterator[bytes]:
-            for offset in range(0, size, part_size):
-                yield await _pread(fd, min(part_size, size - offset), offset)
-
+        spans = [
+            (number, offset, min(part_size, size - offset))
+            for number, offset in enumerate(range(0, size, part_size), 1)
+        ]
         target = self.storage.multipart_target(bucket, key, headers)
         try:
-            return await upload_multipart(target, parts(), concurrency=bucket.config.concurrency)
+            found = await self._find_resumable(target, fd, spans) if resume else None
+            upload_id, existing = found or (await multipart.create_upload(target), {})
+            tracker = progress.current()
+            tracker.expect(size, len(spans))
+            tracker.advance(sum(size for _, size in existing.values()), len(existing))
+
+            async def parts() -> AsyncIterator[tuple[int, bytes]]:
+                for number, offset, length in spans:
+                    if number not in existing:
+                        yield number, await _pread(fd, length, offset)
+
+            return await multipart.finish_multipart(
+                target,
+                upload_id,
+                parts(),
+                concurrency=bucket.config.concurrency,
+                existing=existing,
+                keep_on_failure=resume,
+            )
         except S3Error as exc:
             raise map_s3_error(exc, bucket.name, pathname) from None
+
+    async def _find_resumable(
+        self, target: MultipartTarget, fd: int, spans: Sequence[tuple[int, int, int]]
+    ) -> tuple[str, dict[int, tuple[str, int]]] | None:
+        """An unfinished upload of this key whose parts fit this file, and the parts to reuse.
+
+        A listed part is reused when its size is the size its range must have
+        and its ETag (the MD5 of a part sent in one request) matches the local
+        bytes; any other part is sent again.
+        """
+        uploads = await multipart.list_uploads(
+            target.transport, target.bucket, target.key, target.limiter
+        )
+        candidates = sorted(
+            (
+                u
+                for u in uploads
+                if u.key == target.key and u.upload_id not in self.storage.active_uploads
+            ),
+            key=lambda u: u.initiated,
+            reverse=True,
+        )
+        lengths = {number: length for number, _, length in spans}
+        offsets = {number: offset for number, offset, _ in spans}
+        for upload in candidates:
+            listed = await multipart.list_parts(target, upload.upload_id)
+            if any(lengths.get(p.part_number) != p.size for p in listed):
+                continue  # sent with another part size or for another file
+            reuse: dict[int, tuple[str, int]] = {}
+            for part in listed:
+                data = await _pread(fd, part.size, offsets[part.part_number])
+                digest = await trio.to_thread.run_sync(_md5_hex, data)
+                if part.etag.strip('"') == digest:
+                    reuse[part.part_number] = (part.etag, part.size)
+            log.info(
+                "event=upload_resumed key=%s upload_id=%s parts_reused=%d parts_total=%d",
+                target.key,
+                upload.upload_id,
+                len(reuse),
+                len(spans),
+            )
+            return upload.upload_id, reuse
+        return None
 
     async def read_file(self, bucket_name: str, pathname: str, destination_path: str) -> ObjectInfo:
         bucket, key = self.storage.resolve(bucket_name, pathname)
@@ -248,6 +318,8 @@ class Transfers:
         ]
         written = 0
         limiter = trio.CapacityLimiter(bucket.config.concurrency)
+        tracker = progress.current()
+        tracker.expect(info.size, len(ranges))
 
         async def fetch(start: int, end: int) -> None:
             nonlocal written
@@ -269,6 +341,7 @@ class Transfers:
                                 )
                             await _pwrite(fd, chunk, offset)
                             offset += len(chunk)
+                            tracker.advance(len(chunk))
                 except S3Error as exc:
                     raise map_s3_error(exc, bucket.name, pathname) from None
                 except httpx.HTTPError as exc:
@@ -278,249 +351,10 @@ class Transfers:
                         f"bucket: {bucket.name}, pathname: {pathname}",
                     ) from None
                 written += offset - start
+                tracker.advance(0, 1)
 
         with first_error():
             async with trio.open_nursery() as nursery:
                 for start, end in ranges:
                     nursery.start_soon(fetch, start, end)
         return written
-
-
-# -- chunked uploads ---------------------------------------------------------
-
-
-@dataclass(slots=True)
-class UploadSession:
-    """One chunked upload: bytes buffered until a part is full, parts fed to a task."""
-
-    upload_id: str
-    bucket: Bucket
-    key: str
-    pathname: str
-    headers: dict[str, str]
-    received: int = 0
-    buffer: bytearray = field(default_factory=bytearray)
-    last_activity: float = 0.0
-    lock: trio.Lock = field(default_factory=trio.Lock)
-    # Set once the first full part exists and the multipart upload runs.
-    parts_send: trio.MemorySendChannel[bytes] | None = None
-    cancel_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    done: trio.Event = field(default_factory=trio.Event)
-    result: CompletedUpload | None = None
-    error: BaseException | None = None
-    closed: bool = False
-
-
-class UploadSessions:
-    """The open chunked uploads; run :meth:`run` in a nursery that outlives the calls."""
-
-    def __init__(self, storage: Storage, idle_timeout: float) -> None:
-        self.storage = storage
-        self.idle_timeout = idle_timeout
-        self._sessions: dict[str, UploadSession] = {}
-        self._nursery: trio.Nursery | None = None
-
-    @property
-    def open_count(self) -> int:
-        return len(self._sessions)
-
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Own every session's upload task and expire idle sessions.
-
-        Cancelling ``run`` aborts every open upload on the service.
-        """
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._expire_idle)
-            task_status.started()
-            try:
-                await trio.sleep_forever()
-            finally:
-                with trio.CancelScope(shield=True):
-                    for session in list(self._sessions.values()):
-                        await self._abort(session, "server stopping")
-
-    async def _expire_idle(self) -> None:
-        interval = max(0.05, min(self.idle_timeout / 4, 30.0))
-        while True:
-            await trio.sleep(interval)
-            deadline = trio.current_time() - self.idle_timeout
-            for session in list(self._sessions.values()):
-                if session.last_activity < deadline and not session.lock.locked():
-                    log.info(
-                        "event=upload_expired upload_id=%s bucket=%s key=%s",
-                        session.upload_id,
-                        session.bucket.name,
-                        session.key,
-                    )
-                    await self._abort(session, "idle timeout")
-
-    async def start(
-        self,
-        bucket_name: str,
-        pathname: str,
-        visibility: str,
-        metadata: Mapping[str, str],
-        content_type: str,
-    ) -> str:
-        bucket, key = self.storage.resolve(bucket_name, pathname)
-        headers = {"Content-Type": content_type or content_type_for(pathname)}
-        headers.update(metadata_headers(metadata))
-        headers.update(await self.storage.acl_headers(bucket, visibility))
-        upload_id = secrets.token_urlsafe(18)
-        session = UploadSession(upload_id, bucket, key, pathname, headers)
-        session.last_activity = trio.current_time()
-        self._sessions[upload_id] = session
-        return upload_id
-
-    def _session(self, upload_id: str) -> UploadSession:
-        session = self._sessions.get(upload_id)
-        if session is None:
-            raise RPCError(
-                ErrorCode.UPLOAD_NOT_FOUND,
-                "no open upload has this id (unknown, finished, aborted or expired)",
-                f"upload_id: {upload_id}",
-            )
-        return session
-
-    async def chunk(self, upload_id: str, content: bytes) -> int:
-        session = self._session(upload_id)
-        async with session.lock:
-            self._check_open(session)
-            session.last_activity = trio.current_time()
-            session.buffer += content
-            session.received += len(content)
-            part_size = session.bucket.config.part_size
-            try:
-                # Keep a remainder so UploadFinish always has a last part to send.
-                while len(session.buffer) > part_size:
-                    part = bytes(session.buffer[:part_size])
-                    del session.buffer[:part_size]
-                    await self._send_part(session, part)
-            except BaseException:
-                if session.error is None:
-                    # Interrupted mid-chunk (the caller went away): the upload's
-                    # content is now unknown, so it cannot be finished.
-                    await self._abort(session, "chunk interrupted")
-                raise
-            session.last_activity = trio.current_time()
-            return session.received
-
-    async def _send_part(self, session: UploadSession, part: bytes) -> None:
-        if session.parts_send is None:
-            session.parts_send = await self._start_upload_task(session)
-        try:
-            await session.parts_send.send(part)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            await session.done.wait()
-            raise self._failure(session) from None
-
-    async def _start_upload_task(self, session: UploadSession) -> trio.MemorySendChannel[bytes]:
-        assert self._nursery is not None, "UploadSessions.run is not running"
-        send, receive = trio.open_memory_channel[bytes](0)
-
-        async def upload() -> None:
-            bucket = session.bucket
-            target = self.storage.multipart_target(bucket, session.key, session.headers)
-            with session.cancel_scope:
-                try:
-                    async with receive:
-                        session.result = await upload_multipart(
-                            target, receive, concurrency=bucket.config.concurrency
-                        )
-                except Exception as exc:
-                    session.error = exc
-            if session.cancel_scope.cancelled_caught and session.error is None:
-                session.error = RPCError(
-                    ErrorCode.UPLOAD_NOT_FOUND,
-                    "the upload was aborted",
-                    f"upload_id: {session.upload_id}",
-                )
-            session.done.set()
-
-        self._nursery.start_soon(upload)
-        return send
-
-    def _check_open(self, session: UploadSession) -> None:
-        if session.error is not None:
-            raise self._failure(session)
-        if session.closed:
-            raise RPCError(
-                ErrorCode.UPLOAD_NOT_FOUND,
-                "the upload is finished or aborted",
-                f"upload_id: {session.upload_id}",
-            )
-
-    def _failure(self, session: UploadSession) -> RPCError:
-        self._sessions.pop(session.upload_id, None)
-        error = session.error
-        if isinstance(error, RPCError):
-            return error
-        if isinstance(error, S3Error):
-            return map_s3_error(error, session.bucket.name, session.pathname)
-        return RPCError(
-            ErrorCode.S3_OPERATION_FAILED,
-            f"the upload failed: {error!r}",
-            f"upload_id: {session.upload_id}",
-        )
-
-    async def finish(self, upload_id: str) -> tuple[str, ObjectInfo]:
-        """Send the last part and complete; answers the pathname and what was written."""
-        session = self._session(upload_id)
-        async with session.lock:
-            self._check_open(session)
-            session.closed = True
-            try:
-                return session.pathname, await self._finish(session)
-            finally:
-                self._sessions.pop(upload_id, None)
-
-    async def _finish(self, session: UploadSession) -> ObjectInfo:
-        content_type = session.headers["Content-Type"]
-        if session.parts_send is None:
-            # Never reached a full part: one PutObject, no multipart upload at all.
-            response = await self.storage.request(
-                session.bucket,
-                "PutObject",
-                "PUT",
-                session.key,
-                session.pathname,
-                headers=session.headers,
-                body=bytes(session.buffer),
-            )
-            return ObjectInfo(
-                size=session.received,
-                last_modified=http_date(response.headers.get("date")) or int(time.time()),
-                mime_type=content_type,
-                etag=response.headers.get("etag", ""),
-            )
-        try:
-            if session.buffer:
-                await self._send_part(session, bytes(session.buffer))
-                session.buffer.clear()
-            await session.parts_send.aclose()
-            await session.done.wait()
-        except BaseException:
-            session.cancel_scope.cancel()
-            raise
-        if session.error is not None or session.result is None:
-            raise self._failure(session)
-        return ObjectInfo(
-            size=session.result.size,
-            last_modified=int(time.time()),
-            mime_type=content_type,
-            etag=session.result.etag,
-        )
-
-    async def abort(self, upload_id: str) -> None:
-        session = self._session(upload_id)
-        await self._abort(session, "requested")
-
-    async def _abort(self, session: UploadSession, reason: str) -> None:
-        """Cancel the session's upload task (which aborts the multipart upload) and forget it."""
-        session.closed = True
-        self._sessions.pop(session.upload_id, None)
-        session.cancel_scope.cancel()
-        if session.parts_send is not None:
-            await session.done.wait()
-        log.info("event=upload_closed upload_id=%s reason=%s", session.upload_id, reason)

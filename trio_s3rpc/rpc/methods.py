@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
 from trio_s3rpc.storage import Storage
-from trio_s3rpc.transfers import Transfers, UploadSessions
+from trio_s3rpc.transfers import Transfers
+from trio_s3rpc.uploads import ChunkedUploads
 
 # -- buckets ---------------------------------------------------------------
 
@@ -183,6 +184,7 @@ class WriteFileRequest:
     visibility: str = ""
     config: dict[str, str] = field(default_factory=dict)
     content_type: str = ""
+    resume: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -218,6 +220,7 @@ class UploadStartResponse:
 class UploadChunkRequest:
     upload_id: str
     content: Binary
+    offset: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -232,6 +235,12 @@ class UploadIdRequest:
 
 
 @dataclass(slots=True, frozen=True)
+class UploadStatusResponse:
+    committed_bytes: int
+    parts: int
+
+
+@dataclass(slots=True, frozen=True)
 class UploadFinishResponse:
     success: bool
     pathname: str
@@ -242,7 +251,7 @@ class UploadFinishResponse:
 class S3Methods:
     """Handlers for the original plugin's methods, bound to one Storage."""
 
-    def __init__(self, storage: Storage, transfers: Transfers, uploads: UploadSessions) -> None:
+    def __init__(self, storage: Storage, transfers: Transfers, uploads: ChunkedUploads) -> None:
         self.storage = storage
         self.transfers = transfers
         self.uploads = uploads
@@ -269,6 +278,7 @@ class S3Methods:
         add("s3.ReadFile", ReadFileRequest, ReadFileResponse, self.read_file)
         add("s3.UploadStart", UploadStartRequest, UploadStartResponse, self.upload_start)
         add("s3.UploadChunk", UploadChunkRequest, UploadChunkResponse, self.upload_chunk)
+        add("s3.UploadStatus", UploadIdRequest, UploadStatusResponse, self.upload_status)
         add("s3.UploadFinish", UploadIdRequest, UploadFinishResponse, self.upload_finish)
         add("s3.UploadAbort", UploadIdRequest, SuccessResponse, self.upload_abort)
 
@@ -360,7 +370,13 @@ class S3Methods:
 
     async def write_file(self, req: WriteFileRequest) -> ObjectWrittenResponse:
         info = await self.transfers.write_file(
-            req.bucket, req.pathname, req.source_path, req.visibility, req.config, req.content_type
+            req.bucket,
+            req.pathname,
+            req.source_path,
+            req.visibility,
+            req.config,
+            req.content_type,
+            req.resume,
         )
         return ObjectWrittenResponse(True, req.pathname, info.size, info.last_modified)
 
@@ -375,7 +391,12 @@ class S3Methods:
         return UploadStartResponse(upload_id)
 
     async def upload_chunk(self, req: UploadChunkRequest) -> UploadChunkResponse:
-        return UploadChunkResponse(True, await self.uploads.chunk(req.upload_id, req.content))
+        received = await self.uploads.chunk(req.upload_id, req.content, req.offset)
+        return UploadChunkResponse(True, received)
+
+    async def upload_status(self, req: UploadIdRequest) -> UploadStatusResponse:
+        status = await self.uploads.status(req.upload_id)
+        return UploadStatusResponse(status.committed_bytes, status.parts)
 
     async def upload_finish(self, req: UploadIdRequest) -> UploadFinishResponse:
         pathname, info = await self.uploads.finish(req.upload_id)

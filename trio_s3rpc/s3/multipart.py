@@ -12,7 +12,7 @@ service in a shielded scope, so nothing half-written is left behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -170,17 +170,61 @@ async def upload_multipart(
     part is bytes sent with UploadPart. Completed or aborted, never left open:
     any exception or cancellation aborts the upload before it propagates.
     """
-    sender: PartSender[Any] = send_part or bytes_part_sender(target)
     upload_id = await create_upload(target)
+    return await finish_multipart(
+        target,
+        upload_id,
+        _numbered(parts),
+        concurrency=concurrency,
+        send_part=send_part,
+        on_part=on_part,
+    )
+
+
+async def _numbered(parts: AsyncIterable[T]) -> AsyncIterator[tuple[int, T]]:
+    number = 0
+    async for part in parts:
+        number += 1
+        if number > MAX_PARTS:
+            raise ValueError(f"more than {MAX_PARTS} parts: raise part_size to upload this much")
+        yield number, part
+
+
+async def finish_multipart(
+    target: MultipartTarget,
+    upload_id: str,
+    parts: AsyncIterable[tuple[int, T]],
+    *,
+    concurrency: int,
+    existing: Mapping[int, tuple[str, int]] | None = None,
+    send_part: PartSender[T] | None = None,
+    on_part: PartCallback | None = None,
+    keep_on_failure: bool = False,
+) -> CompletedUpload:
+    """Send the numbered parts of an upload that exists, then complete it.
+
+    ``existing`` holds parts already on the service (number -> ETag, size),
+    which are reused, not sent. On cancellation the upload is aborted; on any
+    other failure too, unless ``keep_on_failure`` (a resumable WriteFile keeps
+    its parts for the next attempt).
+    """
+    sender: PartSender[Any] = send_part or bytes_part_sender(target)
     if target.in_progress is not None:
         target.in_progress.add(upload_id)
     try:
         etags, size = await _send_parts(upload_id, parts, concurrency, sender, on_part)
+        for number, (etag, part_size) in (existing or {}).items():
+            etags[number] = etag
+            size += part_size
         if not etags:
             raise ValueError("a multipart upload needs at least one part")
         etag = await complete_upload(target, upload_id, etags)
-    except BaseException:
+    except trio.Cancelled:
         await abort_upload(target, upload_id)
+        raise
+    except BaseException:
+        if not keep_on_failure:
+            await abort_upload(target, upload_id)
         raise
     finally:
         if target.in_progress is not None:
@@ -190,7 +234,7 @@ async def upload_multipart(
 
 async def _send_parts(
     upload_id: str,
-    parts: AsyncIterable[T],
+    parts: AsyncIterable[tuple[int, T]],
     concurrency: int,
     send_part: PartSender[T],
     on_part: PartCallback | None,
@@ -216,14 +260,8 @@ async def _send_parts(
                 for _ in range(concurrency):
                     nursery.start_soon(part_task, receive_channel.clone())
             async with send_channel:
-                number = 0
-                async for part in parts:
-                    number += 1
-                    if number > MAX_PARTS:
-                        raise ValueError(
-                            f"more than {MAX_PARTS} parts: raise part_size to upload this much"
-                        )
-                    await send_channel.send((number, part))
+                async for numbered in parts:
+                    await send_channel.send(numbered)
     return etags, total
 
 

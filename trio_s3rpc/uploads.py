@@ -1,0 +1,389 @@
+"""Chunked uploads that survive restarts: UploadStart/Chunk/Status/Finish/Abort.
+
+The ``upload_id`` a client gets is a signed, self-describing token: bucket,
+pathname, the service's multipart upload id and the part size, with an HMAC
+keyed by the bucket's server credentials. Any server instance with the same
+configuration, including one started after a crash, can continue the upload
+from the service's own state (ListParts); nothing is tied to a connection or
+a process.
+
+In a process, an upload has a session: bytes received but not yet a full
+part, and the parts in flight (at most ``concurrency``; a chunk call waits
+for a free slot, which bounds memory). Only whole parts reach the service,
+so after a crash the client asks ``s3.UploadStatus`` for ``committed_bytes``
+and resends from there; a chunk carrying ``offset`` is recognised when
+resent, so nothing is stored twice or out of order.
+
+A part failing after its retries aborts the upload, as does UploadAbort or an
+idle session expiring. A graceful shutdown does not: parts in flight are
+dropped, and the client resumes from ``committed_bytes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.mime import content_type_for
+from trio_s3rpc.s3 import multipart
+from trio_s3rpc.s3.multipart import MultipartTarget
+from trio_s3rpc.s3.transport import S3Error
+from trio_s3rpc.s3.xml import PartEntry
+from trio_s3rpc.storage import Bucket, ObjectInfo, Storage, map_s3_error, metadata_headers
+
+log = logging.getLogger("trio_s3rpc.uploads")
+
+TOKEN_VERSION = "u1"
+
+
+@dataclass(slots=True, frozen=True)
+class UploadToken:
+    bucket: str
+    pathname: str
+    service_upload_id: str
+    part_size: int
+
+
+def _token_key(secret: str) -> bytes:
+    return hashlib.sha256(b"trio-s3rpc upload token\x00" + secret.encode()).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_token(token: UploadToken, secret: str) -> str:
+    body = json.dumps(
+        [token.bucket, token.pathname, token.service_upload_id, token.part_size],
+        separators=(",", ":"),
+    ).encode()
+    mac = hmac.new(_token_key(secret), body, hashlib.sha256).digest()[:16]
+    return f"{TOKEN_VERSION}.{_b64(body)}.{_b64(mac)}"
+
+
+def decode_token(text: str, secret_for: Any) -> UploadToken:
+    """Parse and verify a token; ``secret_for(bucket)`` gives the key's secret or None."""
+    unknown = RPCError(
+        ErrorCode.UPLOAD_NOT_FOUND,
+        "upload_id is not one this deployment issued (or it was altered)",
+        f"upload_id: {text[:80]}",
+    )
+    try:
+        version, body_text, mac_text = text.split(".")
+        body, mac = _unb64(body_text), _unb64(mac_text)
+        bucket, pathname, service_upload_id, part_size = json.loads(body)
+    except (ValueError, binascii.Error, TypeError):
+        raise unknown from None
+    if version != TOKEN_VERSION or not isinstance(bucket, str):
+        raise unknown
+    secret = secret_for(bucket)
+    if secret is None:
+        raise unknown
+    expected = hmac.new(_token_key(secret), body, hashlib.sha256).digest()[:16]
+    if not hmac.compare_digest(mac, expected):
+        raise unknown
+    return UploadToken(bucket, str(pathname), str(service_upload_id), int(part_size))
+
+
+@dataclass(slots=True)
+class Session:
+    """What this process holds of one upload."""
+
+    token: UploadToken
+    bucket: Bucket
+    target: MultipartTarget
+    slots: trio.Semaphore
+    received: int
+    next_part: int
+    buffer: bytearray = field(default_factory=bytearray)
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    last_activity: float = 0.0
+    in_flight: int = 0
+    idle: trio.Event = field(default_factory=trio.Event)
+    error: BaseException | None = None
+    part_scopes: set[trio.CancelScope] = field(default_factory=set)
+
+
+@dataclass(slots=True, frozen=True)
+class UploadStatus:
+    committed_bytes: int
+    parts: int
+
+
+class ChunkedUploads:
+    """The chunked uploads this process is serving; :meth:`run` owns their part tasks."""
+
+    def __init__(self, storage: Storage, idle_timeout: float) -> None:
+        self.storage = storage
+        self.idle_timeout = idle_timeout
+        self._sessions: dict[str, Session] = {}
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def open_count(self) -> int:
+        return len(self._sessions)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the part tasks and expire idle sessions until cancelled.
+
+        Cancelling drops the parts in flight but aborts nothing: the uploads
+        stay resumable from any instance.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._expire_idle)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- tokens and sessions -----------------------------------------------
+
+    def _secret_for(self, bucket_name: str) -> str | None:
+        bucket = self.storage.buckets.get(bucket_name)
+        return None if bucket is None else bucket.server.credentials.secret
+
+    def _token(self, upload_id: str) -> UploadToken:
+        return decode_token(upload_id, self._secret_for)
+
+    async def _session(self, upload_id: str) -> Session:
+        token = self._token(upload_id)
+        session = self._sessions.get(token.service_upload_id)
+        if session is not None:
+            return session
+        # Unknown here (another instance, or before a restart): rebuild from the service.
+        bucket, key = self.storage.resolve(token.bucket, token.pathname)
+        target = self.storage.multipart_target(bucket, key, {})
+        parts = await self._committed_parts(token, target)
+        session = Session(
+            token=token,
+            bucket=bucket,
+            target=target,
+            slots=trio.Semaphore(bucket.config.concurrency),
+            received=sum(p.size for p in parts),
+            next_part=len(parts) + 1,
+        )
+        session.idle.set()
+        session.last_activity = trio.current_time()
+        return self._sessions.setdefault(token.service_upload_id, session)
+
+    async def _committed_parts(
+        self, token: UploadToken, target: MultipartTarget
+    ) -> list[PartEntry]:
+        """The whole parts on the service, which must be 1..n of ``part_size`` each."""
+        try:
+            parts = await multipart.list_parts(target, token.service_upload_id)
+        except S3Error as exc:
+            if exc.code == "NoSuchUpload" or exc.status == 404:
+                raise RPCError(
+                    ErrorCode.UPLOAD_NOT_FOUND,
+                    "the upload is finished, aborted or expired",
+                    f"pathname: {token.pathname}",
+                ) from None
+            raise map_s3_error(exc, token.bucket, token.pathname) from None
+        for index, part in enumerate(parts, 1):
+            if part.part_number != index or part.size != token.part_size:
+                # Only whole parts are ever sent before UploadFinish; anything
+                # else was not written by this protocol.
+                raise RPCError(
+                    ErrorCode.S3_OPERATION_FAILED,
+                    "the service holds parts this upload did not send",
+                    f"part {part.part_number} of {part.size} bytes",
+                )
+        return parts
+
+    def _forget(self, session: Session) -> None:
+        self._sessions.pop(session.token.service_upload_id, None)
+        for scope in session.part_scopes:
+            scope.cancel()
+
+    # -- the calls ---------------------------------------------------------
+
+    async def start(
+        self,
+        bucket_name: str,
+        pathname: str,
+        visibility: str,
+        metadata: Mapping[str, str],
+        content_type: str,
+    ) -> str:
+        bucket, key = self.storage.resolve(bucket_name, pathname)
+        headers = {"Content-Type": content_type or content_type_for(pathname)}
+        headers.update(metadata_headers(metadata))
+        headers.update(await self.storage.acl_headers(bucket, visibility))
+        target = self.storage.multipart_target(bucket, key, headers)
+        try:
+            service_upload_id = await multipart.create_upload(target)
+        except S3Error as exc:
+            raise map_s3_error(exc, bucket.name, pathname) from None
+        token = UploadToken(bucket.name, pathname, service_upload_id, bucket.config.part_size)
+        session = Session(
+            token=token,
+            bucket=bucket,
+            target=target,
+            slots=trio.Semaphore(bucket.config.concurrency),
+            received=0,
+            next_part=1,
+        )
+        session.idle.set()
+        session.last_activity = trio.current_time()
+        self._sessions[service_upload_id] = session
+        return encode_token(token, bucket.server.credentials.secret)
+
+    async def chunk(self, upload_id: str, content: bytes, offset: int | None) -> int:
+        """Take a chunk; answer the bytes received so far."""
+        session = await self._session(upload_id)
+        async with session.lock:
+            self._raise_failure(session)
+            session.last_activity = trio.current_time()
+            if offset is not None:
+                if offset < 0 or offset > session.received:
+                    raise RPCError(
+                        ErrorCode.INVALID_REQUEST,
+                        f"offset {offset} does not follow the bytes received; "
+                        f"resend from offset {session.received}",
+                        f"upload of {session.token.pathname}",
+                    )
+                # A resent chunk: keep only the bytes not yet received.
+                content = content[session.received - offset :]
+            session.buffer += content
+            session.received += len(content)
+            part_size = session.token.part_size
+            # Keep a remainder, so UploadFinish always has a last part to send.
+            while len(session.buffer) > part_size:
+                await session.slots.acquire()  # waits while `concurrency` parts are in flight
+                part = bytes(session.buffer[:part_size])
+                del session.buffer[:part_size]
+                self._start_part(session, part)
+            session.last_activity = trio.current_time()
+            return session.received
+
+    def _start_part(self, session: Session, data: bytes) -> None:
+        assert self._nursery is not None, "ChunkedUploads.run is not running"
+        number = session.next_part
+        session.next_part += 1
+        session.in_flight += 1
+        session.idle = trio.Event()
+        self._nursery.start_soon(self._send_part, session, number, data)
+
+    async def _send_part(self, session: Session, number: int, data: bytes) -> None:
+        scope = trio.CancelScope()
+        session.part_scopes.add(scope)
+        try:
+            with scope:
+                await multipart.upload_part(
+                    session.target, session.token.service_upload_id, number, data
+                )
+        except Exception as exc:
+            # After the transport's retries: the upload cannot be whole any more.
+            session.error = exc
+            self._forget(session)
+            await multipart.abort_upload(session.target, session.token.service_upload_id)
+        finally:
+            session.part_scopes.discard(scope)
+            session.in_flight -= 1
+            session.slots.release()
+            if session.in_flight == 0:
+                session.idle.set()
+
+    def _raise_failure(self, session: Session) -> None:
+        error = session.error
+        if error is None:
+            return
+        self._forget(session)
+        if isinstance(error, S3Error):
+            mapped = map_s3_error(error, session.bucket.name, session.token.pathname)
+            raise RPCError(
+                mapped.code,
+                f"a part of this upload failed, so it was aborted: {mapped.message}",
+                mapped.details,
+            )
+        raise RPCError(
+            ErrorCode.S3_OPERATION_FAILED,
+            f"a part of this upload failed, so it was aborted: {error!r}",
+            f"pathname: {session.token.pathname}",
+        )
+
+    async def status(self, upload_id: str) -> UploadStatus:
+        """What the service holds durably: the bytes a client resends after."""
+        token = self._token(upload_id)
+        bucket, key = self.storage.resolve(token.bucket, token.pathname)
+        local = self._sessions.get(token.service_upload_id)
+        if local is not None:
+            self._raise_failure(local)
+        parts = await self._committed_parts(token, self.storage.multipart_target(bucket, key, {}))
+        return UploadStatus(sum(p.size for p in parts), len(parts))
+
+    async def finish(self, upload_id: str) -> tuple[str, ObjectInfo]:
+        """Send the last part, wait for every part, complete; answer pathname and object."""
+        session = await self._session(upload_id)
+        async with session.lock:
+            self._raise_failure(session)
+            if session.buffer or session.next_part == 1:
+                # The last part (possibly empty, when nothing at all was sent).
+                await session.slots.acquire()
+                self._start_part(session, bytes(session.buffer))
+                session.buffer.clear()
+            await session.idle.wait()
+            self._raise_failure(session)
+            token = session.token
+            try:
+                parts = await multipart.list_parts(session.target, token.service_upload_id)
+                size = sum(p.size for p in parts)
+                if size != session.received or len(parts) != session.next_part - 1:
+                    raise RPCError(
+                        ErrorCode.S3_OPERATION_FAILED,
+                        "the service holds a different number of bytes than were sent",
+                        f"sent {session.received}, stored {size}",
+                    )
+                etag = await multipart.complete_upload(
+                    session.target, token.service_upload_id, {p.part_number: p.etag for p in parts}
+                )
+            except S3Error as exc:
+                raise map_s3_error(exc, session.bucket.name, token.pathname) from None
+            finally:
+                self._forget(session)
+        return token.pathname, ObjectInfo(
+            size=size, last_modified=int(time.time()), mime_type="", etag=etag
+        )
+
+    async def abort(self, upload_id: str) -> None:
+        token = self._token(upload_id)
+        bucket, key = self.storage.resolve(token.bucket, token.pathname)
+        local = self._sessions.get(token.service_upload_id)
+        if local is not None:
+            self._forget(local)
+        target = self.storage.multipart_target(bucket, key, {})
+        try:
+            await multipart.send_abort(target, token.service_upload_id)
+        except S3Error as exc:
+            raise map_s3_error(exc, bucket.name, token.pathname) from None
+        log.info("event=upload_aborted pathname=%s reason=requested", token.pathname)
+
+    async def _expire_idle(self) -> None:
+        interval = max(0.05, min(self.idle_timeout / 4, 30.0))
+        while True:
+            await trio.sleep(interval)
+            horizon = trio.current_time() - self.idle_timeout
+            for session in list(self._sessions.values()):
+                if session.last_activity < horizon and not session.lock.locked():
+                    log.info(
+                        "event=upload_expired bucket=%s pathname=%s",
+                        session.bucket.name,
+                        session.token.pathname,
+                    )
+                    self._forget(session)
+                    await multipart.abort_upload(session.target, session.token.service_upload_id)
