@@ -51,7 +51,9 @@ async def test_reaper_aborts_stale_uploads_made_behind_the_servers_back(seaweedf
         )
 
 
-async def test_an_abort_that_fails_is_retried_until_it_lands(seaweedfs: Any, tmp_path: Path) -> None:
+async def test_an_abort_that_fails_is_retried_until_it_lands(
+    seaweedfs: Any, tmp_path: Path
+) -> None:
     prefix = f"retry-{secrets.token_hex(4)}/"
     host, port = seaweedfs.endpoint.removeprefix("http://").split(":")
     proxy = TCPProxy(host, int(port))

@@ -103,7 +103,9 @@ def test_frame_without_options_has_three_header_words() -> None:
         ({"options": (2**32,)}, "uint32"),
     ],
 )
-def test_encode_frame_refuses_unrepresentable_fields(kwargs: dict[str, object], problem: str) -> None:
+def test_encode_frame_refuses_unrepresentable_fields(
+    kwargs: dict[str, object], problem: str
+) -> None:
     fields: dict[str, object] = {"flags": 0, "options": (), "payload": b"", "stream": 0}
     fields.update(kwargs)
     with pytest.raises(ValueError, match=problem):
@@ -146,7 +148,6 @@ def test_request_and_response_round_trip(seq: int, method: str, codec: int, body
     for encode in (encode_rpc_request, encode_rpc_response):
         (frame,) = decode_all(encode(seq, method, codec, body))
         assert frame.options == (seq, len(method.encode()))
-        assert parse_rpc_request(frame) == parse_rpc_request(frame)
         request = parse_rpc_request(frame)
         assert (request.seq, request.method, request.codec, request.body) == (
             seq,
@@ -200,7 +201,7 @@ def test_large_payload_in_small_reads_is_linear() -> None:
     # 64 MiB in 64 KiB reads: linear work takes well under a second, while a
     # decoder that re-copies its buffer per read would move ~32 GiB.
     payload = bytes(range(256)) * (64 * 1024 * 4)
-    wire = memoryview(encode_frame(CODEC_RAW, (1, 0), payload))
+    wire = encode_frame(CODEC_RAW, (1, 0), payload)
     decoder = FrameDecoder()
     started = time.perf_counter()
     received = None

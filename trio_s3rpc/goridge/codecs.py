@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -101,6 +102,14 @@ def _refuse_constant(name: str) -> NoReturn:
     raise CodecError(f"invalid JSON: {name} is not a JSON value")
 
 
+def _parse_float(text: str) -> float:
+    # Python reads 1e400 as inf, which JSON cannot carry back to the caller.
+    value = float(text)
+    if math.isinf(value):
+        raise CodecError(f"invalid JSON: number {text[:40]} is out of range")
+    return value
+
+
 def _decode_json(body: bytes) -> dict[str, Any]:
     # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
     try:
@@ -110,7 +119,7 @@ def _decode_json(body: bytes) -> dict[str, Any]:
             f"arguments are not valid UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_float=_parse_float, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise CodecError(
             f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"
@@ -126,6 +135,10 @@ def _refuse_extension(code: int, data: bytes) -> NoReturn:
     raise CodecError(f"msgpack extension type {code} is not supported")
 
 
+# msgpack's wording when a key is neither str nor bytes; reworded for PHP callers.
+_STRICT_KEY_SUFFIX = " is not allowed for map key when strict_map_key=True"
+
+
 def _decode_msgpack(body: bytes) -> dict[str, Any]:
     # unpackb caps every length at len(body), so a lying length cannot allocate
     # more than the frame already holds.
@@ -134,15 +147,20 @@ def _decode_msgpack(body: bytes) -> dict[str, Any]:
             body, raw=False, unicode_errors="surrogateescape", ext_hook=_refuse_extension
         )
     except msgpack.ExtraData as exc:
+        extra = len(exc.extra)
         raise CodecError(
-            f"invalid msgpack: {len(exc.extra)} bytes of trailing data after the arguments"
+            f"invalid msgpack: {extra} byte{'s' if extra != 1 else ''} of trailing data "
+            "after the arguments"
         ) from None
     except msgpack.StackError:
         raise CodecError("invalid msgpack: nested too deeply") from None
     except msgpack.FormatError:
-        raise CodecError("invalid msgpack: reserved type byte 0xc1") from None
+        raise CodecError("invalid msgpack: malformed data (e.g. the reserved byte 0xc1)") from None
     except ValueError as exc:  # truncated data, lengths beyond the data, non-string keys
-        raise CodecError(f"invalid msgpack: {exc}") from None
+        text = str(exc)
+        if text.endswith(_STRICT_KEY_SUFFIX):
+            text = f"map keys must be strings, got {text.removesuffix(_STRICT_KEY_SUFFIX)}"
+        raise CodecError(f"invalid msgpack: {text}") from None
     return _as_arguments(value, "a msgpack map")
 
 
@@ -151,8 +169,12 @@ def _kind(value: object) -> str:
 
 
 def _as_arguments(value: object, expected: str) -> dict[str, Any]:
-    """Check the decoded top level is an argument object (PHP's ``[]`` is an empty one)."""
-    if isinstance(value, list) and not value:
+    """Check the decoded top level is an argument object.
+
+    PHP's empty array (``[]``) and ``null`` (``$rpc->call('s3.ListBuckets', null)``)
+    both mean "no arguments", as they do for RoadRunner's own RPC.
+    """
+    if value is None or (isinstance(value, list) and not value):
         return {}
     if not isinstance(value, dict):
         raise CodecError(f"arguments must be {expected}, got {_kind(value)}")
