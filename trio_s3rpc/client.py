@@ -70,6 +70,7 @@ class RPCClient:
         self._decoder = FrameDecoder(max_payload=2**32 - 1)
         self._seq = itertools.count(1)
         self._lock = trio.Lock()
+        self._broken = False
 
     @classmethod
     async def connect(cls, address: str, codec: str = "json") -> Self:
@@ -83,9 +84,19 @@ class RPCClient:
             assert isinstance(args, Mapping)
             body = encode_result(self._codec, args)
         async with self._lock:
+            if self._broken:
+                raise trio.BrokenResourceError(
+                    "an earlier call on this connection was interrupted; open a new one"
+                )
             seq = next(self._seq)
-            await self._stream.send_all(encode_rpc_request(seq, method, self._codec, body))
-            frame = await self._receive_frame()
+            try:
+                await self._stream.send_all(encode_rpc_request(seq, method, self._codec, body))
+                frame = await self._receive_frame()
+            except BaseException:
+                # Interrupted between request and answer: the next answer on the
+                # wire would belong to this call, so the connection is unusable.
+                self._broken = True
+                raise
         if len(frame.options) != 2 or frame.options[0] != seq:
             raise ProtocolViolation(f"answer options {frame.options} do not match seq {seq}")
         method_length = frame.options[1]
