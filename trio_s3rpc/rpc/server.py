@@ -3,9 +3,12 @@
 The server owns a nursery of connections. Each connection runs a reader that
 feeds the sans-IO frame decoder and starts one task per request in the
 connection's own nursery, so a connection's calls run concurrently and their
-answers leave in whatever order they finish; a lock keeps writes whole. A
-semaphore bounds the calls in flight per connection: when it is exhausted the
-reader stops reading, and the kernel's buffers push back on the client.
+answers leave in whatever order they finish; a lock keeps writes whole.
+Methods that never wait on I/O (ListBuckets, GetPublicURL) are answered by
+the reader itself, which saves a task per call on the hottest paths. The
+calls in flight per connection are bounded (``rpc.max_in_flight``): at the
+bound the reader stops reading, and the kernel's buffers push back on the
+client.
 
 Shutdown (``request_shutdown``) closes the listeners at once and asks every
 connection to close as soon as it is idle (no call in flight, no partial
