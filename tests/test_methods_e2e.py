@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import crc32c
 import httpx
 import pytest
 import trio
@@ -102,7 +103,8 @@ async def test_write_read_exists_delete_round_trip(
     head = admin_client(seaweedfs).head_object(
         Bucket="test-bucket", Key=f"e2e-{run_id}/docs/report.pdf"
     )
-    assert head["Metadata"] == {"author": "ann"}
+    # User metadata, and the checksum the server stores with every object it writes.
+    assert head["Metadata"] == {"author": "ann", "trio-s3rpc-checksum": written["checksum"]}
     assert head["ContentType"] == "application/pdf"
 
     assert await rpc.call("s3.Exists", {"bucket": "uploads", "pathname": "docs/report.pdf"}) == {
@@ -253,11 +255,12 @@ async def test_copy_keeps_metadata_and_move_removes_source(
         "pathname": "dst/photo-copy.jpg",
         "size": 4,
         "last_modified": copied["last_modified"],
+        "checksum": "crc32c:" + format(crc32c.crc32c(b"jpeg"), "08x"),
     }
     head = admin_client(seaweedfs).head_object(
         Bucket="test-bucket", Key=f"e2e-{run_id}/dst/photo-copy.jpg"
     )
-    assert head["Metadata"] == {"k": "v"}
+    assert head["Metadata"] == {"k": "v", "trio-s3rpc-checksum": copied["checksum"]}
     assert head["ContentType"] == "image/jpeg"
 
     moved = await rpc.call(
@@ -385,7 +388,7 @@ async def test_large_copy_uses_multipart_copy(rpc: RPCClient, seaweedfs: Any, ru
     assert copied["size"] == len(data)
     head = admin_client(seaweedfs).head_object(Bucket="test-bucket", Key=f"mp-{run_id}/c/dst.bin")
     assert head["ETag"].strip('"').endswith("-3")
-    assert head["Metadata"] == {"origin": "test"}
+    assert head["Metadata"] == {"origin": "test", "trio-s3rpc-checksum": copied["checksum"]}
     read = await rpc.call("s3.Read", {"bucket": "small-parts", "pathname": "c/dst.bin"})
     assert base64.b64decode(read["content"]) == data
 

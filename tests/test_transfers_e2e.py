@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import pytest
 import trio
 
@@ -90,6 +91,7 @@ async def test_write_file_and_read_file_round_trip_byte_identical(
         "pathname": "v/video.mp4",
         "size": len(data),
         "last_modified": written["last_modified"],
+        "checksum": "crc32c:" + format(crc32c.crc32c(data), "08x"),
     }
     head = admin_client(seaweedfs).head_object(Bucket="test-bucket", Key=prefix + "v/video.mp4")
     assert head["ETag"].strip('"').endswith("-4")

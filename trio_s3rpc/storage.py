@@ -5,7 +5,8 @@ configured server. Every call resolves a bucket name (empty means the
 configured default), validates the pathname, joins the bucket's prefix, and
 makes its storage requests under the bucket's ``CapacityLimiter``. Storage
 failures arrive as :class:`S3Error` and leave here as contract errors, mapped
-in :func:`map_s3_error` only.
+in :func:`map_s3_error` only. Every object written carries the CRC32C of its
+bytes in its metadata (``checksums.py``), and whole-object reads check it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import trio
 
+from trio_s3rpc import checksums
 from trio_s3rpc.config import (
     VISIBILITIES,
     BucketConfig,
@@ -28,7 +30,7 @@ from trio_s3rpc.config import (
     ServerConfig,
     parse_bucket,
 )
-from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import (
@@ -77,6 +79,8 @@ class ObjectInfo:
     etag: str = ""
     # User metadata as the service sent it (x-amz-meta-* headers, names lowercased).
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # "<algorithm>:<hex>" of the object's bytes, when known (see checksums.py).
+    checksum: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,6 +109,21 @@ class Listing:
     key_count: int
 
 
+@dataclass(slots=True, frozen=True)
+class DeleteError:
+    """A pathname DeleteMany did not delete: a contract code and why."""
+
+    pathname: str
+    code: str
+    message: str
+
+
+@dataclass(slots=True, frozen=True)
+class DeleteManyResult:
+    deleted: list[str]
+    errors: list[DeleteError]
+
+
 def map_s3_error(exc: S3Error, bucket: str, pathname: str = "") -> RPCError:
     """The contract error for a storage failure; the one place they are mapped."""
     where = f"bucket: {bucket}" + (f", pathname: {pathname}" if pathname else "")
@@ -124,6 +143,37 @@ def map_s3_error(exc: S3Error, bucket: str, pathname: str = "") -> RPCError:
         )
     return RPCError(
         ErrorCode.S3_OPERATION_FAILED, f"{exc.operation} failed: {exc.code}: {exc.message}", where
+    )
+
+
+def stored_checksum(headers: Mapping[str, str]) -> str:
+    """The checksum an object's metadata carries ("" when it has none)."""
+    return headers.get(checksums.METADATA_HEADER, "").strip()
+
+
+def verify_checksum(stored: str, actual: int, bucket: str, pathname: str) -> None:
+    """Refuse bytes that do not match the checksum stored with them.
+
+    An object without a checksum (written by something else) or with one of
+    an algorithm this server does not compute passes unverified.
+    """
+    expected = checksums.parse_checksum(stored)
+    if expected is None or expected == actual:
+        return
+    read = checksums.format_checksum(actual)
+    log.error(
+        "event=checksum_mismatch bucket=%s pathname=%r stored=%s read=%s",
+        bucket,
+        pathname,
+        stored,
+        read,
+    )
+    raise RPCError(
+        ErrorCode.S3_OPERATION_FAILED,
+        "checksum mismatch: the bytes the storage service returned are not the bytes "
+        "that were written",
+        f"bucket: {bucket}, pathname: {pathname}, stored checksum {stored}, "
+        f"checksum of the bytes read {read}",
     )
 
 
@@ -167,6 +217,12 @@ def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
                 ErrorCode.INVALID_REQUEST,
                 f"config key {name!r} is not a valid metadata name "
                 "(letters, digits, '-' and '_' only)",
+            )
+        if name.lower() == checksums.METADATA_NAME:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"config key {name!r} is reserved: it holds the checksum this server "
+                "computes for every object it writes",
             )
         if not value.isascii() or _CONTROL_CHARS.search(value):
             # As the AWS SDKs do: RFC 2047 keeps non-ASCII values intact in a header.
@@ -360,6 +416,9 @@ class Storage:
         headers = {"Content-Type": content_type or content_type_for(pathname)}
         headers.update(metadata_headers(metadata))
         headers.update(await self.acl_headers(bucket, visibility))
+        # The content is all here: its checksum goes with it, even into a multipart upload.
+        checksum = checksums.format_checksum(checksums.crc32c(content))
+        headers[checksums.METADATA_HEADER] = checksum
         if len(content) > bucket.config.part_size:
             return await self._write_multipart(bucket, key, pathname, content, headers)
         response = await self.request(
@@ -370,6 +429,7 @@ class Storage:
             last_modified=http_date(response.headers.get("date")) or int(time.time()),
             mime_type=headers["Content-Type"],
             etag=response.headers.get("etag", ""),
+            checksum=checksum,
         )
 
     async def _write_multipart(
@@ -392,6 +452,7 @@ class Storage:
             last_modified=int(time.time()),
             mime_type=headers["Content-Type"],
             etag=done.etag,
+            checksum=headers.get(checksums.METADATA_HEADER, ""),
         )
 
     async def read(
@@ -436,6 +497,11 @@ class Storage:
         size = len(content)
         if ranged:
             size = _total_from_content_range(response.headers.get("content-range", ""), size)
+        if offset == 0 and len(content) == size:
+            # The whole object (a range may cover it all): check it against its checksum.
+            stored = stored_checksum(response.headers)
+            if stored:
+                verify_checksum(stored, checksums.crc32c(content), bucket.name, pathname)
         return ObjectContent(
             content=content,
             size=size,
@@ -456,6 +522,7 @@ class Storage:
                 for name, value in response.headers.items()
                 if name.startswith("x-amz-meta-")
             },
+            checksum=stored_checksum(response.headers),
         )
 
     async def exists(self, bucket_name: str, pathname: str) -> bool:
@@ -525,8 +592,15 @@ class Storage:
             headers["x-amz-metadata-directive"] = "REPLACE"
             headers["Content-Type"] = info.mime_type or content_type_for(dest_pathname)
             headers.update(metadata_headers(metadata))
+            if info.checksum:
+                # New user metadata, same bytes: the checksum stays.
+                headers[checksums.METADATA_HEADER] = info.checksum
         else:
             headers["x-amz-metadata-directive"] = "COPY"
+        if info.checksum and info.etag:
+            # The checksum answered (and for REPLACE, stored) is the one read by
+            # HEAD: the copy must be of that very object.
+            headers["x-amz-copy-source-if-match"] = info.etag
         if info.size > dest.config.multipart_copy_threshold:
             return await self._copy_multipart(dest, dest_key, dest_pathname, info, headers)
         response = await self.request(
@@ -541,6 +615,7 @@ class Storage:
             last_modified=last_modified or http_date(response.headers.get("date")),
             mime_type=info.mime_type,
             etag=etag,
+            checksum=info.checksum,
         )
 
     async def _copy_multipart(
@@ -554,6 +629,7 @@ class Storage:
         """CopyObject stops at 5 GiB: copy larger objects part by part on the service."""
         copy_source = copy_headers.pop("x-amz-copy-source")
         directive = copy_headers.pop("x-amz-metadata-directive")
+        copy_headers.pop("x-amz-copy-source-if-match", None)  # not a CreateMultipartUpload header
         headers = dict(copy_headers)
         if directive == "COPY":
             headers["Content-Type"] = source.mime_type or content_type_for(dest_pathname)
@@ -579,7 +655,135 @@ class Storage:
             last_modified=int(time.time()),
             mime_type=headers.get("Content-Type", ""),
             etag=done.etag,
+            checksum=headers.get(checksums.METADATA_HEADER, ""),
         )
+
+    async def attach_checksum(
+        self,
+        bucket: Bucket,
+        key: str,
+        pathname: str,
+        headers: Mapping[str, str],
+        written: ObjectInfo,
+    ) -> ObjectInfo:
+        """Store ``written.checksum`` on an object a multipart upload just completed.
+
+        S3 fixes an object's metadata at CreateMultipartUpload, before a
+        streamed upload's bytes (and so their checksum) are known, and changes
+        it afterwards only by a copy. So the object is copied onto itself with
+        the checksum added to what it was created with (``headers``: content
+        type, user metadata, ACL): SeaweedFS and MinIO do that without moving
+        data, AWS copies on the service side. The copy is conditional on the
+        upload's ETag, so an object replaced in the meantime is left alone. A
+        failure is logged, not raised: the object is whole, and only later
+        reads go unverified. Answers ``written`` with the object's new ETag.
+        """
+        copy_headers = dict(headers)
+        copy_headers[checksums.METADATA_HEADER] = written.checksum
+        copy_headers["x-amz-copy-source"] = "/" + urllib.parse.quote(
+            f"{bucket.config.bucket}/{key}", safe="/"
+        )
+        copy_headers["x-amz-metadata-directive"] = "REPLACE"
+        if written.etag:
+            copy_headers["x-amz-copy-source-if-match"] = written.etag
+        try:
+            if written.size > bucket.config.multipart_copy_threshold:
+                copied = await self._copy_multipart(bucket, key, pathname, written, copy_headers)
+                etag = copied.etag
+            else:
+                response = await self.request(
+                    bucket, "CopyObject", "PUT", key, pathname, headers=copy_headers
+                )
+                etag, _ = s3xml.parse_copy_result(response.content, "CopyObject")
+        except (RPCError, S3Error) as exc:
+            log.warning(
+                "event=checksum_not_stored bucket=%s pathname=%r checksum=%s error=%r",
+                bucket.name,
+                pathname,
+                written.checksum,
+                str(exc),
+            )
+            return written
+        return replace(written, etag=etag or written.etag)
+
+    async def delete_many(self, bucket_name: str, pathnames: Sequence[str]) -> DeleteManyResult:
+        """Delete many objects, 1000 keys per DeleteObjects request, batches in parallel.
+
+        Each pathname succeeds or fails on its own: an invalid one, one the
+        service refuses, or one in a batch whose request failed is reported in
+        ``errors`` (in request order); the rest are ``deleted``. Repeated
+        pathnames are deleted (and reported) once.
+        """
+        bucket = self.bucket(bucket_name)
+        errors: list[DeleteError] = []
+        keys: dict[str, str] = {}  # key -> pathname, in request order
+        for pathname in pathnames:
+            try:
+                _, key = self.resolve(bucket.name, pathname)
+            except RPCError as exc:
+                message = f"{exc.message} ({exc.details})" if exc.details else exc.message
+                errors.append(DeleteError(pathname, str(exc.code), message))
+                continue
+            keys.setdefault(key, pathname)
+        items = list(keys.items())
+        batches = [
+            items[start : start + s3xml.MAX_DELETE_KEYS]
+            for start in range(0, len(items), s3xml.MAX_DELETE_KEYS)
+        ]
+        results: list[DeleteManyResult] = [DeleteManyResult([], [])] * len(batches)
+        in_flight = trio.CapacityLimiter(bucket.config.concurrency)
+
+        async def run(index: int, batch: list[tuple[str, str]]) -> None:
+            async with in_flight:
+                results[index] = await self._delete_batch(bucket, batch)
+
+        with first_error():
+            async with trio.open_nursery() as nursery:
+                for index, batch in enumerate(batches):
+                    nursery.start_soon(run, index, batch)
+        order = {pathname: position for position, pathname in enumerate(pathnames)}
+        errors += [error for result in results for error in result.errors]
+        errors.sort(key=lambda error: order.get(error.pathname, len(order)))
+        return DeleteManyResult([p for result in results for p in result.deleted], errors)
+
+    async def _delete_batch(self, bucket: Bucket, batch: list[tuple[str, str]]) -> DeleteManyResult:
+        """One DeleteObjects request (the transport adds the Content-MD5 S3 requires)."""
+        body = s3xml.build_delete_objects([key for key, _ in batch], quiet=True)
+        try:
+            response = await self.request(
+                bucket,
+                "DeleteObjects",
+                "POST",
+                None,
+                query={"delete": ""},
+                headers={"Content-Type": "application/xml"},
+                body=body,
+            )
+            try:
+                result = s3xml.parse_delete_result(response.content)
+            except S3Error as exc:
+                raise map_s3_error(exc, bucket.name) from None
+        except RPCError as exc:
+            # The whole request failed: no key of this batch is known to be deleted.
+            message = f"{exc.message} ({exc.details})" if exc.details else exc.message
+            return DeleteManyResult(
+                [], [DeleteError(pathname, str(exc.code), message) for _, pathname in batch]
+            )
+        pathnames = dict(batch)
+        refused: dict[str, DeleteError] = {}
+        for failure in result.errors:
+            if failure.code in ("NoSuchKey", "NotFound"):
+                continue  # deleting what is not there succeeds, as DeleteObject does
+            denied = failure.code == "AccessDenied"
+            code = ErrorCode.PERMISSION_DENIED if denied else ErrorCode.S3_OPERATION_FAILED
+            pathname = pathnames.get(failure.key, failure.key[len(bucket.config.prefix) :])
+            refused[pathname] = DeleteError(
+                pathname,
+                str(code),
+                f"DeleteObjects refused this key: {failure.code}: {failure.message}",
+            )
+        deleted = [pathname for _, pathname in batch if pathname not in refused]
+        return DeleteManyResult(deleted, list(refused.values()))
 
     async def move(
         self,

@@ -8,7 +8,8 @@ flight, never by the file's size:
   is a multipart upload with ``concurrency`` parts in flight.
 - ReadFile downloads ``part_size`` ranges in parallel into a temporary file
   beside the destination, written at their offsets as the bytes stream in,
-  and renames it into place only when every byte has arrived.
+  and renames it into place only when every byte has arrived and the CRCs
+  of the ranges, combined in order, match the object's stored checksum.
 - Chunked uploads (UploadStart/Chunk/Finish/Abort) feed parts into a
   multipart upload that runs in the session's own task; a chunk call waits
   while ``concurrency`` parts are in flight.
@@ -25,12 +26,13 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import trio
 
-from trio_s3rpc import progress
+from trio_s3rpc import checksums, progress
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import multipart
@@ -43,6 +45,7 @@ from trio_s3rpc.storage import (
     http_date,
     map_s3_error,
     metadata_headers,
+    verify_checksum,
 )
 
 log = logging.getLogger("trio_s3rpc.transfers")
@@ -142,8 +145,15 @@ class Transfers:
             if size <= bucket.config.part_size:
                 tracker.expect(size, 1)
                 data = await _pread(fd, size, 0)
+                checksum = checksums.format_checksum(checksums.crc32c(data))
                 response = await self.storage.request(
-                    bucket, "PutObject", "PUT", key, pathname, headers=headers, body=data
+                    bucket,
+                    "PutObject",
+                    "PUT",
+                    key,
+                    pathname,
+                    headers={**headers, checksums.METADATA_HEADER: checksum},
+                    body=data,
                 )
                 tracker.advance(len(data), 1)
                 return ObjectInfo(
@@ -151,8 +161,12 @@ class Transfers:
                     last_modified=http_date(response.headers.get("date")) or int(time.time()),
                     mime_type=headers["Content-Type"],
                     etag=response.headers.get("etag", ""),
+                    checksum=checksum,
                 )
-            done = await self._upload_from_fd(bucket, key, pathname, headers, fd, size, resume)
+            part_checksums = checksums.PartChecksums()
+            done = await self._upload_from_fd(
+                bucket, key, pathname, headers, fd, size, resume, part_checksums=part_checksums
+            )
         except OSError as exc:
             raise _local_error(exc, "source_path", path) from None
         finally:
@@ -163,12 +177,19 @@ class Transfers:
                 "source_path changed size while it was uploaded",
                 f"expected {size} bytes, sent {done.size}",
             )
-        return ObjectInfo(
+        written = ObjectInfo(
             size=done.size,
             last_modified=int(time.time()),
             mime_type=headers["Content-Type"],
             etag=done.etag,
         )
+        if part_checksums.length != done.size:
+            # Some part's bytes went uncounted: storing a wrong checksum would
+            # make every later read of a good object fail, so store none.
+            log.error("event=checksum_incomplete pathname=%r", pathname)
+            return written
+        written = replace(written, checksum=checksums.format_checksum(part_checksums.whole()))
+        return await self.storage.attach_checksum(bucket, key, pathname, headers, written)
 
     async def _upload_from_fd(
         self,
@@ -179,15 +200,23 @@ class Transfers:
         fd: int,
         size: int,
         resume: bool,
+        *,
+        part_checksums: checksums.PartChecksums | None = None,
     ) -> CompletedUpload:
+        """Upload the file in parts; each part's CRC32C goes into ``part_checksums``
+        as it is read (reused parts' when they are compared), never in a second pass."""
         part_size = bucket.config.part_size
+        if part_checksums is None:
+            part_checksums = checksums.PartChecksums()
         spans = [
             (number, offset, min(part_size, size - offset))
             for number, offset in enumerate(range(0, size, part_size), 1)
         ]
         target = self.storage.multipart_target(bucket, key, headers)
         try:
-            found = await self._find_resumable(target, fd, spans) if resume else None
+            found = (
+                await self._find_resumable(target, fd, spans, part_checksums) if resume else None
+            )
             upload_id, existing = found or (await multipart.create_upload(target), {})
             tracker = progress.current()
             tracker.expect(size, len(spans))
@@ -196,7 +225,9 @@ class Transfers:
             async def parts() -> AsyncIterator[tuple[int, bytes]]:
                 for number, offset, length in spans:
                     if number not in existing:
-                        yield number, await _pread(fd, length, offset)
+                        data = await _pread(fd, length, offset)
+                        part_checksums.add(number, data)
+                        yield number, data
 
             return await multipart.finish_multipart(
                 target,
@@ -210,7 +241,11 @@ class Transfers:
             raise map_s3_error(exc, bucket.name, pathname) from None
 
     async def _find_resumable(
-        self, target: MultipartTarget, fd: int, spans: Sequence[tuple[int, int, int]]
+        self,
+        target: MultipartTarget,
+        fd: int,
+        spans: Sequence[tuple[int, int, int]],
+        part_checksums: checksums.PartChecksums | None = None,
     ) -> tuple[str, dict[int, tuple[str, int]]] | None:
         """An unfinished upload of this key whose parts fit this file, and the parts to reuse.
 
@@ -242,6 +277,8 @@ class Transfers:
                 digest = await trio.to_thread.run_sync(_md5_hex, data)
                 if part.etag.strip('"') == digest:
                     reuse[part.part_number] = (part.etag, part.size)
+                    if part_checksums is not None:
+                        part_checksums.add(part.part_number, data)
             log.info(
                 "event=upload_resumed key=%s upload_id=%s parts_reused=%d parts_total=%d",
                 target.key,
@@ -266,13 +303,19 @@ class Transfers:
         try:
             try:
                 os.ftruncate(fd, info.size)
-                written = await self._download_into(bucket, key, pathname, info, fd)
+                range_checksums = checksums.PartChecksums()
+                written = await self._download_into(
+                    bucket, key, pathname, info, fd, range_checksums=range_checksums
+                )
                 if written != info.size:
                     raise RPCError(
                         ErrorCode.S3_OPERATION_FAILED,
                         "GetObject delivered a different number of bytes than the object has",
                         f"expected {info.size}, got {written}",
                     )
+                if info.checksum:
+                    # Ranges arrive in parallel: their CRCs are combined in order.
+                    verify_checksum(info.checksum, range_checksums.whole(), bucket.name, pathname)
                 await trio.to_thread.run_sync(os.fsync, fd)
             finally:
                 os.close(fd)
@@ -310,8 +353,20 @@ class Transfers:
         return destination
 
     async def _download_into(
-        self, bucket: Bucket, key: str, pathname: str, info: ObjectInfo, fd: int
+        self,
+        bucket: Bucket,
+        key: str,
+        pathname: str,
+        info: ObjectInfo,
+        fd: int,
+        *,
+        range_checksums: checksums.PartChecksums | None = None,
     ) -> int:
+        """Fetch the object's ranges in parallel into ``fd``; answers the bytes written.
+
+        Each range's CRC32C, computed as its bytes stream in, goes into
+        ``range_checksums`` under the range's start offset.
+        """
         part_size = bucket.config.part_size
         ranges = [
             (start, min(start + part_size, info.size)) for start in range(0, info.size, part_size)
@@ -328,6 +383,7 @@ class Transfers:
                 headers["If-Match"] = info.etag  # the object must not change mid-download
             async with limiter, bucket.limiter:
                 offset = start
+                crc = 0
                 try:
                     async with bucket.transport.stream(
                         "GetObject", "GET", bucket.config.bucket, key, headers=headers
@@ -339,6 +395,7 @@ class Transfers:
                                     "GetObject sent more bytes than the range asked for",
                                     f"range {start}-{end - 1}",
                                 )
+                            crc = checksums.crc32c(chunk, crc)
                             await _pwrite(fd, chunk, offset)
                             offset += len(chunk)
                             tracker.advance(len(chunk))
@@ -351,6 +408,8 @@ class Transfers:
                         f"bucket: {bucket.name}, pathname: {pathname}",
                     ) from None
                 written += offset - start
+                if range_checksums is not None:
+                    range_checksums.add_value(start, crc, offset - start)
                 tracker.advance(0, 1)
 
         with first_error():

@@ -29,11 +29,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
 
+from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import multipart
@@ -117,6 +118,9 @@ class Session:
     idle: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
     part_scopes: set[trio.CancelScope] = field(default_factory=set)
+    # The CRC32C of every byte received, in order; None when bytes were received
+    # by another process (a resumed upload), whose checksum is then not known.
+    checksum: checksums.RunningChecksum | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -175,6 +179,7 @@ class ChunkedUploads:
             slots=trio.Semaphore(bucket.config.concurrency),
             received=sum(p.size for p in parts),
             next_part=len(parts) + 1,
+            checksum=None if parts else checksums.RunningChecksum(),
         )
         session.idle.set()
         session.last_activity = trio.current_time()
@@ -237,6 +242,7 @@ class ChunkedUploads:
             slots=trio.Semaphore(bucket.config.concurrency),
             received=0,
             next_part=1,
+            checksum=checksums.RunningChecksum(),
         )
         session.idle.set()
         session.last_activity = trio.current_time()
@@ -261,6 +267,8 @@ class ChunkedUploads:
                 content = content[session.received - offset :]
             session.buffer += content
             session.received += len(content)
+            if session.checksum is not None:
+                session.checksum.update(content)
             part_size = session.token.part_size
             # Keep a remainder, so UploadFinish always has a last part to send.
             while len(session.buffer) > part_size:
@@ -356,9 +364,15 @@ class ChunkedUploads:
                 raise map_s3_error(exc, session.bucket.name, token.pathname) from None
             finally:
                 self._forget(session)
-        return token.pathname, ObjectInfo(
-            size=size, last_modified=int(time.time()), mime_type="", etag=etag
+        written = ObjectInfo(size=size, last_modified=int(time.time()), mime_type="", etag=etag)
+        if session.checksum is None or session.checksum.length != size:
+            return token.pathname, written
+        written = replace(written, checksum=session.checksum.text())
+        target = session.target
+        written = await self.storage.attach_checksum(
+            session.bucket, target.key, token.pathname, target.create_headers, written
         )
+        return token.pathname, written
 
     async def abort(self, upload_id: str) -> None:
         token = self._token(upload_id)

@@ -68,6 +68,8 @@ class ObjectWrittenResponse:
     pathname: str
     size: int
     last_modified: int
+    # "<algorithm>:<hex>" of the object's bytes (a Copy of an object without one has none).
+    checksum: str = omitempty("")
 
 
 @dataclass(slots=True, frozen=True)
@@ -119,6 +121,7 @@ class MetadataResponse:
     last_modified: int
     visibility: str
     etag: str = omitempty("")
+    checksum: str = omitempty("")
 
 
 @dataclass(slots=True, frozen=True)
@@ -200,6 +203,8 @@ class ReadFileResponse:
     size: int
     mime_type: str
     last_modified: int
+    # The stored checksum the file's bytes were verified against, when the object has one.
+    checksum: str = omitempty("")
 
 
 @dataclass(slots=True, frozen=True)
@@ -246,6 +251,26 @@ class UploadFinishResponse:
     pathname: str
     size: int
     last_modified: int
+    checksum: str = omitempty("")
+
+
+@dataclass(slots=True, frozen=True)
+class DeleteManyRequest:
+    pathnames: list[str]
+    bucket: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class DeleteErrorEntry:
+    pathname: str
+    code: str
+    message: str
+
+
+@dataclass(slots=True, frozen=True)
+class DeleteManyResponse:
+    deleted: list[str]
+    errors: list[DeleteErrorEntry]
 
 
 class S3Methods:
@@ -266,6 +291,7 @@ class S3Methods:
         add("s3.Read", ReadRequest, ReadResponse, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)
         add("s3.Delete", PathRequest, SuccessResponse, self.delete)
+        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResponse, self.delete_many)
         add("s3.Copy", CopyRequest, ObjectWrittenResponse, self.copy)
         add("s3.Move", CopyRequest, ObjectWrittenResponse, self.move)
         add("s3.GetMetadata", PathRequest, MetadataResponse, self.get_metadata)
@@ -303,7 +329,9 @@ class S3Methods:
         info = await self.storage.write(
             req.bucket, req.pathname, req.content, req.config, req.visibility
         )
-        return ObjectWrittenResponse(True, req.pathname, info.size, info.last_modified)
+        return ObjectWrittenResponse(
+            True, req.pathname, info.size, info.last_modified, info.checksum
+        )
 
     async def read(self, req: ReadRequest) -> ReadResponse:
         got = await self.storage.read(req.bucket, req.pathname, req.offset, req.length)
@@ -316,6 +344,13 @@ class S3Methods:
         await self.storage.delete(req.bucket, req.pathname)
         return SuccessResponse(True)
 
+    async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResponse:
+        result = await self.storage.delete_many(req.bucket, req.pathnames)
+        return DeleteManyResponse(
+            result.deleted,
+            [DeleteErrorEntry(e.pathname, e.code, e.message) for e in result.errors],
+        )
+
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         info = await self.storage.copy(
             req.source_bucket,
@@ -325,7 +360,9 @@ class S3Methods:
             req.config,
             req.visibility,
         )
-        return ObjectWrittenResponse(True, req.dest_pathname, info.size, info.last_modified)
+        return ObjectWrittenResponse(
+            True, req.dest_pathname, info.size, info.last_modified, info.checksum
+        )
 
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
         info = await self.storage.move(
@@ -336,13 +373,15 @@ class S3Methods:
             req.config,
             req.visibility,
         )
-        return ObjectWrittenResponse(True, req.dest_pathname, info.size, info.last_modified)
+        return ObjectWrittenResponse(
+            True, req.dest_pathname, info.size, info.last_modified, info.checksum
+        )
 
     async def get_metadata(self, req: PathRequest) -> MetadataResponse:
         info = await self.storage.head(req.bucket, req.pathname)
         visibility = await self.storage.visibility(req.bucket, req.pathname)
         return MetadataResponse(
-            info.size, info.mime_type, info.last_modified, visibility, info.etag
+            info.size, info.mime_type, info.last_modified, visibility, info.etag, info.checksum
         )
 
     async def set_visibility(self, req: SetVisibilityRequest) -> SuccessResponse:
@@ -378,11 +417,13 @@ class S3Methods:
             req.content_type,
             req.resume,
         )
-        return ObjectWrittenResponse(True, req.pathname, info.size, info.last_modified)
+        return ObjectWrittenResponse(
+            True, req.pathname, info.size, info.last_modified, info.checksum
+        )
 
     async def read_file(self, req: ReadFileRequest) -> ReadFileResponse:
         info = await self.transfers.read_file(req.bucket, req.pathname, req.destination_path)
-        return ReadFileResponse(True, info.size, info.mime_type, info.last_modified)
+        return ReadFileResponse(True, info.size, info.mime_type, info.last_modified, info.checksum)
 
     async def upload_start(self, req: UploadStartRequest) -> UploadStartResponse:
         upload_id = await self.uploads.start(
@@ -400,7 +441,7 @@ class S3Methods:
 
     async def upload_finish(self, req: UploadIdRequest) -> UploadFinishResponse:
         pathname, info = await self.uploads.finish(req.upload_id)
-        return UploadFinishResponse(True, pathname, info.size, info.last_modified)
+        return UploadFinishResponse(True, pathname, info.size, info.last_modified, info.checksum)
 
     async def upload_abort(self, req: UploadIdRequest) -> SuccessResponse:
         await self.uploads.abort(req.upload_id)

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import trio
 
-from trio_s3rpc import __version__
+from trio_s3rpc import __version__, checksums
 from trio_s3rpc.config import ServerConfig
 from trio_s3rpc.s3.signing import (
     UNSIGNED_PAYLOAD,
@@ -103,6 +103,13 @@ _CHECKSUM_REQUIRED_OPERATIONS = frozenset(
         "PutPublicAccessBlock",
     }
 )
+# checksums: when_supported. Every body sent whole carries its CRC32C, which S3
+# (and SeaweedFS, MinIO) verify on arrival; a multipart upload declares the
+# algorithm when created (S3 refuses part checksums otherwise) as a FULL_OBJECT
+# checksum, which needs no part list of checksums at completion, only the same
+# type. Never aws-chunked trailers: several S3-compatible services mishandle them.
+_BODY_CHECKSUM_OPERATIONS = frozenset({"PutObject", "UploadPart"})
+_CHECKSUM_TYPE = "FULL_OBJECT"
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SIGNATURE = re.compile(r"(Signature=)[0-9a-fA-F]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -244,9 +251,12 @@ class S3Transport:
             server.endpoint, server.region
         )
         self._path_style = server.path_style or _is_ip_address(self._netloc)
-        # when_supported: every in-memory body is signed, which S3 verifies
-        # (SHA-256 is cheaper here than a Content-MD5 and needs no extra header).
+        # when_supported: every in-memory body is signed, which S3 and MinIO
+        # verify (SHA-256 is cheaper here than a Content-MD5 and needs no extra
+        # header), and carries an x-amz-checksum-crc32c header, which SeaweedFS
+        # verifies too where it ignores a wrong payload signature (measured).
         self._sign_large_payloads = server.checksums == "when_supported"
+        self._flexible_checksums = server.checksums == "when_supported"
         self._user_agent = f"trio-s3rpc/{__version__}"
         self._bases: dict[str, tuple[str, str, str]] = {}
         self._extensions = {
@@ -434,6 +444,10 @@ class S3Transport:
                     message = f"header {name} must be printable ASCII"
                     raise S3Error(operation, 0, "InvalidArgument", message)
                 prepared[name.lower()] = value
+        if self._flexible_checksums and not any(
+            name.startswith("x-amz-checksum-") for name in prepared
+        ):
+            prepared.update(_flexible_checksum_headers(operation, body))
         if (
             operation in _CHECKSUM_REQUIRED_OPERATIONS
             and isinstance(body, bytes)
@@ -595,6 +609,17 @@ class S3Transport:
         for secret in self._redact_secrets:
             text = text.replace(secret, "***")
         return _SIGNATURE.sub(r"\1***", text)
+
+
+def _flexible_checksum_headers(operation: str, body: bytes | BodyFactory) -> dict[str, str]:
+    """The ``x-amz-checksum-*`` headers of an operation under ``when_supported``."""
+    if operation in _BODY_CHECKSUM_OPERATIONS and isinstance(body, bytes):
+        return {"x-amz-checksum-crc32c": checksums.header_value(checksums.crc32c(body))}
+    if operation == "CreateMultipartUpload":
+        return {"x-amz-checksum-algorithm": "CRC32C", "x-amz-checksum-type": _CHECKSUM_TYPE}
+    if operation == "CompleteMultipartUpload":
+        return {"x-amz-checksum-type": _CHECKSUM_TYPE}
+    return {}
 
 
 def _parse_endpoint(endpoint: str, region: str) -> tuple[str, str, str]:

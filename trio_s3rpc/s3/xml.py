@@ -250,7 +250,8 @@ def parse_copy_result(content: bytes, operation: str = "CopyObject") -> tuple[st
 
 
 def parse_list_parts(content: bytes) -> ListPartsResult:
-    root = _parse(content, "ListParts", "ListPartsResult")
+    # moto (5.2) names the root ListPartsResponse; the document inside is the same.
+    root = _parse(content, "ListParts", ("ListPartsResult", "ListPartsResponse"))
     parts = [
         PartEntry(
             part_number=_int(_required(item, "PartNumber", "ListParts"), "ListParts"),
@@ -361,7 +362,9 @@ def _document(root: str, inner: str) -> bytes:
     ).encode()
 
 
-def _parse(content: bytes, operation: str, expected_root: str | None) -> ET.Element:
+def _parse(
+    content: bytes, operation: str, expected_root: str | tuple[str, ...] | None
+) -> ET.Element:
     try:
         root = _strip_namespaces(ET.fromstring(content.lstrip()))
     except ET.ParseError as exc:
@@ -376,9 +379,10 @@ def _parse(content: bytes, operation: str, expected_root: str | None) -> ET.Elem
             _text(root, "Message"),
             _text(root, "RequestId"),
         )
-    if expected_root is not None and root.tag != expected_root:
+    accepted = (expected_root,) if isinstance(expected_root, str) else expected_root
+    if accepted is not None and root.tag not in accepted:
         raise S3Error(
-            operation, 200, "MalformedResponse", f"expected <{expected_root}>, got <{root.tag}>"
+            operation, 200, "MalformedResponse", f"expected <{accepted[0]}>, got <{root.tag}>"
         )
     return root
 
