@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from benchmarks.target import S3Target
+from trio_s3rpc.embedded import terminate_process
 
 RPC_BUCKET = "bench"
 START_TIMEOUT = 30.0
@@ -131,17 +131,7 @@ class ServerProcess:
         process, self._process = self._process, None
         if process is None:
             return None
-        try:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
+        terminate_process(process, STOP_GRACE)
         return process.returncode
 
     def log_tail(self, limit: int = 3000) -> str:
