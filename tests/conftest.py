@@ -43,7 +43,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
     endpoint = server.start()
     try:
-        # Buckets are owner-enforced (no ACLs) unless created as ObjectWriter.
+        # ObjectWriter ownership keeps ACLs enabled, as an ACL-using AWS bucket must be.
         admin_client(endpoint).create_bucket(Bucket=MOTO_ACL_BUCKET, ObjectOwnership="ObjectWriter")
         yield endpoint
     finally:
