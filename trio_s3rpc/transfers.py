@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import trio
 
 from trio_s3rpc import checksums, progress
@@ -399,14 +398,8 @@ class Transfers:
                             await _pwrite(fd, chunk, offset)
                             offset += len(chunk)
                             tracker.advance(len(chunk))
-                except S3Error as exc:
+                except S3Error as exc:  # the transport maps body read failures to S3Error too
                     raise map_s3_error(exc, bucket.name, pathname) from None
-                except httpx.HTTPError as exc:
-                    raise RPCError(
-                        ErrorCode.S3_OPERATION_FAILED,
-                        f"GetObject failed while reading the body: {type(exc).__name__}",
-                        f"bucket: {bucket.name}, pathname: {pathname}",
-                    ) from None
                 written += offset - start
                 if range_checksums is not None:
                     range_checksums.add_value(start, crc, offset - start)

@@ -138,10 +138,6 @@ class ChunkedUploads:
         self._sessions: dict[str, Session] = {}
         self._nursery: trio.Nursery | None = None
 
-    @property
-    def open_count(self) -> int:
-        return len(self._sessions)
-
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Own the part tasks and expire idle sessions until cancelled.
 

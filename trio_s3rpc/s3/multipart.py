@@ -51,7 +51,6 @@ class MultipartTarget:
     in_progress: set[str] | None = None
 
 
-PartCallback = Callable[[int, int], None]
 T = TypeVar("T")
 
 
@@ -162,7 +161,6 @@ async def upload_multipart(
     *,
     concurrency: int,
     send_part: PartSender[T] | None = None,
-    on_part: PartCallback | None = None,
 ) -> CompletedUpload:
     """Upload every part the source yields, in order, with ``concurrency`` in flight.
 
@@ -177,7 +175,6 @@ async def upload_multipart(
         _numbered(parts),
         concurrency=concurrency,
         send_part=send_part,
-        on_part=on_part,
     )
 
 
@@ -198,7 +195,6 @@ async def finish_multipart(
     concurrency: int,
     existing: Mapping[int, tuple[str, int]] | None = None,
     send_part: PartSender[T] | None = None,
-    on_part: PartCallback | None = None,
     keep_on_failure: bool = False,
 ) -> CompletedUpload:
     """Send the numbered parts of an upload that exists, then complete it.
@@ -212,7 +208,7 @@ async def finish_multipart(
     if target.in_progress is not None:
         target.in_progress.add(upload_id)
     try:
-        etags, size = await _send_parts(upload_id, parts, concurrency, sender, on_part)
+        etags, size = await _send_parts(upload_id, parts, concurrency, sender)
         for number, (etag, part_size) in (existing or {}).items():
             etags[number] = etag
             size += part_size
@@ -237,7 +233,6 @@ async def _send_parts(
     parts: AsyncIterable[tuple[int, T]],
     concurrency: int,
     send_part: PartSender[T],
-    on_part: PartCallback | None,
 ) -> tuple[dict[int, str], int]:
     etags: dict[int, str] = {}
     total = 0
@@ -251,8 +246,6 @@ async def _send_parts(
                 etags[number], size = await send_part(upload_id, number, part)
                 total += size
                 tracker.advance(size, 1)
-                if on_part is not None:
-                    on_part(number, size)
 
     with first_error():
         async with trio.open_nursery() as nursery:
