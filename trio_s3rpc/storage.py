@@ -540,6 +540,23 @@ class Storage:
             bucket, "DeleteObject", "DELETE", key, pathname, ok_statuses=(200, 204, 404)
         )
 
+    async def metadata(self, bucket_name: str, pathname: str) -> tuple[ObjectInfo, str]:
+        """HeadObject and the object's visibility; in ACL mode both requests at once."""
+        bucket, _ = self.resolve(bucket_name, pathname)
+        if await self._mode(bucket) == "none":
+            return await self.head(bucket_name, pathname), bucket.config.visibility
+        visibility = ""
+
+        async def read_visibility() -> None:
+            nonlocal visibility
+            visibility = await self.visibility(bucket_name, pathname)
+
+        with first_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_visibility)
+                info = await self.head(bucket_name, pathname)
+        return info, visibility
+
     async def visibility(self, bucket_name: str, pathname: str) -> str:
         bucket, key = self.resolve(bucket_name, pathname)
         if await self._mode(bucket) == "none":

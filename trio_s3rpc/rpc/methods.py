@@ -378,8 +378,7 @@ class S3Methods:
         )
 
     async def get_metadata(self, req: PathRequest) -> MetadataResponse:
-        info = await self.storage.head(req.bucket, req.pathname)
-        visibility = await self.storage.visibility(req.bucket, req.pathname)
+        info, visibility = await self.storage.metadata(req.bucket, req.pathname)
         return MetadataResponse(
             info.size, info.mime_type, info.last_modified, visibility, info.etag, info.checksum
         )
