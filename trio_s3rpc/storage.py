@@ -403,6 +403,42 @@ class Storage:
 
     # -- objects -----------------------------------------------------------
 
+    async def new_object_headers(
+        self,
+        bucket: Bucket,
+        pathname: str,
+        metadata: Mapping[str, str],
+        visibility: str,
+        content_type: str = "",
+    ) -> dict[str, str]:
+        """What a new object is created with: content type, user metadata, canned ACL."""
+        headers = {"Content-Type": content_type or content_type_for(pathname)}
+        headers.update(metadata_headers(metadata))
+        headers.update(await self.acl_headers(bucket, visibility))
+        return headers
+
+    async def put_object(
+        self, bucket: Bucket, key: str, pathname: str, headers: Mapping[str, str], body: bytes
+    ) -> ObjectInfo:
+        """One PutObject with its whole-object checksum in the metadata."""
+        checksum = checksums.format_checksum(checksums.crc32c(body))
+        response = await self.request(
+            bucket,
+            "PutObject",
+            "PUT",
+            key,
+            pathname,
+            headers={**headers, checksums.METADATA_HEADER: checksum},
+            body=body,
+        )
+        return ObjectInfo(
+            size=len(body),
+            last_modified=http_date(response.headers.get("date")) or int(time.time()),
+            mime_type=headers["Content-Type"],
+            etag=response.headers.get("etag", ""),
+            checksum=checksum,
+        )
+
     async def write(
         self,
         bucket_name: str,
@@ -413,24 +449,14 @@ class Storage:
         content_type: str = "",
     ) -> ObjectInfo:
         bucket, key = self.resolve(bucket_name, pathname)
-        headers = {"Content-Type": content_type or content_type_for(pathname)}
-        headers.update(metadata_headers(metadata))
-        headers.update(await self.acl_headers(bucket, visibility))
+        headers = await self.new_object_headers(
+            bucket, pathname, metadata, visibility, content_type
+        )
+        if len(content) <= bucket.config.part_size:
+            return await self.put_object(bucket, key, pathname, headers, content)
         # The content is all here: its checksum goes with it, even into a multipart upload.
-        checksum = checksums.format_checksum(checksums.crc32c(content))
-        headers[checksums.METADATA_HEADER] = checksum
-        if len(content) > bucket.config.part_size:
-            return await self._write_multipart(bucket, key, pathname, content, headers)
-        response = await self.request(
-            bucket, "PutObject", "PUT", key, pathname, headers=headers, body=content
-        )
-        return ObjectInfo(
-            size=len(content),
-            last_modified=http_date(response.headers.get("date")) or int(time.time()),
-            mime_type=headers["Content-Type"],
-            etag=response.headers.get("etag", ""),
-            checksum=checksum,
-        )
+        headers[checksums.METADATA_HEADER] = checksums.format_checksum(checksums.crc32c(content))
+        return await self._write_multipart(bucket, key, pathname, content, headers)
 
     async def _write_multipart(
         self, bucket: Bucket, key: str, pathname: str, content: bytes, headers: dict[str, str]

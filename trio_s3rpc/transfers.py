@@ -33,7 +33,6 @@ import trio
 
 from trio_s3rpc import checksums, progress
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
-from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
 from trio_s3rpc.s3.transport import S3Error
@@ -41,9 +40,7 @@ from trio_s3rpc.storage import (
     Bucket,
     ObjectInfo,
     Storage,
-    http_date,
     map_s3_error,
-    metadata_headers,
     verify_checksum,
 )
 
@@ -131,9 +128,9 @@ class Transfers:
     ) -> ObjectInfo:
         bucket, key = self.storage.resolve(bucket_name, pathname)
         path = self.paths.confine(source_path, "source_path")
-        headers = {"Content-Type": content_type or content_type_for(pathname)}
-        headers.update(metadata_headers(metadata))
-        headers.update(await self.storage.acl_headers(bucket, visibility))
+        headers = await self.storage.new_object_headers(
+            bucket, pathname, metadata, visibility, content_type
+        )
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
@@ -144,24 +141,9 @@ class Transfers:
             if size <= bucket.config.part_size:
                 tracker.expect(size, 1)
                 data = await _pread(fd, size, 0)
-                checksum = checksums.format_checksum(checksums.crc32c(data))
-                response = await self.storage.request(
-                    bucket,
-                    "PutObject",
-                    "PUT",
-                    key,
-                    pathname,
-                    headers={**headers, checksums.METADATA_HEADER: checksum},
-                    body=data,
-                )
+                written = await self.storage.put_object(bucket, key, pathname, headers, data)
                 tracker.advance(len(data), 1)
-                return ObjectInfo(
-                    size=len(data),
-                    last_modified=http_date(response.headers.get("date")) or int(time.time()),
-                    mime_type=headers["Content-Type"],
-                    etag=response.headers.get("etag", ""),
-                    checksum=checksum,
-                )
+                return written
             part_checksums = checksums.PartChecksums()
             done = await self._upload_from_fd(
                 bucket, key, pathname, headers, fd, size, resume, part_checksums=part_checksums

@@ -28,7 +28,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,12 +36,11 @@ import trio
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import MultipartTarget
 from trio_s3rpc.s3.transport import S3Error
 from trio_s3rpc.s3.xml import PartEntry
-from trio_s3rpc.storage import Bucket, ObjectInfo, Storage, map_s3_error, metadata_headers
+from trio_s3rpc.storage import Bucket, ObjectInfo, Storage, map_s3_error
 
 log = logging.getLogger("trio_s3rpc.uploads")
 
@@ -168,14 +167,28 @@ class ChunkedUploads:
         bucket, key = self.storage.resolve(token.bucket, token.pathname)
         target = self.storage.multipart_target(bucket, key, {})
         parts = await self._committed_parts(token, target)
+        return self._register(token, bucket, target, parts)
+
+    def _register(
+        self,
+        token: UploadToken,
+        bucket: Bucket,
+        target: MultipartTarget,
+        committed: Sequence[PartEntry],
+    ) -> Session:
+        """This process's session for an upload whose ``committed`` parts the service holds.
+
+        An upload picked up after its start (another process, a restart) has
+        lost the running checksum of the bytes sent before, so it gets none.
+        """
         session = Session(
             token=token,
             bucket=bucket,
             target=target,
             slots=trio.Semaphore(bucket.config.concurrency),
-            received=sum(p.size for p in parts),
-            next_part=len(parts) + 1,
-            checksum=None if parts else checksums.RunningChecksum(),
+            received=sum(part.size for part in committed),
+            next_part=len(committed) + 1,
+            checksum=None if committed else checksums.RunningChecksum(),
         )
         session.idle.set()
         session.last_activity = trio.current_time()
@@ -222,27 +235,16 @@ class ChunkedUploads:
         content_type: str,
     ) -> str:
         bucket, key = self.storage.resolve(bucket_name, pathname)
-        headers = {"Content-Type": content_type or content_type_for(pathname)}
-        headers.update(metadata_headers(metadata))
-        headers.update(await self.storage.acl_headers(bucket, visibility))
+        headers = await self.storage.new_object_headers(
+            bucket, pathname, metadata, visibility, content_type
+        )
         target = self.storage.multipart_target(bucket, key, headers)
         try:
             service_upload_id = await multipart.create_upload(target)
         except S3Error as exc:
             raise map_s3_error(exc, bucket.name, pathname) from None
         token = UploadToken(bucket.name, pathname, service_upload_id, bucket.config.part_size)
-        session = Session(
-            token=token,
-            bucket=bucket,
-            target=target,
-            slots=trio.Semaphore(bucket.config.concurrency),
-            received=0,
-            next_part=1,
-            checksum=checksums.RunningChecksum(),
-        )
-        session.idle.set()
-        session.last_activity = trio.current_time()
-        self._sessions[service_upload_id] = session
+        self._register(token, bucket, target, ())
         return encode_token(token, bucket.server.credentials.secret)
 
     async def chunk(self, upload_id: str, content: bytes, offset: int | None) -> int:
