@@ -161,11 +161,14 @@ async def upload_multipart(
     *,
     concurrency: int,
     send_part: PartSender[T] | None = None,
+    before_complete: Callable[[], None] | None = None,
 ) -> CompletedUpload:
     """Upload every part the source yields, in order, with ``concurrency`` in flight.
 
     ``send_part`` sends one part and answers its ETag and size; by default a
-    part is bytes sent with UploadPart. Completed or aborted, never left open:
+    part is bytes sent with UploadPart. ``before_complete`` runs once every
+    part is sent; raising there (a checksum that does not match) aborts the
+    upload instead of completing it. Completed or aborted, never left open:
     any exception or cancellation aborts the upload before it propagates.
     """
     upload_id = await create_upload(target)
@@ -175,6 +178,7 @@ async def upload_multipart(
         _numbered(parts),
         concurrency=concurrency,
         send_part=send_part,
+        before_complete=before_complete,
     )
 
 
@@ -196,6 +200,7 @@ async def finish_multipart(
     existing: Mapping[int, tuple[str, int]] | None = None,
     send_part: PartSender[T] | None = None,
     keep_on_failure: bool = False,
+    before_complete: Callable[[], None] | None = None,
 ) -> CompletedUpload:
     """Send the numbered parts of an upload that exists, then complete it.
 
@@ -214,6 +219,8 @@ async def finish_multipart(
             size += part_size
         if not etags:
             raise ValueError("a multipart upload needs at least one part")
+        if before_complete is not None:
+            before_complete()
         etag = await complete_upload(target, upload_id, etags)
     except trio.Cancelled:
         await abort_upload(target, upload_id)
