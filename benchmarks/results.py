@@ -48,7 +48,7 @@ class CellResult:
     other_cores: float | None  # user processes outside the benchmark
     kernel_cores: float | None  # interrupts and kernel threads (networking, writeback)
     server_rss_mib: float | None
-    rounds: list[float] = field(default_factory=list)  # ops/s of every round (the median is reported)
+    rounds: list[float] = field(default_factory=list)  # ops/s of each round (median reported)
 
     @property
     def label(self) -> str:
