@@ -221,9 +221,15 @@ async def test_content_type_from_content_when_the_name_says_nothing(
         # A known extension, or an explicit content type, is never second-guessed.
         png = SAMPLES["image/png"]
         await rpc.call("s3.Write", {"bucket": "weed", "pathname": "n.txt", "content": b64(png)})
+        (tmp_path / "png").write_bytes(png)
         await rpc.call(
-            "s3.Write",
-            {"bucket": "weed", "pathname": "x", "content": b64(png), "content_type": "a/b"},
+            "s3.WriteFile",
+            {
+                "bucket": "weed",
+                "pathname": "x",
+                "source_path": str(tmp_path / "png"),
+                "content_type": "a/b",
+            },
         )
         for pathname, expected in (("n.txt", "text/plain"), ("x", "a/b")):
             meta = await rpc.call("s3.GetMetadata", {"bucket": "weed", "pathname": pathname})

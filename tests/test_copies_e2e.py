@@ -235,12 +235,13 @@ async def test_metadata_and_visibility_carry_over_or_are_replaced(
             Metadata={"author": "ann"},
         )
         copied = await s.rpc.call("s3.Copy", copy_args("moto", "report", "weed", "r1"))
-        assert "checksum" not in copied  # written by something else: none to carry over
+        # Written by something else: the checksum computed on the way is stored from now on.
+        assert copied["checksum"] == checksum_of(data)
         head = s.weed.head_object(Bucket=WEED_BUCKET, Key=s.prefix + "r1")
         assert head["ContentType"] == "application/pdf"
         assert head["CacheControl"] == "max-age=60"
         assert head["ContentDisposition"] == 'attachment; filename="report.pdf"'
-        assert head["Metadata"] == {"author": "ann"}
+        assert head["Metadata"] == {"author": "ann", "trio-s3rpc-checksum": checksum_of(data)}
         assert (
             object_sha256(s.weed, WEED_BUCKET, s.prefix + "r1") == hashlib.sha256(data).hexdigest()
         )

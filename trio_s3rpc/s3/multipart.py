@@ -23,7 +23,7 @@ from trio_s3rpc import progress
 from trio_s3rpc.errors import first_error
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.parts import MAX_PARTS
-from trio_s3rpc.s3.transport import S3Error, S3Transport
+from trio_s3rpc.s3.transport import BodyFactory, S3Error, S3Transport
 
 log = logging.getLogger("trio_s3rpc.s3")
 
@@ -91,8 +91,20 @@ async def create_upload(target: MultipartTarget) -> str:
     return s3xml.parse_initiate_multipart(response.content)
 
 
-async def upload_part(target: MultipartTarget, upload_id: str, number: int, data: bytes) -> str:
-    """Send one part and return its ETag (re-sending a part number is safe)."""
+async def upload_part(
+    target: MultipartTarget,
+    upload_id: str,
+    number: int,
+    data: bytes | BodyFactory,
+    *,
+    content_length: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Send one part and return its ETag (re-sending a part number is safe).
+
+    ``data`` is the part's bytes, or a :data:`BodyFactory` of its pieces
+    with their ``content_length`` (no copy of them is made into one).
+    """
     async with target.limiter:
         response = await target.transport.request(
             "UploadPart",
@@ -100,7 +112,9 @@ async def upload_part(target: MultipartTarget, upload_id: str, number: int, data
             target.bucket,
             target.key,
             query={"partNumber": str(number), "uploadId": upload_id},
+            headers=headers,
             body=data,
+            content_length=content_length,
         )
     etag = str(response.headers.get("etag", ""))
     if not etag:
