@@ -337,8 +337,17 @@ final class Client
             $failures = 0;
             while ($chunk !== '') {
                 try {
-                    $offset = $this->uploadChunk($uploadId, $chunk, $offset);
+                    $received = $this->uploadChunk($uploadId, $chunk, $offset);
                     $failures = 0;
+                    $offset += \strlen($chunk);
+                    if ($received !== $offset) {
+                        // A resent range the server had already received (its answer was lost
+                        // with the connection): continue from where the server is.
+                        if ($received < $offset || !$seekable || \fseek($stream, $start + $received) !== 0) {
+                            throw new \UnexpectedValueException("the server holds $received bytes of the upload, $offset were sent");
+                        }
+                        $offset = $received;
+                    }
                 } catch (ConnectionFailed $broken) {
                     if (!$seekable || ++$failures > $this->resumeAttempts) {
                         throw $broken;
