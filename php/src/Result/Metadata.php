@@ -4,9 +4,12 @@ declare(strict_types=1);
 
 namespace TrioS3Rpc\Result;
 
-/** The answer of s3.GetMetadata. */
+use TrioS3Rpc\Client;
+
+/** The answer of s3.GetMetadata; headers holds the standard object headers the object has. */
 final class Metadata
 {
+    /** @param array<string, string> $headers cache_control, content_disposition, ... (see Client::HEADERS) */
     public function __construct(
         public readonly int $size,
         public readonly string $mimeType,
@@ -14,12 +17,19 @@ final class Metadata
         public readonly string $visibility,
         public readonly string $etag = '',
         public readonly string $checksum = '',
+        public readonly array $headers = [],
     ) {
     }
 
     /** @param array<string, mixed> $a the decoded answer */
     public static function fromArray(array $a): self
     {
+        $headers = [];
+        foreach (Client::HEADERS as $name) {
+            if (isset($a[$name]) && $a[$name] !== '') {
+                $headers[$name] = (string) $a[$name];
+            }
+        }
         return new self(
             (int) $a['size'],
             (string) $a['mime_type'],
@@ -27,6 +37,7 @@ final class Metadata
             (string) $a['visibility'],
             (string) ($a['etag'] ?? ''),
             (string) ($a['checksum'] ?? ''),
+            $headers,
         );
     }
 }
