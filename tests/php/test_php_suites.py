@@ -31,12 +31,21 @@ pytestmark = pytest.mark.integration
 GIB = 1 << 30
 
 
-def php_config(seaweedfs: Any, moto: Any, run_id: str, local_root: Path, listen: str) -> dict[str, Any]:
+def php_config(
+    seaweedfs: Any, moto: Any, run_id: str, local_root: Path, listen: str
+) -> dict[str, Any]:
     sw = endpoint_server(seaweedfs)
     wrong = {**sw, "credentials": {"key": seaweedfs.access_key, "secret": "not-the-secret"}}
+
     def bucket(server: str, name: str, prefix: str, mode: str, **extra: Any) -> dict[str, Any]:
-        return {"server": server, "bucket": name, "prefix": f"php-{run_id}/{prefix}/",
-                "visibility_mode": mode, **extra}
+        return {
+            "server": server,
+            "bucket": name,
+            "prefix": f"php-{run_id}/{prefix}/",
+            "visibility_mode": mode,
+            **extra,
+        }
+
     return {
         "rpc": {"listen": listen},
         "s3": {
@@ -45,7 +54,6 @@ def php_config(seaweedfs: Any, moto: Any, run_id: str, local_root: Path, listen:
             "servers": {"seaweedfs": sw, "moto": endpoint_server(moto), "wrong-secret": wrong},
             "buckets": {
                 "sw": bucket("seaweedfs", "test-bucket", "client", "none"),
-                "sw-public": bucket("seaweedfs", "test-bucket", "public", "none", visibility="public"),
                 "moto": bucket("moto", MOTO_ACL_BUCKET, "client", "acl"),
                 "fly-sw": bucket("seaweedfs", "test-bucket", "flysystem", "none"),
                 "fly-moto": bucket("moto", MOTO_ACL_BUCKET, "flysystem", "acl"),
@@ -83,7 +91,9 @@ async def php_env(
         }
 
 
-async def run_php(argv: list[str], env: dict[str, str], **kwargs: Any) -> trio.CompletedProcess[bytes]:
+async def run_php(
+    argv: list[str], env: dict[str, str], **kwargs: Any
+) -> trio.CompletedProcess[bytes]:
     return await trio.run_process(
         argv,
         env={**os.environ, **env},
@@ -98,8 +108,16 @@ async def run_php(argv: list[str], env: dict[str, str], **kwargs: Any) -> trio.C
 async def run_phpunit(env: dict[str, str], *args: str) -> str:
     _, phpunit = require_php()
     result = await run_php(
-        [phpunit, "-c", "phpunit.xml.dist", "--fail-on-skipped", "--fail-on-warning",
-         "--fail-on-risky", "--fail-on-incomplete", *args],
+        [
+            phpunit,
+            "-c",
+            "phpunit.xml.dist",
+            "--fail-on-skipped",
+            "--fail-on-warning",
+            "--fail-on-risky",
+            "--fail-on-incomplete",
+            *args,
+        ],
         env,
     )
     output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")

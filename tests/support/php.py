@@ -26,7 +26,9 @@ def require_php() -> tuple[str, str]:
     if not (FLYSYSTEM_SOURCE / "src" / "AdapterTestUtilities").is_dir():
         missing.append(f"Flysystem's source in {FLYSYSTEM_SOURCE.relative_to(REPO)}")
     if missing:
-        reason = f"PHP is absent ({', '.join(missing)} not found); run .ci/install-php to install it"
+        reason = (
+            f"PHP is absent ({', '.join(missing)} not found); run .ci/install-php to install it"
+        )
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI=true but {reason}", pytrace=False)
         pytest.skip(reason)
