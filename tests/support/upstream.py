@@ -24,7 +24,8 @@ import trio
 from trio_s3rpc.config import RPCSettings, parse_listen
 from trio_s3rpc.goridge.codecs import decode_args
 from trio_s3rpc.goridge.frame import RPCRequest, encode_rpc_error, encode_rpc_response
-from trio_s3rpc.rpc.registry import Dispatcher, MethodRegistry
+from trio_s3rpc.rpc.dispatch import Dispatcher
+from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.server import RPCServer
 
 FAIL_MESSAGE = "echo failed on purpose"
