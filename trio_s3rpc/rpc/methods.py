@@ -8,8 +8,12 @@ chunked uploads).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from trio_s3rpc.config import parse_bucket
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
 from trio_s3rpc.storage import Storage
@@ -276,10 +280,19 @@ class DeleteManyResponse:
 class S3Methods:
     """Handlers for the original plugin's methods, bound to one Storage."""
 
-    def __init__(self, storage: Storage, transfers: Transfers, uploads: ChunkedUploads) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        transfers: Transfers,
+        uploads: ChunkedUploads,
+        *,
+        register_everywhere: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self.storage = storage
         self.transfers = transfers
         self.uploads = uploads
+        # Under workers: registers a checked bucket on every worker of the service.
+        self.register_everywhere = register_everywhere
 
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
@@ -319,7 +332,20 @@ class S3Methods:
             "visibility_mode": req.visibility_mode,
         }
         raw.update({k: v for k, v in optional.items() if v not in (None, "")})
-        self.storage.register_bucket(req.name, raw)
+        if self.register_everywhere is None:
+            self.storage.register_bucket(req.name, raw)
+        else:
+            # Refuse here what every worker would refuse, then let the supervisor order it.
+            if not req.name:
+                raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
+            if req.name in self.storage.buckets:
+                raise RPCError(
+                    ErrorCode.BUCKET_ALREADY_EXISTS,
+                    "Bucket already registered",
+                    f"bucket: {req.name}",
+                )
+            parse_bucket(req.name, raw, self.storage.settings.servers)
+            await self.register_everywhere(req.name, raw)
         return RegisterBucketResponse(True, "Bucket registered successfully")
 
     async def list_buckets(self, req: ListBucketsRequest) -> ListBucketsResponse:

@@ -223,6 +223,7 @@ class RPCServer:
         self._ids = itertools.count(1)
         self.address: ListenAddress | None = None
         self._listeners: list[trio.SocketListener] | None = None
+        self._owns_socket_file = True
 
     @property
     def connection_count(self) -> int:
@@ -241,6 +242,14 @@ class RPCServer:
             self._listeners, self.address = await open_listeners(self.settings)
         return self.address
 
+    def adopt(self, listeners: list[trio.SocketListener], address: ListenAddress) -> None:
+        """Serve listeners opened by another process (the supervisor of workers).
+
+        The supervisor owns a unix socket's file: this server never removes it.
+        """
+        self._listeners, self.address = listeners, address
+        self._owns_socket_file = False
+
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, report the bound address through ``task_status``, serve until shutdown.
 
@@ -249,7 +258,8 @@ class RPCServer:
         await self.open()
         assert self._listeners is not None and self.address is not None
         listeners = self._listeners
-        unix_path = self.address.path if self.address.scheme == "unix" else ""
+        owned = self.address.scheme == "unix" and self._owns_socket_file
+        unix_path = self.address.path if owned else ""
         try:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
@@ -262,7 +272,7 @@ class RPCServer:
                 for listener in listeners:
                     await listener.aclose()
                 if unix_path:
-                    _remove_socket_file(unix_path)
+                    remove_socket_file(unix_path)
                     unix_path = ""
                 log.info(
                     "event=shutdown_started connections=%d grace_seconds=%s",
@@ -280,7 +290,7 @@ class RPCServer:
                 for listener in listeners:
                     await listener.aclose()
             if unix_path:
-                _remove_socket_file(unix_path)
+                remove_socket_file(unix_path)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -376,7 +386,7 @@ def _clear_stale_socket(path: str) -> None:
     )
 
 
-def _remove_socket_file(path: str) -> None:
+def remove_socket_file(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
