@@ -191,6 +191,13 @@ def _run_worker(args: argparse.Namespace) -> int:
     from trio_s3rpc.app import serve_worker
     from trio_s3rpc.cluster.worker import WorkerLink, WorkerPlace, read_worker_input
 
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s level=%(levelname)s logger=%(name)s "
+                f"worker={args.slot} pid=%(process)d %(message)s"
+            )
+        )
     given = read_worker_input()
     config = parse_config(given["document"], source=str(given.get("source", "<supervisor>")))
     config = _with_listen(config, str(given["listen"]))

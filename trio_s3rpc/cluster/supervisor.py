@@ -66,7 +66,10 @@ WorkerExitHook = Callable[[int, int, int], None]
 class _Slot:
     number: int
     process: trio.Process | None = None
-    ready: trio.Event = field(default_factory=trio.Event)
+    ready: trio.Event = field(default_factory=trio.Event)  # a worker of the slot served
+    serving: bool = False  # the current process has reported ready
+    # Set when the current process reports ready or exits: a stop may signal it.
+    settled: trio.Event = field(default_factory=trio.Event)
     member: bool = False  # has joined (hello) and gets bucket registrations
 
 
@@ -181,6 +184,8 @@ class Supervisor:
             env={**os.environ, **self.worker_env},
         )
         slot.process = process
+        slot.serving = False
+        slot.settled = trio.Event()
         pid = process.pid
         log.info("event=worker_started slot=%d pid=%d", slot.number, pid)
         for hook in self.on_worker_start:
@@ -208,6 +213,8 @@ class Supervisor:
                 raise
         finally:
             slot.member = False
+            slot.serving = False
+            slot.settled.set()
             slot.process = None
             with trio.CancelScope(shield=True):
                 await process.stdin.aclose()
@@ -235,7 +242,10 @@ class Supervisor:
                 # Workers close theirs as they begin to drain; the socket then closes.
                 for listener in listeners:
                     await listener.aclose()
-                self._signal_workers(signal.SIGTERM)
+                for slot in self._slots:
+                    # A worker still starting has no signal handler yet: it
+                    # would die of SIGTERM with connections in its backlog.
+                    workers.start_soon(self._stop_when_ready, slot)
                 grace = self.config.s3.shutdown_timeout + STOP_MARGIN_SECONDS
                 workers.cancel_scope.deadline = trio.current_time() + grace
             else:
@@ -244,6 +254,16 @@ class Supervisor:
                 workers.cancel_scope.deadline = min(
                     workers.cancel_scope.deadline, trio.current_time() + STOP_MARGIN_SECONDS
                 )
+
+    async def _stop_when_ready(self, slot: _Slot) -> None:
+        process = slot.process
+        if process is None:
+            return
+        with trio.move_on_after(STOP_MARGIN_SECONDS):
+            await slot.settled.wait()
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
 
     def _signal_workers(self, signum: int) -> None:
         for slot in self._slots:
@@ -263,6 +283,8 @@ class Supervisor:
         if op == "ready":
             slot = self._slot(message)
             log.info("event=worker_ready slot=%d pid=%s", slot.number, message.get("pid"))
+            slot.serving = True
+            slot.settled.set()
             slot.ready.set()
             return {}
         if op == "register_bucket":
