@@ -27,33 +27,32 @@ from trio_s3rpc.cluster import wire
 from trio_s3rpc.cluster.worker import WorkerLink, watch_lifeline, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.janitor import Janitor
-from trio_s3rpc.rpc.control import (
-    CallControl,
+from trio_s3rpc.rpc.control import CallControl
+from trio_s3rpc.rpc.dispatch import Dispatcher
+from trio_s3rpc.rpc.methods import (
+    S3Methods,
     cancel_answer,
     register_control_methods,
     status_answer,
 )
-from trio_s3rpc.rpc.methods import S3Methods
-from trio_s3rpc.rpc.registry import Dispatcher, MethodRegistry
+from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.server import RPCServer
-from trio_s3rpc.storage import Storage
-from trio_s3rpc.transfers import Transfers
-from trio_s3rpc.uploads import ChunkedUploads
+from trio_s3rpc.s3.multipart import UploadBook
+from trio_s3rpc.storage.buckets import Storage
+from trio_s3rpc.storage.chunked import ChunkedUploads
+from trio_s3rpc.storage.files import Files
+from trio_s3rpc.storage.janitor import Janitor
 
 log = logging.getLogger("trio_s3rpc")
 
 
 def build_registry(
-    storage: Storage,
-    transfers: Transfers,
-    uploads: ChunkedUploads,
-    link: WorkerLink | None = None,
+    storage: Storage, files: Files, uploads: ChunkedUploads, link: WorkerLink | None = None
 ) -> MethodRegistry:
     registry = MethodRegistry()
     S3Methods(
         storage,
-        transfers,
+        files,
         uploads,
         register_everywhere=None if link is None else link.register_bucket,
     ).register(registry)
@@ -64,14 +63,19 @@ class Application:
     def __init__(self, config: Config, link: WorkerLink | None = None) -> None:
         self.config = config
         self.link = link
-        self.storage = Storage(config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4)
-        self.transfers = Transfers(self.storage, config.s3.local_roots)
+        # Uploads in progress and aborts to retry: kept by storage, read by the janitor.
+        book = UploadBook()
+        self.storage = Storage(
+            config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4, book=book
+        )
+        self.files = Files(config.s3.local_roots)
         self.uploads = ChunkedUploads(self.storage, config.s3.upload_idle_timeout)
         # One stale-upload reaper per service: a lone process, or the worker in slot 0.
         reaps = link is None or link.place.runs_reaper
-        self.janitor = Janitor(self.storage, config.s3.abort_stale_after if reaps else 0.0)
-        self.storage.on_abort_failed = self.janitor.abort_later
-        self.registry = build_registry(self.storage, self.transfers, self.uploads, link)
+        self.janitor = Janitor(
+            self.storage, config.s3.abort_stale_after if reaps else 0.0, self._busy_elsewhere
+        )
+        self.registry = build_registry(self.storage, self.files, self.uploads, link)
         self.control = CallControl()
         register_control_methods(self.registry, self.control, link)
         self.server = RPCServer(
@@ -104,8 +108,16 @@ class Application:
         return self.server.address
 
     def active_uploads(self) -> set[str]:
-        """The service upload ids this process is working on (for the reaper)."""
-        return set(self.storage.active_uploads)
+        """The service upload ids this process is working on."""
+        return set(self.storage.book.in_progress) | self.uploads.working_on()
+
+    async def _busy_elsewhere(self) -> set[str] | None:
+        """For the reaper: uploads worked on here beyond the book, and by the other workers."""
+        busy = self.uploads.working_on()
+        if self.link is None:
+            return busy
+        others = await self.link.active_uploads()
+        return None if others is None else busy | others
 
     async def answer_peer(self, message: wire.Message) -> wire.Message:
         """Answer what the supervisor or another worker asks of this worker."""
@@ -114,16 +126,12 @@ class Application:
             transfer_id = str(message.get("transfer_id", ""))
             try:
                 if op == "cancel":
-                    return {
-                        "found": True,
-                        "answer": asdict(cancel_answer(self.control, transfer_id)),
-                    }
-                return {
-                    "found": True,
-                    "answer": asdict(status_answer(self.control.status(transfer_id))),
-                }
+                    answer = asdict(cancel_answer(self.control, transfer_id))
+                else:
+                    answer = asdict(status_answer(self.control.status(transfer_id)))
             except RPCError:
                 return {"found": False}
+            return {"found": True, "answer": answer}
         if op == "active_uploads":
             return {"upload_ids": sorted(self.active_uploads())}
         if op == "apply_bucket":

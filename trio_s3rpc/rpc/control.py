@@ -1,4 +1,5 @@
-"""Watching and stopping calls: ``transfer_id``, ``timeout``, TransferStatus, Cancel.
+"""Watching and stopping calls: ``transfer_id``, ``timeout``, and what TransferStatus
+and Cancel (in ``methods.py``) read and stop.
 
 Any call may carry ``transfer_id`` (a client-chosen string) and ``timeout``
 (seconds). The dispatcher runs such a call inside :meth:`CallControl.run`,
@@ -7,11 +8,6 @@ which gives it a cancel scope, a deadline and a :class:`Progress` that
 scope; cancellation flows down to the part tasks, and each multipart upload
 aborts itself on the way out. Finished transfers stay visible for a while,
 bounded in number, so a poll that comes just after the end still sees it.
-
-Under workers (``s3.workers``), a transfer runs in the process whose
-connection received it; a TransferStatus or Cancel arriving at another
-worker, which does not know the transfer, asks the others
-(:class:`RemoteTransfers`) before answering that no such transfer exists.
 """
 
 from __future__ import annotations
@@ -21,17 +17,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from trio_s3rpc import progress as progress_module
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.progress import Progress
-from trio_s3rpc.rpc.typed import omitempty
-
-if TYPE_CHECKING:
-    from trio_s3rpc.rpc.registry import MethodRegistry
 
 T = TypeVar("T")
 
@@ -171,94 +163,3 @@ class CallControl:
                 excess -= 1
         for transfer_id in stale:
             del self._transfers[transfer_id]
-
-
-# -- the methods -------------------------------------------------------------
-
-
-class RemoteTransfers(Protocol):
-    """The other processes of the service, asked about transfers this one does not run."""
-
-    async def transfer_status(self, transfer_id: str) -> dict[str, Any] | None:
-        """The TransferStatus answer of the worker running it, or None."""
-
-    async def cancel(self, transfer_id: str) -> dict[str, Any] | None:
-        """The Cancel answer of the worker running it, or None."""
-
-
-@dataclass(slots=True, frozen=True)
-class TransferIdRequest:
-    transfer_id: str
-
-
-@dataclass(slots=True, frozen=True)
-class TransferStatusResponse:
-    state: str
-    bytes_done: int
-    bytes_total: int
-    parts_done: int
-    parts_total: int
-    started_at: int
-    method: str
-    finished_at: int = omitempty(0)
-
-
-@dataclass(slots=True, frozen=True)
-class CancelResponse:
-    success: bool
-    state: str
-
-
-def status_answer(transfer: Transfer) -> TransferStatusResponse:
-    done = transfer.progress
-    return TransferStatusResponse(
-        state=transfer.state,
-        bytes_done=done.bytes_done,
-        bytes_total=done.bytes_total,
-        parts_done=done.parts_done,
-        parts_total=done.parts_total,
-        started_at=int(transfer.started_at),
-        method=transfer.method,
-        finished_at=int(transfer.finished_at),
-    )
-
-
-def cancel_answer(control: CallControl, transfer_id: str) -> CancelResponse:
-    cancelled = control.cancel(transfer_id)
-    return CancelResponse(
-        cancelled, "cancelling" if cancelled else control.status(transfer_id).state
-    )
-
-
-def register_control_methods(
-    registry: MethodRegistry, control: CallControl, remote: RemoteTransfers | None = None
-) -> None:
-    async def transfer_status(req: TransferIdRequest) -> TransferStatusResponse:
-        try:
-            return status_answer(control.status(req.transfer_id))
-        except RPCError:
-            found = None if remote is None else await remote.transfer_status(req.transfer_id)
-            if found is None:
-                raise
-            return TransferStatusResponse(**found)
-
-    async def cancel(req: TransferIdRequest) -> CancelResponse:
-        try:
-            return cancel_answer(control, req.transfer_id)
-        except RPCError:
-            found = None if remote is None else await remote.cancel(req.transfer_id)
-            if found is None:
-                raise
-            return CancelResponse(**found)
-
-    registry.add(
-        "s3.TransferStatus",
-        TransferIdRequest,
-        TransferStatusResponse,
-        transfer_status,
-        inline=True,
-        controllable=False,
-    )
-    registry.add(
-        "s3.Cancel", TransferIdRequest, CancelResponse, cancel, inline=True, controllable=False
-    )
