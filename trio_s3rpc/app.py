@@ -36,6 +36,7 @@ from trio_s3rpc.rpc.methods import (
     status_answer,
 )
 from trio_s3rpc.rpc.registry import MethodRegistry
+from trio_s3rpc.rpc.relay import Relay
 from trio_s3rpc.rpc.server import RPCServer
 from trio_s3rpc.s3.multipart import UploadBook
 from trio_s3rpc.storage.buckets import Storage
@@ -78,10 +79,13 @@ class Application:
         self.registry = build_registry(self.storage, self.files, self.uploads, link)
         self.control = CallControl()
         register_control_methods(self.registry, self.control, link)
+        relay = config.rpc.relay
+        self.relay = Relay(relay, config.rpc.max_frame_size) if relay is not None else None
         self.server = RPCServer(
             config.rpc,
             Dispatcher(self.registry, self.control),
             shutdown_timeout=config.s3.shutdown_timeout,
+            relay=self.relay,
         )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -94,6 +98,9 @@ class Application:
                 # resumable from any instance).
                 await nursery.start(self.uploads.run)
                 await nursery.start(self.janitor.run)
+                if self.relay is not None:
+                    # Outlives the drain too: relayed calls in flight finish first.
+                    await nursery.start(self.relay.run)
                 await self.server.serve(task_status=task_status)
                 nursery.cancel_scope.cancel()
         finally:
