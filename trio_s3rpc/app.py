@@ -182,10 +182,11 @@ async def serve_worker(config: Config, link: WorkerLink, listen_fds: Sequence[in
     registered so far), then serves RPC and tells the supervisor it is ready.
     """
     app = Application(config, link)
-    listeners = [
-        trio.SocketListener(trio.socket.from_stdlib_socket(socket.socket(fileno=fd)))
-        for fd in listen_fds
-    ]
+    sockets = [socket.socket(fileno=fd) for fd in listen_fds]
+    for sock in sockets:
+        # Bound by the supervisor; listening starts with the first worker that can serve.
+        sock.listen(socket.SOMAXCONN)
+    listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
     app.server.adopt(listeners, config.rpc.listen)
 
     def orphaned() -> None:

@@ -2,8 +2,9 @@
 
 The supervisor binds the listen address once (tcp or unix) and starts each
 worker as a fresh interpreter (``python -m trio_s3rpc worker``) with the
-listening sockets passed as inherited fds, so the kernel spreads incoming
-connections over the workers and every core serves. It owns what must be
+bound sockets passed as inherited fds; each worker starts listening on its
+copy when it can serve (so nothing queues before a worker can accept), and
+the kernel spreads incoming connections over the workers: every core serves. It owns what must be
 one per service:
 
 - the order of bucket registrations: a RegisterBucket on any worker comes
@@ -33,6 +34,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +48,7 @@ from trio_s3rpc.cluster import wire
 from trio_s3rpc.cluster.worker import supervisor_socket, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.rpc.server import open_listeners, remove_socket_file
+from trio_s3rpc.rpc.server import bind_sockets, remove_socket_file
 
 log = logging.getLogger("trio_s3rpc.supervisor")
 
@@ -106,8 +108,8 @@ class Supervisor:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until a signal; report the bound address once every worker is ready."""
-        listeners, self.address = await open_listeners(self.config.rpc)
-        self._fds = [listener.socket.fileno() for listener in listeners]
+        sockets, self.address = bind_sockets(self.config.rpc)
+        self._fds = [sock.fileno() for sock in sockets]
         self._run_dir = tempfile.mkdtemp(prefix="trio-s3rpc-")  # mode 0700
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -116,7 +118,7 @@ class Supervisor:
                     async with trio.open_nursery() as workers:
                         for slot in self._slots:
                             workers.start_soon(self._keep_running, slot)
-                        nursery.start_soon(self._watch_signals, signals, listeners, workers)
+                        nursery.start_soon(self._watch_signals, signals, sockets, workers)
                         for slot in self._slots:
                             await slot.ready.wait()
                         log.info(
@@ -126,9 +128,8 @@ class Supervisor:
                     # Every worker has exited (the stop): the control socket goes too.
                     nursery.cancel_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True):
-                for listener in listeners:
-                    await listener.aclose()
+            for sock in sockets:
+                sock.close()
             if self.address.scheme == "unix":
                 remove_socket_file(self.address.path)
             shutil.rmtree(self._run_dir, ignore_errors=True)
@@ -229,7 +230,7 @@ class Supervisor:
     async def _watch_signals(
         self,
         signals: Any,
-        listeners: list[trio.SocketListener],
+        sockets: list[socket.socket],
         workers: trio.Nursery,
     ) -> None:
         count = 0
@@ -240,8 +241,8 @@ class Supervisor:
                 log.info("event=signal name=%s action=graceful_shutdown", name)
                 self._stopping = True
                 # Workers close theirs as they begin to drain; the socket then closes.
-                for listener in listeners:
-                    await listener.aclose()
+                for sock in sockets:
+                    sock.close()
                 for slot in self._slots:
                     # A worker still starting has no signal handler yet: it
                     # would die of SIGTERM with connections in its backlog.
