@@ -191,9 +191,18 @@ def _serve_supervised(
 
 
 def _run_worker(args: argparse.Namespace) -> int:
+    import signal
+
     from trio_s3rpc.app import serve_worker
     from trio_s3rpc.cluster.worker import WorkerLink, WorkerPlace, read_worker_input
 
+    def exit_before_serving(signum: int, frame: object) -> None:
+        # Nothing accepted yet, so nothing to drain; once serving, the
+        # application's own handler (drain, then stop now) replaces this one.
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, exit_before_serving)
+    signal.signal(signal.SIGINT, exit_before_serving)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(
             logging.Formatter(

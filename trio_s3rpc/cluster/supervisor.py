@@ -70,8 +70,6 @@ class _Slot:
     process: trio.Process | None = None
     ready: trio.Event = field(default_factory=trio.Event)  # a worker of the slot served
     serving: bool = False  # the current process has reported ready
-    # Set when the current process reports ready or exits: a stop may signal it.
-    settled: trio.Event = field(default_factory=trio.Event)
     member: bool = False  # has joined (hello) and gets bucket registrations
 
 
@@ -186,7 +184,6 @@ class Supervisor:
         )
         slot.process = process
         slot.serving = False
-        slot.settled = trio.Event()
         pid = process.pid
         log.info("event=worker_started slot=%d pid=%d", slot.number, pid)
         for hook in self.on_worker_start:
@@ -215,7 +212,6 @@ class Supervisor:
         finally:
             slot.member = False
             slot.serving = False
-            slot.settled.set()
             slot.process = None
             with trio.CancelScope(shield=True):
                 await process.stdin.aclose()
@@ -243,10 +239,9 @@ class Supervisor:
                 # Workers close theirs as they begin to drain; the socket then closes.
                 for sock in sockets:
                     sock.close()
-                for slot in self._slots:
-                    # A worker still starting has no signal handler yet: it
-                    # would die of SIGTERM with connections in its backlog.
-                    workers.start_soon(self._stop_when_ready, slot)
+                # A worker still starting exits at once (it has accepted nothing);
+                # the others drain.
+                self._signal_workers(signal.SIGTERM)
                 grace = self.config.s3.shutdown_timeout + STOP_MARGIN_SECONDS
                 workers.cancel_scope.deadline = trio.current_time() + grace
             else:
@@ -255,16 +250,6 @@ class Supervisor:
                 workers.cancel_scope.deadline = min(
                     workers.cancel_scope.deadline, trio.current_time() + STOP_MARGIN_SECONDS
                 )
-
-    async def _stop_when_ready(self, slot: _Slot) -> None:
-        process = slot.process
-        if process is None:
-            return
-        with trio.move_on_after(STOP_MARGIN_SECONDS):
-            await slot.settled.wait()
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
 
     def _signal_workers(self, signum: int) -> None:
         for slot in self._slots:
@@ -285,7 +270,6 @@ class Supervisor:
             slot = self._slot(message)
             log.info("event=worker_ready slot=%d pid=%s", slot.number, message.get("pid"))
             slot.serving = True
-            slot.settled.set()
             slot.ready.set()
             return {}
         if op == "register_bucket":
