@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
+from trio_s3rpc.s3.xml import ObjectEntry
 from trio_s3rpc.storage import copies, deletes, objects, visibility
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
+from trio_s3rpc.storage.records import DeleteManyResult
 
 # -- buckets ---------------------------------------------------------------
 
@@ -159,22 +161,13 @@ class ListObjectsRequest:
 
 
 @dataclass(slots=True, frozen=True)
-class ObjectEntry:
-    key: str
-    size: int
-    last_modified: int
-    etag: str
-    storage_class: str = omitempty("")
-
-
-@dataclass(slots=True, frozen=True)
 class PrefixEntry:
     prefix: str
 
 
 @dataclass(slots=True, frozen=True)
 class ListObjectsResponse:
-    objects: list[ObjectEntry]
+    objects: list[ObjectEntry]  # key, size, last_modified, etag, storage_class (omitempty)
     is_truncated: bool
     key_count: int
     common_prefixes: list[PrefixEntry] = omitempty(None)
@@ -266,19 +259,6 @@ class DeleteManyRequest:
 
 
 @dataclass(slots=True, frozen=True)
-class DeleteErrorEntry:
-    pathname: str
-    code: str
-    message: str
-
-
-@dataclass(slots=True, frozen=True)
-class DeleteManyResponse:
-    deleted: list[str]
-    errors: list[DeleteErrorEntry]
-
-
-@dataclass(slots=True, frozen=True)
 class TransferIdRequest:
     transfer_id: str
 
@@ -319,7 +299,7 @@ class S3Methods:
         add("s3.Read", ReadRequest, ReadResponse, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)
         add("s3.Delete", PathRequest, SuccessResponse, self.delete)
-        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResponse, self.delete_many)
+        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResult, self.delete_many)
         add("s3.Copy", CopyRequest, ObjectWrittenResponse, self.copy)
         add("s3.Move", CopyRequest, ObjectWrittenResponse, self.move)
         add("s3.GetMetadata", PathRequest, MetadataResponse, self.get_metadata)
@@ -372,12 +352,9 @@ class S3Methods:
         await objects.delete(self.storage.resolve(req.bucket, req.pathname))
         return SuccessResponse(True)
 
-    async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResponse:
-        result = await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
-        return DeleteManyResponse(
-            result.deleted,
-            [DeleteErrorEntry(e.pathname, e.code, e.message) for e in result.errors],
-        )
+    async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResult:
+        # Answered as it is: deleted, and errors of pathname, code, message.
+        return await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
@@ -420,10 +397,7 @@ class S3Methods:
             req.continuation_token,
         )
         return ListObjectsResponse(
-            objects=[
-                ObjectEntry(o.key, o.size, o.last_modified, o.etag, o.storage_class)
-                for o in listing.objects
-            ],
+            objects=listing.objects,
             is_truncated=listing.is_truncated,
             key_count=listing.key_count,
             common_prefixes=[PrefixEntry(p) for p in listing.common_prefixes],
