@@ -66,16 +66,16 @@ class FakeTransport:
             ),
             "UploadPart": lambda: S3Response(200, httpx.Headers({"etag": '"part"'}), b""),
             "UploadPartCopy": lambda: _xml(
-                "<CopyPartResult><ETag>\"part\"</ETag>"
+                '<CopyPartResult><ETag>"part"</ETag>'
                 "<LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyPartResult>"
             ),
             "ListParts": self._list_parts,
             "CopyObject": lambda: _xml(
-                "<CopyObjectResult><ETag>\"copied\"</ETag>"
+                '<CopyObjectResult><ETag>"copied"</ETag>'
                 "<LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyObjectResult>"
             ),
             "CompleteMultipartUpload": lambda: _xml(
-                "<CompleteMultipartUploadResult><ETag>\"whole-2\"</ETag>"
+                '<CompleteMultipartUploadResult><ETag>"whole-2"</ETag>'
                 "</CompleteMultipartUploadResult>"
             ),
             "AbortMultipartUpload": lambda: S3Response(204, httpx.Headers(), b""),
@@ -84,7 +84,7 @@ class FakeTransport:
 
     def _list_parts(self) -> S3Response:
         listed = "".join(
-            f"<Part><PartNumber>{number}</PartNumber><ETag>\"part\"</ETag><Size>{size}</Size></Part>"
+            f'<Part><PartNumber>{number}</PartNumber><ETag>"part"</ETag><Size>{size}</Size></Part>'
             for number, size in sorted(self.parts.items())
         )
         return _xml(f"<ListPartsResult><UploadId>up-1</UploadId>{listed}</ListPartsResult>")
