@@ -19,6 +19,7 @@ from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.methods import S3Methods, register_control_methods
 from trio_s3rpc.rpc.registry import MethodRegistry
+from trio_s3rpc.rpc.relay import Relay
 from trio_s3rpc.rpc.server import RPCServer
 from trio_s3rpc.s3.multipart import UploadBook
 from trio_s3rpc.storage.buckets import Storage
@@ -49,10 +50,13 @@ class Application:
         self.registry = build_registry(self.storage, self.files, self.uploads)
         self.control = CallControl()
         register_control_methods(self.registry, self.control)
+        relay = config.rpc.relay
+        self.relay = Relay(relay, config.rpc.max_frame_size) if relay is not None else None
         self.server = RPCServer(
             config.rpc,
             Dispatcher(self.registry, self.control),
             shutdown_timeout=config.s3.shutdown_timeout,
+            relay=self.relay,
         )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -65,6 +69,9 @@ class Application:
                 # resumable from any instance).
                 await nursery.start(self.uploads.run)
                 await nursery.start(self.janitor.run)
+                if self.relay is not None:
+                    # Outlives the drain too: relayed calls in flight finish first.
+                    await nursery.start(self.relay.run)
                 await self.server.serve(task_status=task_status)
                 nursery.cancel_scope.cancel()
         finally:
