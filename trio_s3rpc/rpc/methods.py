@@ -21,7 +21,7 @@ from trio_s3rpc.storage import copies, deletes, objects, visibility
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
-from trio_s3rpc.storage.records import DeleteManyResult
+from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent
 
 # -- buckets ---------------------------------------------------------------
 
@@ -85,14 +85,6 @@ class ReadRequest:
     bucket: str = ""
     offset: int = 0
     length: int | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class ReadResponse:
-    content: bytes
-    size: int
-    mime_type: str
-    last_modified: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -296,7 +288,7 @@ class S3Methods:
         )
         add("s3.ListBuckets", ListBucketsRequest, ListBucketsResponse, self.list_buckets)
         add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
-        add("s3.Read", ReadRequest, ReadResponse, self.read)
+        add("s3.Read", ReadRequest, ObjectContent, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)
         add("s3.Delete", PathRequest, SuccessResponse, self.delete)
         add("s3.DeleteMany", DeleteManyRequest, DeleteManyResult, self.delete_many)
@@ -340,10 +332,10 @@ class S3Methods:
             True, req.pathname, info.size, info.last_modified, info.checksum
         )
 
-    async def read(self, req: ReadRequest) -> ReadResponse:
+    async def read(self, req: ReadRequest) -> ObjectContent:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        got = await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
-        return ReadResponse(got.content, got.size, got.mime_type, got.last_modified)
+        # Answered as it is: content, size, mime_type, last_modified.
+        return await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
 
     async def exists(self, req: PathRequest) -> ExistsResponse:
         return ExistsResponse(await objects.exists(self.storage.resolve(req.bucket, req.pathname)))

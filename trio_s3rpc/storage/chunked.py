@@ -275,11 +275,15 @@ class ChunkedUploads:
             f"pathname: {session.token.pathname}",
         )
 
-    async def status(self, upload_id: str) -> UploadStatus:
-        """What the service holds durably: the bytes a client resends after."""
+    def _known(self, upload_id: str) -> tuple[UploadToken, ObjectRef, Session | None]:
+        """The upload's token, its object, and this process's session if it has one."""
         token = self._token(upload_id)
         ref = self.storage.resolve(token.bucket, token.pathname)
-        local = self._sessions.get(token.service_upload_id)
+        return token, ref, self._sessions.get(token.service_upload_id)
+
+    async def status(self, upload_id: str) -> UploadStatus:
+        """What the service holds durably: the bytes a client resends after."""
+        token, ref, local = self._known(upload_id)
         if local is not None:
             self._raise_failure(local)
         parts = await self._committed_parts(ref, token, ref.bucket.multipart(ref.key, {}))
@@ -323,9 +327,7 @@ class ChunkedUploads:
         return token.pathname, written
 
     async def abort(self, upload_id: str) -> None:
-        token = self._token(upload_id)
-        ref = self.storage.resolve(token.bucket, token.pathname)
-        local = self._sessions.get(token.service_upload_id)
+        token, ref, local = self._known(upload_id)
         if local is not None:
             self._forget(local)
         with ref.bucket.errors(ref.key):

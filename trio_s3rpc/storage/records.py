@@ -1,8 +1,8 @@
 """What storage operations answer, and how objects' headers are read and written.
 
 The records are the answers of the operations. Those whose fields are the
-contract's wire names (:class:`DeleteManyResult` and its
-:class:`DeleteError`, and a :class:`Listing`'s ``s3/xml.py`` entries) are
+contract's wire names (:class:`ObjectContent`, :class:`DeleteManyResult`
+and its :class:`DeleteError`, and a :class:`Listing`'s ``s3/xml.py`` entries) are
 answered as they are by ``rpc/methods.py``, not copied. The helpers translate between an
 object's HTTP headers and what they mean: dates, user metadata, the stored
 checksum.
