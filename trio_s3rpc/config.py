@@ -1074,7 +1074,11 @@ def _describe_rpc(rpc: RPCSettings) -> list[str]:
             f"s3.listen {rpc.listen})"
         )
     if rpc.workers_rpc:
-        lines.append(f"PHP workers' RR_RPC (server.env): {rpc.workers_rpc}")
+        ours = rpc.workers_rpc == str(rpc.listen)
+        lines.append(
+            f"PHP workers' RR_RPC (server.env): {rpc.workers_rpc}"
+            + (" (this server)" if ours else "")
+        )
     return lines
 
 
