@@ -134,6 +134,9 @@ def test_every_setting_is_read() -> None:
         public_url="https://cdn.example.com/files",
         visibility_mode="auto",
         multipart_copy_threshold="1GiB",
+        storage_class="GLACIER_IR",
+        sse="aws:kms",
+        sse_kms_key_id="alias/backups",
     )
     data["s3"]["servers"]["minio"].update(force_path_style="false", checksums="when_supported")
     data["s3"]["servers"]["minio"]["credentials"]["token"] = TOKEN
@@ -167,6 +170,9 @@ def test_every_setting_is_read() -> None:
         public_url="https://cdn.example.com/files",
         visibility_mode="auto",
         multipart_copy_threshold=GIB,
+        storage_class="GLACIER_IR",
+        sse="aws:kms",
+        sse_kms_key_id="alias/backups",
     )
     server = config.s3.servers["minio"]
     assert server.force_path_style is False
@@ -513,6 +519,22 @@ SERVER = "s3.servers.minio"
             f"{BUCKET}.multipart_copy_threshold: must be at most 5 GiB",
         ),
         (
+            put(f"{BUCKET}.storage_class", "standard_ia"),
+            f"{BUCKET}.storage_class: must be one of S3's storage classes (STANDARD, "
+            "REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER, "
+            "GLACIER_IR, DEEP_ARCHIVE, OUTPOSTS, SNOW, EXPRESS_ONEZONE), got 'standard_ia'; "
+            "did you mean STANDARD_IA?",
+        ),
+        (
+            put(f"{BUCKET}.storage_class", "COLD"),
+            f"{BUCKET}.storage_class: must be one of S3's storage classes",
+        ),
+        (put(f"{BUCKET}.sse", "aes256"), f"{BUCKET}.sse: must be AES256 or aws:kms, got 'aes256'"),
+        (
+            put(f"{BUCKET}.sse_kms_key_id", "alias/x"),
+            f"{BUCKET}.sse_kms_key_id: is only used with sse: aws:kms",
+        ),
+        (
             put(f"{BUCKET}.public_url", "cdn.example.com"),
             f"{BUCKET}.public_url: must be an http:// or https:// URL with a host",
         ),
@@ -699,9 +721,13 @@ def test_short_keys_are_masked_entirely() -> None:
 
 
 def test_describe_shows_every_bucket_setting() -> None:
-    data = with_bucket(prefix="up/", visibility="public", part_size="16MiB", concurrency=3)
+    data = with_bucket(
+        prefix="up/", visibility="public", part_size="16MiB", concurrency=3, sse="AES256"
+    )
     summary = describe(parse_config(data, {}))
     for expected in (
+        "storage_class: (the service default)",
+        "sse: AES256",
         "listen: tcp://127.0.0.1:6001",
         "buckets (default: uploads):",
         "server: minio",
