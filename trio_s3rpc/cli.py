@@ -29,6 +29,7 @@ from trio_s3rpc.config import (
     load_document,
     parse_config,
     parse_listen,
+    same_address,
 )
 from trio_s3rpc.errors import RPCError
 
@@ -130,7 +131,12 @@ def _load(path: str, listen: str | None) -> Config:
 def _with_listen(config: Config, listen: str) -> Config:
     from dataclasses import replace
 
-    return replace(config, rpc=replace(config.rpc, listen=parse_listen(listen)))
+    address = parse_listen(listen)
+    relay = config.rpc.relay.address if config.rpc.relay is not None else None
+    for other, what in ((relay, "s3.relay"), (config.rpc.roadrunner_listen, "rpc.listen")):
+        if other is not None and same_address(address, other):
+            raise ConfigError(f"--listen: {address} clashes with {what} ({other})")
+    return replace(config, rpc=replace(config.rpc, listen=address, listen_key="--listen"))
 
 
 def _workers_option(value: int | None) -> int | None:

@@ -20,11 +20,13 @@ from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.control import CallControl, Transfer
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
+from trio_s3rpc.s3.xml import ObjectEntry
 from trio_s3rpc.storage import copies, deletes, objects, visibility
 from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
+from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent
 
 # -- buckets ---------------------------------------------------------------
 
@@ -92,14 +94,6 @@ class ReadRequest:
     bucket: str = ""
     offset: int = 0
     length: int | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class ReadResponse:
-    content: bytes
-    size: int
-    mime_type: str
-    last_modified: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -175,22 +169,13 @@ class ListObjectsRequest:
 
 
 @dataclass(slots=True, frozen=True)
-class ObjectEntry:
-    key: str
-    size: int
-    last_modified: int
-    etag: str
-    storage_class: str = omitempty("")
-
-
-@dataclass(slots=True, frozen=True)
 class PrefixEntry:
     prefix: str
 
 
 @dataclass(slots=True, frozen=True)
 class ListObjectsResponse:
-    objects: list[ObjectEntry]
+    objects: list[ObjectEntry]  # key, size, last_modified, etag, storage_class (omitempty)
     is_truncated: bool
     key_count: int
     common_prefixes: list[PrefixEntry] = omitempty(None)
@@ -290,19 +275,6 @@ class DeleteManyRequest:
 
 
 @dataclass(slots=True, frozen=True)
-class DeleteErrorEntry:
-    pathname: str
-    code: str
-    message: str
-
-
-@dataclass(slots=True, frozen=True)
-class DeleteManyResponse:
-    deleted: list[str]
-    errors: list[DeleteErrorEntry]
-
-
-@dataclass(slots=True, frozen=True)
 class TransferIdRequest:
     transfer_id: str
 
@@ -349,10 +321,10 @@ class S3Methods:
         )
         add("s3.ListBuckets", ListBucketsRequest, ListBucketsResponse, self.list_buckets)
         add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
-        add("s3.Read", ReadRequest, ReadResponse, self.read)
+        add("s3.Read", ReadRequest, ObjectContent, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)
         add("s3.Delete", PathRequest, SuccessResponse, self.delete)
-        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResponse, self.delete_many)
+        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResult, self.delete_many)
         add("s3.Copy", CopyRequest, ObjectWrittenResponse, self.copy)
         add("s3.Move", CopyRequest, ObjectWrittenResponse, self.move)
         add("s3.GetMetadata", PathRequest, MetadataResponse, self.get_metadata)
@@ -408,10 +380,10 @@ class S3Methods:
             True, req.pathname, info.size, info.last_modified, info.checksum
         )
 
-    async def read(self, req: ReadRequest) -> ReadResponse:
+    async def read(self, req: ReadRequest) -> ObjectContent:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        got = await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
-        return ReadResponse(got.content, got.size, got.mime_type, got.last_modified)
+        # Answered as it is: content, size, mime_type, last_modified.
+        return await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
 
     async def exists(self, req: PathRequest) -> ExistsResponse:
         return ExistsResponse(await objects.exists(self.storage.resolve(req.bucket, req.pathname)))
@@ -420,12 +392,9 @@ class S3Methods:
         await objects.delete(self.storage.resolve(req.bucket, req.pathname))
         return SuccessResponse(True)
 
-    async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResponse:
-        result = await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
-        return DeleteManyResponse(
-            result.deleted,
-            [DeleteErrorEntry(e.pathname, e.code, e.message) for e in result.errors],
-        )
+    async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResult:
+        # Answered as it is: deleted, and errors of pathname, code, message.
+        return await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
@@ -476,10 +445,7 @@ class S3Methods:
             req.continuation_token,
         )
         return ListObjectsResponse(
-            objects=[
-                ObjectEntry(o.key, o.size, o.last_modified, o.etag, o.storage_class)
-                for o in listing.objects
-            ],
+            objects=listing.objects,
             is_truncated=listing.is_truncated,
             key_count=listing.key_count,
             common_prefixes=[PrefixEntry(p) for p in listing.common_prefixes],

@@ -6,7 +6,7 @@ connection's own nursery, so a connection's calls run concurrently and their
 answers leave in whatever order they finish; a lock keeps writes whole.
 Methods that never wait on I/O (ListBuckets, GetPublicURL) are answered by
 the reader itself, which saves a task per call on the hottest paths. The
-calls in flight per connection are bounded (``rpc.max_in_flight``): at the
+calls in flight per connection are bounded (``s3.max_in_flight``): at the
 bound the reader stops reading, and the kernel's buffers push back on the
 client.
 
