@@ -41,7 +41,7 @@ from trio_s3rpc.s3.parts import upload_limit
 from trio_s3rpc.s3.xml import PartEntry
 from trio_s3rpc.storage import copies, objects
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, Storage, StorageError
-from trio_s3rpc.storage.records import ObjectInfo
+from trio_s3rpc.storage.records import ObjectHeaders, ObjectInfo
 from trio_s3rpc.storage.tokens import UploadToken, decode_token, encode_token
 
 log = logging.getLogger("trio_s3rpc.uploads")
@@ -181,9 +181,12 @@ class ChunkedUploads:
         visibility: str,
         metadata: Mapping[str, str],
         content_type: str,
+        standard: ObjectHeaders = objects.NO_HEADERS,
     ) -> str:
         bucket = ref.bucket
-        headers = await objects.new_object_headers(ref, metadata, visibility, content_type)
+        headers = await objects.new_object_headers(
+            ref, metadata, visibility, content_type, standard
+        )
         target = bucket.multipart(ref.key, headers)
         with bucket.errors(ref.key):
             service_upload_id = await multipart.create_upload(target)

@@ -22,7 +22,13 @@ from trio_s3rpc.s3.multipart import copy_part_sender, upload_multipart
 from trio_s3rpc.s3.parts import plan_parts
 from trio_s3rpc.storage import objects, visibility
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef
-from trio_s3rpc.storage.records import ObjectInfo, http_date, metadata_headers
+from trio_s3rpc.storage.records import (
+    STANDARD_HEADERS,
+    ObjectHeaders,
+    ObjectInfo,
+    http_date,
+    metadata_headers,
+)
 
 log = logging.getLogger("trio_s3rpc.storage")
 
@@ -31,9 +37,28 @@ def _copy_source(bucket: Bucket, key: str) -> str:
     return "/" + urllib.parse.quote(f"{bucket.config.bucket}/{key}", safe="/")
 
 
+def _same_object(source: ObjectRef, dest: ObjectRef) -> bool:
+    return (
+        source.bucket.transport is dest.bucket.transport
+        and source.bucket.config.bucket == dest.bucket.config.bucket
+        and source.key == dest.key
+    )
+
+
 async def copy(
-    source: ObjectRef, dest: ObjectRef, metadata: Mapping[str, str], visibility_name: str
+    source: ObjectRef,
+    dest: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    standard: ObjectHeaders = objects.NO_HEADERS,
 ) -> ObjectInfo:
+    """Copy on the service. ``metadata`` replaces the user metadata and ``standard``
+    the standard headers it names; otherwise both are carried over.
+
+    Onto itself, a copy that asks for nothing changes nothing (S3 would refuse
+    it); one with new metadata or headers rewrites them, one with only a
+    visibility sets that visibility.
+    """
     if source.bucket.transport is not dest.bucket.transport:
         raise RPCError(
             ErrorCode.S3_OPERATION_FAILED,
@@ -42,14 +67,20 @@ async def copy(
             f"destination server: {dest.bucket.config.server}",
         )
     info = await objects.head(source)
+    if _same_object(source, dest) and not metadata and not standard:
+        if visibility_name:
+            await visibility.update(dest, visibility_name)
+        return info
     headers = await visibility.acl_headers(dest.bucket, visibility_name)
     headers["x-amz-copy-source"] = _copy_source(source.bucket, source.key)
-    if metadata:
+    if metadata or standard:
         headers["x-amz-metadata-directive"] = "REPLACE"
         headers["Content-Type"] = info.mime_type or content_type_for(dest.pathname)
-        headers.update(metadata_headers(metadata))
+        # What REPLACE would drop and the call did not replace is carried over.
+        headers.update(_merged_headers(info.headers, standard).http())
+        headers.update(metadata_headers(metadata) if metadata else _stored_metadata(info))
         if info.checksum:
-            # New user metadata, same bytes: the checksum stays.
+            # Same bytes: the checksum stays.
             headers[checksums.METADATA_HEADER] = info.checksum
     else:
         headers["x-amz-metadata-directive"] = "COPY"
@@ -67,6 +98,19 @@ async def copy(
         etag=etag,
         checksum=info.checksum,
     )
+
+
+def _merged_headers(stored: ObjectHeaders, given: ObjectHeaders) -> ObjectHeaders:
+    return ObjectHeaders(
+        **{name: getattr(given, name) or getattr(stored, name) for name in STANDARD_HEADERS}
+    )
+
+
+def _stored_metadata(info: ObjectInfo) -> dict[str, str]:
+    """The source's user metadata as headers, without the checksum (set apart)."""
+    return {
+        name: value for name, value in info.metadata.items() if name != checksums.METADATA_HEADER
+    }
 
 
 async def _copy_object(dest: ObjectRef, headers: Mapping[str, str]) -> tuple[str, int, str]:
@@ -89,6 +133,7 @@ async def _copy_multipart(
     headers = dict(copy_headers)
     if directive == "COPY":
         headers["Content-Type"] = source.mime_type or content_type_for(dest.pathname)
+        headers.update(source.headers.http())
         headers.update(source.metadata)
     with bucket.errors(dest.key):
         plan = plan_parts(source.size, bucket.config.part_size)
@@ -114,19 +159,16 @@ async def _copy_multipart(
 
 
 async def move(
-    source: ObjectRef, dest: ObjectRef, metadata: Mapping[str, str], visibility_name: str
+    source: ObjectRef,
+    dest: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    standard: ObjectHeaders = objects.NO_HEADERS,
 ) -> ObjectInfo:
-    if (
-        source.bucket.config.bucket == dest.bucket.config.bucket
-        and source.key == dest.key
-        and (source.bucket.transport is dest.bucket.transport)
-    ):
-        raise RPCError(
-            ErrorCode.INVALID_PATHNAME,
-            "move source and destination are the same object",
-            f"bucket: {source.bucket.name}, pathname: {source.pathname}",
-        )
-    info = await copy(source, dest, metadata, visibility_name)
+    """Copy, then delete the source; onto itself, only the copy (never the delete)."""
+    info = await copy(source, dest, metadata, visibility_name, standard)
+    if _same_object(source, dest):
+        return info
     try:
         await objects.delete(source)
     except RPCError as exc:

@@ -38,7 +38,7 @@ from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
 from trio_s3rpc.s3.parts import PartPlan, plan_parts
 from trio_s3rpc.storage import copies, objects
 from trio_s3rpc.storage.buckets import ObjectRef
-from trio_s3rpc.storage.records import ObjectInfo, verify_checksum
+from trio_s3rpc.storage.records import ObjectHeaders, ObjectInfo, verify_checksum
 
 log = logging.getLogger("trio_s3rpc.transfers")
 
@@ -119,6 +119,7 @@ class Files:
         metadata: Mapping[str, str],
         content_type: str,
         resume: bool = False,
+        standard: ObjectHeaders = objects.NO_HEADERS,
     ) -> ObjectInfo:
         bucket = ref.bucket
         path = self.paths.confine(source_path, "source_path")
@@ -131,7 +132,9 @@ class Files:
             with bucket.errors(ref.key):
                 # A file S3 cannot hold is refused before any request is made.
                 plan = plan_parts(size, bucket.config.part_size)
-            headers = await objects.new_object_headers(ref, metadata, visibility, content_type)
+            headers = await objects.new_object_headers(
+                ref, metadata, visibility, content_type, standard
+            )
             tracker = progress.current()
             if size <= bucket.config.part_size:
                 tracker.expect(size, 1)

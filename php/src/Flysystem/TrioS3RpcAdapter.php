@@ -455,9 +455,18 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
         $headers = [];
         foreach (self::HEADER_OPTIONS as $awsName => $name) {
             $value = $config->get($name, $config->get($awsName));
-            if ($value !== null && $value !== '') {
-                $headers[$name] = $value instanceof DateTimeInterface ? \gmdate('D, d M Y H:i:s \G\M\T', $value->getTimestamp()) : (string) $value;
+            if ($value === null || $value === '') {
+                continue;
             }
+            if ($name === 'expires') {
+                // Unix seconds on the wire; a DateTime or a date string is converted.
+                $value = match (true) {
+                    $value instanceof DateTimeInterface => $value->getTimestamp(),
+                    \is_numeric($value) => (int) $value,
+                    default => \strtotime((string) $value) ?: throw new \InvalidArgumentException("Expires: not a date: $value"),
+                };
+            }
+            $headers[$name] = (string) $value;
         }
         /** @var array<string, string> $metadata */
         $metadata = (array) $config->get('metadata', $config->get('Metadata', []));
