@@ -300,3 +300,21 @@ async def test_public_endpoint_names_the_published_host(rpc: RPCClient, seaweedf
     assert form["url"].startswith("http://localhost:")
     # The server itself still reaches the service at its configured endpoint.
     assert seaweedfs.endpoint.startswith("http://127.0.0.1:")
+
+
+def test_public_endpoint_must_be_an_http_url() -> None:
+    from tests.support.server import config_dict
+    from trio_s3rpc.config import ConfigError, parse_config
+
+    server = {
+        "region": "us-east-1",
+        "endpoint": "http://minio:9000",
+        "public_endpoint": "ftp://localhost:9000",
+        "credentials": {"key": "k", "secret": "s"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config_dict(server))
+    assert "public_endpoint" in str(caught.value)
+    server["public_endpoint"] = "http://localhost:9000/"
+    parsed = parse_config(config_dict(server))
+    assert parsed.s3.servers["main"].public_endpoint == "http://localhost:9000"
