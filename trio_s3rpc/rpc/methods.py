@@ -17,6 +17,7 @@ from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
 from trio_s3rpc.storage import copies, deletes, objects, visibility
+from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
@@ -87,6 +88,10 @@ class WriteRequest(HeaderFields):
     config: dict[str, str] = field(default_factory=dict)
     visibility: str = ""
     content_type: str = ""
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -139,6 +144,10 @@ class CopyRequest(HeaderFields):
     dest_bucket: str = ""
     config: dict[str, str] = field(default_factory=dict)
     visibility: str = ""
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -149,6 +158,9 @@ class MetadataResponse:
     visibility: str
     etag: str = omitempty("")
     checksum: str = omitempty("")
+    storage_class: str = omitempty("")
+    sse: str = omitempty("")
+    sse_kms_key_id: str = omitempty("")
     cache_control: str = omitempty("")
     content_disposition: str = omitempty("")
     content_encoding: str = omitempty("")
@@ -256,6 +268,10 @@ class WriteFileRequest(HeaderFields):
     config: dict[str, str] = field(default_factory=dict)
     content_type: str = ""
     resume: bool = False
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -282,6 +298,10 @@ class UploadStartRequest(HeaderFields):
     visibility: str = ""
     config: dict[str, str] = field(default_factory=dict)
     content_type: str = ""
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -421,7 +441,13 @@ class S3Methods:
     async def write(self, req: WriteRequest) -> ObjectWrittenResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
         info = await objects.write(
-            ref, req.content, req.config, req.visibility, req.content_type, req.standard()
+            ref,
+            req.content,
+            req.config,
+            req.visibility,
+            req.content_type,
+            archival=_archival(req),
+            standard=req.standard(),
         )
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
@@ -449,7 +475,9 @@ class S3Methods:
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.copy(source, dest, req.config, req.visibility, req.standard())
+        info = await copies.copy(
+            source, dest, req.config, req.visibility, _archival(req), req.standard()
+        )
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -457,7 +485,9 @@ class S3Methods:
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.move(source, dest, req.config, req.visibility, req.standard())
+        info = await copies.move(
+            source, dest, req.config, req.visibility, _archival(req), req.standard()
+        )
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -472,6 +502,9 @@ class S3Methods:
             seen,
             info.etag,
             info.checksum,
+            info.storage_class,
+            info.sse,
+            info.sse_kms_key_id,
             info.headers.cache_control,
             info.headers.content_disposition,
             info.headers.content_encoding,
@@ -536,6 +569,7 @@ class S3Methods:
             req.config,
             req.content_type,
             req.resume,
+            _archival(req),
             req.standard(),
         )
         return ObjectWrittenResponse(
@@ -550,7 +584,7 @@ class S3Methods:
     async def upload_start(self, req: UploadStartRequest) -> UploadStartResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
         upload_id = await self.uploads.start(
-            ref, req.visibility, req.config, req.content_type, req.standard()
+            ref, req.visibility, req.config, req.content_type, _archival(req), req.standard()
         )
         return UploadStartResponse(upload_id)
 
@@ -569,6 +603,10 @@ class S3Methods:
     async def upload_abort(self, req: UploadIdRequest) -> SuccessResponse:
         await self.uploads.abort(req.upload_id)
         return SuccessResponse(True)
+
+
+def _archival(req: WriteRequest | CopyRequest | WriteFileRequest | UploadStartRequest) -> Archival:
+    return Archival(req.storage_class, req.sse, req.sse_kms_key_id)
 
 
 def register_control_methods(registry: MethodRegistry, control: CallControl) -> None:
