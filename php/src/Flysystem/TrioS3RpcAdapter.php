@@ -450,7 +450,9 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
         $contentType = (string) $config->get('mimetype', $config->get('ContentType', ''));
         if ($contentType === '') {
             $sample = \is_string($contents) ? $contents : self::peek($contents);
-            $contentType = (string) $this->mimeTypeDetector->detectMimeType($path, $sample);
+            // As the AWS adapter: what Flysystem's detector cannot tell is stored as unknown
+            // (octet-stream), not left to the server's own guess.
+            $contentType = $this->mimeTypeDetector->detectMimeType($path, $sample) ?? 'application/octet-stream';
         }
         $headers = [];
         foreach (self::HEADER_OPTIONS as $awsName => $name) {
