@@ -353,12 +353,15 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     }
 
     /**
-     * A presigned PUT for Laravel's temporaryUploadUrl: ['url' => ..., 'headers' => [...]].
+     * A presigned PUT, as Laravel's temporaryUploadUrl answers: ['url' => ..., 'headers' => [...]].
+     * Options: ContentType (or mimetype).
      *
+     * @param Config|array<string, mixed> $config
      * @return array{url: string, headers: array<string, string>}
      */
-    public function temporaryUploadUrl(string $path, DateTimeInterface $expiresAt, Config $config): array
+    public function temporaryUploadUrl(string $path, DateTimeInterface $expiresAt, Config|array $config = []): array
     {
+        $config = $config instanceof Config ? $config : new Config($config);
         try {
             $upload = $this->client->getUploadUrl(
                 $this->bucket,
@@ -370,6 +373,22 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
         } catch (TrioS3RpcException $e) {
             throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
         }
+    }
+
+    /** For Laravel's FilesystemAdapter::url(), which looks for this method on the adapter. */
+    public function getUrl(string $path): string
+    {
+        return $this->publicUrl($path, new Config());
+    }
+
+    /**
+     * For Laravel's FilesystemAdapter::temporaryUrl(), which looks for this method on the adapter.
+     *
+     * @param array<string, mixed> $options ResponseContentType, ResponseContentDisposition
+     */
+    public function getTemporaryUrl(string $path, DateTimeInterface $expiration, array $options = []): string
+    {
+        return $this->temporaryUrl($path, $expiration, new Config($options));
     }
 
     public function checksum(string $path, Config $config): string

@@ -69,4 +69,25 @@ final class MotoAdapterTest extends FilesystemAdapterTestCase
         $this->assertSame('1,2', file_get_contents($url));
         $this->assertContains('Content-Disposition: attachment; filename="numbers.csv"', $http_response_header);
     }
+
+    /** @test */
+    public function listings_and_directory_deletes_page_through_small_pages(): void
+    {
+        $client = Client::connect(LiveServer::env('TRIO_S3RPC_TCP'), Codec::Json);
+        $adapter = $this->useAdapter(new TrioS3RpcAdapter($client, 'fly-moto', 'paged-' . getmypid(), 'acl', listPageSize: 2));
+        foreach (['a.txt', 'b.txt', 'c.txt', 'd/e.txt', 'd/f.txt', 'g/h/i.txt'] as $name) {
+            $adapter->write("dir/$name", $name, new Config());
+        }
+        $deep = array_map(static fn ($item) => $item->path(), iterator_to_array($adapter->listContents('dir', true), false));
+        sort($deep);
+        $this->assertSame(['dir/a.txt', 'dir/b.txt', 'dir/c.txt', 'dir/d/e.txt', 'dir/d/f.txt', 'dir/g/h/i.txt'], $deep);
+        $shallow = [];
+        foreach ($adapter->listContents('dir', false) as $item) {
+            $shallow[$item->path()] = $item->isDir() ? 'dir' : 'file';
+        }
+        ksort($shallow);
+        $this->assertSame(['dir/a.txt' => 'file', 'dir/b.txt' => 'file', 'dir/c.txt' => 'file', 'dir/d' => 'dir', 'dir/g' => 'dir'], $shallow);
+        $adapter->deleteDirectory('dir');
+        $this->assertSame([], iterator_to_array($adapter->listContents('', true), false));
+    }
 }
