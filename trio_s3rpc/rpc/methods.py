@@ -11,9 +11,13 @@ stop calls through ``rpc/control.py``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from trio_s3rpc.rpc.control import CallControl
+from trio_s3rpc.config import parse_bucket
+from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.rpc.control import CallControl, Transfer
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
 from trio_s3rpc.s3.xml import ObjectEntry
@@ -296,10 +300,19 @@ class CancelResponse:
 class S3Methods:
     """Handlers for the original plugin's methods, bound to one Storage."""
 
-    def __init__(self, storage: Storage, files: Files, uploads: ChunkedUploads) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        files: Files,
+        uploads: ChunkedUploads,
+        *,
+        register_everywhere: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self.storage = storage
         self.files = files
         self.uploads = uploads
+        # Under workers: registers a checked bucket on every worker of the service.
+        self.register_everywhere = register_everywhere
 
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
@@ -339,7 +352,20 @@ class S3Methods:
             "visibility_mode": req.visibility_mode,
         }
         raw.update({k: v for k, v in optional.items() if v not in (None, "")})
-        self.storage.register_bucket(req.name, raw)
+        if self.register_everywhere is None:
+            self.storage.register_bucket(req.name, raw)
+        else:
+            # Refuse here what every worker would refuse, then let the supervisor order it.
+            if not req.name:
+                raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
+            if req.name in self.storage.buckets:
+                raise RPCError(
+                    ErrorCode.BUCKET_ALREADY_EXISTS,
+                    "Bucket already registered",
+                    f"bucket: {req.name}",
+                )
+            parse_bucket(req.name, raw, self.storage.settings.servers)
+            await self.register_everywhere(req.name, raw)
         return RegisterBucketResponse(True, "Bucket registered successfully")
 
     async def list_buckets(self, req: ListBucketsRequest) -> ListBucketsResponse:
@@ -473,26 +499,60 @@ def _archival(req: WriteRequest | CopyRequest | WriteFileRequest | UploadStartRe
     return Archival(req.storage_class, req.sse, req.sse_kms_key_id)
 
 
-def register_control_methods(registry: MethodRegistry, control: CallControl) -> None:
+class RemoteTransfers(Protocol):
+    """The other workers of the service, asked about transfers this process does not run."""
+
+    async def transfer_status(self, transfer_id: str) -> dict[str, Any] | None:
+        """The TransferStatus answer of the worker running it, or None."""
+
+    async def cancel(self, transfer_id: str) -> dict[str, Any] | None:
+        """The Cancel answer of the worker running it, or None."""
+
+
+def status_answer(transfer: Transfer) -> TransferStatusResponse:
+    done = transfer.progress
+    return TransferStatusResponse(
+        state=transfer.state,
+        bytes_done=done.bytes_done,
+        bytes_total=done.bytes_total,
+        parts_done=done.parts_done,
+        parts_total=done.parts_total,
+        started_at=int(transfer.started_at),
+        method=transfer.method,
+        finished_at=int(transfer.finished_at),
+    )
+
+
+def cancel_answer(control: CallControl, transfer_id: str) -> CancelResponse:
+    cancelled = control.cancel(transfer_id)
+    return CancelResponse(
+        cancelled, "cancelling" if cancelled else control.status(transfer_id).state
+    )
+
+
+def register_control_methods(
+    registry: MethodRegistry, control: CallControl, remote: RemoteTransfers | None = None
+) -> None:
+    """TransferStatus and Cancel; under workers a transfer unknown here is looked for
+    on the other workers (``remote``) before the answer is that none exists."""
+
     async def transfer_status(req: TransferIdRequest) -> TransferStatusResponse:
-        transfer = control.status(req.transfer_id)
-        done = transfer.progress
-        return TransferStatusResponse(
-            state=transfer.state,
-            bytes_done=done.bytes_done,
-            bytes_total=done.bytes_total,
-            parts_done=done.parts_done,
-            parts_total=done.parts_total,
-            started_at=int(transfer.started_at),
-            method=transfer.method,
-            finished_at=int(transfer.finished_at),
-        )
+        try:
+            return status_answer(control.status(req.transfer_id))
+        except RPCError:
+            found = None if remote is None else await remote.transfer_status(req.transfer_id)
+            if found is None:
+                raise
+            return TransferStatusResponse(**found)
 
     async def cancel(req: TransferIdRequest) -> CancelResponse:
-        cancelled = control.cancel(req.transfer_id)
-        return CancelResponse(
-            cancelled, "cancelling" if cancelled else control.status(req.transfer_id).state
-        )
+        try:
+            return cancel_answer(control, req.transfer_id)
+        except RPCError:
+            found = None if remote is None else await remote.cancel(req.transfer_id)
+            if found is None:
+                raise
+            return CancelResponse(**found)
 
     registry.add(
         "s3.TransferStatus",

@@ -98,6 +98,10 @@ class ChunkedUploads:
             task_status.started()
             await trio.sleep_forever()
 
+    def working_on(self) -> set[str]:
+        """The service upload ids this process holds a session for."""
+        return set(self._sessions)
+
     # -- tokens and sessions -----------------------------------------------
 
     def _secret_for(self, bucket_name: str) -> str | None:
