@@ -250,6 +250,13 @@ async def test_metadata_and_visibility_carry_over_or_are_replaced(
         assert (
             object_sha256(s.weed, WEED_BUCKET, s.prefix + "r1") == hashlib.sha256(data).hexdigest()
         )
+        # A standard header the call sets replaces the source's; the others carry over.
+        await s.rpc.call(
+            "s3.Copy", copy_args("moto", "report", "weed", "r2", cache_control="no-store")
+        )
+        head = s.weed.head_object(Bucket=WEED_BUCKET, Key=s.prefix + "r2")
+        assert head["CacheControl"] == "no-store"
+        assert head["ContentDisposition"] == 'attachment; filename="report.pdf"'
 
         # Our own object, copied to moto with new metadata and a visibility moto can keep.
         small = b"small and public"
