@@ -21,22 +21,12 @@ import trio
 from trio_s3rpc import __version__
 from trio_s3rpc.config import Config, ConfigError, describe, load_config, parse_config, parse_listen
 from trio_s3rpc.errors import RPCError
+from trio_s3rpc.logs import FORMATS, setup_logging
 
 log = logging.getLogger("trio_s3rpc")
 
 EMBEDDED_LISTEN = "tcp://127.0.0.1:6001"
 EMBEDDED_BUCKET = "uploads"
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO; that is noise at a storage gateway's rate.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"trio-s3rpc {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("TRIO_S3RPC_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get("TRIO_S3RPC_LOG_FORMAT") or None,
+        help="text (key=value lines, the default) or json (one object per line); "
+        "overrides s3.logs.format",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve s3.* RPC calls until SIGINT/SIGTERM")
@@ -75,14 +72,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format or "text")
     try:
         if args.command == "check-config":
             return _check_config(args)
         if args.embedded:
             return _serve_embedded(args)
         config = _load(args.config, args.listen)
-        return _serve(config)
+        log_format = args.log_format or config.s3.observability.log_format
+        if log_format != (args.log_format or "text"):
+            setup_logging(args.log_level, log_format)
+        for warning in config.warnings:
+            log.warning("event=config_warning %s", warning)
+        return _serve(config, json_logs=log_format == "json")
     except RPCError as exc:
         print(exc.wire_text(), file=sys.stderr)
         return 1
@@ -92,8 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(path: str, listen: str | None) -> Config:
     config = load_config(path)
-    for warning in config.warnings:
-        log.warning("event=config_warning %s", warning)
     if listen:
         config = _with_listen(config, listen)
     return config
@@ -105,7 +105,7 @@ def _with_listen(config: Config, listen: str) -> Config:
     return replace(config, rpc=replace(config.rpc, listen=parse_listen(listen)))
 
 
-def _serve(config: Config, on_ready: Any = None) -> int:
+def _serve(config: Config, on_ready: Any = None, *, json_logs: bool = False) -> int:
     from trio_s3rpc.app import Application, serve_until_signalled
 
     async def run() -> None:
@@ -113,7 +113,11 @@ def _serve(config: Config, on_ready: Any = None) -> int:
         await app.server.open()  # fail on a bad listen address before anything starts
         async with trio.open_nursery() as nursery:
             address = await nursery.start(serve_until_signalled, app)
-            print(f"trio-s3rpc {__version__} serving on {address}", file=sys.stderr, flush=True)
+            if json_logs:
+                # stderr carries nothing but JSON lines
+                log.info("event=serving version=%s address=%s", __version__, address)
+            else:
+                print(f"trio-s3rpc {__version__} serving on {address}", file=sys.stderr, flush=True)
             if on_ready is not None:
                 on_ready(address)
 
@@ -205,17 +209,26 @@ def _serve_embedded(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     seaweed = EmbeddedSeaweedFS(data_dir, buckets=[EMBEDDED_BUCKET])
-    print(f"starting SeaweedFS in {data_dir} ...", file=sys.stderr, flush=True)
+    json_logs = args.log_format == "json"
+    if json_logs:
+        log.info("event=seaweedfs_starting data_dir=%s", data_dir)
+    else:
+        print(f"starting SeaweedFS in {data_dir} ...", file=sys.stderr, flush=True)
     try:
         endpoint = seaweed.start()
-        print(f"SeaweedFS S3 on {endpoint.endpoint} (pid {seaweed.pid})", file=sys.stderr)
+        if json_logs:
+            log.info("event=seaweedfs_started endpoint=%s pid=%s", endpoint.endpoint, seaweed.pid)
+        else:
+            print(f"SeaweedFS S3 on {endpoint.endpoint} (pid {seaweed.pid})", file=sys.stderr)
         config = embedded_config(endpoint, args.listen or EMBEDDED_LISTEN)
 
         def ready(address: object) -> None:
+            if json_logs:
+                return
             print("\nPHP, with spiral/goridge installed:\n", file=sys.stderr)
             print(PHP_SNIPPET.format(address=address), file=sys.stderr, flush=True)
 
-        return _serve(config, on_ready=ready)
+        return _serve(config, on_ready=ready, json_logs=json_logs)
     finally:
         seaweed.stop()
 
