@@ -38,7 +38,7 @@ from tests.support.server import config_dict, endpoint_server, running_app
 from trio_s3rpc import checksums
 from trio_s3rpc.client import RPCClient
 from trio_s3rpc.embedded import EmbeddedSeaweedFS
-from trio_s3rpc.storage import Storage
+from trio_s3rpc.storage import copies
 
 MIB = 1024 * 1024
 BUCKET = "checksum-bench"
@@ -51,17 +51,17 @@ def checksums_switched_off() -> Iterator[None]:
     def no_crc(data: Any, value: int = 0) -> int:
         return value
 
-    async def no_attach(self: Storage, *args: Any) -> Any:
+    async def no_attach(*args: Any) -> Any:
         return args[-1]
 
-    saved_crc, saved_attach = checksums.crc32c, Storage.attach_checksum
+    saved_crc, saved_attach = checksums.crc32c, copies.attach_checksum
     setattr(checksums, "crc32c", no_crc)  # noqa: B010 - swapped out for the baseline
-    setattr(Storage, "attach_checksum", no_attach)  # noqa: B010
+    setattr(copies, "attach_checksum", no_attach)  # noqa: B010
     try:
         yield
     finally:
         setattr(checksums, "crc32c", saved_crc)  # noqa: B010
-        setattr(Storage, "attach_checksum", saved_attach)  # noqa: B010
+        setattr(copies, "attach_checksum", saved_attach)  # noqa: B010
 
 
 VARIANTS = {

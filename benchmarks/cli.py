@@ -25,6 +25,16 @@ from types import FrameType
 
 from benchmarks import checksums
 from benchmarks.large import LargeTransfers
+from benchmarks.peers import (
+    GO_PLUGIN_NAME,
+    GoPluginProcess,
+    RPCPeer,
+    parse_peer,
+    peer_clients,
+    peer_codec,
+    probe,
+    write_fixtures,
+)
 from benchmarks.report import RunReport, machine_info, render, versions, write_chart, write_json
 from benchmarks.runner import (
     CellRunner,
@@ -40,6 +50,7 @@ from benchmarks.workers import WorkerPool
 from trio_s3rpc.embedded import find_weed_binary
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_GO_PLUGIN = Path(os.environ.get("GO_PLUGIN_HOME", "/tmp/go-plugin")) / "bin/s3-rpc-server"
 DEFAULT_CLIENTS = ["rpc", "transport", "httpx", "boto3"]
 ALL_CLIENTS = [*DEFAULT_CLIENTS, "rpc-msgpack"]
 LARGE_PROFILES = ("writefile", "readfile")
@@ -71,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "--repeat",
         type=int,
         default=1,
-        help="rounds per cell, clients taking turns; the best round is kept (use 2-3 on a "
-        "machine that other work shares)",
+        help="rounds per cell, clients taking turns; the median round is reported (use 3 on "
+        "a machine that other work shares)",
     )
     run.add_argument("--client-processes", type=int, default=2)
     run.add_argument("--fixtures", type=int, default=32, help="objects per size for Read/Exists")
@@ -87,6 +98,22 @@ def _parser() -> argparse.ArgumentParser:
         "writefile, readfile (repeatable)",
     )
     run.add_argument("--time-limit", type=float, default=900.0, help="seconds; cells past it skip")
+    run.add_argument(
+        "--rpc-peer",
+        action="append",
+        default=[],
+        metavar="NAME=ADDRESS",
+        help="another Goridge s3.* server with a bucket named 'bench' (e.g. "
+        "go=tcp://127.0.0.1:6101): its RPC cells run in the same rounds as ours (repeatable)",
+    )
+    run.add_argument(
+        "--go-plugin",
+        nargs="?",
+        const=str(DEFAULT_GO_PLUGIN),
+        metavar="BINARY",
+        help="start the Go plugin's s3-rpc-server against this run's storage as the peer 'go' "
+        f"(default binary {DEFAULT_GO_PLUGIN})",
+    )
 
     memory = commands.add_parser("memory", help="issue 5: large WriteFile/ReadFile memory bound")
     _add_target_options(memory)
@@ -182,27 +209,48 @@ def _new_report(kind: str, args: argparse.Namespace, settings: dict[str, object]
 # -- run ------------------------------------------------------------------------------
 
 
+def _peers(args: argparse.Namespace) -> list[RPCPeer]:
+    """The ``--rpc-peer`` servers; ValueError for a bad or repeated name."""
+    peers = [parse_peer(text) for text in args.rpc_peer]
+    names = [peer.name for peer in peers] + ([GO_PLUGIN_NAME] if args.go_plugin else [])
+    repeated = {name for name in names if names.count(name) > 1}
+    if repeated:
+        raise ValueError(f"peer name used twice: {', '.join(sorted(repeated))}")
+    return peers
+
+
 def command_run(args: argparse.Namespace, external: ExternalService | None) -> int:
+    clients = [client for client in args.clients.split(",") if client]
+    unknown = set(clients) - set(ALL_CLIENTS)
+    if unknown or "rpc" not in clients:
+        print(f"error: --clients must include rpc and name only {ALL_CLIENTS}", file=sys.stderr)
+        return 2
+    try:
+        peers = _peers(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    peer_names = [*peers, *([RPCPeer(GO_PLUGIN_NAME, "(started)")] if args.go_plugin else [])]
+    # The peers' cells come right after ours in each group, so they take turns with ours.
+    peer_cells = [c for p in peer_names for c in peer_clients(p, "rpc-msgpack" in clients)]
+    ordered = ["rpc", *peer_cells, *(client for client in clients if client != "rpc")]
     cell_settings = CellSettings(
         connections=args.connections,
         sizes=[parse_size(size) for size in args.sizes.split(",") if size],
-        clients=[client for client in args.clients.split(",") if client],
+        clients=ordered,
         warmup=args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0),
         duration=args.duration if args.duration is not None else (1.0 if args.quick else 5.0),
         fixture_count=args.fixtures,
         repeat=max(1, args.repeat),
         profile=args.profile,
     )
-    unknown = set(cell_settings.clients) - set(ALL_CLIENTS)
-    if unknown or "rpc" not in cell_settings.clients:
-        print(f"error: --clients must include rpc and name only {ALL_CLIENTS}", file=sys.stderr)
-        return 2
     large_size = args.large_size or (128 * MIB if args.quick else 1024 * MIB)
     large_profiles = frozenset(
         name for name in map(normalise_cell_name, args.profile) if name in LARGE_PROFILES
     )
     bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
     cells = plan(cell_settings)
+    peer_addresses = {peer.name: peer.address for peer in peers}
     settings = {
         **dataclasses.asdict(cell_settings),
         "quick": args.quick,
@@ -211,7 +259,11 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
         "part_size": bucket.part_size,
         "concurrency": bucket.concurrency,
         "max_concurrent_operations": bucket.max_concurrent_operations,
-        "codec": "json (base64 content, as PHP's default)",
+        "codec": "json (base64 content, as PHP's default)"
+        + ("; msgpack for rpc-msgpack" if "rpc-msgpack" in clients else ""),
+        "rpc_peers": peer_addresses,
+        "go_plugin": args.go_plugin,
+        "server_workers": 1,
         "time_limit": args.time_limit,
     }
     report = _new_report("run", args, settings)
@@ -224,12 +276,45 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
     deadline = time.monotonic() + args.time_limit
 
     def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
+        with ExitStack() as stack:
+            all_peers = {peer.name: peer for peer in peers}
+            peer_pids: dict[str, int] = {}
+            if args.go_plugin:
+                go = stack.enter_context(GoPluginProcess(Path(args.go_plugin), target, workdir))
+                log(f"Go plugin pid {go.pid} listening on {go.address}")
+                all_peers[GO_PLUGIN_NAME] = go.peer
+                peer_pids[GO_PLUGIN_NAME] = go.pid
+                peer_addresses[GO_PLUGIN_NAME] = f"{go.address} ({go.binary})"
+            run_cells(target, server, workdir, all_peers, peer_pids)
+
+    def run_cells(
+        target: S3Target,
+        server: ServerProcess,
+        workdir: Path,
+        all_peers: dict[str, RPCPeer],
+        peer_pids: dict[str, int],
+    ) -> None:
         pool = WorkerPool(args.client_processes)
         try:
-            runner = CellRunner(pool, server, target, cell_settings, args.out, log)
+            runner = CellRunner(
+                pool, server, target, cell_settings, args.out, log, all_peers, peer_pids
+            )
             log("writing the Read/Exists fixtures")
             runner.write_fixtures()
-            skipped = runner.run(cells, report.cells, report.profiles, deadline)
+            for peer in all_peers.values():
+                log(f"writing the Read/Exists fixtures through the peer {peer.name}")
+                write_fixtures(peer, cell_settings.sizes, cell_settings.fixture_count)
+            refused = set()
+            for peer in all_peers.values():
+                for name in peer_clients(peer, "rpc-msgpack" in cell_settings.clients):
+                    problem = probe(peer, peer_codec(name), min(cell_settings.sizes))
+                    if problem:
+                        refused.add(name)
+                        note = f"{name} left out: the peer does not serve our calls: {problem}"
+                        log(note)
+                        report.notes.append(note)
+            runnable = [cell for cell in cells if cell.client not in refused]
+            skipped = runner.run(runnable, report.cells, report.profiles, deadline)
             report.skipped.extend(f"{cell.name} {cell.client}" for cell in skipped)
         finally:
             pool.close()

@@ -88,8 +88,14 @@ def payload(size: int) -> bytes:
 # -- rpc ------------------------------------------------------------------------
 
 
+def rpc_codec(client: str) -> str:
+    """``msgpack`` for ``rpc-msgpack`` and a peer's ``peer:NAME-msgpack``, else ``json``."""
+    return "msgpack" if client.endswith("-msgpack") else "json"
+
+
 async def rpc_operations(spec: CellSpec, stack: AsyncExitStack) -> list[AsyncOperation]:
-    codec = "msgpack" if spec.client == "rpc-msgpack" else "json"
+    """Our server's cells, or a Goridge peer's (``peer:NAME``): ``spec.rpc_address`` says whose."""
+    codec = rpc_codec(spec.client)
     content = payload(spec.size)
     # JSON carries bytes as base64 text (what PHP's base64_encode produces).
     encoded = content if codec == "msgpack" else base64.b64encode(content).decode("ascii")
@@ -111,7 +117,9 @@ def _rpc_operation(
     if spec.workload == "listbuckets":
 
         async def list_buckets(iteration: int) -> None:
-            answer = await rpc.call("s3.ListBuckets", [])
+            # {} rather than PHP's [] (an empty array): the Go plugin refuses []
+            # ("invalid character '['"); ours reads both the same way.
+            answer = await rpc.call("s3.ListBuckets", {})
             if RPC_BUCKET not in answer.get("buckets", ()):
                 raise WrongAnswer(f"ListBuckets answered {answer!r}")
 
@@ -296,10 +304,17 @@ def _boto3_operation(spec: CellSpec, client: Any, task: int, content: bytes) -> 
     return exists
 
 
-TRIO_FACTORIES: dict[str, Callable[[CellSpec, AsyncExitStack], Awaitable[list[AsyncOperation]]]]
-TRIO_FACTORIES = {
+TrioFactory = Callable[[CellSpec, AsyncExitStack], Awaitable[list[AsyncOperation]]]
+TRIO_FACTORIES: dict[str, TrioFactory] = {
     "rpc": rpc_operations,
     "rpc-msgpack": rpc_operations,
     "transport": transport_operations,
     "httpx": httpx_operations,
 }
+
+
+def trio_factory(client: str) -> TrioFactory | None:
+    """How a trio client builds its operations; None for a thread client (boto3)."""
+    if client.startswith("peer:"):
+        return rpc_operations
+    return TRIO_FACTORIES.get(client)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.profiling import Profile
-from benchmarks.results import CLIENT_LABELS, CellResult, LargeResult, workload_label
+from benchmarks.results import CellResult, LargeResult, client_label, workload_label
 from benchmarks.units import format_size
 
 PEERS = ("rpc-msgpack", "transport", "httpx", "boto3")
@@ -30,7 +30,11 @@ PEER_SHORT = {
     "httpx": "httpx floor",
     "boto3": "boto3",
 }
+OURS = ("rpc", "rpc-msgpack")
 LISTBUCKETS_TARGET = 15000.0
+# Issue 15: against another Goridge server (the Go plugin) in the same run.
+RPC_PEER_TARGET = 1.0
+RPC_PEER_TARGET_SIZES = (4096, 65536)
 TARGET_CONNECTIONS = 16
 DISTURBANCE_CORES = 0.25
 
@@ -149,6 +153,34 @@ def _index(cells: list[CellResult]) -> dict[tuple[str, int, int, str], CellResul
     return {(c.workload, c.size, c.connections, c.client): c for c in cells}
 
 
+def is_rpc_peer(client: str) -> bool:
+    return client.startswith("peer:")
+
+
+def short_name(client: str) -> str:
+    """``go``, ``go msgpack``, ``boto3``: a column heading."""
+    if is_rpc_peer(client):
+        return client.removeprefix("peer:").replace("-msgpack", " msgpack")
+    return PEER_SHORT.get(client, client)
+
+
+def pairs(cells: list[CellResult]) -> list[tuple[str, str]]:
+    """``(ours, peer)`` client pairs present in the cells: the RPC peers with ours of the
+    same codec first, then the floors and boto3 against ``rpc``."""
+    present = list(dict.fromkeys(cell.client for cell in cells))
+    found = []
+    for ours in OURS:
+        if ours not in present:
+            continue
+        codec_peers = [
+            c for c in present if is_rpc_peer(c) and c.endswith("-msgpack") == (ours != "rpc")
+        ]
+        found.extend((ours, peer) for peer in codec_peers)
+    if "rpc" in present:
+        found.extend(("rpc", peer) for peer in PEERS if peer in present)
+    return found
+
+
 def _ratio(ours: float, theirs: float) -> float | None:
     return round(ours / theirs, 3) if theirs > 0 else None
 
@@ -157,10 +189,10 @@ def comparisons(cells: list[CellResult], large: list[LargeResult]) -> list[dict[
     """Every (ours, peer) pair of the same cell, with the ratio."""
     index = _index(cells)
     rows = []
-    for cell in cells:
-        if cell.client != "rpc":
-            continue
-        for peer in PEERS:
+    for ours, peer in pairs(cells):
+        for cell in cells:
+            if cell.client != ours:
+                continue
             other = index.get((cell.workload, cell.size, cell.connections, peer))
             if other is None:
                 continue
@@ -169,6 +201,7 @@ def comparisons(cells: list[CellResult], large: list[LargeResult]) -> list[dict[
                     "workload": cell.workload,
                     "size": cell.size,
                     "connections": cell.connections,
+                    "client": ours,
                     "peer": peer,
                     "ours": cell.ops_per_second,
                     "theirs": other.ops_per_second,
@@ -185,6 +218,7 @@ def comparisons(cells: list[CellResult], large: list[LargeResult]) -> list[dict[
                     "workload": operation,
                     "size": result.size,
                     "connections": 1,
+                    "client": "rpc",
                     "peer": "boto3",
                     "ours": result.mib_per_second,
                     "theirs": boto3_result.mib_per_second,
@@ -202,24 +236,58 @@ class TargetCheck:
     met: bool
 
 
-def target_checks(report: RunReport) -> list[TargetCheck]:
-    """Issue 6's targets, as far as this run measured them."""
+def _rpc_peer_checks(rows: list[dict[str, Any]]) -> list[TargetCheck]:
+    """Issue 15: JSON, 16 connections, Write/Read 4 KiB and 64 KiB and ListBuckets >= 1.0x."""
     checks = []
-    for row in comparisons(report.cells, report.large):
+    for row in rows:
+        ratio = row["ratio"]
+        if (
+            ratio is None
+            or row["client"] != "rpc"
+            or not is_rpc_peer(row["peer"])
+            or row["connections"] != TARGET_CONNECTIONS
+        ):
+            continue
+        wanted = row["workload"] == "listbuckets" or (
+            row["workload"] in ("write", "read") and row["size"] in RPC_PEER_TARGET_SIZES
+        )
+        if wanted:
+            label = workload_label(row["workload"], row["size"])
+            name = (
+                f"issue 15: {label} x{TARGET_CONNECTIONS} JSON >= {RPC_PEER_TARGET:.1f}x "
+                f"{short_name(row['peer'])}"
+            )
+            measured = f"{ratio:.2f}x ({row['ours']:,.0f} vs {row['theirs']:,.0f} ops/s)"
+            checks.append(TargetCheck(name, measured, ratio >= RPC_PEER_TARGET))
+    return checks
+
+
+def target_checks(report: RunReport) -> list[TargetCheck]:
+    """Issue 15's, 6's and 5's targets, as far as this run measured them."""
+    rows = comparisons(report.cells, report.large)
+    checks = _rpc_peer_checks(rows)
+    for row in rows:
+        if row["client"] != "rpc":
+            continue
         ratio = row["ratio"]
         if ratio is None:
             continue
         if row["unit"] == "MiB/s":
-            name = f"{row['workload']} {format_size(row['size'])} >= 1.0x boto3"
+            name = f"issues 6/15: {row['workload']} {format_size(row['size'])} >= 1.0x boto3"
             checks.append(TargetCheck(name, f"{ratio:.2f}x", ratio >= 1.0))
         elif row["workload"] in ("write", "read") and row["connections"] == TARGET_CONNECTIONS:
             wanted = {"boto3": 1.0, "httpx": 0.9}.get(row["peer"])
             if wanted is not None:
                 label = workload_label(row["workload"], row["size"])
-                name = f"{label} x{TARGET_CONNECTIONS} >= {wanted}x {PEER_SHORT[row['peer']]}"
+                peer = short_name(row["peer"])
+                name = f"issue 6: {label} x{TARGET_CONNECTIONS} >= {wanted}x {peer}"
                 checks.append(TargetCheck(name, f"{ratio:.2f}x", ratio >= wanted))
     for cell in report.cells:
-        if cell.workload == "listbuckets" and cell.connections == TARGET_CONNECTIONS:
+        if (
+            cell.workload == "listbuckets"
+            and cell.client == "rpc"
+            and cell.connections == TARGET_CONNECTIONS
+        ):
             per_core = (
                 cell.ops_per_second / cell.server_cores
                 if cell.server_cores
@@ -228,7 +296,8 @@ def target_checks(report: RunReport) -> list[TargetCheck]:
             measured = f"{cell.ops_per_second:.0f} calls/s ({per_core:.0f} per server core)"
             checks.append(
                 TargetCheck(
-                    f"ListBuckets x{TARGET_CONNECTIONS} >= {LISTBUCKETS_TARGET:.0f} calls/s",
+                    f"issue 6: ListBuckets x{TARGET_CONNECTIONS} >= "
+                    f"{LISTBUCKETS_TARGET:.0f} calls/s",
                     measured,
                     cell.ops_per_second >= LISTBUCKETS_TARGET,
                 )
@@ -237,7 +306,7 @@ def target_checks(report: RunReport) -> list[TargetCheck]:
         if result.client == "rpc" and result.bound_mib is not None:
             checks.append(
                 TargetCheck(
-                    f"{result.operation} {format_size(result.size)} server RSS growth <= "
+                    f"issue 5: {result.operation} {format_size(result.size)} server RSS growth <= "
                     f"part_size x (concurrency + 2) + 32 MiB = {result.bound_mib:.0f} MiB",
                     f"{result.rss_growth_mib:.1f} MiB",
                     bool(result.within_bound),
@@ -277,17 +346,20 @@ def render(report: RunReport) -> str:
     if disturbance:
         parts.append(disturbance)
     listbuckets = [c for c in report.cells if c.workload == "listbuckets"]
-    if listbuckets:
-        parts.append(_listbuckets_table(listbuckets))
-    if any(c.workload != "listbuckets" for c in report.cells):
-        parts.append(_objects_table(report.cells))
-        parts.append(_latency_table(report.cells))
+    for ours in OURS:
+        if any(c.client == ours for c in listbuckets):
+            parts.append(_listbuckets_table(listbuckets, ours))
+    for ours in OURS:
+        measured = any(c.client == ours and c.workload != "listbuckets" for c in report.cells)
+        if measured and (ours == "rpc" or _peers_of(report.cells, ours)):
+            parts.append(_objects_table(report.cells, ours))
+            parts.append(_latency_table(report.cells, ours))
     if report.large:
         parts.append(_large_table(report.large))
     checks = target_checks(report)
     if checks:
         parts.append(
-            "Targets (issue 6 / issue 5)\n"
+            "Targets (issues 15, 6, 5)\n"
             + table(
                 ["target", "measured", "met"],
                 [[c.target, c.measured, "yes" if c.met else "NO"] for c in checks],
@@ -345,9 +417,24 @@ def _disturbance(cells: list[CellResult]) -> str:
     )
 
 
-def _listbuckets_table(cells: list[CellResult]) -> str:
-    rows = [
-        [
+def _peers_of(cells: list[CellResult], ours: str) -> list[str]:
+    return [peer for client, peer in pairs(cells) if client == ours]
+
+
+def _codec_title(ours: str) -> str:
+    if ours == "rpc-msgpack":
+        return "msgpack codec"
+    return "JSON codec, base64 content as PHP sends it"
+
+
+def _listbuckets_table(cells: list[CellResult], ours: str) -> str:
+    index = _index(cells)
+    peers = [peer for peer in _peers_of(cells, ours) if is_rpc_peer(peer)]
+    rows = []
+    for c in cells:
+        if c.client != ours:
+            continue
+        row = [
             str(c.connections),
             _f(c.ops_per_second),
             _f(c.p50_ms, 3),
@@ -356,22 +443,29 @@ def _listbuckets_table(cells: list[CellResult]) -> str:
             _f(c.ops_per_second / c.server_cores if c.server_cores else None),
             _f(c.client_cores, 2),
         ]
-        for c in cells
-    ]
+        for peer in peers:
+            other = index.get(("listbuckets", 0, c.connections, peer))
+            theirs = other.ops_per_second if other else None
+            row += [
+                _f(theirs),
+                _f(other.server_cores, 2) if other else "-",
+                _x(_ratio(c.ops_per_second, theirs) if theirs else None),
+            ]
+        rows.append(row)
     headers = ["conns", "calls/s", "p50 ms", "p99 ms", "srv cores", "calls/s/core", "cli cores"]
-    return "s3.ListBuckets (RPC overhead; no storage request)\n" + table(headers, rows)
+    for peer in peers:
+        headers += [short_name(peer), "its cores", "ratio"]
+    return f"s3.ListBuckets (RPC overhead; no storage request), {_codec_title(ours)}\n" + table(
+        headers, rows
+    )
 
 
-def _present_peers(cells: list[CellResult]) -> list[str]:
-    return [peer for peer in PEERS if any(cell.client == peer for cell in cells)]
-
-
-def _objects_table(cells: list[CellResult]) -> str:
+def _objects_table(cells: list[CellResult], ours: str) -> str:
     index = _index(cells)
-    peers = _present_peers(cells)
+    peers = _peers_of(cells, ours)
     rows = []
     for cell in cells:
-        if cell.client != "rpc" or cell.workload == "listbuckets":
+        if cell.client != ours or cell.workload == "listbuckets":
             continue
         row = [
             f"{cell.label} x{cell.connections}",
@@ -384,31 +478,30 @@ def _objects_table(cells: list[CellResult]) -> str:
             row.append(_f(theirs))
             row.append(_x(_ratio(cell.ops_per_second, theirs) if theirs else None))
         rows.append(row)
-    headers = ["cell", "rpc ops/s", "srv cores"]
+    headers = ["cell", f"{short_name(ours)} ops/s", "srv cores"]
     for peer in peers:
-        headers += [PEER_SHORT[peer], "ratio"]
-    legend = ", ".join(f"{PEER_SHORT[p]} = {CLIENT_LABELS[p]}" for p in peers)
+        headers += [short_name(peer), "ratio"]
+    legend = ", ".join(f"{short_name(p)} = {client_label(p)}" for p in peers)
     return (
-        "Small objects: ops/s; ratio = rpc / peer (above 1 = we are faster)\n"
-        + table(headers, rows)
-        + f"\n({legend})"
+        f"Small objects, {_codec_title(ours)}: ops/s; ratio = {short_name(ours)} / peer "
+        "(above 1 = we are faster)\n" + table(headers, rows) + f"\n({legend})"
     )
 
 
-def _latency_table(cells: list[CellResult]) -> str:
+def _latency_table(cells: list[CellResult], ours: str) -> str:
     index = _index(cells)
-    peers = _present_peers(cells)
+    peers = _peers_of(cells, ours)
     rows = []
     for cell in cells:
-        if cell.client != "rpc" or cell.workload == "listbuckets":
+        if cell.client != ours or cell.workload == "listbuckets":
             continue
         row = [f"{cell.label} x{cell.connections}"]
-        for client in ("rpc", *peers):
+        for client in (ours, *peers):
             other = index.get((cell.workload, cell.size, cell.connections, client))
             row.append(f"{_f(other.p50_ms, 2)} / {_f(other.p99_ms, 2)}" if other else "-")
         rows.append(row)
-    headers = ["cell", "rpc", *(PEER_SHORT[p] for p in peers)]
-    return "Small objects: latency p50 / p99 in ms\n" + table(headers, rows)
+    headers = ["cell", short_name(ours), *(short_name(p) for p in peers)]
+    return f"Small objects, {_codec_title(ours)}: latency p50 / p99 in ms\n" + table(headers, rows)
 
 
 def _large_table(results: list[LargeResult]) -> str:
@@ -462,17 +555,21 @@ def write_chart(report: RunReport, path: Path) -> bool:
         label = _comparison_label(row)
         if label not in labels:
             labels.append(label)
-    peers = [p for p in PEERS if any(r["peer"] == p for r in rows)]
-    width = 0.8 / len(peers)
+    series = list(dict.fromkeys((r["client"], r["peer"]) for r in rows))
+    width = 0.8 / len(series)
     figure, axes = plt.subplots(figsize=(max(8.0, 0.55 * len(labels) + 2), 5.5))
-    for offset, peer in enumerate(peers):
-        values = {_comparison_label(r): r["ratio"] or 0.0 for r in rows if r["peer"] == peer}
-        positions = [i + (offset - (len(peers) - 1) / 2) * width for i in range(len(labels))]
+    for offset, (ours, peer) in enumerate(series):
+        values = {
+            _comparison_label(r): r["ratio"] or 0.0
+            for r in rows
+            if r["peer"] == peer and r["client"] == ours
+        }
+        positions = [i + (offset - (len(series) - 1) / 2) * width for i in range(len(labels))]
         axes.bar(
             positions,
             [values.get(label, 0.0) for label in labels],
             width,
-            label=f"vs {CLIENT_LABELS[peer]}",
+            label=f"{short_name(ours)} vs {client_label(peer)}",
         )
     axes.axhline(1.0, color="black", linewidth=1)
     axes.axhline(0.9, color="grey", linewidth=0.8, linestyle="--")

@@ -17,6 +17,15 @@ CLIENT_LABELS = {
 }
 
 
+def client_label(client: str) -> str:
+    """What a client is, for legends; ``peer:NAME`` is another Goridge server."""
+    if client.startswith("peer:"):
+        name = client.removeprefix("peer:")
+        codec = "msgpack" if name.endswith("-msgpack") else "JSON"
+        return f"{name.removesuffix('-msgpack')} (Goridge RPC peer, {codec} codec)"
+    return CLIENT_LABELS.get(client, client)
+
+
 @dataclass(slots=True)
 class CellResult:
     """One workload, one client, one concurrency: throughput, latency, what it cost."""
@@ -39,7 +48,7 @@ class CellResult:
     other_cores: float | None  # user processes outside the benchmark
     kernel_cores: float | None  # interrupts and kernel threads (networking, writeback)
     server_rss_mib: float | None
-    rounds: list[float] = field(default_factory=list)  # ops/s of every round (the best is kept)
+    rounds: list[float] = field(default_factory=list)  # ops/s of each round (median reported)
 
     @property
     def label(self) -> str:

@@ -11,12 +11,14 @@ One progress line is printed per cell; a time limit stops the plan early
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.clients import CellSpec, fixture_key
+from benchmarks.peers import RPCPeer, is_peer, peer_name
 from benchmarks.procstat import CpuReading, rss_bytes
 from benchmarks.profiling import Profile, PySpyRecording, find_pyspy
 from benchmarks.results import CellCores, CellResult, summarise, workload_label
@@ -69,9 +71,16 @@ def normalise_cell_name(text: str) -> str:
     return f"{workload}@{int(connections)}"
 
 
+def rpc_clients(clients: list[str]) -> list[str]:
+    """The clients that speak Goridge RPC: ours and the peers' (who run ListBuckets too)."""
+    return [client for client in clients if client.startswith(("rpc", "peer:"))]
+
+
 def plan(settings: CellSettings) -> list[PlannedCell]:
     cells = [
-        PlannedCell("listbuckets", "rpc", 0, connections) for connections in settings.connections
+        PlannedCell("listbuckets", client, 0, connections)
+        for connections in settings.connections
+        for client in rpc_clients(settings.clients)
     ]
     object_workloads = [(w, size) for size in settings.sizes for w in ("write", "read")]
     object_workloads.append(("exists", min(settings.sizes)))
@@ -86,13 +95,14 @@ def estimate_seconds(cells: list[PlannedCell], settings: CellSettings) -> float:
     return len(cells) * settings.repeat * (settings.warmup + settings.duration + CELL_OVERHEAD)
 
 
-def _better(previous: CellResult | None, latest: CellResult) -> CellResult:
-    """The faster of two rounds of one cell, carrying the ops/s of every round."""
-    if previous is None:
-        latest.rounds = [latest.ops_per_second]
-        return latest
-    kept = latest if latest.ops_per_second > previous.ops_per_second else previous
-    kept.rounds = [*previous.rounds, latest.ops_per_second]
+def median_round(rounds: list[CellResult]) -> CellResult:
+    """One cell's rounds as one result: the median ops/s, the other figures of the round
+    nearest to it, and the ops/s of every round."""
+    speeds = [result.ops_per_second for result in rounds]
+    middle = statistics.median(speeds)
+    kept = min(rounds, key=lambda result: abs(result.ops_per_second - middle))
+    kept.rounds = speeds
+    kept.ops_per_second = round(middle, 1)
     return kept
 
 
@@ -121,7 +131,13 @@ class CellRunner:
         settings: CellSettings,
         results_dir: Path,
         progress: Progress,
+        peers: dict[str, RPCPeer] | None = None,
+        peer_pids: dict[str, int] | None = None,
     ) -> None:
+        """``peers`` by name: other Goridge servers whose cells (``peer:NAME``) run beside
+        ours; ``peer_pids`` the processes of those this harness started (for their CPU)."""
+        self.peers = peers or {}
+        self.peer_pids = peer_pids or {}
         self.pool = pool
         self.server = server
         self.target = target
@@ -147,27 +163,28 @@ class CellRunner:
         """Run the cells, appending to ``results`` as each group ends; the cells skipped for time.
 
         Cells of the same workload and concurrency form a group whose clients
-        take turns, ``repeat`` rounds; each cell keeps its best round, so a
-        burst of outside load hurts one round of one client, not the ratio.
+        take turns, ``repeat`` rounds; each cell reports its median round, so
+        a burst of outside load in one round of one client moves the ratio
+        little (with three rounds or more, not at all).
         """
         per_cell = self.settings.warmup + self.settings.duration + CELL_OVERHEAD
         total = len(cells) * self.settings.repeat
         done = 0
         for group_start, group in _groups(cells):
-            best: dict[PlannedCell, CellResult] = {}
+            rounds: dict[PlannedCell, list[CellResult]] = {}
             try:
                 for round_number in range(1, self.settings.repeat + 1):
                     for cell in group:
                         if time.monotonic() + per_cell > deadline:
-                            return [c for c in cells[group_start:] if c not in best]
+                            return [c for c in cells[group_start:] if c not in rounds]
                         result, _ = self._run_one(cell, profiled=False)
                         done += 1
-                        best[cell] = _better(best.get(cell), result)
+                        rounds.setdefault(cell, []).append(result)
                         suffix = f" (round {round_number})" if self.settings.repeat > 1 else ""
                         self.progress(f"[{done:>3}/{total}] {progress_line(result)}{suffix}")
                         self._check_server(cell)
             finally:
-                results.extend(best[cell] for cell in group if cell in best)
+                results.extend(median_round(rounds[cell]) for cell in group if cell in rounds)
             for cell in group:
                 if cell.client == "rpc" and cell.name in self.profile_names:
                     self._profile(cell, profiles)
@@ -185,6 +202,21 @@ class CellRunner:
     def _check_server(self, cell: PlannedCell) -> None:
         if not self.server.alive():
             raise RuntimeError(f"the server died during {cell.name}:\n{self.server.log_tail()}")
+        pid = self.peer_pids.get(peer_name(cell.client)) if is_peer(cell.client) else None
+        if pid is not None and not _running(pid):
+            raise RuntimeError(f"the peer {peer_name(cell.client)} died during {cell.name}")
+
+    def _rpc_address(self, client: str) -> str:
+        if is_peer(client):
+            return self.peers[peer_name(client)].address
+        return self.server.address
+
+    def _server_pids(self, client: str) -> list[int]:
+        """Whose CPU the cell's "server" column shows: ours, a started peer's, or nobody's."""
+        if is_peer(client):
+            pid = self.peer_pids.get(peer_name(client))
+            return [pid] if pid is not None else []
+        return [self.server.pid]
 
     def _run_one(self, cell: PlannedCell, profiled: bool) -> tuple[CellResult, Profile | None]:
         spec = CellSpec(
@@ -193,7 +225,7 @@ class CellRunner:
             size=cell.size,
             connections=cell.connections,
             worker=0,
-            rpc_address=self.server.address,
+            rpc_address=self._rpc_address(cell.client),
             target=self.target,
             fixture_count=self.settings.fixture_count,
         )
@@ -213,18 +245,21 @@ class CellRunner:
     def _observe(
         self, window: Window, cell: PlannedCell, profiled: bool
     ) -> tuple[CellCores, int | None, Profile | None]:
-        server = [self.server.pid]
+        server = self._server_pids(cell.client)
         storage = [self.target.storage_pid] if self.target.storage_pid else []
         clients = self.pool.pids
-        everyone = server + storage + clients
+        # Our server and the started peers idle while another's cell runs, but
+        # they are the benchmark's own processes, not outside load.
+        idle = [self.server.pid, *self.peer_pids.values()]
+        everyone = list(dict.fromkeys(server + idle + storage + clients))
         _sleep_until(window.measure_at)
         before = CpuReading.take(everyone, time.monotonic())
         recording = self._start_profile(cell, window) if profiled else None
         _sleep_until(window.end_at)
         after = CpuReading.take(everyone, time.monotonic())
-        rss = rss_bytes(self.server.pid)
+        rss = rss_bytes(server[0]) if server else None
         cores = CellCores(
-            server=after.cores_since(before, server),
+            server=after.cores_since(before, server) if server else None,
             storage=after.cores_since(before, storage) if storage else None,
             clients=after.cores_since(before, clients),
             # With an external service on this machine, its CPU counts as "other".
@@ -246,6 +281,16 @@ class CellRunner:
 def profile_file_name(cell_name: str) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return f"profile-{cell_name.replace(':', '-').replace('@', '-x')}-{stamp}.txt"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sleep_until(moment: float) -> None:

@@ -27,11 +27,11 @@ from typing import Any, TypeVar
 import trio
 
 from benchmarks.clients import (
-    TRIO_FACTORIES,
     AsyncOperation,
     CellSpec,
     SyncOperation,
     boto3_operations,
+    trio_factory,
 )
 
 SETUP_TIMEOUT = 60.0
@@ -100,7 +100,7 @@ def worker_main(connection: multiprocessing.connection.Connection) -> None:
         if spec is None:
             return
         try:
-            if spec.client in TRIO_FACTORIES:
+            if trio_factory(spec.client) is not None:
                 result = trio.run(_run_trio_cell, spec, connection)
             else:
                 result = _run_thread_cell(spec, connection)
@@ -115,7 +115,9 @@ async def _run_trio_cell(
     spec: CellSpec, connection: multiprocessing.connection.Connection
 ) -> WorkerResult | None:
     async with AsyncExitStack() as stack:
-        operations = await TRIO_FACTORIES[spec.client](spec, stack)
+        factory = trio_factory(spec.client)
+        assert factory is not None
+        operations = await factory(spec, stack)
         connection.send(("ready", None))
         window: Window = await trio.to_thread.run_sync(connection.recv)
         record = _Record(window)

@@ -19,37 +19,41 @@ import trio
 from trio_s3rpc import metrics as metrics_module
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import RPCError
-from trio_s3rpc.janitor import Janitor
 from trio_s3rpc.metrics import CallMetrics, Metrics
-from trio_s3rpc.rpc.control import CallControl, register_control_methods
-from trio_s3rpc.rpc.methods import S3Methods
-from trio_s3rpc.rpc.registry import Dispatcher, MethodRegistry
+from trio_s3rpc.rpc.control import CallControl
+from trio_s3rpc.rpc.dispatch import Dispatcher
+from trio_s3rpc.rpc.methods import S3Methods, register_control_methods
+from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.server import RPCServer
+from trio_s3rpc.s3.multipart import UploadBook
 from trio_s3rpc.status import HTTPServer, Readiness, routes_for
-from trio_s3rpc.storage import Storage, validate_pathname
-from trio_s3rpc.transfers import Transfers
-from trio_s3rpc.uploads import ChunkedUploads
+from trio_s3rpc.storage import objects
+from trio_s3rpc.storage.buckets import Storage, validate_pathname
+from trio_s3rpc.storage.chunked import ChunkedUploads
+from trio_s3rpc.storage.files import Files
+from trio_s3rpc.storage.janitor import Janitor
 
 log = logging.getLogger("trio_s3rpc")
 
 
-def build_registry(
-    storage: Storage, transfers: Transfers, uploads: ChunkedUploads
-) -> MethodRegistry:
+def build_registry(storage: Storage, files: Files, uploads: ChunkedUploads) -> MethodRegistry:
     registry = MethodRegistry()
-    S3Methods(storage, transfers, uploads).register(registry)
+    S3Methods(storage, files, uploads).register(registry)
     return registry
 
 
 class Application:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.storage = Storage(config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4)
-        self.transfers = Transfers(self.storage, config.s3.local_roots)
+        # Uploads in progress and aborts to retry: kept by storage, read by the janitor.
+        book = UploadBook()
+        self.storage = Storage(
+            config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4, book=book
+        )
+        self.files = Files(config.s3.local_roots)
         self.uploads = ChunkedUploads(self.storage, config.s3.upload_idle_timeout)
         self.janitor = Janitor(self.storage, config.s3.abort_stale_after)
-        self.storage.on_abort_failed = self.janitor.abort_later
-        self.registry = build_registry(self.storage, self.transfers, self.uploads)
+        self.registry = build_registry(self.storage, self.files, self.uploads)
         self.control = CallControl()
         register_control_methods(self.registry, self.control)
         observability = config.s3.observability
@@ -92,7 +96,7 @@ class Application:
         metrics.add_sampler(metrics_module.rpc_sampler(self.server))
         metrics.add_sampler(
             metrics_module.uploads_sampler(
-                lambda: len(self.storage.active_uploads) + self.uploads.session_count,
+                lambda: len(self.storage.book.in_progress) + self.uploads.session_count,
                 lambda: self.janitor.pending_aborts,
             )
         )
@@ -126,7 +130,7 @@ class Application:
         ]
 
     async def _probe(self, bucket: str) -> None:
-        await self.storage.list_objects(bucket, "", "", 1, "")
+        await objects.list_objects(self.storage.bucket(bucket), "", "", 1, "")
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`request_shutdown`; report the bound address when listening."""

@@ -141,7 +141,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _probe(config: Config) -> int:
-    from trio_s3rpc.storage import Storage
+    from trio_s3rpc.storage import visibility
+    from trio_s3rpc.storage.buckets import Storage
 
     failures = 0
 
@@ -151,7 +152,7 @@ def _probe(config: Config) -> int:
         try:
             for name in sorted(storage.buckets):
                 try:
-                    mode = await storage.probe(name)
+                    mode = await visibility.mode(storage.bucket(name))
                     print(f"bucket {name}: visibility_mode resolves to {mode}")
                 except RPCError as exc:
                     failures += 1

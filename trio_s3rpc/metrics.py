@@ -44,7 +44,7 @@ from prometheus_client import (
     values,
 )
 
-from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.errors import ChecksumMismatchError, ErrorCode, PartialMoveError, RPCError
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
@@ -460,12 +460,12 @@ class CallMetrics:
     def _failed(self, method: str, series: _Series, args: Any, error: RPCError) -> None:
         metrics = self.metrics
         code = error.code.value
-        if getattr(error, "checksum_mismatch", False):
+        if isinstance(error, ChecksumMismatchError):
             metrics.checksum_mismatches.labels(series.bucket).inc()
         bucket = series.bucket
         operations = series.operations
         if method in _COPY_METHODS:
-            if getattr(error, "copy_landed", False):
+            if isinstance(error, PartialMoveError):
                 # A Move whose copy landed and whose source delete failed.
                 metrics.operations.labels("copy", bucket, "success").inc()
                 operations, bucket = ("delete",), series.source

@@ -1,4 +1,5 @@
-"""Watching and stopping calls: ``transfer_id``, ``timeout``, TransferStatus, Cancel.
+"""Watching and stopping calls: ``transfer_id``, ``timeout``, and what TransferStatus
+and Cancel (in ``methods.py``) read and stop.
 
 Any call may carry ``transfer_id`` (a client-chosen string) and ``timeout``
 (seconds). The dispatcher runs such a call inside :meth:`CallControl.run`,
@@ -16,17 +17,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import trio
 
 from trio_s3rpc import progress as progress_module
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.progress import Progress
-from trio_s3rpc.rpc.typed import omitempty
-
-if TYPE_CHECKING:
-    from trio_s3rpc.rpc.registry import MethodRegistry
 
 T = TypeVar("T")
 
@@ -166,63 +163,3 @@ class CallControl:
                 excess -= 1
         for transfer_id in stale:
             del self._transfers[transfer_id]
-
-
-# -- the methods -------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class TransferIdRequest:
-    transfer_id: str
-
-
-@dataclass(slots=True, frozen=True)
-class TransferStatusResponse:
-    state: str
-    bytes_done: int
-    bytes_total: int
-    parts_done: int
-    parts_total: int
-    started_at: int
-    method: str
-    finished_at: int = omitempty(0)
-
-
-@dataclass(slots=True, frozen=True)
-class CancelResponse:
-    success: bool
-    state: str
-
-
-def register_control_methods(registry: MethodRegistry, control: CallControl) -> None:
-    async def transfer_status(req: TransferIdRequest) -> TransferStatusResponse:
-        transfer = control.status(req.transfer_id)
-        done = transfer.progress
-        return TransferStatusResponse(
-            state=transfer.state,
-            bytes_done=done.bytes_done,
-            bytes_total=done.bytes_total,
-            parts_done=done.parts_done,
-            parts_total=done.parts_total,
-            started_at=int(transfer.started_at),
-            method=transfer.method,
-            finished_at=int(transfer.finished_at),
-        )
-
-    async def cancel(req: TransferIdRequest) -> CancelResponse:
-        cancelled = control.cancel(req.transfer_id)
-        return CancelResponse(
-            cancelled, "cancelling" if cancelled else control.status(req.transfer_id).state
-        )
-
-    registry.add(
-        "s3.TransferStatus",
-        TransferIdRequest,
-        TransferStatusResponse,
-        transfer_status,
-        inline=True,
-        controllable=False,
-    )
-    registry.add(
-        "s3.Cancel", TransferIdRequest, CancelResponse, cancel, inline=True, controllable=False
-    )

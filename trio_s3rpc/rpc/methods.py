@@ -1,20 +1,25 @@
 """The ``s3.*`` methods: their typed requests, their answers, and their handlers.
 
 Field names are the wire names of ``rpc-api.md``. Each handler is a thin
-translation between a request dataclass and one :class:`Storage` operation;
-the behaviour lives in ``storage.py`` (and ``transfers.py`` for files and
-chunked uploads).
+translation between a request dataclass and one operation of the
+``storage`` package: it resolves the bucket name and pathname once
+(:meth:`Storage.resolve`) and hands the resolved object on. The behaviour
+lives in ``storage/`` (``objects``, ``copies``, ``deletes``, ``visibility``,
+``files`` and ``chunked``). ``s3.TransferStatus`` and ``s3.Cancel`` read and
+stop calls through ``rpc/control.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
-from trio_s3rpc.storage import Storage
-from trio_s3rpc.transfers import Transfers
-from trio_s3rpc.uploads import ChunkedUploads
+from trio_s3rpc.storage import copies, deletes, objects, visibility
+from trio_s3rpc.storage.buckets import Storage
+from trio_s3rpc.storage.chunked import ChunkedUploads
+from trio_s3rpc.storage.files import Files
 
 # -- buckets ---------------------------------------------------------------
 
@@ -273,12 +278,35 @@ class DeleteManyResponse:
     errors: list[DeleteErrorEntry]
 
 
+@dataclass(slots=True, frozen=True)
+class TransferIdRequest:
+    transfer_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class TransferStatusResponse:
+    state: str
+    bytes_done: int
+    bytes_total: int
+    parts_done: int
+    parts_total: int
+    started_at: int
+    method: str
+    finished_at: int = omitempty(0)
+
+
+@dataclass(slots=True, frozen=True)
+class CancelResponse:
+    success: bool
+    state: str
+
+
 class S3Methods:
     """Handlers for the original plugin's methods, bound to one Storage."""
 
-    def __init__(self, storage: Storage, transfers: Transfers, uploads: ChunkedUploads) -> None:
+    def __init__(self, storage: Storage, files: Files, uploads: ChunkedUploads) -> None:
         self.storage = storage
-        self.transfers = transfers
+        self.files = files
         self.uploads = uploads
 
     def register(self, registry: MethodRegistry) -> None:
@@ -326,74 +354,70 @@ class S3Methods:
         return ListBucketsResponse(sorted(self.storage.buckets), self.storage.default)
 
     async def write(self, req: WriteRequest) -> ObjectWrittenResponse:
-        info = await self.storage.write(
-            req.bucket, req.pathname, req.content, req.config, req.visibility
-        )
+        ref = self.storage.resolve(req.bucket, req.pathname)
+        info = await objects.write(ref, req.content, req.config, req.visibility)
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
         )
 
     async def read(self, req: ReadRequest) -> ReadResponse:
-        got = await self.storage.read(req.bucket, req.pathname, req.offset, req.length)
+        ref = self.storage.resolve(req.bucket, req.pathname)
+        got = await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
         return ReadResponse(got.content, got.size, got.mime_type, got.last_modified)
 
     async def exists(self, req: PathRequest) -> ExistsResponse:
-        return ExistsResponse(await self.storage.exists(req.bucket, req.pathname))
+        return ExistsResponse(await objects.exists(self.storage.resolve(req.bucket, req.pathname)))
 
     async def delete(self, req: PathRequest) -> SuccessResponse:
-        await self.storage.delete(req.bucket, req.pathname)
+        await objects.delete(self.storage.resolve(req.bucket, req.pathname))
         return SuccessResponse(True)
 
     async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResponse:
-        result = await self.storage.delete_many(req.bucket, req.pathnames)
+        result = await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
         return DeleteManyResponse(
             result.deleted,
             [DeleteErrorEntry(e.pathname, e.code, e.message) for e in result.errors],
         )
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
-        info = await self.storage.copy(
-            req.source_bucket,
-            req.source_pathname,
-            req.dest_bucket,
-            req.dest_pathname,
-            req.config,
-            req.visibility,
-        )
+        source = self.storage.resolve(req.source_bucket, req.source_pathname)
+        dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
+        info = await copies.copy(source, dest, req.config, req.visibility)
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
 
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
-        info = await self.storage.move(
-            req.source_bucket,
-            req.source_pathname,
-            req.dest_bucket,
-            req.dest_pathname,
-            req.config,
-            req.visibility,
-        )
+        source = self.storage.resolve(req.source_bucket, req.source_pathname)
+        dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
+        info = await copies.move(source, dest, req.config, req.visibility)
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
 
     async def get_metadata(self, req: PathRequest) -> MetadataResponse:
-        info, visibility = await self.storage.metadata(req.bucket, req.pathname)
+        ref = self.storage.resolve(req.bucket, req.pathname)
+        info, seen = await objects.metadata(ref)
         return MetadataResponse(
-            info.size, info.mime_type, info.last_modified, visibility, info.etag, info.checksum
+            info.size, info.mime_type, info.last_modified, seen, info.etag, info.checksum
         )
 
     async def set_visibility(self, req: SetVisibilityRequest) -> SuccessResponse:
-        await self.storage.set_visibility(req.bucket, req.pathname, req.visibility)
+        await visibility.update(self.storage.resolve(req.bucket, req.pathname), req.visibility)
         return SuccessResponse(True)
 
     async def get_public_url(self, req: PublicURLRequest) -> PublicURLResponse:
-        url, expires_at = self.storage.public_url(req.bucket, req.pathname, req.expires_in)
+        ref = self.storage.resolve(req.bucket, req.pathname)
+        url, expires_at = objects.public_url(ref, req.expires_in)
         return PublicURLResponse(url, expires_at)
 
     async def list_objects(self, req: ListObjectsRequest) -> ListObjectsResponse:
-        listing = await self.storage.list_objects(
-            req.bucket, req.prefix, req.delimiter, req.max_keys, req.continuation_token
+        listing = await objects.list_objects(
+            self.storage.bucket(req.bucket),
+            req.prefix,
+            req.delimiter,
+            req.max_keys,
+            req.continuation_token,
         )
         return ListObjectsResponse(
             objects=[
@@ -407,9 +431,8 @@ class S3Methods:
         )
 
     async def write_file(self, req: WriteFileRequest) -> ObjectWrittenResponse:
-        info = await self.transfers.write_file(
-            req.bucket,
-            req.pathname,
+        info = await self.files.write_file(
+            self.storage.resolve(req.bucket, req.pathname),
             req.source_path,
             req.visibility,
             req.config,
@@ -421,13 +444,13 @@ class S3Methods:
         )
 
     async def read_file(self, req: ReadFileRequest) -> ReadFileResponse:
-        info = await self.transfers.read_file(req.bucket, req.pathname, req.destination_path)
+        ref = self.storage.resolve(req.bucket, req.pathname)
+        info = await self.files.read_file(ref, req.destination_path)
         return ReadFileResponse(True, info.size, info.mime_type, info.last_modified, info.checksum)
 
     async def upload_start(self, req: UploadStartRequest) -> UploadStartResponse:
-        upload_id = await self.uploads.start(
-            req.bucket, req.pathname, req.visibility, req.config, req.content_type
-        )
+        ref = self.storage.resolve(req.bucket, req.pathname)
+        upload_id = await self.uploads.start(ref, req.visibility, req.config, req.content_type)
         return UploadStartResponse(upload_id)
 
     async def upload_chunk(self, req: UploadChunkRequest) -> UploadChunkResponse:
@@ -445,3 +468,37 @@ class S3Methods:
     async def upload_abort(self, req: UploadIdRequest) -> SuccessResponse:
         await self.uploads.abort(req.upload_id)
         return SuccessResponse(True)
+
+
+def register_control_methods(registry: MethodRegistry, control: CallControl) -> None:
+    async def transfer_status(req: TransferIdRequest) -> TransferStatusResponse:
+        transfer = control.status(req.transfer_id)
+        done = transfer.progress
+        return TransferStatusResponse(
+            state=transfer.state,
+            bytes_done=done.bytes_done,
+            bytes_total=done.bytes_total,
+            parts_done=done.parts_done,
+            parts_total=done.parts_total,
+            started_at=int(transfer.started_at),
+            method=transfer.method,
+            finished_at=int(transfer.finished_at),
+        )
+
+    async def cancel(req: TransferIdRequest) -> CancelResponse:
+        cancelled = control.cancel(req.transfer_id)
+        return CancelResponse(
+            cancelled, "cancelling" if cancelled else control.status(req.transfer_id).state
+        )
+
+    registry.add(
+        "s3.TransferStatus",
+        TransferIdRequest,
+        TransferStatusResponse,
+        transfer_status,
+        inline=True,
+        controllable=False,
+    )
+    registry.add(
+        "s3.Cancel", TransferIdRequest, CancelResponse, cancel, inline=True, controllable=False
+    )

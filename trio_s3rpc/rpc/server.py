@@ -42,7 +42,7 @@ from trio_s3rpc.goridge.frame import (
     encode_rpc_error,
     parse_rpc_request,
 )
-from trio_s3rpc.rpc.registry import Dispatcher
+from trio_s3rpc.rpc.dispatch import Dispatcher
 
 log = logging.getLogger("trio_s3rpc.rpc")
 

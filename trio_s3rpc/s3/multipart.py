@@ -12,6 +12,7 @@ service in a shielded scope, so nothing half-written is left behind.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,12 +22,12 @@ import trio
 from trio_s3rpc import progress
 from trio_s3rpc.errors import first_error
 from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.parts import MAX_PARTS
 from trio_s3rpc.s3.transport import S3Error, S3Transport
 
 log = logging.getLogger("trio_s3rpc.s3")
 
 ABORT_TIMEOUT = 30.0
-MAX_PARTS = 10_000
 
 
 @dataclass(slots=True, frozen=True)
@@ -36,19 +37,41 @@ class CompletedUpload:
     parts: int
 
 
+class UploadBook:
+    """The bookkeeping of this process's multipart uploads, shared by every target.
+
+    ``in_progress`` holds the upload ids being worked on (the stale-upload
+    reaper and a resuming WriteFile leave them alone). An abort that failed
+    (the service is down) is queued in :attr:`failed_aborts` for whoever
+    retries aborts (the janitor); :attr:`pending_aborts` counts those queued
+    or being retried until :meth:`abort_settled` is called for each.
+    """
+
+    def __init__(self) -> None:
+        self.in_progress: set[str] = set()
+        self.pending_aborts = 0
+        send, receive = trio.open_memory_channel[tuple[MultipartTarget, str]](math.inf)
+        self._send = send
+        self.failed_aborts: trio.MemoryReceiveChannel[tuple[MultipartTarget, str]] = receive
+
+    def abort_failed(self, target: MultipartTarget, upload_id: str) -> None:
+        self.pending_aborts += 1
+        self._send.send_nowait((target, upload_id))
+
+    def abort_settled(self) -> None:
+        self.pending_aborts -= 1
+
+
 @dataclass(slots=True)
 class MultipartTarget:
-    """Where an upload goes and how its requests are made."""
+    """Where an upload goes, how its requests are made, and whose books it is kept in."""
 
     transport: S3Transport
     bucket: str
     key: str
     limiter: trio.CapacityLimiter
     create_headers: Mapping[str, str]
-    # Told about an abort that failed (the service is down), to retry it later.
-    on_abort_failed: Callable[[MultipartTarget, str], None] | None = None
-    # Upload ids being worked on in this process (the stale-upload reaper skips them).
-    in_progress: set[str] | None = None
+    book: UploadBook | None = None
 
 
 T = TypeVar("T")
@@ -117,8 +140,8 @@ async def send_abort(target: MultipartTarget, upload_id: str) -> None:
 async def abort_upload(target: MultipartTarget, upload_id: str) -> None:
     """Abort the upload; runs shielded with its own deadline and never raises.
 
-    An abort that fails is handed to ``target.on_abort_failed`` to be retried
-    in the background, so the failing call is not held up by a dead service.
+    An abort that fails is queued in ``target.book`` to be retried in the
+    background, so the failing call is not held up by a dead service.
     """
     error = ""
     with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT) as scope:
@@ -137,10 +160,10 @@ async def abort_upload(target: MultipartTarget, upload_id: str) -> None:
         target.key,
         upload_id,
         error,
-        "background" if target.on_abort_failed else "none",
+        "background" if target.book else "none",
     )
-    if target.on_abort_failed is not None:
-        target.on_abort_failed(target, upload_id)
+    if target.book is not None:
+        target.book.abort_failed(target, upload_id)
 
 
 PartSender = Callable[[str, int, T], Awaitable[tuple[str, int]]]
@@ -205,8 +228,8 @@ async def finish_multipart(
     its parts for the next attempt).
     """
     sender: PartSender[Any] = send_part or bytes_part_sender(target)
-    if target.in_progress is not None:
-        target.in_progress.add(upload_id)
+    if target.book is not None:
+        target.book.in_progress.add(upload_id)
     try:
         etags, size = await _send_parts(upload_id, parts, concurrency, sender)
         for number, (etag, part_size) in (existing or {}).items():
@@ -223,8 +246,8 @@ async def finish_multipart(
             await abort_upload(target, upload_id)
         raise
     finally:
-        if target.in_progress is not None:
-            target.in_progress.discard(upload_id)
+        if target.book is not None:
+            target.book.in_progress.discard(upload_id)
     return CompletedUpload(etag=etag, size=size, parts=len(etags))
 
 

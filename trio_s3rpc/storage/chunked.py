@@ -17,15 +17,14 @@ resent, so nothing is stored twice or out of order.
 A part failing after its retries aborts the upload, as does UploadAbort or an
 idle session expiring. A graceful shutdown does not: parts in flight are
 dropped, and the client resumes from ``committed_bytes``.
+
+The size of an upload is not known when it starts, so its part size stays
+the bucket's: it can hold ``part_size * 10,000`` bytes (at most 5 TiB), and a
+chunk that would take it past that is refused before any of it is sent.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -38,66 +37,14 @@ from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import MultipartTarget
-from trio_s3rpc.s3.transport import S3Error
+from trio_s3rpc.s3.parts import upload_limit
 from trio_s3rpc.s3.xml import PartEntry
-from trio_s3rpc.storage import Bucket, ObjectInfo, Storage, map_s3_error
+from trio_s3rpc.storage import copies, objects
+from trio_s3rpc.storage.buckets import Bucket, ObjectRef, Storage, StorageError
+from trio_s3rpc.storage.records import ObjectInfo
+from trio_s3rpc.storage.tokens import UploadToken, decode_token, encode_token
 
 log = logging.getLogger("trio_s3rpc.uploads")
-
-TOKEN_VERSION = "u1"
-
-
-@dataclass(slots=True, frozen=True)
-class UploadToken:
-    bucket: str
-    pathname: str
-    service_upload_id: str
-    part_size: int
-
-
-def _token_key(secret: str) -> bytes:
-    return hashlib.sha256(b"trio-s3rpc upload token\x00" + secret.encode()).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def encode_token(token: UploadToken, secret: str) -> str:
-    body = json.dumps(
-        [token.bucket, token.pathname, token.service_upload_id, token.part_size],
-        separators=(",", ":"),
-    ).encode()
-    mac = hmac.new(_token_key(secret), body, hashlib.sha256).digest()[:16]
-    return f"{TOKEN_VERSION}.{_b64(body)}.{_b64(mac)}"
-
-
-def decode_token(text: str, secret_for: Any) -> UploadToken:
-    """Parse and verify a token; ``secret_for(bucket)`` gives the key's secret or None."""
-    unknown = RPCError(
-        ErrorCode.UPLOAD_NOT_FOUND,
-        "upload_id is not one this deployment issued (or it was altered)",
-        f"upload_id: {text[:80]}",
-    )
-    try:
-        version, body_text, mac_text = text.split(".")
-        body, mac = _unb64(body_text), _unb64(mac_text)
-        bucket, pathname, service_upload_id, part_size = json.loads(body)
-    except (ValueError, binascii.Error, TypeError):
-        raise unknown from None
-    if version != TOKEN_VERSION or not isinstance(bucket, str):
-        raise unknown
-    secret = secret_for(bucket)
-    if secret is None:
-        raise unknown
-    expected = hmac.new(_token_key(secret), body, hashlib.sha256).digest()[:16]
-    if not hmac.compare_digest(mac, expected):
-        raise unknown
-    return UploadToken(bucket, str(pathname), str(service_upload_id), int(part_size))
 
 
 @dataclass(slots=True)
@@ -132,6 +79,7 @@ class ChunkedUploads:
     """The chunked uploads this process is serving; :meth:`run` owns their part tasks."""
 
     def __init__(self, storage: Storage, idle_timeout: float) -> None:
+        # The registry: an upload_id names its bucket, resolved when it comes back.
         self.storage = storage
         self.idle_timeout = idle_timeout
         self._sessions: dict[str, Session] = {}
@@ -175,10 +123,10 @@ class ChunkedUploads:
         if session is not None:
             return session
         # Unknown here (another instance, or before a restart): rebuild from the service.
-        bucket, key = self.storage.resolve(token.bucket, token.pathname)
-        target = self.storage.multipart_target(bucket, key, {})
-        parts = await self._committed_parts(token, target)
-        return self._register(token, bucket, target, parts)
+        ref = self.storage.resolve(token.bucket, token.pathname)
+        target = ref.bucket.multipart(ref.key, {})
+        parts = await self._committed_parts(ref, token, target)
+        return self._register(token, ref.bucket, target, parts)
 
     def _register(
         self,
@@ -206,19 +154,20 @@ class ChunkedUploads:
         return self._sessions.setdefault(token.service_upload_id, session)
 
     async def _committed_parts(
-        self, token: UploadToken, target: MultipartTarget
+        self, ref: ObjectRef, token: UploadToken, target: MultipartTarget
     ) -> list[PartEntry]:
         """The whole parts on the service, which must be 1..n of ``part_size`` each."""
         try:
-            parts = await multipart.list_parts(target, token.service_upload_id)
-        except S3Error as exc:
-            if exc.code == "NoSuchUpload" or exc.status == 404:
+            with ref.bucket.errors(ref.key):
+                parts = await multipart.list_parts(target, token.service_upload_id)
+        except StorageError as exc:
+            if exc.service_code == "NoSuchUpload" or exc.status == 404:
                 raise RPCError(
                     ErrorCode.UPLOAD_NOT_FOUND,
                     "the upload is finished, aborted or expired",
                     f"pathname: {token.pathname}",
                 ) from None
-            raise map_s3_error(exc, token.bucket, token.pathname) from None
+            raise
         for index, part in enumerate(parts, 1):
             if part.part_number != index or part.size != token.part_size:
                 # Only whole parts are ever sent before UploadFinish; anything
@@ -239,22 +188,17 @@ class ChunkedUploads:
 
     async def start(
         self,
-        bucket_name: str,
-        pathname: str,
+        ref: ObjectRef,
         visibility: str,
         metadata: Mapping[str, str],
         content_type: str,
     ) -> str:
-        bucket, key = self.storage.resolve(bucket_name, pathname)
-        headers = await self.storage.new_object_headers(
-            bucket, pathname, metadata, visibility, content_type
-        )
-        target = self.storage.multipart_target(bucket, key, headers)
-        try:
+        bucket = ref.bucket
+        headers = await objects.new_object_headers(ref, metadata, visibility, content_type)
+        target = bucket.multipart(ref.key, headers)
+        with bucket.errors(ref.key):
             service_upload_id = await multipart.create_upload(target)
-        except S3Error as exc:
-            raise map_s3_error(exc, bucket.name, pathname) from None
-        token = UploadToken(bucket.name, pathname, service_upload_id, bucket.config.part_size)
+        token = UploadToken(bucket.name, ref.pathname, service_upload_id, bucket.config.part_size)
         self._register(token, bucket, target, ())
         return encode_token(token, bucket.server.credentials.secret)
 
@@ -274,6 +218,15 @@ class ChunkedUploads:
                     )
                 # A resent chunk: keep only the bytes not yet received.
                 content = content[session.received - offset :]
+            limit = upload_limit(session.token.part_size)
+            if session.received + len(content) > limit:
+                raise RPCError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"this chunk would take the upload past {limit} bytes, the most "
+                    f"10,000 parts of {session.token.part_size} bytes (part_size) can hold; "
+                    "raise the bucket's part_size or use s3.WriteFile",
+                    f"upload of {session.token.pathname}, {session.received} bytes received",
+                )
             session.buffer += content
             session.received += len(content)
             if session.checksum is not None:
@@ -300,7 +253,7 @@ class ChunkedUploads:
         scope = trio.CancelScope()
         session.part_scopes.add(scope)
         try:
-            with scope:
+            with scope, session.bucket.errors(session.target.key):
                 await multipart.upload_part(
                     session.target, session.token.service_upload_id, number, data
                 )
@@ -321,12 +274,11 @@ class ChunkedUploads:
         if error is None:
             return
         self._forget(session)
-        if isinstance(error, S3Error):
-            mapped = map_s3_error(error, session.bucket.name, session.token.pathname)
+        if isinstance(error, RPCError):
             raise RPCError(
-                mapped.code,
-                f"a part of this upload failed, so it was aborted: {mapped.message}",
-                mapped.details,
+                error.code,
+                f"a part of this upload failed, so it was aborted: {error.message}",
+                error.details,
             )
         raise RPCError(
             ErrorCode.S3_OPERATION_FAILED,
@@ -337,11 +289,11 @@ class ChunkedUploads:
     async def status(self, upload_id: str) -> UploadStatus:
         """What the service holds durably: the bytes a client resends after."""
         token = self._token(upload_id)
-        bucket, key = self.storage.resolve(token.bucket, token.pathname)
+        ref = self.storage.resolve(token.bucket, token.pathname)
         local = self._sessions.get(token.service_upload_id)
         if local is not None:
             self._raise_failure(local)
-        parts = await self._committed_parts(token, self.storage.multipart_target(bucket, key, {}))
+        parts = await self._committed_parts(ref, token, ref.bucket.multipart(ref.key, {}))
         return UploadStatus(sum(p.size for p in parts), len(parts))
 
     async def finish(self, upload_id: str) -> tuple[str, ObjectInfo]:
@@ -358,42 +310,38 @@ class ChunkedUploads:
             self._raise_failure(session)
             token = session.token
             try:
-                parts = await multipart.list_parts(session.target, token.service_upload_id)
-                size = sum(p.size for p in parts)
-                if size != session.received or len(parts) != session.next_part - 1:
-                    raise RPCError(
-                        ErrorCode.S3_OPERATION_FAILED,
-                        "the service holds a different number of bytes than were sent",
-                        f"sent {session.received}, stored {size}",
+                with session.bucket.errors(session.target.key):
+                    parts = await multipart.list_parts(session.target, token.service_upload_id)
+                    size = sum(p.size for p in parts)
+                    if size != session.received or len(parts) != session.next_part - 1:
+                        raise RPCError(
+                            ErrorCode.S3_OPERATION_FAILED,
+                            "the service holds a different number of bytes than were sent",
+                            f"sent {session.received}, stored {size}",
+                        )
+                    etag = await multipart.complete_upload(
+                        session.target,
+                        token.service_upload_id,
+                        {p.part_number: p.etag for p in parts},
                     )
-                etag = await multipart.complete_upload(
-                    session.target, token.service_upload_id, {p.part_number: p.etag for p in parts}
-                )
-            except S3Error as exc:
-                raise map_s3_error(exc, session.bucket.name, token.pathname) from None
             finally:
                 self._forget(session)
         written = ObjectInfo(size=size, last_modified=int(time.time()), mime_type="", etag=etag)
         if session.checksum is None or session.checksum.length != size:
             return token.pathname, written
         written = replace(written, checksum=session.checksum.text())
-        target = session.target
-        written = await self.storage.attach_checksum(
-            session.bucket, target.key, token.pathname, target.create_headers, written
-        )
+        ref = session.bucket.ref(token.pathname)
+        written = await copies.attach_checksum(ref, session.target.create_headers, written)
         return token.pathname, written
 
     async def abort(self, upload_id: str) -> None:
         token = self._token(upload_id)
-        bucket, key = self.storage.resolve(token.bucket, token.pathname)
+        ref = self.storage.resolve(token.bucket, token.pathname)
         local = self._sessions.get(token.service_upload_id)
         if local is not None:
             self._forget(local)
-        target = self.storage.multipart_target(bucket, key, {})
-        try:
-            await multipart.send_abort(target, token.service_upload_id)
-        except S3Error as exc:
-            raise map_s3_error(exc, bucket.name, token.pathname) from None
+        with ref.bucket.errors(ref.key):
+            await multipart.send_abort(ref.bucket.multipart(ref.key, {}), token.service_upload_id)
         log.info("event=upload_aborted pathname=%s reason=requested", token.pathname)
 
     async def _expire_idle(self) -> None:

@@ -1,18 +1,18 @@
-"""Files of any size in bounded memory: WriteFile, ReadFile and chunked uploads.
+"""Files of any size in bounded memory: WriteFile and ReadFile.
 
-A PHP application hands over a local path (or a stream of chunks) instead of
-base64 content in one frame, so memory here is bounded by the parts in
-flight, never by the file's size:
+A PHP application hands over a local path instead of base64 content in one
+frame, so memory here is bounded by the parts in flight, never by the
+file's size:
 
 - WriteFile reads each part from disk as it is sent; above ``part_size`` it
-  is a multipart upload with ``concurrency`` parts in flight.
+  is a multipart upload with ``concurrency`` parts in flight, in parts
+  planned within S3's limits (``s3/parts.py``: the part size grows for files
+  above ``part_size * 10,000`` bytes, and a file above 5 TiB is refused
+  before any request).
 - ReadFile downloads ``part_size`` ranges in parallel into a temporary file
   beside the destination, written at their offsets as the bytes stream in,
   and renames it into place only when every byte has arrived and the CRCs
   of the ranges, combined in order, match the object's stored checksum.
-- Chunked uploads (UploadStart/Chunk/Finish/Abort) feed parts into a
-  multipart upload that runs in the session's own task; a chunk call waits
-  while ``concurrency`` parts are in flight.
 
 Local paths are confined to ``s3.local_roots`` after resolving symlinks.
 """
@@ -35,14 +35,10 @@ from trio_s3rpc import checksums, progress
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
-from trio_s3rpc.s3.transport import S3Error
-from trio_s3rpc.storage import (
-    Bucket,
-    ObjectInfo,
-    Storage,
-    map_s3_error,
-    verify_checksum,
-)
+from trio_s3rpc.s3.parts import PartPlan, plan_parts
+from trio_s3rpc.storage import copies, objects
+from trio_s3rpc.storage.buckets import ObjectRef
+from trio_s3rpc.storage.records import ObjectInfo, verify_checksum
 
 log = logging.getLogger("trio_s3rpc.transfers")
 
@@ -109,45 +105,45 @@ async def _pwrite(fd: int, data: bytes, offset: int) -> None:
         offset += written
 
 
-class Transfers:
-    """WriteFile and ReadFile over a Storage."""
+class Files:
+    """WriteFile and ReadFile: objects to and from local files under ``local_roots``."""
 
-    def __init__(self, storage: Storage, local_roots: Sequence[str]) -> None:
-        self.storage = storage
+    def __init__(self, local_roots: Sequence[str]) -> None:
         self.paths = LocalPaths(local_roots)
 
     async def write_file(
         self,
-        bucket_name: str,
-        pathname: str,
+        ref: ObjectRef,
         source_path: str,
         visibility: str,
         metadata: Mapping[str, str],
         content_type: str,
         resume: bool = False,
     ) -> ObjectInfo:
-        bucket, key = self.storage.resolve(bucket_name, pathname)
+        bucket = ref.bucket
         path = self.paths.confine(source_path, "source_path")
-        headers = await self.storage.new_object_headers(
-            bucket, pathname, metadata, visibility, content_type
-        )
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
             raise _local_error(exc, "source_path", path) from None
         try:
             size = os.fstat(fd).st_size
+            with bucket.errors(ref.key):
+                # A file S3 cannot hold is refused before any request is made.
+                plan = plan_parts(size, bucket.config.part_size)
+            headers = await objects.new_object_headers(ref, metadata, visibility, content_type)
             tracker = progress.current()
             if size <= bucket.config.part_size:
                 tracker.expect(size, 1)
                 data = await _pread(fd, size, 0)
-                written = await self.storage.put_object(bucket, key, pathname, headers, data)
+                written = await objects.put_object(ref, headers, data)
                 tracker.advance(len(data), 1)
                 return written
             part_checksums = checksums.PartChecksums()
-            done = await self._upload_from_fd(
-                bucket, key, pathname, headers, fd, size, resume, part_checksums=part_checksums
-            )
+            with bucket.errors(ref.key):
+                done = await self._upload_from_fd(
+                    ref, headers, fd, plan, resume, part_checksums=part_checksums
+                )
         except OSError as exc:
             raise _local_error(exc, "source_path", path) from None
         finally:
@@ -167,82 +163,68 @@ class Transfers:
         if part_checksums.length != done.size:
             # Some part's bytes went uncounted: storing a wrong checksum would
             # make every later read of a good object fail, so store none.
-            log.error("event=checksum_incomplete pathname=%r", pathname)
+            log.error("event=checksum_incomplete pathname=%r", ref.pathname)
             return written
         written = replace(written, checksum=checksums.format_checksum(part_checksums.whole()))
-        return await self.storage.attach_checksum(bucket, key, pathname, headers, written)
+        return await copies.attach_checksum(ref, headers, written)
 
     async def _upload_from_fd(
         self,
-        bucket: Bucket,
-        key: str,
-        pathname: str,
+        ref: ObjectRef,
         headers: Mapping[str, str],
         fd: int,
-        size: int,
+        plan: PartPlan,
         resume: bool,
         *,
-        part_checksums: checksums.PartChecksums | None = None,
+        part_checksums: checksums.PartChecksums,
     ) -> CompletedUpload:
-        """Upload the file in parts; each part's CRC32C goes into ``part_checksums``
-        as it is read (reused parts' when they are compared), never in a second pass."""
-        part_size = bucket.config.part_size
-        if part_checksums is None:
-            part_checksums = checksums.PartChecksums()
-        spans = [
-            (number, offset, min(part_size, size - offset))
-            for number, offset in enumerate(range(0, size, part_size), 1)
-        ]
-        target = self.storage.multipart_target(bucket, key, headers)
-        try:
-            found = (
-                await self._find_resumable(target, fd, spans, part_checksums) if resume else None
-            )
-            upload_id, existing = found or (await multipart.create_upload(target), {})
-            tracker = progress.current()
-            tracker.expect(size, len(spans))
-            tracker.advance(sum(size for _, size in existing.values()), len(existing))
+        """Upload the file in the planned parts (call it inside the bucket's ``errors``);
+        each part's CRC32C goes into ``part_checksums`` as it is read (reused parts'
+        when they are compared), never in a second pass."""
+        spans = list(plan.spans())
+        target = ref.bucket.multipart(ref.key, headers)
+        found = await self._find_resumable(target, fd, spans, part_checksums) if resume else None
+        upload_id, existing = found or (await multipart.create_upload(target), {})
+        tracker = progress.current()
+        tracker.expect(plan.size, len(spans))
+        tracker.advance(sum(size for _, size in existing.values()), len(existing))
 
-            async def parts() -> AsyncIterator[tuple[int, bytes]]:
-                for number, offset, length in spans:
-                    if number not in existing:
-                        data = await _pread(fd, length, offset)
-                        part_checksums.add(number, data)
-                        yield number, data
+        async def parts() -> AsyncIterator[tuple[int, bytes]]:
+            for number, offset, length in spans:
+                if number not in existing:
+                    data = await _pread(fd, length, offset)
+                    part_checksums.add(number, data)
+                    yield number, data
 
-            return await multipart.finish_multipart(
-                target,
-                upload_id,
-                parts(),
-                concurrency=bucket.config.concurrency,
-                existing=existing,
-                keep_on_failure=resume,
-            )
-        except S3Error as exc:
-            raise map_s3_error(exc, bucket.name, pathname) from None
+        return await multipart.finish_multipart(
+            target,
+            upload_id,
+            parts(),
+            concurrency=ref.bucket.config.concurrency,
+            existing=existing,
+            keep_on_failure=resume,
+        )
 
     async def _find_resumable(
         self,
         target: MultipartTarget,
         fd: int,
         spans: Sequence[tuple[int, int, int]],
-        part_checksums: checksums.PartChecksums | None = None,
+        part_checksums: checksums.PartChecksums,
     ) -> tuple[str, dict[int, tuple[str, int]]] | None:
         """An unfinished upload of this key whose parts fit this file, and the parts to reuse.
 
         A listed part is reused when its size is the size its range must have
         and its ETag (the MD5 of a part sent in one request) matches the local
-        bytes; any other part is sent again.
+        bytes; any other part is sent again. Uploads this process is working on
+        are left alone.
         """
+        in_progress = target.book.in_progress if target.book else set()
         uploads = await multipart.list_uploads(
             target.transport, target.bucket, target.key, target.limiter
         )
         candidates = sorted(
-            (
-                u
-                for u in uploads
-                if u.key == target.key and u.upload_id not in self.storage.active_uploads
-            ),
+            (u for u in uploads if u.key == target.key and u.upload_id not in in_progress),
             key=lambda u: u.initiated,
             reverse=True,
         )
@@ -258,8 +240,7 @@ class Transfers:
                 digest = await trio.to_thread.run_sync(_md5_hex, data)
                 if part.etag.strip('"') == digest:
                     reuse[part.part_number] = (part.etag, part.size)
-                    if part_checksums is not None:
-                        part_checksums.add(part.part_number, data)
+                    part_checksums.add(part.part_number, data)
             log.info(
                 "event=upload_resumed key=%s upload_id=%s parts_reused=%d parts_total=%d",
                 target.key,
@@ -270,10 +251,9 @@ class Transfers:
             return upload.upload_id, reuse
         return None
 
-    async def read_file(self, bucket_name: str, pathname: str, destination_path: str) -> ObjectInfo:
-        bucket, key = self.storage.resolve(bucket_name, pathname)
+    async def read_file(self, ref: ObjectRef, destination_path: str) -> ObjectInfo:
         destination = self._destination(destination_path)
-        info = await self.storage.head(bucket_name, pathname)
+        info = await objects.head(ref)
         temporary = destination.with_name(
             f".{destination.name}.{secrets.token_hex(6)}.trio-s3rpc-part"
         )
@@ -285,9 +265,7 @@ class Transfers:
             try:
                 os.ftruncate(fd, info.size)
                 range_checksums = checksums.PartChecksums()
-                written = await self._download_into(
-                    bucket, key, pathname, info, fd, range_checksums=range_checksums
-                )
+                written = await self._download_into(ref, info, fd, range_checksums)
                 if written != info.size:
                     raise RPCError(
                         ErrorCode.S3_OPERATION_FAILED,
@@ -296,7 +274,9 @@ class Transfers:
                     )
                 if info.checksum:
                     # Ranges arrive in parallel: their CRCs are combined in order.
-                    verify_checksum(info.checksum, range_checksums.whole(), bucket.name, pathname)
+                    verify_checksum(
+                        info.checksum, range_checksums.whole(), ref.bucket.name, ref.pathname
+                    )
                 await trio.to_thread.run_sync(os.fsync, fd)
             finally:
                 os.close(fd)
@@ -335,19 +315,17 @@ class Transfers:
 
     async def _download_into(
         self,
-        bucket: Bucket,
-        key: str,
-        pathname: str,
+        ref: ObjectRef,
         info: ObjectInfo,
         fd: int,
-        *,
-        range_checksums: checksums.PartChecksums | None = None,
+        range_checksums: checksums.PartChecksums,
     ) -> int:
         """Fetch the object's ranges in parallel into ``fd``; answers the bytes written.
 
         Each range's CRC32C, computed as its bytes stream in, goes into
         ``range_checksums`` under the range's start offset.
         """
+        bucket = ref.bucket
         part_size = bucket.config.part_size
         ranges = [
             (start, min(start + part_size, info.size)) for start in range(0, info.size, part_size)
@@ -362,30 +340,23 @@ class Transfers:
             headers = {"Range": f"bytes={start}-{end - 1}"}
             if info.etag:
                 headers["If-Match"] = info.etag  # the object must not change mid-download
-            async with limiter, bucket.limiter:
-                offset = start
-                crc = 0
-                try:
-                    async with bucket.transport.stream(
-                        "GetObject", "GET", bucket.config.bucket, key, headers=headers
-                    ) as response:
-                        async for chunk in response.aiter_raw(WRITE_CHUNK):
-                            if offset + len(chunk) > end:
-                                raise RPCError(
-                                    ErrorCode.S3_OPERATION_FAILED,
-                                    "GetObject sent more bytes than the range asked for",
-                                    f"range {start}-{end - 1}",
-                                )
-                            crc = checksums.crc32c(chunk, crc)
-                            await _pwrite(fd, chunk, offset)
-                            offset += len(chunk)
-                            tracker.advance(len(chunk))
-                except S3Error as exc:  # the transport maps body read failures to S3Error too
-                    raise map_s3_error(exc, bucket.name, pathname) from None
-                written += offset - start
-                if range_checksums is not None:
-                    range_checksums.add_value(start, crc, offset - start)
-                tracker.advance(0, 1)
+            offset = start
+            crc = 0
+            async with limiter, bucket.stream("GetObject", "GET", ref.key, headers) as response:
+                async for chunk in response.aiter_raw(WRITE_CHUNK):
+                    if offset + len(chunk) > end:
+                        raise RPCError(
+                            ErrorCode.S3_OPERATION_FAILED,
+                            "GetObject sent more bytes than the range asked for",
+                            f"range {start}-{end - 1}",
+                        )
+                    crc = checksums.crc32c(chunk, crc)
+                    await _pwrite(fd, chunk, offset)
+                    offset += len(chunk)
+                    tracker.advance(len(chunk))
+            written += offset - start
+            range_checksums.add_value(start, crc, offset - start)
+            tracker.advance(0, 1)
 
         with first_error():
             async with trio.open_nursery() as nursery:

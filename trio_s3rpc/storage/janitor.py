@@ -3,7 +3,8 @@
 Two background duties, run by the application next to the RPC server:
 
 - An abort that failed while a call was failing (the service was down) is
-  retried here with backoff until it succeeds or the server stops.
+  queued in the uploads' :class:`UploadBook` and retried here with backoff
+  until it succeeds or the server stops.
 - On start and then periodically, unfinished multipart uploads under each
   bucket's prefix older than ``s3.abort_stale_after`` are aborted and logged:
   the leftovers of crashed processes, or of uploads nobody resumed. Uploads
@@ -19,9 +20,9 @@ from typing import Any
 
 import trio
 
-from trio_s3rpc.s3.multipart import MultipartTarget, list_uploads, send_abort
-from trio_s3rpc.s3.transport import S3Error
-from trio_s3rpc.storage import Storage
+from trio_s3rpc.errors import RPCError
+from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook, list_uploads, send_abort
+from trio_s3rpc.storage.buckets import Storage, map_errors
 
 log = logging.getLogger("trio_s3rpc.janitor")
 
@@ -35,29 +36,27 @@ def reap_interval(stale_after: float) -> float:
 
 
 class Janitor:
+    """Retries the aborts queued in ``storage.book`` and reaps stale uploads."""
+
     def __init__(self, storage: Storage, stale_after: float) -> None:
         self.storage = storage
+        self.book: UploadBook = storage.book
         self.stale_after = stale_after
-        self._nursery: trio.Nursery | None = None
-        self.pending_aborts = 0
         self.reaped: list[str] = []
 
-    def abort_later(self, target: MultipartTarget, upload_id: str) -> None:
-        """Retry a failed abort in the background (called from abort_upload)."""
-        if self._nursery is None:
-            log.error("event=abort_not_retried upload_id=%s reason=janitor_not_running", upload_id)
-            return
-        self.pending_aborts += 1
-        self._nursery.start_soon(self._retry_abort, target, upload_id)
+    @property
+    def pending_aborts(self) -> int:
+        """Failed aborts queued or being retried."""
+        return self.book.pending_aborts
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run both duties until cancelled."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
             if self.stale_after > 0:
                 nursery.start_soon(self._reap_periodically)
             task_status.started()
-            await trio.sleep_forever()
+            async for target, upload_id in self.book.failed_aborts:
+                nursery.start_soon(self._retry_abort, target, upload_id)
 
     async def _retry_abort(self, target: MultipartTarget, upload_id: str) -> None:
         delay = RETRY_FIRST_DELAY
@@ -67,8 +66,9 @@ class Janitor:
                 await trio.sleep(delay * (0.5 + random.random() / 2))
                 attempt += 1
                 try:
-                    await send_abort(target, upload_id)
-                except S3Error as exc:
+                    with map_errors(target.bucket):
+                        await send_abort(target, upload_id)
+                except RPCError as exc:
                     log.warning(
                         "event=abort_retry_failed key=%s upload_id=%s attempt=%d error=%r",
                         target.key,
@@ -86,7 +86,7 @@ class Janitor:
                 )
                 return
         finally:
-            self.pending_aborts -= 1
+            self.book.abort_settled()
 
     async def _reap_periodically(self) -> None:
         while True:
@@ -106,16 +106,17 @@ class Janitor:
             if place in seen:
                 continue
             seen.add(place)
-            uploads = await list_uploads(
-                bucket.transport, bucket.config.bucket, bucket.config.prefix, bucket.limiter
-            )
+            with bucket.errors():
+                uploads = await list_uploads(
+                    bucket.transport, bucket.config.bucket, bucket.config.prefix, bucket.limiter
+                )
             for upload in uploads:
-                if upload.initiated > horizon or upload.upload_id in self.storage.active_uploads:
+                if upload.initiated > horizon or upload.upload_id in self.book.in_progress:
                     continue
-                target = self.storage.multipart_target(bucket, upload.key, {})
                 try:
-                    await send_abort(target, upload.upload_id)
-                except S3Error as exc:
+                    with bucket.errors(upload.key):
+                        await send_abort(bucket.multipart(upload.key, {}), upload.upload_id)
+                except RPCError as exc:
                     log.warning(
                         "event=reap_abort_failed bucket=%s key=%s error=%r",
                         bucket.config.bucket,

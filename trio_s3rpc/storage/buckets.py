@@ -1,0 +1,263 @@
+"""The bucket registry and the one request path every storage operation takes.
+
+:class:`Storage` owns one :class:`S3Transport` per configured server and the
+:class:`Bucket` objects on them. A name is resolved once, into a
+:class:`Bucket` (and with a pathname into an :class:`ObjectRef`); the
+operations in the sibling modules take what is resolved. Every request of a
+bucket goes through :meth:`Bucket.request` or :meth:`Bucket.stream`, under
+the bucket's ``CapacityLimiter``, and a storage failure leaves as a contract
+error through :func:`map_errors`, the one place :class:`S3Error` is caught
+(as httpcore's ``map_exceptions``). Multipart requests, made by
+``s3/multipart.py`` with the bucket's limiter, are mapped there too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+import trio
+
+from trio_s3rpc.config import BucketConfig, S3Settings, ServerConfig, parse_bucket
+from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook
+from trio_s3rpc.s3.parts import PartLimitError
+from trio_s3rpc.s3.transport import S3Error, S3Response, S3Transport
+
+log = logging.getLogger("trio_s3rpc.storage")
+
+MAX_KEY_BYTES = 1024
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class StorageError(RPCError):
+    """A contract error made from a failed storage request; keeps what the service said.
+
+    ``status`` and ``service_code`` let an operation tell apart the failures
+    it expects (a 416 past the end, ACLs not implemented) without catching
+    :class:`S3Error` itself.
+    """
+
+    def __init__(
+        self, code: ErrorCode, message: str, details: str, *, status: int, service_code: str
+    ) -> None:
+        super().__init__(code, message, details)
+        self.status = status
+        self.service_code = service_code
+
+
+def map_s3_error(exc: S3Error, bucket: str, pathname: str = "") -> StorageError:
+    """The contract error for a storage failure; the one place they are mapped."""
+    where = f"bucket: {bucket}" + (f", pathname: {pathname}" if pathname else "")
+    if exc.code in ("NoSuchKey", "NotFound") or (
+        exc.status == 404 and exc.code not in ("NoSuchBucket", "NoSuchUpload")
+    ):
+        code, message = ErrorCode.FILE_NOT_FOUND, "File not found"
+    elif exc.status == 403 or exc.code in ("AccessDenied", "AllAccessDisabled"):
+        code = ErrorCode.PERMISSION_DENIED
+        message = f"the storage service refused {exc.operation}: {exc.code}: {exc.message}"
+    elif exc.code == "Timeout":
+        code, message = ErrorCode.OPERATION_TIMEOUT, f"{exc.operation} timed out: {exc.message}"
+    else:
+        code = ErrorCode.S3_OPERATION_FAILED
+        message = f"{exc.operation} failed: {exc.code}: {exc.message}"
+    return StorageError(code, message, where, status=exc.status, service_code=exc.code)
+
+
+@contextlib.contextmanager
+def map_errors(bucket: str, pathname: str = "") -> Iterator[None]:
+    """Turn a storage failure (or an upload S3 would refuse) inside into a contract error."""
+    try:
+        yield
+    except S3Error as exc:
+        raise map_s3_error(exc, bucket, pathname) from None
+    except PartLimitError as exc:
+        where = f"bucket: {bucket}" + (f", pathname: {pathname}" if pathname else "")
+        raise RPCError(ErrorCode.INVALID_REQUEST, str(exc), where) from None
+
+
+def validate_pathname(pathname: str, field_name: str = "pathname") -> None:
+    if not pathname:
+        raise RPCError(ErrorCode.INVALID_PATHNAME, f"{field_name} is empty")
+    if pathname.startswith("/"):
+        raise RPCError(
+            ErrorCode.INVALID_PATHNAME, f"{field_name} must not start with '/'", pathname
+        )
+    segments = pathname.split("/")
+    if ".." in segments or "." in segments:
+        raise RPCError(
+            ErrorCode.INVALID_PATHNAME,
+            f"{field_name} must not have a '.' or '..' segment",
+            pathname,
+        )
+    if _CONTROL_CHARS.search(pathname):
+        raise RPCError(
+            ErrorCode.INVALID_PATHNAME,
+            f"{field_name} must not contain control characters",
+            repr(pathname),
+        )
+
+
+@dataclass(slots=True)
+class Bucket:
+    """A registered bucket: its transport, its limiter, and its one request path."""
+
+    config: BucketConfig
+    server: ServerConfig
+    transport: S3Transport
+    limiter: trio.CapacityLimiter
+    book: UploadBook
+    # "acl" or "none" once known; "auto" buckets are probed at first use.
+    visibility_mode: str = "acl"
+    probe_lock: trio.Lock = field(default_factory=trio.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def key(self, pathname: str) -> str:
+        return self.config.prefix + pathname
+
+    def pathname(self, key: str | None) -> str:
+        """The pathname of one of this bucket's keys ("" for a bucket-wide request)."""
+        return "" if key is None else key.removeprefix(self.config.prefix)
+
+    def ref(self, pathname: str) -> ObjectRef:
+        """A validated pathname of this bucket, with its key."""
+        validate_pathname(pathname)
+        key = self.key(pathname)
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise RPCError(
+                ErrorCode.INVALID_PATHNAME,
+                f"the object key is longer than S3's {MAX_KEY_BYTES} bytes",
+                f"{len(key.encode('utf-8'))} bytes with the bucket prefix",
+            )
+        return ObjectRef(self, pathname, key)
+
+    def errors(self, key: str | None = None) -> contextlib.AbstractContextManager[None]:
+        """Map failures inside to contract errors naming this bucket (and ``key``'s pathname)."""
+        return map_errors(self.name, self.pathname(key))
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        key: str | None,
+        **kwargs: object,
+    ) -> S3Response:
+        """One request with its whole answer, under the limiter, failures mapped."""
+        with self.errors(key):
+            async with self.limiter:
+                return await self.transport.request(
+                    operation,
+                    method,
+                    self.config.bucket,
+                    key,
+                    **kwargs,  # type: ignore[arg-type]
+                )
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, operation: str, method: str, key: str, headers: Mapping[str, str]
+    ) -> AsyncIterator[httpx.Response]:
+        """A request whose answer is read as it arrives, under the limiter, failures
+        (also those while reading the body inside the context) mapped."""
+        with self.errors(key):
+            async with (
+                self.limiter,
+                self.transport.stream(
+                    operation, method, self.config.bucket, key, headers=headers
+                ) as response,
+            ):
+                yield response
+
+    def multipart(self, key: str, headers: Mapping[str, str]) -> MultipartTarget:
+        """Where a multipart upload to ``key`` goes; call it inside :meth:`errors`."""
+        return MultipartTarget(
+            self.transport, self.config.bucket, key, self.limiter, headers, book=self.book
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class ObjectRef:
+    """An object of a resolved bucket: the pathname the caller gave and its key."""
+
+    bucket: Bucket
+    pathname: str
+    key: str
+
+
+class Storage:
+    """The bucket registry: the servers' transports and the buckets on them."""
+
+    def __init__(
+        self,
+        settings: S3Settings,
+        *,
+        max_read_size: int = 192 * 1024 * 1024,
+        book: UploadBook | None = None,
+    ) -> None:
+        self.settings = settings
+        # The largest object one s3.Read answer may carry; larger ones need
+        # ReadFile or ranged reads, so a single answer cannot exhaust memory.
+        self.max_read_size = max_read_size
+        self.default = settings.default
+        # The multipart uploads in progress here and the aborts to retry.
+        self.book = book or UploadBook()
+        self._transports: dict[str, S3Transport] = {}
+        for server in settings.servers.values():
+            connections = sum(
+                b.max_concurrent_operations
+                for b in settings.buckets.values()
+                if b.server == server.name
+            )
+            self._transports[server.name] = S3Transport(
+                server, max_connections=max(10, min(connections, 1000))
+            )
+        self.buckets: dict[str, Bucket] = {}
+        for config in settings.buckets.values():
+            self.buckets[config.name] = self._make_bucket(config)
+
+    def _make_bucket(self, config: BucketConfig) -> Bucket:
+        return Bucket(
+            config=config,
+            server=self.settings.servers[config.server],
+            transport=self._transports[config.server],
+            limiter=trio.CapacityLimiter(config.max_concurrent_operations),
+            book=self.book,
+            visibility_mode=config.visibility_mode,
+        )
+
+    async def aclose(self) -> None:
+        for transport in self._transports.values():
+            await transport.aclose()
+
+    def bucket(self, name: str) -> Bucket:
+        """The bucket registered as ``name`` (empty: the default bucket)."""
+        found = self.buckets.get(name or self.default)
+        if found is None:
+            raise RPCError(
+                ErrorCode.BUCKET_NOT_FOUND,
+                "Bucket not found",
+                f"bucket: {name or self.default}",
+            )
+        return found
+
+    def resolve(self, bucket_name: str, pathname: str) -> ObjectRef:
+        """The object ``pathname`` of bucket ``bucket_name``, validated."""
+        return self.bucket(bucket_name).ref(pathname)
+
+    def register_bucket(self, name: str, raw: Mapping[str, object]) -> None:
+        if not name:
+            raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
+        if name in self.buckets:
+            raise RPCError(
+                ErrorCode.BUCKET_ALREADY_EXISTS, "Bucket already registered", f"bucket: {name}"
+            )
+        config = parse_bucket(name, raw, self.settings.servers)
+        self.buckets[name] = self._make_bucket(config)
+        log.info("event=bucket_registered name=%s server=%s", name, config.server)

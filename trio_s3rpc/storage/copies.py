@@ -1,0 +1,177 @@
+"""Copies made on the service: Copy, Move, multipart copies, and storing a checksum
+on an object a streamed upload just completed.
+
+A copy never moves the bytes through this server. Objects above the
+bucket's ``multipart_copy_threshold`` (CopyObject stops at 5 GiB) are copied
+part by part with UploadPartCopy, in parts planned within S3's limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+
+from trio_s3rpc import checksums
+from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
+from trio_s3rpc.mime import content_type_for
+from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.multipart import copy_part_sender, upload_multipart
+from trio_s3rpc.s3.parts import plan_parts
+from trio_s3rpc.storage import objects, visibility
+from trio_s3rpc.storage.buckets import Bucket, ObjectRef
+from trio_s3rpc.storage.records import ObjectInfo, http_date, metadata_headers
+
+log = logging.getLogger("trio_s3rpc.storage")
+
+
+def _copy_source(bucket: Bucket, key: str) -> str:
+    return "/" + urllib.parse.quote(f"{bucket.config.bucket}/{key}", safe="/")
+
+
+async def copy(
+    source: ObjectRef, dest: ObjectRef, metadata: Mapping[str, str], visibility_name: str
+) -> ObjectInfo:
+    if source.bucket.transport is not dest.bucket.transport:
+        raise RPCError(
+            ErrorCode.S3_OPERATION_FAILED,
+            "copy between buckets on different servers is not supported",
+            f"source server: {source.bucket.config.server}, "
+            f"destination server: {dest.bucket.config.server}",
+        )
+    info = await objects.head(source)
+    headers = await visibility.acl_headers(dest.bucket, visibility_name)
+    headers["x-amz-copy-source"] = _copy_source(source.bucket, source.key)
+    if metadata:
+        headers["x-amz-metadata-directive"] = "REPLACE"
+        headers["Content-Type"] = info.mime_type or content_type_for(dest.pathname)
+        headers.update(metadata_headers(metadata))
+        if info.checksum:
+            # New user metadata, same bytes: the checksum stays.
+            headers[checksums.METADATA_HEADER] = info.checksum
+    else:
+        headers["x-amz-metadata-directive"] = "COPY"
+    if info.checksum and info.etag:
+        # The checksum answered (and for REPLACE, stored) is the one read by
+        # HEAD: the copy must be of that very object.
+        headers["x-amz-copy-source-if-match"] = info.etag
+    if info.size > dest.bucket.config.multipart_copy_threshold:
+        return await _copy_multipart(dest, info, headers)
+    etag, last_modified, date = await _copy_object(dest, headers)
+    return ObjectInfo(
+        size=info.size,
+        last_modified=last_modified or http_date(date),
+        mime_type=info.mime_type,
+        etag=etag,
+        checksum=info.checksum,
+    )
+
+
+async def _copy_object(dest: ObjectRef, headers: Mapping[str, str]) -> tuple[str, int, str]:
+    """One CopyObject: the new ETag, its LastModified and the answer's Date header."""
+    bucket = dest.bucket
+    response = await bucket.request("CopyObject", "PUT", dest.key, headers=headers)
+    with bucket.errors(dest.key):
+        etag, last_modified = s3xml.parse_copy_result(response.content, "CopyObject")
+    return etag, last_modified, response.headers.get("date", "")
+
+
+async def _copy_multipart(
+    dest: ObjectRef, source: ObjectInfo, copy_headers: dict[str, str]
+) -> ObjectInfo:
+    """CopyObject stops at 5 GiB: copy larger objects part by part on the service."""
+    bucket = dest.bucket
+    copy_source = copy_headers.pop("x-amz-copy-source")
+    directive = copy_headers.pop("x-amz-metadata-directive")
+    copy_headers.pop("x-amz-copy-source-if-match", None)  # not a CreateMultipartUpload header
+    headers = dict(copy_headers)
+    if directive == "COPY":
+        headers["Content-Type"] = source.mime_type or content_type_for(dest.pathname)
+        headers.update(source.metadata)
+    with bucket.errors(dest.key):
+        plan = plan_parts(source.size, bucket.config.part_size)
+
+        async def spans() -> AsyncIterator[tuple[int, int]]:
+            for _, start, length in plan.spans():
+                yield start, start + length
+
+        target = bucket.multipart(dest.key, headers)
+        done = await upload_multipart(
+            target,
+            spans(),
+            concurrency=bucket.config.concurrency,
+            send_part=copy_part_sender(target, copy_source),
+        )
+    return ObjectInfo(
+        size=done.size,
+        last_modified=int(time.time()),
+        mime_type=headers.get("Content-Type", ""),
+        etag=done.etag,
+        checksum=headers.get(checksums.METADATA_HEADER, ""),
+    )
+
+
+async def move(
+    source: ObjectRef, dest: ObjectRef, metadata: Mapping[str, str], visibility_name: str
+) -> ObjectInfo:
+    if (
+        source.bucket.config.bucket == dest.bucket.config.bucket
+        and source.key == dest.key
+        and (source.bucket.transport is dest.bucket.transport)
+    ):
+        raise RPCError(
+            ErrorCode.INVALID_PATHNAME,
+            "move source and destination are the same object",
+            f"bucket: {source.bucket.name}, pathname: {source.pathname}",
+        )
+    info = await copy(source, dest, metadata, visibility_name)
+    try:
+        await objects.delete(source)
+    except RPCError as exc:
+        raise PartialMoveError(
+            exc.code,
+            f"the copy to {dest.bucket.name}/{dest.pathname} landed but the source could not "
+            f"be deleted: {exc.message}",
+            exc.details,
+        ) from None
+    return info
+
+
+async def attach_checksum(
+    ref: ObjectRef, headers: Mapping[str, str], written: ObjectInfo
+) -> ObjectInfo:
+    """Store ``written.checksum`` on an object a multipart upload just completed.
+
+    S3 fixes an object's metadata at CreateMultipartUpload, before a
+    streamed upload's bytes (and so their checksum) are known, and changes
+    it afterwards only by a copy. So the object is copied onto itself with
+    the checksum added to what it was created with (``headers``: content
+    type, user metadata, ACL): SeaweedFS and MinIO do that without moving
+    data, AWS copies on the service side. The copy is conditional on the
+    upload's ETag, so an object replaced in the meantime is left alone. A
+    failure is logged, not raised: the object is whole, and only later
+    reads go unverified. Answers ``written`` with the object's new ETag.
+    """
+    copy_headers = dict(headers)
+    copy_headers[checksums.METADATA_HEADER] = written.checksum
+    copy_headers["x-amz-copy-source"] = _copy_source(ref.bucket, ref.key)
+    copy_headers["x-amz-metadata-directive"] = "REPLACE"
+    if written.etag:
+        copy_headers["x-amz-copy-source-if-match"] = written.etag
+    try:
+        if written.size > ref.bucket.config.multipart_copy_threshold:
+            etag = (await _copy_multipart(ref, written, copy_headers)).etag
+        else:
+            etag, _, _ = await _copy_object(ref, copy_headers)
+    except RPCError as exc:
+        log.warning(
+            "event=checksum_not_stored bucket=%s pathname=%r checksum=%s error=%r",
+            ref.bucket.name,
+            ref.pathname,
+            written.checksum,
+            str(exc),
+        )
+        return written
+    return replace(written, etag=etag or written.etag)

@@ -1,0 +1,259 @@
+"""Objects one request at a time: Write, Read, head, Exists, Delete, GetMetadata,
+GetPublicURL and ListObjects.
+
+Every operation takes an already-resolved :class:`ObjectRef` (or
+:class:`Bucket`) and makes its requests through the bucket's one request
+path. Every object written carries the CRC32C of its bytes in its metadata
+(``checksums.py``), and whole-object reads check it.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+
+import trio
+
+from trio_s3rpc import checksums
+from trio_s3rpc.errors import ErrorCode, RPCError, first_error
+from trio_s3rpc.mime import content_type_for
+from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.multipart import upload_multipart
+from trio_s3rpc.s3.parts import plan_parts
+from trio_s3rpc.storage import visibility
+from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError
+from trio_s3rpc.storage.records import (
+    ListedObject,
+    Listing,
+    ObjectContent,
+    ObjectInfo,
+    http_date,
+    metadata_headers,
+    stored_checksum,
+    verify_checksum,
+)
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+MAX_LIST_KEYS = 1000
+
+
+async def new_object_headers(
+    ref: ObjectRef, metadata: Mapping[str, str], visibility_name: str, content_type: str = ""
+) -> dict[str, str]:
+    """What a new object is created with: content type, user metadata, canned ACL."""
+    headers = {"Content-Type": content_type or content_type_for(ref.pathname)}
+    headers.update(metadata_headers(metadata))
+    headers.update(await visibility.acl_headers(ref.bucket, visibility_name))
+    return headers
+
+
+async def put_object(ref: ObjectRef, headers: Mapping[str, str], body: bytes) -> ObjectInfo:
+    """One PutObject with its whole-object checksum in the metadata."""
+    checksum = checksums.format_checksum(checksums.crc32c(body))
+    response = await ref.bucket.request(
+        "PutObject",
+        "PUT",
+        ref.key,
+        headers={**headers, checksums.METADATA_HEADER: checksum},
+        body=body,
+    )
+    return ObjectInfo(
+        size=len(body),
+        last_modified=http_date(response.headers.get("date")) or int(time.time()),
+        mime_type=headers["Content-Type"],
+        etag=response.headers.get("etag", ""),
+        checksum=checksum,
+    )
+
+
+async def write(
+    ref: ObjectRef,
+    content: bytes,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    content_type: str = "",
+) -> ObjectInfo:
+    headers = await new_object_headers(ref, metadata, visibility_name, content_type)
+    if len(content) <= ref.bucket.config.part_size:
+        return await put_object(ref, headers, content)
+    # The content is all here: its checksum goes with it, even into a multipart upload.
+    headers[checksums.METADATA_HEADER] = checksums.format_checksum(checksums.crc32c(content))
+    return await _write_multipart(ref, content, headers)
+
+
+async def _write_multipart(ref: ObjectRef, content: bytes, headers: dict[str, str]) -> ObjectInfo:
+    bucket = ref.bucket
+    view = memoryview(content)
+    with bucket.errors(ref.key):
+        plan = plan_parts(len(content), bucket.config.part_size)
+
+        async def parts() -> AsyncIterator[bytes]:
+            for _, offset, length in plan.spans():
+                yield bytes(view[offset : offset + length])
+
+        target = bucket.multipart(ref.key, headers)
+        done = await upload_multipart(target, parts(), concurrency=bucket.config.concurrency)
+    return ObjectInfo(
+        size=done.size,
+        last_modified=int(time.time()),
+        mime_type=headers["Content-Type"],
+        etag=done.etag,
+        checksum=headers.get(checksums.METADATA_HEADER, ""),
+    )
+
+
+async def read(
+    ref: ObjectRef, offset: int = 0, length: int | None = None, *, max_size: int
+) -> ObjectContent:
+    """The object's bytes (or a range of them); at most ``max_size`` in one answer."""
+    bucket = ref.bucket
+    if offset < 0 or (length is not None and length < 0):
+        raise RPCError(ErrorCode.INVALID_REQUEST, "offset and length must not be negative")
+    ranged = offset > 0 or length is not None
+    if length == 0:
+        info = await head(ref)
+        return ObjectContent(b"", info.size, info.mime_type, info.last_modified)
+    headers: dict[str, str] = {}
+    if ranged:
+        end = "" if length is None else str(offset + length - 1)
+        headers["Range"] = f"bytes={offset}-{end}"
+    try:
+        async with bucket.stream("GetObject", "GET", ref.key, headers) as response:
+            announced = int(response.headers.get("content-length", "0"))
+            if announced > max_size:
+                raise RPCError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"the object is {announced} bytes, more than one answer may carry "
+                    f"({max_size}); use s3.ReadFile or a ranged s3.Read (offset, length)",
+                    f"bucket: {bucket.name}, pathname: {ref.pathname}",
+                )
+            # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
+            content = b"".join([chunk async for chunk in response.aiter_raw()])
+    except StorageError as exc:
+        if exc.status != 416:
+            raise
+        # An offset at or past the end: no bytes, but the caller still gets the size.
+        info = await head(ref)
+        return ObjectContent(b"", info.size, info.mime_type, info.last_modified)
+    size = len(content)
+    if ranged:
+        size = _total_from_content_range(response.headers.get("content-range", ""), size)
+    if offset == 0 and len(content) == size:
+        # The whole object (a range may cover it all): check it against its checksum.
+        stored = stored_checksum(response.headers)
+        if stored:
+            verify_checksum(stored, checksums.crc32c(content), bucket.name, ref.pathname)
+    return ObjectContent(
+        content=content,
+        size=size,
+        mime_type=response.headers.get("content-type", ""),
+        last_modified=http_date(response.headers.get("last-modified")),
+    )
+
+
+def _total_from_content_range(header: str, fallback: int) -> int:
+    """The total size from ``Content-Range: bytes a-b/TOTAL``."""
+    _, _, total = header.rpartition("/")
+    return int(total) if total.isdigit() else fallback
+
+
+async def head(ref: ObjectRef) -> ObjectInfo:
+    response = await ref.bucket.request("HeadObject", "HEAD", ref.key)
+    return ObjectInfo(
+        size=int(response.headers.get("content-length", "0")),
+        last_modified=http_date(response.headers.get("last-modified")),
+        mime_type=response.headers.get("content-type", ""),
+        etag=response.headers.get("etag", ""),
+        metadata={
+            name: value
+            for name, value in response.headers.items()
+            if name.startswith("x-amz-meta-")
+        },
+        checksum=stored_checksum(response.headers),
+    )
+
+
+async def exists(ref: ObjectRef) -> bool:
+    try:
+        await head(ref)
+    except RPCError as exc:
+        if exc.code is ErrorCode.FILE_NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def delete(ref: ObjectRef) -> None:
+    await ref.bucket.request("DeleteObject", "DELETE", ref.key, ok_statuses=(200, 204, 404))
+
+
+async def metadata(ref: ObjectRef) -> tuple[ObjectInfo, str]:
+    """HeadObject and the object's visibility; in ACL mode both requests at once."""
+    if await visibility.mode(ref.bucket) == "none":
+        return await head(ref), ref.bucket.config.visibility
+    found = ""
+
+    async def read_visibility() -> None:
+        nonlocal found
+        found = await visibility.read(ref)
+
+    with first_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_visibility)
+            info = await head(ref)
+    return info, found
+
+
+def public_url(ref: ObjectRef, expires_in: int) -> tuple[str, int]:
+    """A permanent URL (``expires_in`` 0) or a presigned one, and when it expires."""
+    bucket = ref.bucket
+    if expires_in < 0 or expires_in > MAX_PRESIGN_SECONDS:
+        raise RPCError(
+            ErrorCode.INVALID_REQUEST,
+            f"expires_in must be between 0 (permanent URL) and {MAX_PRESIGN_SECONDS} "
+            f"seconds (7 days), got {expires_in}",
+        )
+    if expires_in == 0:
+        if bucket.config.public_url:
+            base = bucket.config.public_url.rstrip("/")
+            return f"{base}/{urllib.parse.quote(ref.key, safe='/~')}", 0
+        return bucket.transport.url_for(bucket.config.bucket, ref.key), 0
+    url = bucket.transport.presign_get(bucket.config.bucket, ref.key, expires_in)
+    return url, int(time.time()) + expires_in
+
+
+async def list_objects(
+    bucket: Bucket, prefix: str, delimiter: str, max_keys: int, continuation_token: str
+) -> Listing:
+    if max_keys < 0:
+        raise RPCError(ErrorCode.INVALID_REQUEST, f"max_keys must not be negative, got {max_keys}")
+    query = {
+        "list-type": "2",
+        "prefix": bucket.config.prefix + prefix,
+        "max-keys": str(min(max_keys or MAX_LIST_KEYS, MAX_LIST_KEYS)),
+    }
+    if delimiter:
+        query["delimiter"] = delimiter
+    if continuation_token:
+        query["continuation-token"] = continuation_token
+    response = await bucket.request("ListObjectsV2", "GET", None, query=query)
+    with bucket.errors():
+        result = s3xml.parse_list_objects_v2(response.content)
+    strip = len(bucket.config.prefix)
+    return Listing(
+        objects=[
+            ListedObject(
+                key=item.key[strip:],
+                size=item.size,
+                last_modified=item.last_modified,
+                etag=item.etag,
+                storage_class=item.storage_class,
+            )
+            for item in result.contents
+        ],
+        common_prefixes=[p[strip:] for p in result.common_prefixes],
+        is_truncated=result.is_truncated,
+        next_continuation_token=result.next_continuation_token,
+        key_count=result.key_count,
+    )

@@ -1,0 +1,140 @@
+"""What storage operations answer, and how objects' headers are read and written.
+
+The records are the answers of the operations (the methods layer turns them
+into wire answers); the helpers translate between an object's HTTP headers
+and what they mean: dates, user metadata, the stored checksum.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from trio_s3rpc import checksums
+from trio_s3rpc.errors import ChecksumMismatchError, ErrorCode, RPCError
+
+log = logging.getLogger("trio_s3rpc.storage")
+
+_METADATA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(slots=True, frozen=True)
+class ObjectInfo:
+    size: int
+    last_modified: int
+    mime_type: str = ""
+    etag: str = ""
+    # User metadata as the service sent it (x-amz-meta-* headers, names lowercased).
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    # "<algorithm>:<hex>" of the object's bytes, when known (see checksums.py).
+    checksum: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ObjectContent:
+    content: bytes
+    size: int
+    mime_type: str
+    last_modified: int
+
+
+@dataclass(slots=True, frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    last_modified: int
+    etag: str
+    storage_class: str
+
+
+@dataclass(slots=True, frozen=True)
+class Listing:
+    objects: list[ListedObject]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_continuation_token: str
+    key_count: int
+
+
+@dataclass(slots=True, frozen=True)
+class DeleteError:
+    """A pathname DeleteMany did not delete: a contract code and why."""
+
+    pathname: str
+    code: str
+    message: str
+
+
+@dataclass(slots=True, frozen=True)
+class DeleteManyResult:
+    deleted: list[str]
+    errors: list[DeleteError]
+
+
+def stored_checksum(headers: Mapping[str, str]) -> str:
+    """The checksum an object's metadata carries ("" when it has none)."""
+    return headers.get(checksums.METADATA_HEADER, "").strip()
+
+
+def verify_checksum(stored: str, actual: int, bucket: str, pathname: str) -> None:
+    """Refuse bytes that do not match the checksum stored with them.
+
+    An object without a checksum (written by something else) or with one of
+    an algorithm this server does not compute passes unverified.
+    """
+    expected = checksums.parse_checksum(stored)
+    if expected is None or expected == actual:
+        return
+    read = checksums.format_checksum(actual)
+    log.error(
+        "event=checksum_mismatch bucket=%s pathname=%r stored=%s read=%s",
+        bucket,
+        pathname,
+        stored,
+        read,
+    )
+    raise ChecksumMismatchError(
+        ErrorCode.S3_OPERATION_FAILED,
+        "checksum mismatch: the bytes the storage service returned are not the bytes "
+        "that were written",
+        f"bucket: {bucket}, pathname: {pathname}, stored checksum {stored}, "
+        f"checksum of the bytes read {read}",
+    )
+
+
+def http_date(value: str | None) -> int:
+    """Unix seconds of an HTTP date header (0 when absent or unreadable)."""
+    if not value:
+        return 0
+    try:
+        return int(email.utils.parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError):
+        return 0
+
+
+def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in metadata.items():
+        if not _METADATA_NAME.match(name):
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"config key {name!r} is not a valid metadata name "
+                "(letters, digits, '-' and '_' only)",
+            )
+        if name.lower() == checksums.METADATA_NAME:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"config key {name!r} is reserved: it holds the checksum this server "
+                "computes for every object it writes",
+            )
+        if not value.isascii() or _CONTROL_CHARS.search(value):
+            # As the AWS SDKs do: RFC 2047 keeps non-ASCII values intact in a header.
+            encoded = base64.b64encode(value.encode("utf-8")).decode("ascii")
+            value = f"=?UTF-8?B?{encoded}?="
+        headers[f"x-amz-meta-{name.lower()}"] = value
+    return headers
