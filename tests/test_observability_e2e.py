@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.proxy import TCPProxy
 from tests.support.server import config_dict, endpoint_server, running_app
+from tests.test_integrity_e2e import corrupt
 from trio_s3rpc.client import RemoteError, RPCClient
 from trio_s3rpc.embedded import EmbeddedSeaweedFS, S3Endpoint
 
@@ -314,3 +315,32 @@ async def test_nothing_of_a_secret_in_metrics_or_ready(seaweedfs: S3Endpoint) ->
         assert seaweedfs.secret_key not in body
         assert seaweedfs.access_key not in body
         assert "X-Amz-Signature" not in body
+
+
+async def test_checksum_mismatches_are_counted_per_bucket(
+    seaweedfs: S3Endpoint, tmp_path: Path
+) -> None:
+    config = config_dict(
+        endpoint_server(seaweedfs),
+        {"uploads": {"bucket": "test-bucket", "prefix": "obs-sum/", "visibility_mode": "none"}},
+        s3={**OBSERVED, "local_roots": [str(tmp_path)]},
+    )
+    async with running_app(config) as (app, address):
+        async with await RPCClient.connect(address) as rpc:
+            await rpc.call("s3.Write", {"pathname": "r.txt", "content": b64(b"written")})
+            corrupt(seaweedfs, "test-bucket", "obs-sum/r.txt", b"changed")
+            await expect_error(rpc, "s3.Read", {"pathname": "r.txt"}, "S3_OPERATION_FAILED")
+            target = str(tmp_path / "r.txt")
+            await expect_error(
+                rpc,
+                "s3.ReadFile",
+                {"pathname": "r.txt", "destination_path": target},
+                "S3_OPERATION_FAILED",
+            )
+            await rpc.call("s3.Delete", {"pathname": "r.txt"})
+        exposition = await scrape(app.http_url("/metrics"))
+    got = samples(exposition, ["trio_s3rpc_checksum_mismatches_total", "rr_s3_errors_total"])
+    assert got == {
+        ("trio_s3rpc_checksum_mismatches_total", frozenset({("bucket", "uploads")})): 2,
+        err("uploads", "S3_OPERATION_FAILED"): 2,
+    }

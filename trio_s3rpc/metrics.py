@@ -52,6 +52,7 @@ __all__ = [
     "OUR_OPERATIONS",
     "CallMetrics",
     "Metrics",
+    "SupervisorMetrics",
     "enable_multiprocess",
     "mark_worker_dead",
     "multiprocess_enabled",
@@ -245,12 +246,6 @@ class Metrics:
             "Frames refused as malformed or too large (each closes its connection)",
             registry=r,
         )
-        # -- workers -----------------------------------------------------------
-        self.worker_restarts = Counter(
-            "trio_s3rpc_worker_restarts",
-            "Worker processes restarted by the supervisor after they exited",
-            registry=r,
-        )
 
     # -- sampled state -----------------------------------------------------------
 
@@ -418,6 +413,8 @@ class CallMetrics:
     def _labels(self, method: str, args: Any) -> tuple[str, str]:
         if not isinstance(args, dict) or method in _BUCKETLESS:
             return "", ""
+        if method not in GO_OPERATIONS and method not in OUR_OPERATIONS:
+            return "", ""
         if method in _COPY_METHODS:
             return self.label(args.get("dest_bucket")), self.label(args.get("source_bucket"))
         if method in _UPLOAD_ID_METHODS:
@@ -565,13 +562,45 @@ def enable_multiprocess(directory: str | os.PathLike[str], *, clear: bool = True
     return path
 
 
-def render_multiprocess() -> bytes:
+def render_multiprocess(directory: str | os.PathLike[str] | None = None) -> bytes:
     """Every process's metrics summed, as one exposition (the supervisor's /metrics)."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    path = None if directory is None else str(directory)
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
     return bytes(generate_latest(registry))
 
 
-def mark_worker_dead(pid: int) -> None:
+def mark_worker_dead(pid: int, directory: str | os.PathLike[str] | None = None) -> None:
     """Drop a dead worker's live gauges; its counters and histograms stay counted."""
-    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    path = None if directory is None else str(directory)
+    multiprocess.mark_process_dead(pid, path=path)  # type: ignore[no-untyped-call]
+
+
+class SupervisorMetrics:
+    """The metrics side of a supervisor that runs the server as worker processes.
+
+    Create it before the first worker starts (it calls
+    :func:`enable_multiprocess`, so the workers inherit the directory through
+    the environment); serve :meth:`render` on ``s3.metrics.address`` (for
+    instance with ``status.HTTPServer`` and ``status.routes_for``); call
+    :meth:`worker_exited` for each worker that exits, with ``restarted`` when
+    a new one takes its place. Counters of every worker, dead or alive, are in
+    every scrape; gauges only of the live ones.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = enable_multiprocess(directory)
+        self.registry = CollectorRegistry()
+        self.worker_restarts = Counter(
+            "trio_s3rpc_worker_restarts",
+            "Worker processes restarted by the supervisor after they exited",
+            registry=self.registry,
+        )
+
+    def worker_exited(self, pid: int, *, restarted: bool) -> None:
+        mark_worker_dead(pid, self.directory)
+        if restarted:
+            self.worker_restarts.inc()
+
+    def render(self) -> bytes:
+        return render_multiprocess(self.directory)
