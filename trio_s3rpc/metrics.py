@@ -39,6 +39,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
     values,
@@ -113,6 +114,9 @@ class Metrics:
     """Every metric of one server process, in one registry."""
 
     def __init__(self) -> None:
+        # No *_created series: RoadRunner's Go client sends none, and they
+        # would double every counter's series (a process-wide setting).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self._samplers: list[Sampler] = []
         r = self.registry
@@ -590,6 +594,7 @@ class SupervisorMetrics:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = enable_multiprocess(directory)
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self.worker_restarts = Counter(
             "trio_s3rpc_worker_restarts",
