@@ -42,6 +42,7 @@ from benchmarks.peers import (
     write_fixtures,
 )
 from benchmarks.report import RunReport, machine_info, render, versions, write_chart, write_json
+from benchmarks.results import CellResult
 from benchmarks.runner import (
     CellRunner,
     CellSettings,
@@ -415,8 +416,27 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
             f"{scraper.scrapes} scrapes of the metrics-on server answered, {scraper.failures} "
             f"failed; the last was {scraper.last_size} bytes"
         )
+        report.notes.extend(_cpu_per_call(report.cells))
 
     return _execute(report, args, external, bucket, body)
+
+
+def _cpu_per_call(cells: list[CellResult]) -> list[str]:
+    """Server CPU per call, off and on: steadier than ops/s when the cores are shared."""
+    per_call: dict[tuple[str, str], float] = {}
+    for cell in cells:
+        if cell.server_cores and cell.ops_per_second:
+            key = (f"{cell.label} x{cell.connections}", cell.client)
+            per_call[key] = cell.server_cores / cell.ops_per_second * 1e6
+    notes = []
+    for (name, client), off in sorted(per_call.items()):
+        on = per_call.get((name, peer_clients(RPCPeer(METRICS_PEER, ""), False)[0]))
+        if client == "rpc" and on is not None:
+            notes.append(
+                f"{name}: server CPU per call {off:.1f} us with metrics off, {on:.1f} us on "
+                f"(on / off = {on / off:.3f})"
+            )
+    return notes
 
 
 def _free_loopback_port() -> int:
