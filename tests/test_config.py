@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from trio_s3rpc.config import (
     ConfigError,
     Credentials,
     ListenAddress,
+    RelaySettings,
     ServerConfig,
     describe,
     expand_vars,
@@ -140,13 +142,18 @@ def test_every_setting_is_read() -> None:
         local_roots=[str(ROOT)],
         upload_idle_timeout=5,
         abort_stale_after="2h",
+        listen="unix:///run/s3.sock",
+        socket_mode="0660",
+        socket_owner=os.getuid(),
+        socket_group=str(os.getgid()),
+        max_frame_size="64MiB",
+        max_in_flight=8,
+        relay="tcp://127.0.0.1:6001",
+        relay_timeout="5s",
+        relay_connections=3,
     )
-    data["rpc"] = {
-        "listen": "unix:///run/s3.sock",
-        "socket_mode": "0660",
-        "max_frame_size": "64MiB",
-        "max_in_flight": 8,
-    }
+    data["rpc"] = {"listen": "tcp://127.0.0.1:6001"}
+    data["server"] = {"env": [{"rr_rpc": "unix:///run/s3.sock"}]}
     config = parse_config(data, {})
     assert config.s3.buckets["uploads"] == BucketConfig(
         "uploads",
@@ -174,6 +181,11 @@ def test_every_setting_is_read() -> None:
     assert config.rpc.socket_mode == 0o660
     assert config.rpc.max_frame_size == 64 * MIB
     assert config.rpc.max_in_flight == 8
+    assert (config.rpc.socket_owner, config.rpc.socket_group) == (os.getuid(), os.getgid())
+    assert config.rpc.relay == RelaySettings(parse_listen("tcp://127.0.0.1:6001"), 5.0, 3)
+    assert config.rpc.listen_key == "s3.listen"
+    assert config.rpc.roadrunner_listen == parse_listen("tcp://127.0.0.1:6001")
+    assert config.rpc.workers_rpc == "unix:///run/s3.sock"
     assert config.warnings == ()
 
 
@@ -195,9 +207,25 @@ def test_example_config_loads_and_spells_out_the_defaults() -> None:
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
     config = load_config(ROOT / "config.example.yaml", env)
     assert config.warnings == ()
-    assert str(config.rpc.listen) == DEFAULT_LISTEN
+    # Beside RoadRunner: its own address, RoadRunner's relayed to, loopback only.
+    assert str(config.rpc.listen) == "tcp://127.0.0.1:6002"
+    assert config.rpc.roadrunner_listen == parse_listen(DEFAULT_LISTEN)
+    assert config.rpc.relay == RelaySettings(parse_listen(DEFAULT_LISTEN))
+    assert config.rpc.allow_from == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
     defaults = parse_config(minimal(), {})
-    assert config.rpc == defaults.rpc
+    rpc, default_rpc = config.rpc, defaults.rpc
+    assert (rpc.socket_mode, rpc.socket_owner, rpc.socket_group) == (
+        default_rpc.socket_mode,
+        default_rpc.socket_owner,
+        default_rpc.socket_group,
+    )
+    assert (rpc.max_frame_size, rpc.max_in_flight) == (
+        default_rpc.max_frame_size,
+        default_rpc.max_in_flight,
+    )
     s3, default_s3 = config.s3, defaults.s3
     assert (s3.shutdown_timeout, s3.upload_idle_timeout, s3.abort_stale_after) == (
         default_s3.shutdown_timeout,
@@ -226,7 +254,7 @@ def test_example_config_takes_values_from_the_environment() -> None:
     env = {
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": SECRET,
-        "RR_RPC_LISTEN": "unix:///run/rr.sock",
+        "S3RPC_LISTEN": "unix:///run/rr.sock",
         "UPLOADS_PART_SIZE": "10485760",
         "MINIO_ENDPOINT": "https://minio.internal",
     }
@@ -280,8 +308,9 @@ def test_text_without_dollar_is_unchanged(text: str) -> None:
 
 def test_expansion_happens_everywhere_before_conversion() -> None:
     data = {
-        "rpc": {"listen": "tcp://127.0.0.1:${RPC_PORT:-6001}", "max_in_flight": "${INFLIGHT}"},
+        "rpc": {"listen": "tcp://127.0.0.1:${RPC_PORT:-6001}"},
         "s3": {
+            "max_in_flight": "${INFLIGHT}",
             "default": "${DEFAULT_BUCKET:-uploads}",
             "shutdown_timeout": "${STOP:-45s}",
             "local_roots": ["${ROOT_DIR}"],

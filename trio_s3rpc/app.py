@@ -24,6 +24,7 @@ from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.methods import S3Methods, register_control_methods
 from trio_s3rpc.rpc.registry import MethodRegistry
+from trio_s3rpc.rpc.relay import Relay
 from trio_s3rpc.rpc.server import RPCServer
 from trio_s3rpc.s3.multipart import UploadBook
 from trio_s3rpc.status import HTTPServer, Readiness, routes_for
@@ -56,6 +57,8 @@ class Application:
         self.registry = build_registry(self.storage, self.files, self.uploads)
         self.control = CallControl()
         register_control_methods(self.registry, self.control)
+        relay = config.rpc.relay
+        self.relay = Relay(relay, config.rpc.max_frame_size) if relay is not None else None
         observability = config.s3.observability
         self.metrics: Metrics | None = None
         if observability.metrics_address is not None or metrics_module.multiprocess_enabled():
@@ -64,6 +67,7 @@ class Application:
             config.rpc,
             Dispatcher(self.registry, self.control, self._call_metrics()),
             shutdown_timeout=config.s3.shutdown_timeout,
+            relay=self.relay,
         )
         self.readiness: Readiness | None = None
         if observability.status_address is not None:
@@ -142,6 +146,9 @@ class Application:
                 # resumable from any instance).
                 await nursery.start(self.uploads.run)
                 await nursery.start(self.janitor.run)
+                if self.relay is not None:
+                    # Outlives the drain too: relayed calls in flight finish first.
+                    await nursery.start(self.relay.run)
                 for http_server in self.http_servers:
                     await nursery.start(http_server.run)
                 if self.readiness is not None:

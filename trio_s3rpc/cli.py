@@ -19,7 +19,15 @@ from typing import Any
 import trio
 
 from trio_s3rpc import __version__
-from trio_s3rpc.config import Config, ConfigError, describe, load_config, parse_config, parse_listen
+from trio_s3rpc.config import (
+    Config,
+    ConfigError,
+    describe,
+    exposure_warning,
+    load_config,
+    parse_config,
+    parse_listen,
+)
 from trio_s3rpc.errors import RPCError
 from trio_s3rpc.logs import FORMATS, setup_logging
 
@@ -53,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a private SeaweedFS on 127.0.0.1 and serve a bucket 'uploads' from it",
     )
-    serve.add_argument("--listen", help="override rpc.listen (tcp://host:port or unix:///path)")
+    serve.add_argument(
+        "--listen", help="override s3.listen / rpc.listen (tcp://host:port or unix:///path)"
+    )
     serve.add_argument(
         "--data-dir",
         default=".trio-s3rpc-data",
@@ -133,6 +143,9 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}")
+    risk = exposure_warning(config.rpc)
+    if risk:
+        print(f"warning: {config.rpc.listen_key}: {risk}")
     print(describe(config))
     if args.probe:
         return _probe(config)

@@ -1,11 +1,17 @@
 """Loading the RoadRunner ``.rr.yaml``: expand ``${VARS}``, validate, fill defaults.
 
-The server reads its ``rpc`` and ``s3`` sections from the same file RoadRunner
-reads, so the shapes and the environment expansion follow RoadRunner; other
-top-level sections (``server``, ``http``, ``logs``, ...) are RoadRunner's and
-are ignored. Everything is checked here, once, before anything starts: the
-result is one frozen :class:`Config` that the rest of the code trusts, and any
-problem is a :class:`ConfigError` whose message names the offending field
+The server reads its ``s3`` section (and, for standalone use and
+compatibility, ``rpc``) from the same file RoadRunner reads, so the shapes and
+the environment expansion follow RoadRunner. Beside RoadRunner, ``rpc.listen``
+is RoadRunner's own address and this server's settings all live under ``s3``
+(``s3.listen``, ``s3.relay``, ...), where RoadRunner's sections cannot clash
+with them; the old ``rpc.*`` places are still read, with a warning. Other
+top-level sections are RoadRunner's and are ignored, except that
+``server.env.RR_RPC`` is checked against ``s3.listen``.
+
+Everything is checked here, once, before anything starts: the result is one
+frozen :class:`Config` that the rest of the code trusts, and any problem is a
+:class:`ConfigError` whose message names the offending field
 (``s3.buckets.uploads.visibility: ...``). Unknown keys and other doubtful but
 usable settings become warnings on the config instead. Secrets (credential
 secrets and tokens) never appear in a message, a warning, a repr or
@@ -15,9 +21,11 @@ secrets and tokens) never appear in a message, a warning, a repr or
 from __future__ import annotations
 
 import difflib
+import grp
 import ipaddress
 import math
 import os
+import pwd
 import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -119,12 +127,33 @@ class BucketConfig:
     multipart_copy_threshold: int = 5 * GIB
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(slots=True, frozen=True)
+class RelaySettings:
+    """``s3.relay``: where calls for services other than ``s3`` are forwarded."""
+
+    address: ListenAddress
+    timeout: float = 60.0  # per relayed call: its arguments pass through unread
+    connections: int = 2  # upstream connections the callers are multiplexed over
+
+
 @dataclass(slots=True, frozen=True)
 class RPCSettings:
     listen: ListenAddress
     socket_mode: int = 0o600
     max_frame_size: int = 256 * MIB
     max_in_flight: int = 64
+    socket_owner: int = -1  # uid given to a unix socket file; -1 leaves it
+    socket_group: int = -1  # gid, likewise
+    allow_from: tuple[IPNetwork, ...] = ()  # empty: any peer
+    relay: RelaySettings | None = None
+    listen_key: str = "rpc.listen"  # the key the listen address came from
+    # rpc.listen when s3.listen is set: RoadRunner's own RPC address, not ours.
+    roadrunner_listen: ListenAddress | None = None
+    # server.env.RR_RPC as written (expanded): the address RoadRunner's PHP workers use.
+    workers_rpc: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -594,25 +623,236 @@ def _parse_document(data: Any, env: Mapping[str, str]) -> Config:
     # Only our two sections are expanded: the others are RoadRunner's business.
     rpc = _Section(_expand_tree(data.get("rpc"), "rpc", context), "rpc", context)
     s3 = _Section(_expand_tree(data["s3"], "s3", context), "s3", context)
-    rpc_settings = _parse_rpc(rpc)
+    rpc_settings = _parse_rpc(rpc, s3, _workers_rpc(data, context))
+    rpc.warn_unknown()
     s3_settings = _parse_s3(s3)
     return Config(rpc_settings, s3_settings, tuple(context.warnings))
 
 
-def _parse_rpc(section: _Section) -> RPCSettings:
-    listen_text = section.text("listen", DEFAULT_LISTEN)
-    try:
-        listen = parse_listen(listen_text)
-    except ConfigError as exc:
-        raise ConfigError(f"{section.where('listen')}: {exc.message}") from None
+# This server's own settings, once under rpc, now under s3 (rpc is RoadRunner's).
+MOVED_KEYS = ("socket_mode", "max_frame_size", "max_in_flight")
+
+
+def _parse_rpc(rpc: _Section, s3: _Section, workers_rpc: str) -> RPCSettings:
+    """The RPC server's settings: ``s3.listen`` and friends, falling back to ``rpc.*``."""
+    listen, listen_key, roadrunner = _listen(rpc, s3)
+    mode_section = _own_setting(rpc, s3, "socket_mode")
+    frame_section = _own_setting(rpc, s3, "max_frame_size")
     settings = RPCSettings(
         listen=listen,
-        socket_mode=_socket_mode(section.get("socket_mode"), section.where("socket_mode")),
-        max_frame_size=section.size("max_frame_size", 256 * MIB, MIN_FRAME_SIZE, MAX_FRAME_SIZE),
-        max_in_flight=section.integer("max_in_flight", 64, minimum=1),
+        socket_mode=_socket_mode(
+            mode_section.get("socket_mode"), mode_section.where("socket_mode")
+        ),
+        max_frame_size=frame_section.size(
+            "max_frame_size", 256 * MIB, MIN_FRAME_SIZE, MAX_FRAME_SIZE
+        ),
+        max_in_flight=_own_setting(rpc, s3, "max_in_flight").integer(
+            "max_in_flight", 64, minimum=1
+        ),
+        socket_owner=_socket_owner(s3, "socket_owner", pwd.getpwnam, "user"),
+        socket_group=_socket_owner(s3, "socket_group", grp.getgrnam, "group"),
+        allow_from=_allow_from(s3, listen),
+        relay=_relay(s3, listen, listen_key, roadrunner),
+        listen_key=listen_key,
+        roadrunner_listen=roadrunner,
+        workers_rpc=workers_rpc,
     )
-    section.warn_unknown()
+    _check_workers_rpc(settings, s3.context)
     return settings
+
+
+def _address(section: _Section, key: str, default: str = "") -> ListenAddress | None:
+    text = section.text(key, default)
+    if not text:
+        return None
+    try:
+        return parse_listen(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{section.where(key)}: {exc.message}") from None
+
+
+def _listen(rpc: _Section, s3: _Section) -> tuple[ListenAddress, str, ListenAddress | None]:
+    """This server's address, the key it came from, and RoadRunner's (when both are set)."""
+    own = _address(s3, "listen")
+    if own is None:
+        # Standalone: rpc.listen is ours, as before s3.listen existed.
+        listen = _address(rpc, "listen", DEFAULT_LISTEN)
+        assert listen is not None
+        return listen, "rpc.listen", None
+    roadrunner = _address(rpc, "listen")
+    if roadrunner is not None and same_address(own, roadrunner):
+        raise ConfigError(
+            f"s3.listen: {own} clashes with rpc.listen ({roadrunner}), RoadRunner's own RPC "
+            "address; give this server an address of its own, e.g. tcp://127.0.0.1:6002"
+        )
+    return own, "s3.listen", roadrunner
+
+
+def _own_setting(rpc: _Section, s3: _Section, key: str) -> _Section:
+    """The section to read ``key`` from: s3, or rpc (the old place) with a warning."""
+    in_s3, in_rpc = s3.get(key) is not None, rpc.get(key) is not None
+    if in_rpc and in_s3:
+        s3.context.warnings.append(f"rpc.{key} is ignored: s3.{key} is set and takes precedence")
+    elif in_rpc:
+        s3.context.warnings.append(
+            f"rpc.{key}: read for compatibility; move it to s3.{key}, where RoadRunner's rpc "
+            "section cannot clash with it"
+        )
+        return rpc
+    return s3
+
+
+def _socket_owner(section: _Section, key: str, lookup: Callable[[str], Any], what: str) -> int:
+    """A user or group for the unix socket file, by name or number; -1 when unset."""
+    value = section.get(key)
+    if value is None:
+        return -1
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if not isinstance(value, str):
+        raise ConfigError(f"{section.where(key)}: must be a {what} name or id, got {_show(value)}")
+    try:
+        entry = lookup(value.strip())
+    except KeyError:
+        raise ConfigError(f"{section.where(key)}: no {what} named {value.strip()!r}") from None
+    number: int = entry[2]  # pw_uid / gr_gid
+    return number
+
+
+def _allow_from(section: _Section, listen: ListenAddress) -> tuple[IPNetwork, ...]:
+    where = section.where("allow_from")
+    value = section.get("allow_from")
+    if value is None:
+        return ()
+    ranges = [value] if isinstance(value, str) else value
+    if not isinstance(ranges, list) or not all(isinstance(item, str) for item in ranges):
+        raise ConfigError(f'{where}: must be a list of CIDR ranges such as ["10.0.0.0/8"]')
+    networks: list[IPNetwork] = []
+    for index, text in enumerate(ranges):
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{where}[{index}]: {_show(text)} is not a CIDR range such as 10.0.0.0/8, "
+                "192.168.1.7 or fd00::/8"
+            ) from None
+    if listen.scheme == "unix":
+        section.context.warnings.append(
+            f"{where}: has no effect on a unix socket; its file mode, owner and group "
+            "(s3.socket_mode, s3.socket_owner, s3.socket_group) say who may connect"
+        )
+    return tuple(networks)
+
+
+def _relay(
+    section: _Section,
+    listen: ListenAddress,
+    listen_key: str,
+    roadrunner: ListenAddress | None,
+) -> RelaySettings | None:
+    timeout = section.duration("relay_timeout", 60.0, positive=True)
+    connections = section.integer("relay_connections", 2, minimum=1, maximum=64)
+    address = _address(section, "relay")
+    if address is None:
+        return None
+    if same_address(address, listen):
+        hint = "" if listen_key == "s3.listen" else "; set s3.listen to this server's own address"
+        raise ConfigError(
+            f"s3.relay: {address} is this server's own address ({listen_key}): relayed calls "
+            f"would come back here{hint}"
+        )
+    if roadrunner is not None and not same_address(address, roadrunner):
+        section.context.warnings.append(
+            f"s3.relay: {address} is not rpc.listen ({roadrunner}): calls to RoadRunner's "
+            "services will go to another RoadRunner than this file's"
+        )
+    return RelaySettings(address, timeout, connections)
+
+
+def _workers_rpc(data: Mapping[str, Any], context: _Context) -> str:
+    """``server.env.RR_RPC``, expanded; RoadRunner uppercases env keys, so any case counts."""
+    server = data.get("server")
+    env = server.get("env") if isinstance(server, Mapping) else None
+    # server.env is a mapping, or a list of one-key mappings.
+    items = [env] if isinstance(env, Mapping) else env if isinstance(env, list) else []
+    found = ""
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        for key, value in item.items():
+            if str(key).upper() == "RR_RPC" and isinstance(value, str):
+                found = expand_vars(value, context.env)
+    return found.strip()
+
+
+def _check_workers_rpc(settings: RPCSettings, context: _Context) -> None:
+    """Warn when the PHP workers' RR_RPC and this server's addresses disagree."""
+    if not settings.workers_rpc:
+        return
+    where = "server.env.RR_RPC"
+    try:
+        workers = parse_listen(settings.workers_rpc)
+    except ConfigError as exc:
+        context.warnings.append(f"{where}: {exc.message}")
+        return
+    ours = same_address(workers, settings.listen)
+    if ours and settings.relay is None:
+        context.warnings.append(
+            f"{where} points PHP workers at this server ({settings.listen}) but s3.relay is "
+            "not set: their calls to RoadRunner's own services (informer, jobs, kv, ...) "
+            "will answer METHOD_NOT_FOUND"
+        )
+    elif not ours and settings.relay is not None:
+        context.warnings.append(
+            f"{where} is {workers}, not this server ({settings.listen}): PHP workers "
+            "will not reach s3.* through the relay"
+        )
+
+
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def same_address(first: ListenAddress, second: ListenAddress) -> bool:
+    """True when two addresses would collide: one cannot listen where the other does."""
+    if first.scheme != second.scheme:
+        return False
+    if first.scheme == "unix":
+        return os.path.abspath(first.path) == os.path.abspath(second.path)
+    if first.port != second.port or first.port == 0:
+        return False
+    hosts = {first.host.lower(), second.host.lower()}
+    return len(hosts) == 1 or bool(hosts & set(_WILDCARD_HOSTS)) or hosts <= set(_LOOPBACK_NAMES)
+
+
+def is_loopback(address: ListenAddress) -> bool:
+    """True for unix sockets and tcp addresses reachable only from this machine."""
+    if address.scheme == "unix":
+        return True
+    host = address.host.lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # all interfaces (""), or a name that may resolve anywhere
+
+
+def exposure_warning(settings: RPCSettings, address: ListenAddress | None = None) -> str:
+    """The risk of a listen address beyond loopback, or "" for loopback and unix sockets."""
+    address = address or settings.listen
+    if is_loopback(address):
+        return ""
+    allowed = ", ".join(str(network) for network in settings.allow_from)
+    who = f"peers in s3.allow_from ({allowed})" if allowed else "anyone who can reach it"
+    return (
+        f"{address} is reachable beyond this machine, and Goridge RPC has no "
+        f"authentication: {who} can call every s3.* method with this server's storage "
+        "credentials (read, overwrite and delete objects). Listen on 127.0.0.1 or a unix "
+        "socket, or restrict s3.allow_from to the application's hosts"
+    )
 
 
 def _socket_mode(value: Any, where: str) -> int:
@@ -846,12 +1086,8 @@ def _public_url(section: _Section) -> str:
 def describe(config: Config) -> str:
     """A human summary of what the config serves; secrets masked, the key shown in part."""
     rpc, s3 = config.rpc, config.s3
-    lines = [f"listen: {rpc.listen}"]
-    if rpc.listen.scheme == "unix":
-        lines.append(f"  socket_mode: {rpc.socket_mode:04o}")
-    lines += [
-        f"  max_frame_size: {_format_size(rpc.max_frame_size)}",
-        f"  max_in_flight: {rpc.max_in_flight}",
+    lines = [
+        *_describe_rpc(rpc),
         f"shutdown_timeout: {_format_duration(s3.shutdown_timeout)}",
         f"upload_idle_timeout: {_format_duration(s3.upload_idle_timeout)}",
         f"abort_stale_after: {_format_duration(s3.abort_stale_after)}",
@@ -864,6 +1100,47 @@ def describe(config: Config) -> str:
     for bucket in s3.buckets.values():
         lines += _describe_bucket(bucket)
     return "\n".join(lines)
+
+
+def _describe_rpc(rpc: RPCSettings) -> list[str]:
+    lines = [f"listen: {rpc.listen} ({rpc.listen_key})"]
+    if rpc.listen.scheme == "unix":
+        lines.append(f"  socket_mode: {rpc.socket_mode:04o}")
+        lines.append(f"  socket_owner: {_id_name(rpc.socket_owner, pwd.getpwuid)}")
+        lines.append(f"  socket_group: {_id_name(rpc.socket_group, grp.getgrgid)}")
+    else:
+        allowed = ", ".join(str(network) for network in rpc.allow_from)
+        lines.append(f"  allow_from: {allowed or '(any peer)'}")
+    lines += [
+        f"  max_frame_size: {_format_size(rpc.max_frame_size)}",
+        f"  max_in_flight: {rpc.max_in_flight}",
+    ]
+    relay = rpc.relay
+    if relay is None:
+        lines.append("relay: (none: calls to services other than s3 answer METHOD_NOT_FOUND)")
+    else:
+        lines += [
+            f"relay: {relay.address} (s3.relay: calls to services other than s3 go there)",
+            f"  relay_timeout: {_format_duration(relay.timeout)}",
+            f"  relay_connections: {relay.connections}",
+        ]
+    if rpc.roadrunner_listen is not None:
+        lines.append(
+            f"RoadRunner rpc.listen: {rpc.roadrunner_listen} (RoadRunner's own; no clash with "
+            f"s3.listen {rpc.listen})"
+        )
+    if rpc.workers_rpc:
+        lines.append(f"PHP workers' RR_RPC (server.env): {rpc.workers_rpc}")
+    return lines
+
+
+def _id_name(number: int, lookup: Callable[[int], Any]) -> str:
+    if number < 0:
+        return "(unchanged: the server's user and group)"
+    try:
+        return f"{lookup(number)[0]} ({number})"
+    except KeyError:
+        return str(number)
 
 
 def _describe_server(server: ServerConfig) -> list[str]:

@@ -116,7 +116,7 @@ class Metrics:
     def __init__(self) -> None:
         # No *_created series: RoadRunner's Go client sends none, and they
         # would double every counter's series (a process-wide setting).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self._samplers: list[Sampler] = []
         r = self.registry
@@ -594,7 +594,7 @@ class SupervisorMetrics:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = enable_multiprocess(directory)
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         self.worker_restarts = Counter(
             "trio_s3rpc_worker_restarts",

@@ -463,6 +463,24 @@ async def test_headers_checksums_and_token_reach_the_server(scripted: ScriptedSe
     assert delete.headers["content-md5"] == md5
 
 
+async def test_content_length_is_sent_as_httpx_sends_it(
+    scripted: ScriptedServer, fake_s3: S3Transport
+) -> None:
+    """Requests are built for httpcore directly; the framing stays httpx's: a length for
+    every body and for an empty PUT/POST, none (and never chunked) for GET/HEAD/DELETE."""
+    await fake_s3.request("PutObject", "PUT", "b", "empty", body=b"")
+    await fake_s3.request("PutObject", "PUT", "b", "full", body=b"12345")
+    await fake_s3.request("GetObject", "GET", "b", "k")
+    await fake_s3.request("HeadObject", "HEAD", "b", "k")
+    await fake_s3.request("DeleteObject", "DELETE", "b", "k", ok_statuses=(200, 204))
+    lengths = [received.headers.get("content-length") for received in scripted.received]
+    assert lengths == ["0", "5", None, None, None]
+    assert all("transfer-encoding" not in received.headers for received in scripted.received)
+    assert [received.headers["host"] for received in scripted.received] == [
+        scripted.endpoint.removeprefix("http://")
+    ] * 5
+
+
 @pytest.mark.parametrize(
     ("checksums", "signed"), [("when_required", False), ("when_supported", True)]
 )

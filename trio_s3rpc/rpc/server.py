@@ -10,6 +10,12 @@ calls in flight per connection are bounded (``rpc.max_in_flight``): at the
 bound the reader stops reading, and the kernel's buffers push back on the
 client.
 
+With ``s3.relay`` set, a call for any service other than ``s3`` is handed,
+frame and all, to the :class:`~trio_s3rpc.rpc.relay.Relay`, which forwards it
+to RoadRunner's own RPC; it counts against the same in-flight bound and
+shutdown grace as a local call. Without a relay that check is one attribute
+test per frame. Peers outside ``s3.allow_from`` are refused at accept.
+
 Shutdown (``request_shutdown``) closes the listeners at once and asks every
 connection to close as soon as it is idle (no call in flight, no partial
 frame); calls already received or arriving meanwhile are served. After
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import itertools
 import logging
 import os
@@ -31,7 +38,7 @@ from typing import Any
 
 import trio
 
-from trio_s3rpc.config import ListenAddress, RPCSettings
+from trio_s3rpc.config import ListenAddress, RPCSettings, exposure_warning
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
     FLAG_CONTROL,
@@ -43,6 +50,7 @@ from trio_s3rpc.goridge.frame import (
     parse_rpc_request,
 )
 from trio_s3rpc.rpc.dispatch import Dispatcher
+from trio_s3rpc.rpc.relay import Relay
 
 log = logging.getLogger("trio_s3rpc.rpc")
 
@@ -62,9 +70,11 @@ class Connection:
         settings: RPCSettings,
         peer: str,
         connection_id: int,
+        relay: Relay | None = None,
     ) -> None:
         self._stream = stream
         self._dispatcher = dispatcher
+        self._relay = relay
         self._decoder = FrameDecoder(settings.max_frame_size)
         self._max_in_flight = settings.max_in_flight
         self._slot_freed = trio.Event()
@@ -140,6 +150,9 @@ class Connection:
                     return
                 if request is None:
                     continue
+                if self._relay is not None and not request.method.startswith("s3."):
+                    await self._start_relayed(nursery, frame, request)
+                    continue
                 if self._dispatcher.is_inline(request.method):
                     # Methods that never wait on I/O are answered right here:
                     # a task per call would cost more than the call itself.
@@ -163,6 +176,32 @@ class Connection:
         try:
             try:
                 answer = await self._dispatcher.answer(request)
+            except trio.Cancelled:
+                if self._server_stopping and not self._client_gone:
+                    await self._answer_shutting_down(request)
+                raise
+            await self._send(answer)
+        finally:
+            self._in_flight -= 1
+            self._slot_freed.set()
+            if self._closing and self.idle:
+                self._read_scope.cancel()
+
+    async def _start_relayed(
+        self, nursery: trio.Nursery, frame: Frame, request: RPCRequest
+    ) -> None:
+        while self._in_flight >= self._max_in_flight:
+            self._slot_freed = trio.Event()
+            await self._slot_freed.wait()
+        self._in_flight += 1
+        nursery.start_soon(self._serve_relayed, frame, request)
+
+    async def _serve_relayed(self, frame: Frame, request: RPCRequest) -> None:
+        """Forward one call for another service; its answer or a clear error goes back."""
+        assert self._relay is not None
+        try:
+            try:
+                answer = await self._relay.forward(frame, request)
             except trio.Cancelled:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
@@ -219,10 +258,16 @@ class RPCServer:
     """Accepts connections on one listen address and serves them until shutdown."""
 
     def __init__(
-        self, settings: RPCSettings, dispatcher: Dispatcher, *, shutdown_timeout: float
+        self,
+        settings: RPCSettings,
+        dispatcher: Dispatcher,
+        *,
+        shutdown_timeout: float,
+        relay: Relay | None = None,
     ) -> None:
         self.settings = settings
         self._dispatcher = dispatcher
+        self._relay = relay
         self._shutdown_timeout = shutdown_timeout
         self._shutdown = trio.Event()
         self._connections: set[Connection] = set()
@@ -273,6 +318,9 @@ class RPCServer:
                     for listener in listeners:
                         acceptors.start_soon(self._accept_loop, listener, connections)
                     log.info("event=listening address=%s", self.address)
+                    risk = exposure_warning(self.settings, self.address)
+                    if risk:
+                        log.warning("event=listen_exposed address=%s risk=%r", self.address, risk)
                     task_status.started(self.address)
                     await self._shutdown.wait()
                     acceptors.cancel_scope.cancel()
@@ -311,8 +359,17 @@ class RPCServer:
                     await trio.sleep(0.1)
                     continue
                 raise
+            if self.settings.allow_from and not _peer_allowed(stream, self.settings):
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                continue
             connection = Connection(
-                stream, self._dispatcher, self.settings, _peer_name(stream), next(self._ids)
+                stream,
+                self._dispatcher,
+                self.settings,
+                _peer_name(stream),
+                next(self._ids),
+                self._relay,
             )
             if self._shutdown.is_set():
                 connection.close_when_idle()
@@ -326,6 +383,30 @@ class RPCServer:
         finally:
             self._connections.discard(connection)
             self.frames_refused += connection.frame_refused
+
+
+def _peer_allowed(stream: trio.SocketStream, settings: RPCSettings) -> bool:
+    """Whether a tcp peer is inside ``s3.allow_from``; a refusal is logged."""
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return False  # already gone
+    if not isinstance(peer, tuple):
+        return True  # unix socket: its file mode and owner decide
+    try:
+        address = ipaddress.ip_address(str(peer[0]).partition("%")[0])
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address is not None and any(address in network for network in settings.allow_from):
+        return True
+    log.warning(
+        "event=connection_refused peer=%s reason=%r",
+        _peer_name(stream),
+        "not in s3.allow_from",
+    )
+    return False
 
 
 def _peer_name(stream: trio.SocketStream) -> str:
@@ -342,7 +423,7 @@ async def open_listeners(settings: RPCSettings) -> tuple[list[trio.SocketListene
     """Open the listen address; for tcp port 0 the answer carries the bound port."""
     address = settings.listen
     if address.scheme == "unix":
-        return [await _open_unix_listener(address.path, settings.socket_mode)], address
+        return [await _open_unix_listener(address.path, settings)], address
     host = address.host or None
     try:
         listeners = await trio.open_tcp_listeners(address.port, host=host)
@@ -354,20 +435,42 @@ async def open_listeners(settings: RPCSettings) -> tuple[list[trio.SocketListene
     return list(listeners), ListenAddress("tcp", host=address.host, port=port)
 
 
-async def _open_unix_listener(path: str, mode: int) -> trio.SocketListener:
+async def _open_unix_listener(path: str, settings: RPCSettings) -> trio.SocketListener:
     _clear_stale_socket(path)
     sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    bound = False
     try:
         with _umask(0o177):
             await sock.bind(path)
-        os.chmod(path, mode)
+        bound = True
+        os.chmod(path, settings.socket_mode)
+        _chown_socket(path, settings)
         sock.listen(stdlib_socket.SOMAXCONN)
-    except OSError as exc:
+    except (OSError, RPCError) as exc:
         sock.close()
+        if bound:
+            _remove_socket_file(path)
+        if isinstance(exc, RPCError):
+            raise
         raise RPCError(
             ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: {exc.strerror}"
         ) from None
     return trio.SocketListener(sock)
+
+
+def _chown_socket(path: str, settings: RPCSettings) -> None:
+    """Give the socket file ``s3.socket_owner``/``s3.socket_group``, when set."""
+    if settings.socket_owner < 0 and settings.socket_group < 0:
+        return
+    try:
+        os.chown(path, settings.socket_owner, settings.socket_group)
+    except OSError as exc:
+        raise RPCError(
+            ErrorCode.INVALID_CONFIG,
+            f"cannot give unix://{path} owner {settings.socket_owner} and group "
+            f"{settings.socket_group} (s3.socket_owner, s3.socket_group): {exc.strerror}",
+            "a different owner needs root; the group must be one of the server user's groups",
+        ) from None
 
 
 def _clear_stale_socket(path: str) -> None:

@@ -1,10 +1,10 @@
 """Requests to one S3 server: addressing, signing, retries and error mapping.
 
 :class:`S3Transport` turns ``(operation, method, bucket, key, query, headers,
-body)`` into a signed request on the server's httpx connection pools (httpx
-runs on trio through anyio; several small pools rather than one large one, see
-:func:`_pool_sizes`), and its answer into an :class:`S3Response` or an
-:class:`S3Error`. This is the one place where httpx exceptions become
+body)`` into a signed ``httpcore.Request`` on the server's connection pool
+(:class:`~trio_s3rpc.s3.pool.ConnectionPool`, over httpcore's own HTTP/1.1
+connections and h11, on trio), and its answer into an :class:`S3Response` or
+an :class:`S3Error`. This is the one place where httpcore exceptions become
 ``S3Error`` (code ``ConnectionError`` or ``Timeout``, status 0). Requests that
 are safe to repeat are retried on connection failures, 5xx answers and
 throttling, with backoff spanning several seconds, and re-signed on every
@@ -27,11 +27,13 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
+import httpcore
 import httpx
 import trio
 
 from trio_s3rpc import __version__, checksums
 from trio_s3rpc.config import ServerConfig
+from trio_s3rpc.s3.pool import ConnectionPool
 from trio_s3rpc.s3.signing import (
     UNSIGNED_PAYLOAD,
     RequestSigner,
@@ -43,6 +45,7 @@ from trio_s3rpc.s3.xml import S3Error, error_from_response, raise_if_error_body
 
 __all__ = [
     "BodyFactory",
+    "HTTPResponse",
     "S3Error",
     "S3Response",
     "S3Transport",
@@ -60,7 +63,16 @@ RequestObserver = Callable[[str, str, float, int], None]
 RETRY_BASE_DELAY = 0.2
 RETRY_MAX_DELAY = 2.0
 CONNECT_TIMEOUT = 10.0
-POOL_SIZE = 8
+KEEPALIVE_EXPIRY = 5.0  # httpx's default
+
+# Everything httpcore raises for a request that did not get through.
+HTTP_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ConnectionNotAvailable,
+)
 
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_CODES = frozenset(
@@ -115,6 +127,8 @@ _CHECKSUM_TYPE = "FULL_OBJECT"
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SIGNATURE = re.compile(r"(Signature=)[0-9a-fA-F]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# httpx sends "Content-Length: 0" for these even without a body; S3 wants it on PUT.
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 T = TypeVar("T")
 
@@ -150,12 +164,65 @@ class S3Response:
     """The whole body; empty for streamed responses."""
 
 
+class HTTPResponse:
+    """An answer whose body is read as it arrives (what :meth:`S3Transport.stream` yields).
+
+    The part of ``httpx.Response`` that S3 needs: ``status_code``, ``headers``
+    (case-insensitive), ``aiter_raw()``, ``aread()``, ``aclose()``. Reading the
+    body to its end, or closing it, gives the connection back to the pool.
+    """
+
+    __slots__ = ("_consumed", "_response", "headers", "status_code")
+
+    def __init__(self, response: httpcore.Response) -> None:
+        self._response = response
+        self._consumed = False
+        self.status_code = response.status
+        self.headers = httpx.Headers(response.headers)
+
+    async def aiter_raw(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """The body as it arrives (``chunk_size``: in pieces of that size, the last shorter)."""
+        if self._consumed:
+            raise RuntimeError("the body was read already")
+        self._consumed = True
+        stream: AsyncIterable[bytes] = self._response.stream  # type: ignore[assignment]
+        if chunk_size is None:
+            async for chunk in stream:
+                if chunk:
+                    yield chunk
+        else:
+            pending = bytearray()
+            async for chunk in stream:
+                if not pending and len(chunk) == chunk_size:
+                    yield chunk
+                    continue
+                pending += chunk
+                while len(pending) >= chunk_size:
+                    yield bytes(pending[:chunk_size])
+                    del pending[:chunk_size]
+            if pending:
+                yield bytes(pending)
+        await self.aclose()
+
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
 @dataclass(slots=True)
 class _Target:
     url: str
     host: str
     path: str
     query: str
+    origin: tuple[bytes, bytes, int]
+    """(scheme, host without port, port): where the connection goes."""
+
+    @property
+    def target(self) -> bytes:
+        return (f"{self.path}?{self.query}" if self.query else self.path).encode("ascii")
 
 
 class _BodyLengthError(Exception):
@@ -175,40 +242,6 @@ async def _exactly(chunks: AsyncIterable[bytes], length: int) -> AsyncIterator[b
         yield chunk
     if sent < length:
         raise _BodyLengthError("IncompleteBody", f"body ended at {sent} of {length} bytes")
-
-
-@dataclass(slots=True)
-class _Pool:
-    """One httpx connection pool and how many of our requests it carries now.
-
-    Used directly rather than through an ``httpx.AsyncClient``: the client's
-    cookie jar, redirect and auth machinery cost about 100 µs per request (a
-    fifth of the whole) and S3 needs none of it.
-    """
-
-    transport: httpx.AsyncHTTPTransport
-    active: int = 0
-
-    async def release(self, response: httpx.Response) -> None:
-        try:
-            await response.aclose()
-        finally:
-            self.active -= 1
-
-
-def _pool_sizes(max_connections: int) -> list[int]:
-    """Split ``max_connections`` into pools of at most POOL_SIZE connections.
-
-    httpcore 1.0's pool rescans all its connections, quadratically, every
-    time a request starts or ends (encode/httpcore#1035). Measured with 4 KiB
-    PUT+GET against SeaweedFS: one pool of 100 spent 1000 µs of CPU per
-    request at 16 concurrent tasks (980 requests/s) and 2400-3000 µs at 64
-    (330-400 requests/s); pools of 8 spend 500-600 µs (1600 requests/s at
-    both, SeaweedFS then being the limit).
-    """
-    count = -(-max_connections // POOL_SIZE)
-    base, extra = divmod(max_connections, count)
-    return [base + 1 if index < extra else base for index in range(count)]
 
 
 class _AttemptFailed(Exception):
@@ -262,23 +295,17 @@ class S3Transport:
         self._sign_large_payloads = server.checksums == "when_supported"
         self._flexible_checksums = server.checksums == "when_supported"
         self._user_agent = f"trio-s3rpc/{__version__}"
-        self._bases: dict[str, tuple[str, str, str]] = {}
+        self._bases: dict[str, tuple[str, str, str, tuple[bytes, bytes, int]]] = {}
         self._extensions = {
             "timeout": httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)).as_dict()
         }
-        # One TLS context for all pools: building one loads the CA bundle (~30 ms).
-        tls = httpx.create_ssl_context(trust_env=False)
-        self._pools = [
-            _Pool(
-                httpx.AsyncHTTPTransport(
-                    verify=tls,
-                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                    trust_env=False,
-                    http2=http2,
-                )
-            )
-            for size in _pool_sizes(max_connections)
-        ]
+        self._pool = ConnectionPool(
+            max_connections=max_connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+            # httpx's TLS context: certifi's CA bundle, no environment settings.
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            http2=http2,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -287,8 +314,7 @@ class S3Transport:
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        for pool in self._pools:
-            await pool.transport.aclose()
+        await self._pool.aclose()
 
     # --- addressing ---------------------------------------------------------
 
@@ -313,23 +339,23 @@ class S3Transport:
         base = self._bases.get(bucket)
         if base is None:
             base = self._bases[bucket] = self._base_for(bucket)
-        origin, host, prefix = base
+        origin, host, prefix, address = base
         path = prefix or "/"
         if key is not None:
             path = f"{prefix}/{encode_key_path(key)}"
-        query_string = canonical_query(query)
+        query_string = canonical_query(query) if query else ""
         url = f"{origin}{path}?{query_string}" if query_string else f"{origin}{path}"
-        return _Target(url, host, path, query_string)
+        return _Target(url, host, path, query_string, address)
 
-    def _base_for(self, bucket: str) -> tuple[str, str, str]:
-        """``(origin, host, path prefix)`` for a bucket's requests."""
+    def _base_for(self, bucket: str) -> tuple[str, str, str, tuple[bytes, bytes, int]]:
+        """``(origin, host, path prefix, (scheme, hostname, port))`` for a bucket's requests."""
         # Buckets that are not plain DNS labels (dots break TLS wildcard
         # certificates) are addressed path-style, as the AWS SDKs do.
         if self._path_style or not _DNS_BUCKET.match(bucket):
-            origin = f"{self._scheme}://{self._netloc}"
-            return origin, self._netloc, f"{self._base_path}/{quote(bucket, safe='')}"
-        host = f"{bucket}.{self._netloc}"
-        return f"{self._scheme}://{host}", host, self._base_path
+            host, prefix = self._netloc, f"{self._base_path}/{quote(bucket, safe='')}"
+        else:
+            host, prefix = f"{bucket}.{self._netloc}", self._base_path
+        return f"{self._scheme}://{host}", host, prefix, _address(self._scheme, host)
 
     # --- requests -----------------------------------------------------------
 
@@ -364,15 +390,16 @@ class S3Transport:
 
         async def attempt() -> S3Response:
             request = self._signed_request(method, target, base_headers, body, content_length)
-            pool, response = await self._send(operation, request)
+            response = await self._send(operation, request)
             try:
-                content = b"".join([chunk async for chunk in response.aiter_raw()])
-            except httpx.HTTPError as exc:
+                content = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+            except HTTP_ERRORS as exc:
                 raise self._transport_failure(operation, exc) from exc
             finally:
-                await pool.release(response)
-            self._check(operation, method, response, content, ok_statuses)
-            return S3Response(response.status_code, response.headers, content)
+                await response.aclose()
+            headers = httpx.Headers(response.headers)
+            self._check(operation, method, response.status, headers, content, ok_statuses)
+            return S3Response(response.status, headers, content)
 
         return await self._with_retries(operation, idempotent, attempt)
 
@@ -385,7 +412,7 @@ class S3Transport:
         *,
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> AbstractAsyncContextManager[httpx.Response]:
+    ) -> AbstractAsyncContextManager[HTTPResponse]:
         """Open a request whose answer body the caller reads as it arrives.
 
         The status is checked (and failures retried) before the context is
@@ -404,30 +431,31 @@ class S3Transport:
         key: str | None,
         query: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[HTTPResponse]:
         target = self._target(bucket, key, query)
         base_headers = self._base_headers(operation, target.host, headers, b"")
 
-        async def attempt() -> tuple[_Pool, httpx.Response]:
+        async def attempt() -> HTTPResponse:
             request = self._signed_request(method, target, base_headers, b"", None)
-            pool, response = await self._send(operation, request)
+            response = HTTPResponse(await self._send(operation, request))
             if response.status_code in (200, 206):
-                return pool, response
+                return response
             try:
                 content = await response.aread()
-            except httpx.HTTPError as exc:
+            except HTTP_ERRORS as exc:
                 raise self._transport_failure(operation, exc) from exc
             finally:
-                await pool.release(response)
-            raise self._failure(operation, method, response, content)
+                await response.aclose()
+            raise self._failure(operation, method, response.status_code, response.headers, content)
 
-        pool, response = await self._with_retries(operation, True, attempt)
+        response = await self._with_retries(operation, True, attempt)
         try:
             yield response
-        except httpx.HTTPError as exc:
+        except HTTP_ERRORS as exc:
             raise self._transport_failure(operation, exc).error from exc
         finally:
-            await pool.release(response)
+            with trio.CancelScope(shield=True):
+                await response.aclose()
 
     # --- one attempt --------------------------------------------------------
 
@@ -468,98 +496,97 @@ class S3Transport:
         base_headers: dict[str, str],
         body: bytes | BodyFactory,
         content_length: int | None,
-    ) -> httpx.Request:
+    ) -> httpcore.Request:
         """A request signed now: every attempt is signed afresh (the time moves on)."""
         headers = dict(base_headers)
         content: bytes | AsyncIterable[bytes]
         if isinstance(body, bytes):
             content = body
             content_sha256 = payload_hash(body, sign_large=self._sign_large_payloads)
+            if body or method in _METHODS_WITH_BODY:
+                headers["content-length"] = str(len(body))
         else:
-            # Setting Content-Length keeps httpx from chunking the stream.
+            # S3 refuses chunked uploads: the length goes in Content-Length.
             assert content_length is not None
             content = _exactly(body(), content_length)
             content_sha256 = UNSIGNED_PAYLOAD
             headers["content-length"] = str(content_length)
         self._signer.sign_headers(method, target.path, target.query, headers, content_sha256)
-        return httpx.Request(
-            method, target.url, headers=headers, content=content, extensions=self._extensions
+        scheme, hostname, port = target.origin
+        return httpcore.Request(
+            method.encode("ascii"),
+            httpcore.URL(scheme=scheme, host=hostname, port=port, target=target.target),
+            # UTF-8 as httpx does; h11 refuses a name that is not an HTTP token.
+            headers=[(name.encode(), value.encode()) for name, value in headers.items()],
+            content=content,
+            extensions=self._extensions,
         )
 
-    async def _send(self, operation: str, request: httpx.Request) -> tuple[_Pool, httpx.Response]:
-        """Send on the least busy pool; the caller must ``release`` the response."""
-        pool = self._pools[0]
-        for candidate in self._pools:
-            if candidate.active < pool.active:
-                pool = candidate
-        pool.active += 1
+    async def _send(self, operation: str, request: httpcore.Request) -> httpcore.Response:
+        """Send on a pooled connection; the caller must close the response."""
         try:
-            response = await pool.transport.handle_async_request(request)
-        except BaseException as exc:
-            pool.active -= 1
-            if isinstance(exc, httpx.HTTPError):
-                raise self._transport_failure(operation, exc) from exc
-            if isinstance(exc, _BodyLengthError):
-                # The caller's stream disagrees with its content_length: a bug
-                # that a retry would repeat.
-                error = S3Error(operation, 0, exc.code, str(exc))
-                raise _AttemptFailed(error, sent=True, retryable=False) from None
-            raise
-        response.request = request
-        return pool, response
+            return await self._pool.request(request)
+        except HTTP_ERRORS as exc:
+            raise self._transport_failure(operation, exc) from exc
+        except _BodyLengthError as exc:
+            # The caller's stream disagrees with its content_length: a bug that
+            # a retry would repeat.
+            error = S3Error(operation, 0, exc.code, str(exc))
+            raise _AttemptFailed(error, sent=True, retryable=False) from None
 
     def _check(
         self,
         operation: str,
         method: str,
-        response: httpx.Response,
+        status: int,
+        headers: httpx.Headers,
         content: bytes,
         ok_statuses: Container[int],
     ) -> None:
         """Raise _AttemptFailed for an answer that is a failure."""
-        if response.status_code not in ok_statuses:
-            raise self._failure(operation, method, response, content)
-        if response.status_code == 200 and operation in _ERROR_IN_200_OPERATIONS:
+        if status not in ok_statuses:
+            raise self._failure(operation, method, status, headers, content)
+        if status == 200 and operation in _ERROR_IN_200_OPERATIONS:
             try:
                 raise_if_error_body(content, operation)
             except S3Error as error:
-                raise self._answer_failure(error, response) from None
+                raise self._answer_failure(error, headers) from None
 
     def _failure(
-        self, operation: str, method: str, response: httpx.Response, content: bytes
+        self, operation: str, method: str, status: int, headers: httpx.Headers, content: bytes
     ) -> _AttemptFailed:
-        request_id = response.headers.get("x-amz-request-id", "")
-        error = error_from_response(operation, method, response.status_code, content, request_id)
-        return self._answer_failure(error, response)
+        request_id = headers.get("x-amz-request-id", "")
+        error = error_from_response(operation, method, status, content, request_id)
+        return self._answer_failure(error, headers)
 
-    def _answer_failure(self, error: S3Error, response: httpx.Response) -> _AttemptFailed:
+    def _answer_failure(self, error: S3Error, headers: httpx.Headers) -> _AttemptFailed:
         if error.code == "RequestTimeTooSkewed":
-            self._correct_clock(response.headers.get("date", ""))
+            self._correct_clock(headers.get("date", ""))
         error.message = self._redact(error.message)
         retryable = error.status in _RETRYABLE_STATUSES or error.code in _RETRYABLE_CODES
         return _AttemptFailed(error, sent=True, retryable=retryable)
 
-    def _transport_failure(self, operation: str, exc: httpx.HTTPError) -> _AttemptFailed:
-        """Map an httpx exception; the one place they become S3Error."""
+    def _transport_failure(self, operation: str, exc: Exception) -> _AttemptFailed:
+        """Map an httpcore exception (one of HTTP_ERRORS); the one place they become S3Error."""
         description = self._redact(str(exc) or type(exc).__name__)
-        if isinstance(exc, httpx.PoolTimeout):
+        if isinstance(exc, httpcore.PoolTimeout):
             # Waiting longer for a busy pool is not a retry's job.
             return _AttemptFailed(
                 S3Error(operation, 0, "Timeout", f"no free connection: {description}"),
                 sent=False,
                 retryable=False,
             )
-        if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
-            code = "Timeout" if isinstance(exc, httpx.TimeoutException) else "ConnectionError"
+        if isinstance(exc, httpcore.ConnectTimeout | httpcore.ConnectError):
+            code = "Timeout" if isinstance(exc, httpcore.TimeoutException) else "ConnectionError"
             message = f"cannot connect to {self._netloc}: {description}"
             return _AttemptFailed(S3Error(operation, 0, code, message), sent=False, retryable=True)
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpcore.TimeoutException):
             return _AttemptFailed(
                 S3Error(operation, 0, "Timeout", f"no answer in time: {description}"),
                 sent=True,
                 retryable=True,
             )
-        if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
+        if isinstance(exc, httpcore.LocalProtocolError | httpcore.UnsupportedProtocol):
             # Our own request is wrong (a body shorter or longer than its
             # Content-Length, say): repeating it cannot help.
             return _AttemptFailed(
@@ -659,6 +686,17 @@ def _parse_endpoint(endpoint: str, region: str) -> tuple[str, str, str]:
     port = parts.port
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     return scheme, netloc, parts.path.rstrip("/")
+
+
+def _address(scheme: str, netloc: str) -> tuple[bytes, bytes, int]:
+    """``(scheme, hostname, port)`` of a netloc, as httpcore connects to it."""
+    if netloc.startswith("["):
+        hostname, _, rest = netloc[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        hostname, _, port_text = netloc.partition(":")
+    port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+    return scheme.encode("ascii"), hostname.encode("ascii"), port
 
 
 def _is_ip_address(netloc: str) -> bool:

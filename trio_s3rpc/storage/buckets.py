@@ -19,14 +19,13 @@ import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
-import httpx
 import trio
 
 from trio_s3rpc.config import BucketConfig, S3Settings, ServerConfig, parse_bucket
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook
 from trio_s3rpc.s3.parts import PartLimitError
-from trio_s3rpc.s3.transport import S3Error, S3Response, S3Transport
+from trio_s3rpc.s3.transport import HTTPResponse, S3Error, S3Response, S3Transport
 
 log = logging.getLogger("trio_s3rpc.storage")
 
@@ -163,7 +162,7 @@ class Bucket:
     @contextlib.asynccontextmanager
     async def stream(
         self, operation: str, method: str, key: str, headers: Mapping[str, str]
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[HTTPResponse]:
         """A request whose answer is read as it arrives, under the limiter, failures
         (also those while reading the body inside the context) mapped."""
         with self.errors(key):

@@ -1,0 +1,14 @@
+<?php
+
+declare(strict_types=1);
+
+namespace TrioS3Rpc\Exception;
+
+/**
+ * The call could not be sent or its answer not received: the server is unreachable, the
+ * connection broke, timed out, or answered something that is not a valid Goridge frame.
+ * The call may or may not have run on the server.
+ */
+final class ConnectionFailed extends \RuntimeException implements TrioS3RpcException
+{
+}

@@ -1,0 +1,496 @@
+<?php
+
+declare(strict_types=1);
+
+namespace TrioS3Rpc\Flysystem;
+
+use DateTimeInterface;
+use League\Flysystem\ChecksumAlgoIsNotSupported;
+use League\Flysystem\ChecksumProvider;
+use League\Flysystem\Config;
+use League\Flysystem\DirectoryAttributes;
+use League\Flysystem\FileAttributes;
+use League\Flysystem\FilesystemAdapter;
+use League\Flysystem\PathPrefixer;
+use League\Flysystem\StorageAttributes;
+use League\Flysystem\UnableToCheckDirectoryExistence;
+use League\Flysystem\UnableToCheckFileExistence;
+use League\Flysystem\UnableToCopyFile;
+use League\Flysystem\UnableToCreateDirectory;
+use League\Flysystem\UnableToDeleteDirectory;
+use League\Flysystem\UnableToDeleteFile;
+use League\Flysystem\UnableToGeneratePublicUrl;
+use League\Flysystem\UnableToGenerateTemporaryUrl;
+use League\Flysystem\UnableToListContents;
+use League\Flysystem\UnableToMoveFile;
+use League\Flysystem\UnableToProvideChecksum;
+use League\Flysystem\UnableToReadFile;
+use League\Flysystem\UnableToRetrieveMetadata;
+use League\Flysystem\UnableToSetVisibility;
+use League\Flysystem\UnableToWriteFile;
+use League\Flysystem\UrlGeneration\PublicUrlGenerator;
+use League\Flysystem\UrlGeneration\TemporaryUrlGenerator;
+use League\Flysystem\Visibility;
+use League\MimeTypeDetection\FinfoMimeTypeDetector;
+use League\MimeTypeDetection\MimeTypeDetector;
+use Throwable;
+use TrioS3Rpc\Client;
+use TrioS3Rpc\Exception\TrioS3RpcException;
+use TrioS3Rpc\Result\Metadata;
+use TrioS3Rpc\Result\ObjectEntry;
+
+/**
+ * Flysystem v3 over a trio-s3rpc bucket, behaving as Flysystem's AWS S3 v3 adapter does:
+ * directories are key prefixes (createDirectory writes a "dir/" marker), listings are
+ * paginated ListObjects (shallow with the "/" delimiter), copies keep the source's visibility
+ * unless told otherwise (retain_visibility), deleteDirectory is s3.DeleteMany of every key
+ * under the prefix. Reads and writes of streams go through Client::readStream/writeStream,
+ * in bounded memory whatever the size.
+ *
+ * $visibilityMode is the bucket's visibility_mode on the server: "acl" (per-object
+ * visibility) or "none" (the service keeps no object ACLs: every object has the bucket's
+ * visibility; writes send none, and setVisibility to another one fails), the counterpart of
+ * the Google Cloud adapter's uniform bucket-level access.
+ *
+ * Config options on writes: visibility, directory_visibility, mimetype (or ContentType),
+ * metadata (user metadata), and the headers CacheControl, ContentDisposition,
+ * ContentEncoding, ContentLanguage, Expires (or their snake_case names).
+ * checksum_algo: md5 (default; the bytes are read and hashed, since an ETag is not always an
+ * MD5), etag (the service's ETag), crc32c (the server's stored checksum), or any hash_algos().
+ */
+final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, TemporaryUrlGenerator, ChecksumProvider
+{
+    /** Content types that say "unknown": Flysystem's detector treats them as inconclusive too. */
+    private const UNKNOWN_MIME_TYPES = ['application/octet-stream', 'binary/octet-stream'];
+
+    private const HEADER_OPTIONS = [
+        'CacheControl' => 'cache_control',
+        'ContentDisposition' => 'content_disposition',
+        'ContentEncoding' => 'content_encoding',
+        'ContentLanguage' => 'content_language',
+        'Expires' => 'expires',
+    ];
+
+    private readonly PathPrefixer $prefixer;
+    private readonly MimeTypeDetector $mimeTypeDetector;
+
+    public function __construct(
+        private readonly Client $client,
+        private readonly string $bucket,
+        string $prefix = '',
+        private readonly string $visibilityMode = 'acl',
+        ?MimeTypeDetector $mimeTypeDetector = null,
+        private readonly int $listPageSize = 1000,
+    ) {
+        if (!\in_array($visibilityMode, ['acl', 'none'], true)) {
+            throw new \InvalidArgumentException("visibilityMode must be 'acl' or 'none', got '$visibilityMode'");
+        }
+        $this->prefixer = new PathPrefixer($prefix);
+        $this->mimeTypeDetector = $mimeTypeDetector ?? new FinfoMimeTypeDetector();
+    }
+
+    public function fileExists(string $path): bool
+    {
+        try {
+            return $this->client->exists($this->bucket, $this->prefixer->prefixPath($path));
+        } catch (TrioS3RpcException $e) {
+            throw UnableToCheckFileExistence::forLocation($path, $e);
+        }
+    }
+
+    public function directoryExists(string $path): bool
+    {
+        try {
+            // Without a delimiter: only an object under the prefix makes the directory, not an
+            // empty folder a service such as SeaweedFS may still list.
+            $listing = $this->client->listObjects($this->bucket, $this->prefixer->prefixDirectoryPath($path), '', 1);
+            return $listing->objects !== [];
+        } catch (TrioS3RpcException $e) {
+            throw UnableToCheckDirectoryExistence::forLocation($path, $e);
+        }
+    }
+
+    public function write(string $path, string $contents, Config $config): void
+    {
+        try {
+            [$visibility, $metadata, $contentType, $headers] = $this->writeOptions($path, $contents, $config);
+            $this->client->write($this->bucket, $this->prefixer->prefixPath($path), $contents, $visibility, $metadata, $contentType, $headers);
+        } catch (TrioS3RpcException $e) {
+            throw UnableToWriteFile::atLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    public function writeStream(string $path, $contents, Config $config): void
+    {
+        try {
+            [$visibility, $metadata, $contentType, $headers] = $this->writeOptions($path, $contents, $config);
+            $this->client->writeStream($this->bucket, $this->prefixer->prefixPath($path), $contents, $visibility, $metadata, $contentType, $headers);
+        } catch (TrioS3RpcException $e) {
+            throw UnableToWriteFile::atLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    public function read(string $path): string
+    {
+        try {
+            return $this->client->read($this->bucket, $this->prefixer->prefixPath($path))->content;
+        } catch (TrioS3RpcException $e) {
+            throw UnableToReadFile::fromLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    public function readStream(string $path)
+    {
+        try {
+            return $this->client->readStream($this->bucket, $this->prefixer->prefixPath($path));
+        } catch (TrioS3RpcException $e) {
+            throw UnableToReadFile::fromLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    public function delete(string $path): void
+    {
+        try {
+            $this->client->delete($this->bucket, $this->prefixer->prefixPath($path));
+        } catch (TrioS3RpcException $e) {
+            throw UnableToDeleteFile::atLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    /**
+     * Every key under the directory, page by page (each page one s3.DeleteMany), then the
+     * directory markers of the prefixes those keys were in, deepest first. On S3 a marker that
+     * does not exist deletes as a no-op; SeaweedFS keeps a folder for every prefix ever written
+     * and lists it while it exists, so without this the directory would still be listed.
+     */
+    public function deleteDirectory(string $path): void
+    {
+        $prefix = \ltrim(\rtrim($this->prefixer->prefixPath($path), '/') . '/', '/');
+        $markers = [$prefix => true];
+        try {
+            do {
+                $page = $this->client->listObjects($this->bucket, $prefix, '', $this->listPageSize);
+                $keys = \array_map(static fn (ObjectEntry $o): string => $o->key, $page->objects);
+                if ($keys === []) {
+                    break;
+                }
+                foreach ($keys as $key) {
+                    // "dir/a/b/f.txt" is in dir/a/b/ and dir/a/.
+                    $directory = \rtrim($key, '/');
+                    while (($end = \strrpos($directory, '/')) !== false && $end >= \strlen($prefix)) {
+                        $directory = \substr($directory, 0, $end);
+                        $markers[$directory . '/'] = true;
+                    }
+                }
+                $this->deleteKeys($path, $keys);
+            } while (true);
+            $markers = \array_keys($markers);
+            \usort($markers, static fn (string $a, string $b): int => \strlen($b) <=> \strlen($a));
+            foreach (\array_chunk($markers, $this->listPageSize) as $batch) {
+                $this->deleteKeys($path, $batch);
+            }
+        } catch (TrioS3RpcException $e) {
+            throw UnableToDeleteDirectory::atLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    /** @param list<string> $keys */
+    private function deleteKeys(string $path, array $keys): void
+    {
+        $result = $this->client->deleteMany($this->bucket, $keys);
+        if ($result->errors !== []) {
+            $first = $result->errors[0];
+            throw UnableToDeleteDirectory::atLocation(
+                $path,
+                \count($result->errors) . " object(s) could not be deleted, first {$first->pathname}: {$first->code}: {$first->message}",
+            );
+        }
+    }
+
+    public function createDirectory(string $path, Config $config): void
+    {
+        $visibility = $config->get(Config::OPTION_DIRECTORY_VISIBILITY, $config->get(Config::OPTION_VISIBILITY));
+        try {
+            $this->client->write(
+                $this->bucket,
+                $this->prefixer->prefixDirectoryPath($path),
+                '',
+                $this->visibilityForWrite(\is_string($visibility) ? $visibility : null),
+            );
+        } catch (TrioS3RpcException $e) {
+            throw UnableToCreateDirectory::atLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    public function setVisibility(string $path, string $visibility): void
+    {
+        $key = $this->prefixer->prefixPath($path);
+        try {
+            if ($this->visibilityMode === 'none') {
+                // Without ACLs the server has nothing to change for the bucket's own visibility
+                // and does not look at the object: check that it exists, as ACL mode does.
+                $this->client->getMetadata($this->bucket, $key);
+            }
+            $this->client->setVisibility($this->bucket, $key, $visibility);
+        } catch (TrioS3RpcException $e) {
+            throw UnableToSetVisibility::atLocation($path, $e->getMessage(), $e);
+        }
+    }
+
+    public function visibility(string $path): FileAttributes
+    {
+        $metadata = $this->metadata($path, FileAttributes::ATTRIBUTE_VISIBILITY);
+        return new FileAttributes($path, null, $metadata->visibility);
+    }
+
+    public function mimeType(string $path): FileAttributes
+    {
+        $attributes = $this->fileAttributes($path, FileAttributes::ATTRIBUTE_MIME_TYPE);
+        if ($attributes->mimeType() === null) {
+            throw UnableToRetrieveMetadata::mimeType($path, 'the object has no known content type');
+        }
+        return $attributes;
+    }
+
+    public function lastModified(string $path): FileAttributes
+    {
+        return $this->fileAttributes($path, FileAttributes::ATTRIBUTE_LAST_MODIFIED);
+    }
+
+    public function fileSize(string $path): FileAttributes
+    {
+        return $this->fileAttributes($path, FileAttributes::ATTRIBUTE_FILE_SIZE);
+    }
+
+    public function listContents(string $path, bool $deep): iterable
+    {
+        $prefix = \trim($this->prefixer->prefixPath($path), '/');
+        $prefix = $prefix === '' ? '' : $prefix . '/';
+        $token = '';
+        try {
+            do {
+                $page = $this->client->listObjects($this->bucket, $prefix, $deep ? '' : '/', $this->listPageSize, $token);
+                foreach ($page->commonPrefixes as $directory) {
+                    yield new DirectoryAttributes(\rtrim($this->prefixer->stripPrefix($directory), '/'));
+                }
+                foreach ($page->objects as $object) {
+                    if ($object->key === $prefix) {
+                        continue; // the directory's own marker
+                    }
+                    yield $this->listedAttributes($object);
+                }
+                $token = $page->nextContinuationToken;
+            } while ($page->isTruncated && $token !== '');
+        } catch (TrioS3RpcException $e) {
+            throw UnableToListContents::atLocation($path, $deep, $e);
+        }
+    }
+
+    public function move(string $source, string $destination, Config $config): void
+    {
+        if ($source === $destination) {
+            return;
+        }
+        try {
+            $visibility = $this->copyVisibility($source, $config);
+            $this->client->move(
+                $this->bucket,
+                $this->prefixer->prefixPath($source),
+                $this->bucket,
+                $this->prefixer->prefixPath($destination),
+                $visibility,
+            );
+        } catch (TrioS3RpcException $e) {
+            throw UnableToMoveFile::fromLocationTo($source, $destination, $e);
+        }
+    }
+
+    public function copy(string $source, string $destination, Config $config): void
+    {
+        if ($source === $destination) {
+            return;
+        }
+        try {
+            $visibility = $this->copyVisibility($source, $config);
+            $this->client->copy(
+                $this->bucket,
+                $this->prefixer->prefixPath($source),
+                $this->bucket,
+                $this->prefixer->prefixPath($destination),
+                $visibility,
+            );
+        } catch (TrioS3RpcException $e) {
+            throw UnableToCopyFile::fromLocationTo($source, $destination, $e);
+        }
+    }
+
+    public function publicUrl(string $path, Config $config): string
+    {
+        try {
+            return $this->client->getPublicUrl($this->bucket, $this->prefixer->prefixPath($path))->url;
+        } catch (TrioS3RpcException $e) {
+            throw UnableToGeneratePublicUrl::dueToError($path, $e);
+        }
+    }
+
+    /**
+     * Config: response_content_type and response_content_disposition (or Laravel's
+     * ResponseContentType / ResponseContentDisposition) name the download.
+     */
+    public function temporaryUrl(string $path, DateTimeInterface $expiresAt, Config $config): string
+    {
+        try {
+            return $this->client->getPublicUrl(
+                $this->bucket,
+                $this->prefixer->prefixPath($path),
+                \max(1, $expiresAt->getTimestamp() - \time()),
+                (string) $config->get('response_content_type', $config->get('ResponseContentType', '')),
+                (string) $config->get('response_content_disposition', $config->get('ResponseContentDisposition', '')),
+            )->url;
+        } catch (TrioS3RpcException $e) {
+            throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
+        }
+    }
+
+    /**
+     * A presigned PUT for Laravel's temporaryUploadUrl: ['url' => ..., 'headers' => [...]].
+     *
+     * @return array{url: string, headers: array<string, string>}
+     */
+    public function temporaryUploadUrl(string $path, DateTimeInterface $expiresAt, Config $config): array
+    {
+        try {
+            $upload = $this->client->getUploadUrl(
+                $this->bucket,
+                $this->prefixer->prefixPath($path),
+                \max(1, $expiresAt->getTimestamp() - \time()),
+                (string) $config->get('mimetype', $config->get('ContentType', '')),
+            );
+            return ['url' => $upload->url, 'headers' => $upload->headers];
+        } catch (TrioS3RpcException $e) {
+            throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
+        }
+    }
+
+    public function checksum(string $path, Config $config): string
+    {
+        $algo = (string) $config->get('checksum_algo', 'md5');
+        try {
+            if (\str_ends_with($path, '/')) {
+                throw new UnableToProvideChecksum('a directory has no checksum', $path);
+            }
+            $metadata = $this->client->getMetadata($this->bucket, $this->prefixer->prefixPath($path));
+            if ($algo === 'etag') {
+                if ($metadata->etag === '') {
+                    throw new UnableToProvideChecksum('the storage service answered no ETag', $path);
+                }
+                return \trim($metadata->etag, '"');
+            }
+            if ($algo === 'crc32c' && \str_starts_with($metadata->checksum, 'crc32c:')) {
+                return \substr($metadata->checksum, 7);
+            }
+            if (!\in_array($algo, \hash_algos(), true)) {
+                throw new ChecksumAlgoIsNotSupported("checksum_algo '$algo' is not supported: use md5, etag, crc32c or one of hash_algos()");
+            }
+            $context = \hash_init($algo);
+            $stream = $this->client->readStream($this->bucket, $this->prefixer->prefixPath($path));
+            \hash_update_stream($context, $stream);
+            \fclose($stream);
+            return \hash_final($context);
+        } catch (TrioS3RpcException $e) {
+            throw new UnableToProvideChecksum($e->getMessage(), $path, $e);
+        }
+    }
+
+    // -- internals ----------------------------------------------------------
+
+    private function metadata(string $path, string $type): Metadata
+    {
+        if (\str_ends_with($path, '/')) {
+            throw UnableToRetrieveMetadata::create($path, $type, 'the path is a directory');
+        }
+        try {
+            return $this->client->getMetadata($this->bucket, $this->prefixer->prefixPath($path));
+        } catch (TrioS3RpcException $e) {
+            throw UnableToRetrieveMetadata::create($path, $type, $e->getMessage(), $e);
+        }
+    }
+
+    private function fileAttributes(string $path, string $type): FileAttributes
+    {
+        $metadata = $this->metadata($path, $type);
+        $extra = \array_filter(['ETag' => $metadata->etag, 'checksum' => $metadata->checksum] + $metadata->headers, static fn ($v) => $v !== '');
+        return new FileAttributes(
+            $path,
+            $metadata->size,
+            $metadata->visibility,
+            $metadata->lastModified,
+            \in_array($metadata->mimeType, self::UNKNOWN_MIME_TYPES, true) || $metadata->mimeType === '' ? null : $metadata->mimeType,
+            $extra,
+        );
+    }
+
+    private function listedAttributes(ObjectEntry $object): StorageAttributes
+    {
+        $path = $this->prefixer->stripPrefix($object->key);
+        if (\str_ends_with($path, '/')) {
+            return new DirectoryAttributes(\rtrim($path, '/'), null, $object->lastModified);
+        }
+        $extra = \array_filter(['ETag' => $object->etag, 'StorageClass' => $object->storageClass], static fn ($v) => $v !== '');
+        return new FileAttributes($path, $object->size, null, $object->lastModified, null, $extra);
+    }
+
+    /**
+     * @param string|resource $contents
+     * @return array{string, array<string, string>, string, array<string, string>}
+     */
+    private function writeOptions(string $path, $contents, Config $config): array
+    {
+        $visibility = $config->get(Config::OPTION_VISIBILITY);
+        $contentType = (string) $config->get('mimetype', $config->get('ContentType', ''));
+        if ($contentType === '') {
+            $sample = \is_string($contents) ? $contents : self::peek($contents);
+            $contentType = (string) $this->mimeTypeDetector->detectMimeType($path, $sample);
+        }
+        $headers = [];
+        foreach (self::HEADER_OPTIONS as $awsName => $name) {
+            $value = $config->get($name, $config->get($awsName));
+            if ($value !== null && $value !== '') {
+                $headers[$name] = $value instanceof DateTimeInterface ? \gmdate('D, d M Y H:i:s \G\M\T', $value->getTimestamp()) : (string) $value;
+            }
+        }
+        /** @var array<string, string> $metadata */
+        $metadata = (array) $config->get('metadata', $config->get('Metadata', []));
+        return [$this->visibilityForWrite(\is_string($visibility) ? $visibility : null), $metadata, $contentType, $headers];
+    }
+
+    /** The first bytes of a stream, for the content-type detector, leaving the stream where it was. */
+    private static function peek($stream): string
+    {
+        if (!\stream_get_meta_data($stream)['seekable']) {
+            return '';
+        }
+        $position = \ftell($stream);
+        $sample = (string) \fread($stream, 4096);
+        \fseek($stream, (int) $position);
+        return $sample;
+    }
+
+    /** What a write sends: nothing in "none" mode (the bucket's visibility applies), else the asked visibility. */
+    private function visibilityForWrite(?string $visibility): string
+    {
+        if ($this->visibilityMode === 'none' || $visibility === null) {
+            return '';
+        }
+        return $visibility;
+    }
+
+    private function copyVisibility(string $source, Config $config): string
+    {
+        $visibility = $config->get(Config::OPTION_VISIBILITY);
+        if ($visibility === null && $this->visibilityMode === 'acl' && $config->get(Config::OPTION_RETAIN_VISIBILITY, true)) {
+            $visibility = $this->client->getMetadata($this->bucket, $this->prefixer->prefixPath($source))->visibility;
+        }
+        return $this->visibilityForWrite(\is_string($visibility) ? $visibility : null);
+    }
+}

@@ -1,0 +1,193 @@
+<?php
+
+declare(strict_types=1);
+
+namespace TrioS3Rpc\Transport;
+
+use TrioS3Rpc\Exception\ConnectionFailed;
+use TrioS3Rpc\Exception\RpcError;
+
+/**
+ * Goridge RPC over a tcp:// or unix:// socket, written for this package (no dependency
+ * beyond PHP). One call at a time per connection, as RoadRunner's own RPC client does.
+ *
+ * Frame: a 12-byte header (version 1 and header length in words, flags with the codec and
+ * ERROR bits, payload length, CRC32 of the first six bytes), the options [seq, method length],
+ * then the method name followed by the encoded argument. An error answer carries the UTF-8
+ * text "CODE: message (details)" after the method name.
+ *
+ * The connection opens at the first call. Any failure to send or receive closes it and
+ * raises ConnectionFailed; the next call opens a new one.
+ */
+final class GoridgeTransport implements Transport
+{
+    private const VERSION_AND_HEADER_WORDS = 0x15; // version 1, 5 words: 3 of header + 2 options
+    private const FLAG_ERROR = 0x40;
+    private const MAX_PAYLOAD = 0xFFFFFFFF;
+
+    /** @var resource|null */
+    private $socket = null;
+    private int $seq = 0;
+
+    /**
+     * @param string $address        tcp://host:port or unix:///path/to.sock (RoadRunner's rpc.listen syntax)
+     * @param float  $connectTimeout seconds to wait for the connection
+     * @param float  $readTimeout    seconds to wait for an answer (a WriteFile of a big file takes a while); 0 waits forever
+     */
+    public function __construct(
+        private readonly string $address,
+        private readonly Codec $codec = Codec::Json,
+        private readonly float $connectTimeout = 5.0,
+        private readonly float $readTimeout = 600.0,
+    ) {
+        if (!\preg_match('~^(tcp://[^/]+:\d+|unix:///?.+)$~', $address)) {
+            throw new \InvalidArgumentException("address must be tcp://host:port or unix:///path, got '$address'");
+        }
+    }
+
+    public function codec(): Codec
+    {
+        return $this->codec;
+    }
+
+    public function address(): string
+    {
+        return $this->address;
+    }
+
+    public function bytesAsBase64(): bool
+    {
+        return $this->codec === Codec::Json;
+    }
+
+    public function reset(): void
+    {
+        if ($this->socket !== null) {
+            @\fclose($this->socket);
+            $this->socket = null;
+        }
+    }
+
+    public function __destruct()
+    {
+        $this->reset();
+    }
+
+    public function call(string $method, mixed $payload): mixed
+    {
+        $body = $this->codec->encode($payload);
+        $socket = $this->connect();
+        $seq = ++$this->seq;
+        $length = \strlen($method) + \strlen($body);
+        if ($length > self::MAX_PAYLOAD) {
+            throw new \InvalidArgumentException("the call's payload of $length bytes exceeds Goridge's 4 GiB frame limit");
+        }
+        try {
+            // Header and argument are written apart so a large argument is never copied once more.
+            $this->send($socket, self::header($this->codec->value, $length, $seq, \strlen($method)) . $method);
+            $this->send($socket, $body);
+            unset($body);
+            [$flags, $options, $answerLength] = $this->receiveHeader($socket);
+            $answer = $answerLength > 0 ? $this->receive($socket, $answerLength) : '';
+        } catch (ConnectionFailed $e) {
+            $this->reset();
+            throw $e;
+        }
+        if ($options[0] !== $seq || $options[1] > \strlen($answer)) {
+            $this->reset();
+            throw new ConnectionFailed(
+                "the answer from {$this->address} does not match the call (seq {$options[0]}, expected $seq)"
+            );
+        }
+        $result = \substr($answer, $options[1]);
+        unset($answer);
+        if ($flags & self::FLAG_ERROR) {
+            throw RpcError::fromWireText($result);
+        }
+        return $this->codec->decode($result);
+    }
+
+    public static function header(int $codecFlag, int $payloadLength, int $seq, int $methodLength): string
+    {
+        $head = \pack('CCV', self::VERSION_AND_HEADER_WORDS, $codecFlag, $payloadLength);
+        return $head . \pack('V', \crc32($head)) . "\0\0" . \pack('VV', $seq, $methodLength);
+    }
+
+    /** @return resource */
+    private function connect()
+    {
+        if ($this->socket !== null) {
+            return $this->socket;
+        }
+        $errno = 0;
+        $error = '';
+        $socket = @\stream_socket_client($this->address, $errno, $error, $this->connectTimeout);
+        if ($socket === false) {
+            throw new ConnectionFailed("cannot connect to {$this->address}: $error" . ($errno ? " (errno $errno)" : ''));
+        }
+        if ($this->readTimeout > 0) {
+            $seconds = (int) $this->readTimeout;
+            \stream_set_timeout($socket, $seconds, (int) (($this->readTimeout - $seconds) * 1e6));
+        }
+        if (\str_starts_with($this->address, 'tcp://') && \function_exists('socket_import_stream')) {
+            $raw = @\socket_import_stream($socket);
+            if ($raw !== false && $raw !== null) {
+                @\socket_set_option($raw, \SOL_TCP, \TCP_NODELAY, 1);
+            }
+        }
+        return $this->socket = $socket;
+    }
+
+    /** @param resource $socket */
+    private function send($socket, string $bytes): void
+    {
+        $total = \strlen($bytes);
+        $done = 0;
+        while ($done < $total) {
+            // fwrite of a huge string writes a piece; slicing 8 MiB at a time bounds the copies.
+            $piece = $done === 0 && $total <= 8 << 20 ? $bytes : \substr($bytes, $done, 8 << 20);
+            $written = @\fwrite($socket, $piece);
+            if ($written === false || $written === 0) {
+                throw new ConnectionFailed("the connection to {$this->address} broke while sending a call");
+            }
+            $done += $written;
+        }
+    }
+
+    /**
+     * @param resource $socket
+     * @return array{int, array{int, int}, int} flags, options, payload length
+     */
+    private function receiveHeader($socket): array
+    {
+        $head = $this->receive($socket, 12);
+        $first = \ord($head[0]);
+        $words = $first & 0x0F;
+        if ($first >> 4 !== 1 || $words < 3) {
+            throw new ConnectionFailed("the answer from {$this->address} is not a Goridge frame");
+        }
+        /** @var array{flags: int, length: int, crc: int} $fields */
+        $fields = \unpack('Cversion/Cflags/Vlength/Vcrc', $head);
+        if (\crc32(\substr($head, 0, 6)) !== $fields['crc']) {
+            throw new ConnectionFailed("the answer from {$this->address} has a bad header checksum");
+        }
+        if ($words !== 5) {
+            throw new ConnectionFailed("the answer from {$this->address} has " . ($words - 3) . ' options, not 2');
+        }
+        /** @var array{1: int, 2: int} $options */
+        $options = \unpack('V2', $this->receive($socket, 8));
+        return [$fields['flags'], [$options[1], $options[2]], $fields['length']];
+    }
+
+    /** @param resource $socket */
+    private function receive($socket, int $length): string
+    {
+        $data = @\stream_get_contents($socket, $length);
+        if ($data === false || \strlen($data) !== $length) {
+            $meta = \stream_get_meta_data($socket);
+            $why = $meta['timed_out'] ? "no answer within {$this->readTimeout} s" : 'the connection closed';
+            throw new ConnectionFailed("the connection to {$this->address} broke while receiving an answer: $why");
+        }
+        return $data;
+    }
+}

@@ -1,0 +1,190 @@
+"""The PHP package ``php/`` run by PHP itself against live servers.
+
+Each test starts this server (on a TCP port and on a unix socket, buckets on
+SeaweedFS and on moto), hands the addresses to a PHPUnit suite in environment
+variables, and asserts that PHPUnit passed with nothing skipped. The suites
+are in ``php/tests``; Flysystem's own ``FilesystemAdapterTestCase`` comes from
+Flysystem's source as Debian ships it (see ``.ci/install-php``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import subprocess
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.conftest import MOTO_ACL_BUCKET
+from tests.support.php import PHP_DIR, require_php
+from tests.support.proxy import TCPProxy
+from tests.support.server import endpoint_server, running_app
+
+pytestmark = pytest.mark.integration
+
+GIB = 1 << 30
+
+
+def php_config(
+    seaweedfs: Any, moto: Any, run_id: str, local_root: Path, listen: str
+) -> dict[str, Any]:
+    sw = endpoint_server(seaweedfs)
+    wrong = {**sw, "credentials": {"key": seaweedfs.access_key, "secret": "not-the-secret"}}
+
+    def bucket(server: str, name: str, prefix: str, mode: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "server": server,
+            "bucket": name,
+            "prefix": f"php-{run_id}/{prefix}/",
+            "visibility_mode": mode,
+            **extra,
+        }
+
+    return {
+        "rpc": {"listen": listen},
+        "s3": {
+            "default": "sw",
+            "local_roots": [str(local_root)],
+            "servers": {"seaweedfs": sw, "moto": endpoint_server(moto), "wrong-secret": wrong},
+            "buckets": {
+                "sw": bucket("seaweedfs", "test-bucket", "client", "none"),
+                "moto": bucket("moto", MOTO_ACL_BUCKET, "client", "acl"),
+                "fly-sw": bucket("seaweedfs", "test-bucket", "flysystem", "none"),
+                "fly-moto": bucket("moto", MOTO_ACL_BUCKET, "flysystem", "acl"),
+                "denied": bucket("wrong-secret", "test-bucket", "denied", "none"),
+                # SeaweedFS creates a bucket on first write; moto answers NoSuchBucket.
+                "no-such-bucket": bucket("moto", f"absent-{run_id}", "x", "none"),
+            },
+        },
+    }
+
+
+@pytest.fixture
+async def php_env(
+    seaweedfs: Any, moto: Any, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[dict[str, str]]:
+    """The environment a PHP suite needs: the server over tcp and unix, and a cutting proxy."""
+    require_php()
+    run_id = secrets.token_hex(4)
+    local_root = tmp_path / "files"
+    local_root.mkdir()
+    tcp_config = php_config(seaweedfs, moto, run_id, local_root, "tcp://127.0.0.1:0")
+    unix_config = php_config(seaweedfs, moto, run_id, local_root, f"unix://{tmp_path}/rpc.sock")
+    async with running_app(tcp_config) as (_, tcp), running_app(unix_config) as (_, unix):
+        host, port = tcp.removeprefix("tcp://").rsplit(":", 1)
+        proxy = TCPProxy(host, int(port))
+        proxy.cut_after_bytes = 12 << 20  # every connection through it breaks after 12 MiB
+        proxy_port = await proxy.start(nursery)
+        yield {
+            "TRIO_S3RPC_TCP": tcp,
+            "TRIO_S3RPC_UNIX": unix,
+            "TRIO_S3RPC_CUTTING_PROXY": f"tcp://127.0.0.1:{proxy_port}",
+            "TRIO_S3RPC_LOCAL_ROOT": str(local_root),
+            "TRIO_S3RPC_SEAWEEDFS": seaweedfs.endpoint,
+            "TRIO_S3RPC_MOTO": moto.endpoint,
+        }
+
+
+async def run_php(
+    argv: list[str], env: dict[str, str], **kwargs: Any
+) -> trio.CompletedProcess[bytes]:
+    return await trio.run_process(
+        argv,
+        env={**os.environ, **env},
+        cwd=PHP_DIR,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        **kwargs,
+    )
+
+
+async def run_phpunit(env: dict[str, str], *args: str) -> str:
+    _, phpunit = require_php()
+    result = await run_php(
+        [
+            phpunit,
+            "-c",
+            "phpunit.xml.dist",
+            "--fail-on-skipped",
+            "--fail-on-warning",
+            "--fail-on-risky",
+            "--fail-on-incomplete",
+            *args,
+        ],
+        env,
+    )
+    output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    assert result.returncode == 0, output
+    assert "OK (" in output, output
+    print(output)
+    return output
+
+
+async def test_php_client_every_method_both_codecs_both_sockets(php_env: dict[str, str]) -> None:
+    await run_phpunit(php_env, "--testsuite", "client")
+
+
+async def test_flysystem_adapter_test_case_against_moto_acl(php_env: dict[str, str]) -> None:
+    await run_phpunit(php_env, "tests/Flysystem/MotoAdapterTest.php")
+
+
+async def test_flysystem_adapter_test_case_against_seaweedfs_none(php_env: dict[str, str]) -> None:
+    await run_phpunit(php_env, "tests/Flysystem/SeaweedFsAdapterTest.php")
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+async def test_one_gib_stream_round_trip_under_64m(
+    php_env: dict[str, str], tmp_path: Path, codec: str
+) -> None:
+    """writeStream of a 1 GiB file, then fpassthru of readStream, byte-exact, memory_limit=64M."""
+    php, _ = require_php()
+    source = Path(php_env["TRIO_S3RPC_LOCAL_ROOT"]) / "gib.bin"
+    expected = hashlib.sha256()
+    block = secrets.token_bytes(1 << 20)
+    with source.open("wb") as out:
+        for index in range(GIB >> 20):
+            # Distinct blocks, so a misplaced range would change the hash.
+            piece = index.to_bytes(8, "little") + block[8:]
+            expected.update(piece)
+            out.write(piece)
+    received = hashlib.sha256()
+    counts = {"stdout": 0}
+    errors = bytearray()
+
+    async def hash_stdout(stream: trio.abc.ReceiveStream) -> None:
+        async for data in stream:
+            received.update(data)
+            counts["stdout"] += len(data)
+
+    async def collect_stderr(stream: trio.abc.ReceiveStream) -> None:
+        async for data in stream:
+            errors.extend(data)
+
+    argv = [php, "-d", "memory_limit=64M", "tests/scripts/gib-round-trip.php", str(source), codec]
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            partial(
+                trio.run_process,
+                argv,
+                env={**os.environ, **php_env},
+                cwd=PHP_DIR,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        )
+        nursery.start_soon(hash_stdout, process.stdout)
+        nursery.start_soon(collect_stderr, process.stderr)
+    report = errors.decode(errors="replace")
+    assert process.returncode == 0, report
+    assert counts["stdout"] == GIB, report
+    assert received.hexdigest() == expected.hexdigest(), report
+    print(report)  # the figures: seconds and PHP's peak memory for each direction
+    source.unlink()

@@ -1,0 +1,222 @@
+"""A connection pool of our own over httpcore's connections, for one S3 server.
+
+httpcore's ``AsyncConnectionPool`` rescans every connection and every
+waiting request, under a lock, each time a request starts or ends
+(encode/httpcore#1035): measured against SeaweedFS with 16 trio tasks GETting
+one 4 KiB object, it costs 1,048 µs of CPU per request against 364 µs for the
+same requests on one ``httpcore.AsyncHTTPConnection`` per task
+(``../shared/tools/http_floor.py``); splitting it into pools of eight only
+halved the excess. This pool keeps the parts of the job that S3 needs and
+makes each of them O(1): idle connections on a stack (the most recently used
+first, so the others age out), a FIFO semaphore for the connection limit, and
+the connections themselves are httpcore's, so HTTP/1.1 (h11), TLS, timeouts
+and the byte streams are exactly httpx's.
+
+What it keeps from the library pool, and tests/s3/test_pool.py holds it to:
+
+- **limits**: at most ``max_connections`` requests (and connections) at once;
+  a request waits for a free one at most the ``pool`` timeout, then raises
+  ``httpcore.PoolTimeout``; at most ``max_keepalive_connections`` stay idle;
+- **keep-alive expiry**: a connection idle longer than ``keepalive_expiry`` is
+  closed instead of reused;
+- **broken connections**: an idle connection the server has closed (its
+  socket reads EOF) is dropped before use, and a request that finds its
+  connection no longer available (``ConnectionNotAvailable``) is repeated on
+  another; a connection whose request failed or was cancelled is closed.
+
+One request at a time per connection, also under HTTP/2 (which then gives
+up multiplexing, but stays correct). Connections are kept per origin (a
+virtual-hosted bucket is an origin of its own); the limit is for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+
+import httpcore
+import trio
+
+DEFAULT_KEEPALIVE_EXPIRY = 5.0
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+# A request whose connection turns out unusable is repeated on a fresh one;
+# more than this many in a row means something else is wrong.
+MAX_UNAVAILABLE_RETRIES = 3
+
+
+Key = tuple[bytes, bytes, int]
+
+
+class ConnectionPool:
+    """Connections by origin (scheme, host, port), one request on each at a time."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        max_keepalive_connections: int | None = None,
+        keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
+        ssl_context: ssl.SSLContext | None = None,
+        http2: bool = False,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self.max_keepalive_connections = (
+            max_connections if max_keepalive_connections is None else max_keepalive_connections
+        )
+        self.keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._http2 = http2
+        self._slots = trio.Semaphore(max_connections)
+        self._idle: dict[Key, list[httpcore.AsyncHTTPConnection]] = {}
+        self._idle_count = 0
+        self._active: set[httpcore.AsyncHTTPConnection] = set()
+        self._closed = False
+
+    @property
+    def idle_count(self) -> int:
+        return self._idle_count
+
+    @property
+    def active_count(self) -> int:
+        return len(self._active)
+
+    async def request(self, request: httpcore.Request) -> httpcore.Response:
+        """Send ``request`` on a free connection; the caller must close the answer.
+
+        Closing the answer's stream (``await response.aclose()``) returns the
+        connection to the pool, or closes it when it cannot be reused.
+        Cancellation closes the connection in use and releases its slot.
+        """
+        if self._closed:
+            raise httpcore.ConnectionNotAvailable("the pool is closed")
+        if self._slots.value:
+            # A free slot means nobody waits (trio hands released slots to waiters first).
+            self._slots.acquire_nowait()
+        else:
+            pool_timeout = request.extensions.get("timeout", {}).get("pool")
+            with trio.move_on_after(
+                float("inf") if pool_timeout is None else pool_timeout
+            ) as waiting:
+                await self._slots.acquire()
+            if waiting.cancelled_caught:
+                raise httpcore.PoolTimeout(f"no free connection within {pool_timeout} s")
+        return await self._send_holding_slot(request)
+
+    async def _send_holding_slot(self, request: httpcore.Request) -> httpcore.Response:
+        try:
+            for _ in range(MAX_UNAVAILABLE_RETRIES):
+                connection = await self._checkout(request.url)
+                self._active.add(connection)
+                try:
+                    response = await connection.handle_async_request(request)
+                except httpcore.ConnectionNotAvailable:
+                    self._active.discard(connection)
+                    await _close_quietly(connection)
+                    continue
+                except BaseException:
+                    self._active.discard(connection)
+                    await _close_quietly(connection)
+                    raise
+                response.stream = _PooledStream(self, connection, response.stream)
+                return response
+            raise httpcore.ConnectionNotAvailable("no usable connection after retries")
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _checkout(self, url: httpcore.URL) -> httpcore.AsyncHTTPConnection:
+        """The most recently used idle connection to the URL's origin that is still good,
+        or a new one. Expired ones (idle too long, or closed by the server) are closed on
+        the way."""
+        key = (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 80))
+        idle = self._idle.get(key)
+        while idle:
+            connection = idle.pop()
+            self._idle_count -= 1
+            if connection.is_available() and not connection.has_expired():
+                connection.pool_key = key  # type: ignore[attr-defined]
+                return connection
+            with trio.CancelScope(shield=True):
+                await _close_quietly(connection)
+        connection = httpcore.AsyncHTTPConnection(
+            origin=httpcore.Origin(*key),
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self.keepalive_expiry,
+            http2=self._http2,
+        )
+        connection.pool_key = key  # type: ignore[attr-defined]
+        return connection
+
+    def _release(self, connection: httpcore.AsyncHTTPConnection) -> bool:
+        """Take a connection back after its answer was closed; True if kept for reuse."""
+        self._active.discard(connection)
+        self._slots.release()
+        keep = (
+            not self._closed
+            and connection.is_idle()
+            and self._idle_count < self.max_keepalive_connections
+        )
+        if keep:
+            key: Key = connection.pool_key  # type: ignore[attr-defined]
+            self._idle.setdefault(key, []).append(connection)
+            self._idle_count += 1
+        return keep
+
+    async def aclose(self) -> None:
+        """Close every connection; requests in flight fail, later ones are refused."""
+        self._closed = True
+        connections = [c for stack in self._idle.values() for c in stack] + [*self._active]
+        self._idle.clear()
+        self._idle_count = 0
+        self._active.clear()
+        with trio.CancelScope(shield=True):
+            for connection in connections:
+                await _close_quietly(connection)
+
+
+class _PooledStream:
+    """An answer's body; closing it gives the connection back to the pool."""
+
+    __slots__ = ("_connection", "_pool", "_released", "_stream")
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        connection: httpcore.AsyncHTTPConnection,
+        stream: object,
+    ) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._stream = stream
+        self._released = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:  # type: ignore[attr-defined]
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        try:
+            # Marks an h11 connection idle again if the answer was read to its end,
+            # closes it otherwise (a body not read to the end cannot be skipped).
+            await self._stream.aclose()  # type: ignore[attr-defined]
+        except BaseException:
+            self._pool._active.discard(self._connection)
+            self._pool._slots.release()
+            with trio.CancelScope(shield=True):
+                await _close_quietly(self._connection)
+            raise
+        if not self._pool._release(self._connection):
+            with trio.CancelScope(shield=True):
+                await _close_quietly(self._connection)
+
+
+async def _close_quietly(connection: httpcore.AsyncHTTPConnection) -> None:
+    # Closing a broken socket may fail; it is gone either way.
+    with contextlib.suppress(Exception):
+        await connection.aclose()
