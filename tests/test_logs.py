@@ -113,22 +113,23 @@ def test_an_exception_is_one_field_of_one_line() -> None:
     assert "ValueError: boom" in document["exception"]
 
 
-def start_server(config: Path, port: int, *flags: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trio_s3rpc", *flags, "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
+def start_server(config: Path, port: int, log: Path, *flags: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trio_s3rpc", *flags, "serve", "--config", str(config)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    # "serving" (the banner, or the JSON event) comes once every worker serves.
+    while b"serving" not in log.read_bytes():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"the server did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    return process
 
 
 @pytest.mark.integration
@@ -172,7 +173,8 @@ async def test_serve_writes_json_lines_without_secrets(
         )
     )
     flags = ["--log-format", "json"] if chosen_by == "flag" else []
-    process = start_server(config, port, *flags)
+    log = tmp_path / "server.log"
+    process = start_server(config, port, log, *flags)
     try:
         async with await RPCClient.connect(address) as rpc:
             content = base64.b64encode(b"logged").decode()
@@ -181,13 +183,16 @@ async def test_serve_writes_json_lines_without_secrets(
                 await rpc.call("s3.Read", {"pathname": "missing.txt"})
             await rpc.call("s3.Delete", {"pathname": "a.txt"})
         process.send_signal(signal.SIGTERM)
-        assert await trio.to_thread.run_sync(lambda: process.wait(30)) == 0
+        try:
+            code = await trio.to_thread.run_sync(lambda: process.wait(30))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit 30 s after SIGTERM:\n{log.read_text()}")
+        assert code == 0, log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.stdout is not None
-    output = process.stdout.read().decode()
+    output = log.read_text()
     lines = [line for line in output.splitlines() if line.strip()]
     documents = [json.loads(line) for line in lines]  # every line is one JSON object
     events = [document["event"] for document in documents]

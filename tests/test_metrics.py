@@ -24,7 +24,9 @@ import trio
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.server import config_dict, endpoint_server
 from tests.support.services import free_port
+from tests.support.workers import Service, clients_on_each_worker
 from trio_s3rpc.client import RPCClient
 from trio_s3rpc.config import ListenAddress
 from trio_s3rpc.embedded import S3Endpoint
@@ -59,6 +61,10 @@ def ops(*entries: tuple[str, str, str, float]) -> Values:
         ): n
         for operation, bucket, status, n in entries
     }
+
+
+def exists_only(found: Values) -> Values:
+    return {key: n for key, n in found.items() if ("operation", "exists") in key[1]}
 
 
 def recorder(metrics: Metrics) -> CallMetrics:
@@ -270,3 +276,62 @@ async def test_one_scrape_covers_every_worker_and_counters_survive_a_restart(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+@pytest.mark.integration
+async def test_serve_with_workers_one_scrape_sums_them_and_survives_a_restart(
+    seaweedfs: S3Endpoint, tmp_path: Path
+) -> None:
+    metrics_port, status_port = free_port(), free_port()
+    config = config_dict(
+        endpoint_server(seaweedfs),
+        {"uploads": {"bucket": "test-bucket", "prefix": "workers-metrics/",
+                     "visibility_mode": "none"}},
+        s3={
+            "metrics": {"address": f"127.0.0.1:{metrics_port}"},
+            "status": {"address": f"127.0.0.1:{status_port}", "probe_interval": "200ms"},
+        },
+    )  # fmt: skip
+    service = Service(config, tmp_path, workers=2)
+    try:
+        pids = list(service.worker_pids().values())
+        clients = await clients_on_each_worker(service.address, pids)
+        for count, pid in zip((3, 2), pids, strict=True):  # both workers answer calls
+            for _ in range(count):
+                await clients[pid].call("s3.Exists", {"pathname": "nothing-here.txt"})
+        for client in clients.values():
+            await client.aclose()
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        async with httpx.AsyncClient() as http:
+            before = (await http.get(url)).content
+            # (clients_on_each_worker's own ListBuckets calls are counted too)
+            assert exists_only(values(before, "rr_s3_operations_total")) == ops(
+                ("exists", "uploads", "success", 5)
+            )
+            os.kill(pids[0], signal.SIGKILL)
+            await trio.to_thread.run_sync(service.wait_for_log, "event=worker_ready slot=", 30, 3)
+            restarted = list(service.worker_pids().values())
+            clients = await clients_on_each_worker(service.address, restarted)
+            for client in clients.values():
+                await client.call("s3.Exists", {"pathname": "nothing-here.txt"})
+                await client.aclose()
+            after = (await http.get(url)).content
+            # The killed worker's counts are still there, beside its successor's.
+            assert exists_only(values(after, "rr_s3_operations_total")) == ops(
+                ("exists", "uploads", "success", 7)
+            )
+            assert values(after, "trio_s3rpc_worker_restarts_total") == {
+                ("trio_s3rpc_worker_restarts_total", ()): 1
+            }
+            latency = values(after, "trio_s3rpc_call_duration_seconds_count")
+            exists = ("trio_s3rpc_call_duration_seconds_count",
+                      (("bucket", "uploads"), ("method", "s3.Exists")))  # fmt: skip
+            assert latency[exists] == 7
+            status = f"http://127.0.0.1:{status_port}"
+            assert (await http.get(f"{status}/health")).status_code == 200
+            with trio.fail_after(30):
+                while (await http.get(f"{status}/ready")).status_code != 200:
+                    await trio.sleep(0.1)
+        assert service.stop() == 0
+    finally:
+        service.stop()

@@ -20,6 +20,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
 TEXT_FORMAT: Final = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
@@ -33,13 +34,19 @@ _TRAILING = ";,"
 
 
 class JSONFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, event and its fields."""
+    """One JSON object per record: time, level, logger, ``fields`` (a worker's slot and
+    pid, say), then the event and its fields."""
+
+    def __init__(self, fields: Mapping[str, object] | None = None) -> None:
+        super().__init__()
+        self.fields = dict(fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
             "time": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
+            **self.fields,
         }
         document.update(record_fields(record))
         if record.exc_info:
@@ -119,13 +126,25 @@ def _typed(conversion: str, spec: str, value: Any) -> Any:
     return spec % value if conversion != "r" else str(value)
 
 
-def setup_logging(level: str, log_format: str = "text", stream: TextIO | None = None) -> None:
-    """Configure the root logger once more (a config file may change the format)."""
+def setup_logging(
+    level: str,
+    log_format: str = "text",
+    stream: TextIO | None = None,
+    *,
+    fields: Mapping[str, object] | None = None,
+) -> None:
+    """Configure the root logger once more (a config file may change the format).
+
+    ``fields`` go on every line (``worker=0 pid=123`` after the logger in text).
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JSONFormatter())
+        handler.setFormatter(JSONFormatter(fields))
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        extra = "".join(f"{key}={value} " for key, value in (fields or {}).items())
+        handler.setFormatter(
+            logging.Formatter(TEXT_FORMAT.replace("%(message)s", extra + "%(message)s"))
+        )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -601,11 +601,16 @@ class SupervisorMetrics:
             "Worker processes restarted by the supervisor after they exited",
             registry=self.registry,
         )
+        self._restarts = _Totals()
 
     def worker_exited(self, pid: int, *, restarted: bool) -> None:
         mark_worker_dead(pid, self.directory)
         if restarted:
             self.worker_restarts.inc()
+
+    def count_restarts(self, total: int) -> None:
+        """Bring the restart counter up to a supervisor's own running total."""
+        self._restarts.advance(self.worker_restarts, "restarts", total)
 
     def render(self) -> bytes:
         return render_multiprocess(self.directory)

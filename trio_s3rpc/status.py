@@ -77,6 +77,12 @@ class HTTPServer:
         task_status.started(self.bound)
         await trio.serve_listeners(self._serve, listeners)
 
+    def url(self, path: str) -> str:
+        """``http://host:port/path`` on the bound address (loopback for all interfaces)."""
+        assert self.bound is not None, "not listening yet"
+        host = self.bound.host or "127.0.0.1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.bound.port}{path}"
+
     async def _serve(self, stream: trio.SocketStream) -> None:
         if self._slots.available_tokens == 0:
             await stream.aclose()  # a client that opens more connections than this is broken
