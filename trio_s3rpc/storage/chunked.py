@@ -111,6 +111,17 @@ class ChunkedUploads:
     def _token(self, upload_id: str) -> UploadToken:
         return decode_token(upload_id, self._secret_for)
 
+    def bucket_of(self, upload_id: str) -> str:
+        """The bucket of a valid upload token, "" for anything else (a metrics label)."""
+        try:
+            return self._token(upload_id).bucket
+        except RPCError:
+            return ""
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
     async def _session(self, upload_id: str) -> Session:
         token = self._token(upload_id)
         session = self._sessions.get(token.service_upload_id)
