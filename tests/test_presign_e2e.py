@@ -112,7 +112,7 @@ async def test_write_file_and_chunked_upload_take_the_headers(
     assert {name: meta[name] for name in HEADERS} == HEADERS
     upload = await rpc.call("s3.UploadStart", {"pathname": "chunked.txt", **HEADERS})
     await rpc.call("s3.UploadChunk", {"upload_id": upload["upload_id"], "content": b64(b"abc")})
-    await rpc.call("s3.UploadFinish", {"upload_id": upload["upload_id"]})
+    await rpc.call("s3.UploadFinish", {"upload_id": upload["upload_id"], "size": 3})
     meta = await rpc.call("s3.GetMetadata", {"pathname": "chunked.txt"})
     assert {name: meta[name] for name in HEADERS} == HEADERS
     assert meta["checksum"]  # the checksum copy kept the headers and added the checksum

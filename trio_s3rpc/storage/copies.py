@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from trio_s3rpc import checksums
-from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import copy_part_sender, upload_multipart
@@ -243,7 +243,7 @@ async def move(
     try:
         await objects.delete(source)
     except RPCError as exc:
-        raise RPCError(
+        raise PartialMoveError(
             exc.code,
             f"the copy to {dest.bucket.name}/{dest.pathname} is complete and verified, but the "
             f"source could not be deleted: {exc.message}; both exist",
