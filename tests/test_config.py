@@ -134,6 +134,9 @@ def test_every_setting_is_read() -> None:
         public_url="https://cdn.example.com/files",
         visibility_mode="auto",
         multipart_copy_threshold="1GiB",
+        storage_class="GLACIER_IR",
+        sse="aws:kms",
+        sse_kms_key_id="alias/backups",
     )
     data["s3"]["servers"]["minio"].update(force_path_style="false", checksums="when_supported")
     data["s3"]["servers"]["minio"]["credentials"]["token"] = TOKEN
@@ -167,6 +170,9 @@ def test_every_setting_is_read() -> None:
         public_url="https://cdn.example.com/files",
         visibility_mode="auto",
         multipart_copy_threshold=GIB,
+        storage_class="GLACIER_IR",
+        sse="aws:kms",
+        sse_kms_key_id="alias/backups",
     )
     server = config.s3.servers["minio"]
     assert server.force_path_style is False
@@ -513,6 +519,22 @@ SERVER = "s3.servers.minio"
             f"{BUCKET}.multipart_copy_threshold: must be at most 5 GiB",
         ),
         (
+            put(f"{BUCKET}.storage_class", "standard_ia"),
+            f"{BUCKET}.storage_class: must be one of S3's storage classes (STANDARD, "
+            "REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER, "
+            "GLACIER_IR, DEEP_ARCHIVE, OUTPOSTS, SNOW, EXPRESS_ONEZONE), got 'standard_ia'; "
+            "did you mean STANDARD_IA?",
+        ),
+        (
+            put(f"{BUCKET}.storage_class", "COLD"),
+            f"{BUCKET}.storage_class: must be one of S3's storage classes",
+        ),
+        (put(f"{BUCKET}.sse", "aes256"), f"{BUCKET}.sse: must be AES256 or aws:kms, got 'aes256'"),
+        (
+            put(f"{BUCKET}.sse_kms_key_id", "alias/x"),
+            f"{BUCKET}.sse_kms_key_id: is only used with sse: aws:kms",
+        ),
+        (
             put(f"{BUCKET}.public_url", "cdn.example.com"),
             f"{BUCKET}.public_url: must be an http:// or https:// URL with a host",
         ),
@@ -699,9 +721,13 @@ def test_short_keys_are_masked_entirely() -> None:
 
 
 def test_describe_shows_every_bucket_setting() -> None:
-    data = with_bucket(prefix="up/", visibility="public", part_size="16MiB", concurrency=3)
+    data = with_bucket(
+        prefix="up/", visibility="public", part_size="16MiB", concurrency=3, sse="AES256"
+    )
     summary = describe(parse_config(data, {}))
     for expected in (
+        "storage_class: (the service default)",
+        "sse: AES256",
         "listen: tcp://127.0.0.1:6001",
         "buckets (default: uploads):",
         "server: minio",
@@ -933,3 +959,172 @@ def test_abort_stale_after_zero_turns_the_reaper_off() -> None:
         }
     }
     assert parse_config(data, {}).s3.abort_stale_after == 0
+
+
+# -- beside RoadRunner: s3.listen, s3.relay, moved settings ----------------------
+
+
+def beside(rpc: dict[str, Any] | None = None, **s3: Any) -> dict[str, Any]:
+    data = minimal()
+    data["rpc"] = rpc if rpc is not None else {"listen": "tcp://127.0.0.1:6001"}
+    data["s3"].update(s3)
+    return data
+
+
+def test_s3_listen_is_this_servers_address_and_rpc_listen_stays_roadrunners() -> None:
+    config = parse_config(beside(listen="tcp://127.0.0.1:6002"), {})
+    assert config.rpc.listen == ListenAddress("tcp", "127.0.0.1", 6002)
+    assert config.rpc.listen_key == "s3.listen"
+    assert config.rpc.roadrunner_listen == ListenAddress("tcp", "127.0.0.1", 6001)
+    assert config.warnings == ()
+    text = describe(config)
+    assert "listen: tcp://127.0.0.1:6002 (s3.listen)" in text
+    assert "RoadRunner rpc.listen: tcp://127.0.0.1:6001 (RoadRunner's own; no clash" in text
+
+
+def test_without_s3_listen_rpc_listen_is_used_as_before() -> None:
+    config = parse_config(beside(), {})
+    assert config.rpc.listen == ListenAddress("tcp", "127.0.0.1", 6001)
+    assert (config.rpc.listen_key, config.rpc.roadrunner_listen) == ("rpc.listen", None)
+    assert "listen: tcp://127.0.0.1:6001 (rpc.listen)" in describe(config)
+
+
+@pytest.mark.parametrize(
+    ("own", "roadrunner"),
+    [
+        ("tcp://127.0.0.1:6001", "tcp://127.0.0.1:6001"),
+        ("tcp://localhost:6001", "tcp://127.0.0.1:6001"),
+        ("tcp://:6001", "tcp://127.0.0.1:6001"),
+        ("tcp://10.1.2.3:6001", "tcp://0.0.0.0:6001"),
+        ("unix:///run/rr.sock", "unix:///run/../run/rr.sock"),
+    ],
+)
+def test_s3_listen_clashing_with_rpc_listen_is_refused(own: str, roadrunner: str) -> None:
+    error = error_of(beside({"listen": roadrunner}, listen=own))
+    assert error.message.startswith(f"s3.listen: {parse_listen(own)} clashes with rpc.listen")
+    assert "RoadRunner's own RPC address" in error.message
+
+
+@pytest.mark.parametrize(
+    ("own", "roadrunner"),
+    [
+        ("tcp://127.0.0.1:6002", "tcp://127.0.0.1:6001"),
+        ("tcp://10.1.2.3:6001", "tcp://127.0.0.1:6001"),
+        ("tcp://127.0.0.1:0", "tcp://127.0.0.1:0"),
+        ("unix:///run/s3.sock", "unix:///run/rr.sock"),
+        ("unix:///run/s3.sock", "tcp://127.0.0.1:6001"),
+    ],
+)
+def test_distinct_addresses_do_not_clash(own: str, roadrunner: str) -> None:
+    assert parse_config(beside({"listen": roadrunner}, listen=own), {}).warnings == ()
+
+
+def test_relay_settings_and_their_defaults() -> None:
+    config = parse_config(beside(listen="tcp://127.0.0.1:6002", relay="tcp://127.0.0.1:6001"), {})
+    assert config.rpc.relay == RelaySettings(ListenAddress("tcp", "127.0.0.1", 6001), 60.0, 2)
+    text = describe(config)
+    assert (
+        "relay: tcp://127.0.0.1:6001 (s3.relay: calls to services other than s3 go there)" in text
+    )
+    assert "relay_timeout: 1m" in text and "relay_connections: 2" in text
+    assert parse_config(beside(), {}).rpc.relay is None
+    assert "relay: (none: calls to services other than s3 answer METHOD_NOT_FOUND)" in describe(
+        parse_config(beside(), {})
+    )
+
+
+def test_a_relay_to_this_servers_own_address_is_refused() -> None:
+    # Without s3.listen, rpc.listen is ours: relaying there would loop.
+    error = error_of(beside(relay="tcp://127.0.0.1:6001"))
+    assert error.message == (
+        "s3.relay: tcp://127.0.0.1:6001 is this server's own address (rpc.listen): relayed "
+        "calls would come back here; set s3.listen to this server's own address"
+    )
+    error = error_of(beside(listen="tcp://127.0.0.1:6002", relay="tcp://localhost:6002"))
+    assert error.message.startswith("s3.relay: tcp://localhost:6002 is this server's own address")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"relay": "localhost:6001"}, "s3.relay: invalid listen address"),
+        ({"listen": "6002"}, "s3.listen: invalid listen address"),
+        ({"relay": "tcp://127.0.0.1:6001", "relay_timeout": "0s"}, "s3.relay_timeout: must be"),
+        ({"relay": "tcp://127.0.0.1:6001", "relay_connections": 0}, "s3.relay_connections: must"),
+        ({"allow_from": ["10.0.0.0/33"]}, "s3.allow_from[0]: '10.0.0.0/33' is not a CIDR range"),
+        ({"allow_from": {"a": 1}}, "s3.allow_from: must be a list of CIDR ranges"),
+        ({"max_in_flight": 0}, "s3.max_in_flight: must be at least 1, got 0"),
+        ({"socket_mode": "rw"}, "s3.socket_mode: must be an octal file mode"),
+    ],
+)
+def test_bad_relay_and_access_settings_name_the_key(settings: dict[str, Any], message: str) -> None:
+    data = beside(listen="tcp://127.0.0.1:6002")
+    data["s3"].update(settings)
+    assert error_of(data).message.startswith(message)
+
+
+def test_allow_from_takes_cidr_ranges_and_single_addresses() -> None:
+    config = parse_config(beside(allow_from=["10.0.0.0/8", "192.168.1.7", "fd00::/8"]), {})
+    assert config.rpc.allow_from == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("192.168.1.7/32"),
+        ipaddress.ip_network("fd00::/8"),
+    )
+    assert "allow_from: 10.0.0.0/8, 192.168.1.7/32, fd00::/8" in describe(config)
+    on_unix = parse_config(beside(listen="unix:///run/s3.sock", allow_from="10.0.0.0/8"), {})
+    assert on_unix.warnings == (
+        "s3.allow_from: has no effect on a unix socket; its file mode, owner and group "
+        "(s3.socket_mode, s3.socket_owner, s3.socket_group) say who may connect",
+    )
+
+
+def test_the_old_rpc_places_are_still_read_with_a_warning() -> None:
+    config = parse_config(
+        beside({"listen": "tcp://127.0.0.1:6001", "max_frame_size": "1MiB", "max_in_flight": 4}),
+        {},
+    )
+    assert (config.rpc.max_frame_size, config.rpc.max_in_flight) == (MIB, 4)
+    assert config.warnings == (
+        "rpc.max_frame_size: read for compatibility; move it to s3.max_frame_size, where "
+        "RoadRunner's rpc section cannot clash with it",
+        "rpc.max_in_flight: read for compatibility; move it to s3.max_in_flight, where "
+        "RoadRunner's rpc section cannot clash with it",
+    )
+    # An error in the old place names the old place.
+    assert error_of(beside({"max_in_flight": 0})).message.startswith("rpc.max_in_flight:")
+
+
+def test_s3_settings_win_over_the_old_rpc_places() -> None:
+    config = parse_config(beside({"socket_mode": "0600"}, socket_mode="0660"), {})
+    assert config.rpc.socket_mode == 0o660
+    assert config.warnings == (
+        "rpc.socket_mode is ignored: s3.socket_mode is set and takes precedence",
+    )
+
+
+def test_workers_rr_rpc_is_checked_against_s3_listen() -> None:
+    def warnings(env: Any, **s3: Any) -> tuple[str, ...]:
+        data = beside(listen="tcp://127.0.0.1:6002", **s3)
+        data["server"] = {"command": "php worker.php", "env": env}
+        return parse_config(data, {"PORT": "6002"}).warnings
+
+    relay = {"relay": "tcp://127.0.0.1:6001"}
+    assert warnings({"RR_RPC": "tcp://127.0.0.1:${PORT}"}, **relay) == ()
+    assert warnings([{"rr_rpc": "tcp://127.0.0.1:6002"}], **relay) == ()
+    assert warnings({"RR_RPC": "tcp://127.0.0.1:6001"}, **relay) == (
+        "server.env.RR_RPC is tcp://127.0.0.1:6001, not this server (tcp://127.0.0.1:6002): "
+        "PHP workers will not reach s3.* through the relay",
+    )
+    assert warnings({"RR_RPC": "tcp://127.0.0.1:6002"}) == (
+        "server.env.RR_RPC points PHP workers at this server (tcp://127.0.0.1:6002) but "
+        "s3.relay is not set: their calls to RoadRunner's own services (informer, jobs, kv, "
+        "...) will answer METHOD_NOT_FOUND",
+    )
+
+
+def test_a_relay_elsewhere_than_rpc_listen_warns() -> None:
+    config = parse_config(beside(listen="tcp://127.0.0.1:6002", relay="tcp://127.0.0.1:7001"), {})
+    assert config.warnings == (
+        "s3.relay: tcp://127.0.0.1:7001 is not rpc.listen (tcp://127.0.0.1:6001): calls to "
+        "RoadRunner's services will go to another RoadRunner than this file's",
+    )

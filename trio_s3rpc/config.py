@@ -61,6 +61,22 @@ MAX_UNIX_PATH = 107
 VISIBILITIES = ("public", "private")
 VISIBILITY_MODES = ("acl", "none", "auto")
 CHECKSUM_MODES = ("when_required", "when_supported")
+# S3's storage classes (x-amz-storage-class), as the service spells them.
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
+# Server-side encryption (x-amz-server-side-encryption): S3-managed keys, or KMS.
+SSE_ALGORITHMS = ("AES256", "aws:kms")
 MASK = "****"
 
 
@@ -124,6 +140,10 @@ class BucketConfig:
     public_url: str = ""  # base URL replacing the endpoint in permanent public URLs (CDN)
     visibility_mode: str = "acl"
     multipart_copy_threshold: int = 5 * GIB
+    # Defaults for new objects' storage class and encryption ("" = the service's own).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -990,7 +1010,42 @@ def _parse_bucket(
         multipart_copy_threshold=section.size(
             "multipart_copy_threshold", 5 * GIB, 1, MAX_COPY_SIZE
         ),
+        **_archival(section),
     )
+
+
+def archival_problem(storage_class: str, sse: str, sse_kms_key_id: str) -> tuple[str, str] | None:
+    """What is wrong with a storage class and encryption setting: (field, why), or None.
+
+    Used for the bucket defaults here and for the same fields on a write
+    request, so both refuse the same values with the same words.
+    """
+    if storage_class and storage_class not in STORAGE_CLASSES:
+        close = difflib.get_close_matches(storage_class.upper(), STORAGE_CLASSES, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return "storage_class", (
+            f"must be one of S3's storage classes ({', '.join(STORAGE_CLASSES)}), "
+            f"got {storage_class!r}{hint}"
+        )
+    if sse and sse not in SSE_ALGORITHMS:
+        return "sse", f"must be {_alternatives(SSE_ALGORITHMS)}, got {sse!r}"
+    if sse_kms_key_id and sse != "aws:kms":
+        return "sse_kms_key_id", "is only used with sse: aws:kms"
+    if any(char.isspace() for char in sse_kms_key_id):
+        return "sse_kms_key_id", f"must be a KMS key id, ARN or alias, got {sse_kms_key_id!r}"
+    return None
+
+
+def _archival(section: _Section) -> dict[str, str]:
+    values = {
+        "storage_class": section.text("storage_class").strip(),
+        "sse": section.text("sse").strip(),
+        "sse_kms_key_id": section.text("sse_kms_key_id").strip(),
+    }
+    problem = archival_problem(**values)
+    if problem is not None:
+        raise ConfigError(f"{section.where(problem[0])}: {problem[1]}")
+    return values
 
 
 def _bucket_name(section: _Section) -> str:
@@ -1074,7 +1129,11 @@ def _describe_rpc(rpc: RPCSettings) -> list[str]:
             f"s3.listen {rpc.listen})"
         )
     if rpc.workers_rpc:
-        lines.append(f"PHP workers' RR_RPC (server.env): {rpc.workers_rpc}")
+        ours = rpc.workers_rpc == str(rpc.listen)
+        lines.append(
+            f"PHP workers' RR_RPC (server.env): {rpc.workers_rpc}"
+            + (" (this server)" if ours else "")
+        )
     return lines
 
 
@@ -1112,6 +1171,9 @@ def _describe_bucket(bucket: BucketConfig) -> list[str]:
         f"    concurrency: {bucket.concurrency}",
         f"    multipart_copy_threshold: {_format_size(bucket.multipart_copy_threshold)}",
         f"    public_url: {bucket.public_url or '(endpoint)'}",
+        f"    storage_class: {bucket.storage_class or '(the service default)'}",
+        f"    sse: {bucket.sse or '(none)'}"
+        + (f" (sse_kms_key_id: {bucket.sse_kms_key_id})" if bucket.sse_kms_key_id else ""),
     ]
 
 

@@ -17,6 +17,7 @@ from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
 from trio_s3rpc.storage import copies, deletes, objects, visibility
+from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
@@ -65,6 +66,10 @@ class WriteRequest:
     bucket: str = ""
     config: dict[str, str] = field(default_factory=dict)
     visibility: str = ""
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -117,6 +122,10 @@ class CopyRequest:
     dest_bucket: str = ""
     config: dict[str, str] = field(default_factory=dict)
     visibility: str = ""
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -127,6 +136,9 @@ class MetadataResponse:
     visibility: str
     etag: str = omitempty("")
     checksum: str = omitempty("")
+    storage_class: str = omitempty("")
+    sse: str = omitempty("")
+    sse_kms_key_id: str = omitempty("")
 
 
 @dataclass(slots=True, frozen=True)
@@ -193,6 +205,10 @@ class WriteFileRequest:
     config: dict[str, str] = field(default_factory=dict)
     content_type: str = ""
     resume: bool = False
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -219,6 +235,10 @@ class UploadStartRequest:
     visibility: str = ""
     config: dict[str, str] = field(default_factory=dict)
     content_type: str = ""
+    # Storage class and encryption of the new object ("" = the bucket's default).
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -355,7 +375,9 @@ class S3Methods:
 
     async def write(self, req: WriteRequest) -> ObjectWrittenResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        info = await objects.write(ref, req.content, req.config, req.visibility)
+        info = await objects.write(
+            ref, req.content, req.config, req.visibility, archival=_archival(req)
+        )
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
         )
@@ -382,7 +404,7 @@ class S3Methods:
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.copy(source, dest, req.config, req.visibility)
+        info = await copies.copy(source, dest, req.config, req.visibility, _archival(req))
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -390,7 +412,7 @@ class S3Methods:
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.move(source, dest, req.config, req.visibility)
+        info = await copies.move(source, dest, req.config, req.visibility, _archival(req))
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -399,7 +421,15 @@ class S3Methods:
         ref = self.storage.resolve(req.bucket, req.pathname)
         info, seen = await objects.metadata(ref)
         return MetadataResponse(
-            info.size, info.mime_type, info.last_modified, seen, info.etag, info.checksum
+            info.size,
+            info.mime_type,
+            info.last_modified,
+            seen,
+            info.etag,
+            info.checksum,
+            info.storage_class,
+            info.sse,
+            info.sse_kms_key_id,
         )
 
     async def set_visibility(self, req: SetVisibilityRequest) -> SuccessResponse:
@@ -438,6 +468,7 @@ class S3Methods:
             req.config,
             req.content_type,
             req.resume,
+            _archival(req),
         )
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
@@ -450,7 +481,9 @@ class S3Methods:
 
     async def upload_start(self, req: UploadStartRequest) -> UploadStartResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        upload_id = await self.uploads.start(ref, req.visibility, req.config, req.content_type)
+        upload_id = await self.uploads.start(
+            ref, req.visibility, req.config, req.content_type, _archival(req)
+        )
         return UploadStartResponse(upload_id)
 
     async def upload_chunk(self, req: UploadChunkRequest) -> UploadChunkResponse:
@@ -468,6 +501,10 @@ class S3Methods:
     async def upload_abort(self, req: UploadIdRequest) -> SuccessResponse:
         await self.uploads.abort(req.upload_id)
         return SuccessResponse(True)
+
+
+def _archival(req: WriteRequest | CopyRequest | WriteFileRequest | UploadStartRequest) -> Archival:
+    return Archival(req.storage_class, req.sse, req.sse_kms_key_id)
 
 
 def register_control_methods(registry: MethodRegistry, control: CallControl) -> None:

@@ -23,7 +23,7 @@ from trio_s3rpc import progress
 from trio_s3rpc.errors import first_error
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.parts import MAX_PARTS
-from trio_s3rpc.s3.transport import S3Error, S3Transport
+from trio_s3rpc.s3.transport import BodyFactory, S3Error, S3Transport
 
 log = logging.getLogger("trio_s3rpc.s3")
 
@@ -91,8 +91,20 @@ async def create_upload(target: MultipartTarget) -> str:
     return s3xml.parse_initiate_multipart(response.content)
 
 
-async def upload_part(target: MultipartTarget, upload_id: str, number: int, data: bytes) -> str:
-    """Send one part and return its ETag (re-sending a part number is safe)."""
+async def upload_part(
+    target: MultipartTarget,
+    upload_id: str,
+    number: int,
+    data: bytes | BodyFactory,
+    *,
+    content_length: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Send one part and return its ETag (re-sending a part number is safe).
+
+    ``data`` is the part's bytes, or a :data:`BodyFactory` of its pieces
+    with their ``content_length`` (no copy of them is made into one).
+    """
     async with target.limiter:
         response = await target.transport.request(
             "UploadPart",
@@ -100,7 +112,9 @@ async def upload_part(target: MultipartTarget, upload_id: str, number: int, data
             target.bucket,
             target.key,
             query={"partNumber": str(number), "uploadId": upload_id},
+            headers=headers,
             body=data,
+            content_length=content_length,
         )
     etag = str(response.headers.get("etag", ""))
     if not etag:
@@ -184,11 +198,14 @@ async def upload_multipart(
     *,
     concurrency: int,
     send_part: PartSender[T] | None = None,
+    before_complete: Callable[[], None] | None = None,
 ) -> CompletedUpload:
     """Upload every part the source yields, in order, with ``concurrency`` in flight.
 
     ``send_part`` sends one part and answers its ETag and size; by default a
-    part is bytes sent with UploadPart. Completed or aborted, never left open:
+    part is bytes sent with UploadPart. ``before_complete`` runs once every
+    part is sent; raising there (a checksum that does not match) aborts the
+    upload instead of completing it. Completed or aborted, never left open:
     any exception or cancellation aborts the upload before it propagates.
     """
     upload_id = await create_upload(target)
@@ -198,6 +215,7 @@ async def upload_multipart(
         _numbered(parts),
         concurrency=concurrency,
         send_part=send_part,
+        before_complete=before_complete,
     )
 
 
@@ -219,6 +237,7 @@ async def finish_multipart(
     existing: Mapping[int, tuple[str, int]] | None = None,
     send_part: PartSender[T] | None = None,
     keep_on_failure: bool = False,
+    before_complete: Callable[[], None] | None = None,
 ) -> CompletedUpload:
     """Send the numbered parts of an upload that exists, then complete it.
 
@@ -237,6 +256,8 @@ async def finish_multipart(
             size += part_size
         if not etags:
             raise ValueError("a multipart upload needs at least one part")
+        if before_complete is not None:
+            before_complete()
         etag = await complete_upload(target, upload_id, etags)
     except trio.Cancelled:
         await abort_upload(target, upload_id)

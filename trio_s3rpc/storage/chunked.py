@@ -40,6 +40,7 @@ from trio_s3rpc.s3.multipart import MultipartTarget
 from trio_s3rpc.s3.parts import upload_limit
 from trio_s3rpc.s3.xml import PartEntry
 from trio_s3rpc.storage import copies, objects
+from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, Storage, StorageError
 from trio_s3rpc.storage.records import ObjectInfo
 from trio_s3rpc.storage.tokens import UploadToken, decode_token, encode_token
@@ -181,9 +182,12 @@ class ChunkedUploads:
         visibility: str,
         metadata: Mapping[str, str],
         content_type: str,
+        archival: Archival | None = None,
     ) -> str:
         bucket = ref.bucket
-        headers = await objects.new_object_headers(ref, metadata, visibility, content_type)
+        headers = await objects.new_object_headers(
+            ref, metadata, visibility, content_type, archival=archival
+        )
         target = bucket.multipart(ref.key, headers)
         with bucket.errors(ref.key):
             service_upload_id = await multipart.create_upload(target)

@@ -1,9 +1,14 @@
-"""Copies made on the service: Copy, Move, multipart copies, and storing a checksum
-on an object a streamed upload just completed.
+"""Copy and Move, multipart copies, and storing a checksum on an object a streamed
+upload just completed.
 
-A copy never moves the bytes through this server. Objects above the
-bucket's ``multipart_copy_threshold`` (CopyObject stops at 5 GiB) are copied
-part by part with UploadPartCopy, in parts planned within S3's limits.
+Between two buckets of one server a copy is made on the service and the
+bytes never pass through this server: one CopyObject, or, above the
+destination's ``multipart_copy_threshold`` (CopyObject stops at 5 GiB),
+UploadPartCopy in parts planned within S3's limits. Between servers, or when
+the service answers CopyObject with ``NotImplemented``, the copy is streamed
+(``streamed.py``). A Move deletes its source only once the destination is
+complete and verified; any failure before that leaves the source as it was,
+and the error says what state each side is in.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import copy_part_sender, upload_multipart
 from trio_s3rpc.s3.parts import plan_parts
-from trio_s3rpc.storage import objects, visibility
-from trio_s3rpc.storage.buckets import Bucket, ObjectRef
+from trio_s3rpc.storage import objects, streamed, visibility
+from trio_s3rpc.storage.archival import Archival, archival_headers
+from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError
 from trio_s3rpc.storage.records import ObjectInfo, http_date, metadata_headers
 
 log = logging.getLogger("trio_s3rpc.storage")
@@ -31,18 +37,59 @@ def _copy_source(bucket: Bucket, key: str) -> str:
     return "/" + urllib.parse.quote(f"{bucket.config.bucket}/{key}", safe="/")
 
 
+def same_service(source: ObjectRef, dest: ObjectRef) -> bool:
+    """Whether CopyObject can copy between the two: the same ``s3.servers`` entry."""
+    return source.bucket.transport is dest.bucket.transport
+
+
 async def copy(
-    source: ObjectRef, dest: ObjectRef, metadata: Mapping[str, str], visibility_name: str
+    source: ObjectRef,
+    dest: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    archival: Archival | None = None,
 ) -> ObjectInfo:
-    if source.bucket.transport is not dest.bucket.transport:
-        raise RPCError(
-            ErrorCode.S3_OPERATION_FAILED,
-            "copy between buckets on different servers is not supported",
-            f"source server: {source.bucket.config.server}, "
-            f"destination server: {dest.bucket.config.server}",
-        )
+    # Checked before any request: a bad storage class or encryption sends nothing.
+    archival_fields = archival_headers(dest.bucket.config, archival or Archival())
+    if not same_service(source, dest):
+        return await _copy_streamed(source, dest, metadata, visibility_name, archival_fields)
+    try:
+        return await _copy_on_service(source, dest, metadata, visibility_name, archival_fields)
+    except StorageError as exc:
+        if exc.status != 501 and exc.service_code != "NotImplemented":
+            raise
+    log.info(
+        "event=copy_streamed reason=copy_not_implemented bucket=%s pathname=%r",
+        dest.bucket.name,
+        dest.pathname,
+    )
+    return await _copy_streamed(source, dest, metadata, visibility_name, archival_fields)
+
+
+async def _copy_streamed(
+    source: ObjectRef,
+    dest: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    archival_fields: Mapping[str, str],
+) -> ObjectInfo:
+    result = await streamed.copy(source, dest, metadata, visibility_name, archival_fields)
+    if result.checksum_stored:
+        return result.info
+    # A source written by something else: store the checksum computed on the way.
+    return await attach_checksum(dest, result.headers, result.info)
+
+
+async def _copy_on_service(
+    source: ObjectRef,
+    dest: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    archival_fields: Mapping[str, str],
+) -> ObjectInfo:
     info = await objects.head(source)
     headers = await visibility.acl_headers(dest.bucket, visibility_name)
+    headers.update(archival_fields)
     headers["x-amz-copy-source"] = _copy_source(source.bucket, source.key)
     if metadata:
         headers["x-amz-metadata-directive"] = "REPLACE"
@@ -114,29 +161,82 @@ async def _copy_multipart(
 
 
 async def move(
-    source: ObjectRef, dest: ObjectRef, metadata: Mapping[str, str], visibility_name: str
+    source: ObjectRef,
+    dest: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    archival: Archival | None = None,
 ) -> ObjectInfo:
+    """Copy, check what landed, and only then delete the source.
+
+    A failure before the delete leaves the source untouched (and the copy
+    has left nothing at the destination); one of the delete leaves both.
+    Either way the error says so. Cancellation and timeouts are not errors
+    here: they propagate, and the copy's upload aborts itself on the way.
+    """
     if (
         source.bucket.config.bucket == dest.bucket.config.bucket
         and source.key == dest.key
-        and (source.bucket.transport is dest.bucket.transport)
+        and (same_service(source, dest))
     ):
         raise RPCError(
             ErrorCode.INVALID_PATHNAME,
             "move source and destination are the same object",
             f"bucket: {source.bucket.name}, pathname: {source.pathname}",
         )
-    info = await copy(source, dest, metadata, visibility_name)
+    try:
+        info = await copy(source, dest, metadata, visibility_name, archival)
+    except RPCError as exc:
+        raise _source_untouched(exc) from None
+    await _verify_landed(dest, info)
     try:
         await objects.delete(source)
     except RPCError as exc:
         raise RPCError(
             exc.code,
-            f"the copy to {dest.bucket.name}/{dest.pathname} landed but the source could not "
-            f"be deleted: {exc.message}",
+            f"the copy to {dest.bucket.name}/{dest.pathname} is complete and verified, but the "
+            f"source could not be deleted: {exc.message}; both exist",
             exc.details,
         ) from None
     return info
+
+
+# Refusals made before anything was sent: the error speaks for itself.
+_NOTHING_STARTED = frozenset(
+    {
+        ErrorCode.BUCKET_NOT_FOUND,
+        ErrorCode.FILE_NOT_FOUND,
+        ErrorCode.INVALID_PATHNAME,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.INVALID_VISIBILITY,
+    }
+)
+
+
+def _source_untouched(exc: RPCError) -> RPCError:
+    if exc.code in _NOTHING_STARTED:
+        return exc
+    return RPCError(
+        exc.code,
+        f"{exc.message}; move: the source is untouched and nothing was left at the destination",
+        exc.details,
+    )
+
+
+async def _verify_landed(dest: ObjectRef, copied: ObjectInfo) -> None:
+    """The destination holds an object of the copied size and checksum, or RPCError."""
+    landed = await objects.head(dest)
+    if landed.size == copied.size and (
+        not landed.checksum or not copied.checksum or landed.checksum == copied.checksum
+    ):
+        return
+    raise RPCError(
+        ErrorCode.S3_OPERATION_FAILED,
+        "the destination does not hold what was copied, so the source was not deleted; "
+        "move: the source is untouched, the destination is left as found",
+        f"bucket: {dest.bucket.name}, pathname: {dest.pathname}, copied {copied.size} bytes "
+        f"{copied.checksum or ''}, found {landed.size} bytes {landed.checksum or ''}",
+    )
 
 
 async def attach_checksum(

@@ -36,13 +36,13 @@ from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
 from trio_s3rpc.s3.parts import PartPlan, plan_parts
-from trio_s3rpc.storage import copies, objects
+from trio_s3rpc.sniff import SNIFF_BYTES
+from trio_s3rpc.storage import copies, objects, ranges
+from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import ObjectRef
 from trio_s3rpc.storage.records import ObjectInfo, verify_checksum
 
 log = logging.getLogger("trio_s3rpc.transfers")
-
-WRITE_CHUNK = 1024 * 1024
 
 
 class LocalPaths:
@@ -119,6 +119,7 @@ class Files:
         metadata: Mapping[str, str],
         content_type: str,
         resume: bool = False,
+        archival: Archival | None = None,
     ) -> ObjectInfo:
         bucket = ref.bucket
         path = self.paths.confine(source_path, "source_path")
@@ -131,7 +132,11 @@ class Files:
             with bucket.errors(ref.key):
                 # A file S3 cannot hold is refused before any request is made.
                 plan = plan_parts(size, bucket.config.part_size)
-            headers = await objects.new_object_headers(ref, metadata, visibility, content_type)
+            # Without a content type or a known extension, the file's first bytes decide.
+            head = b"" if content_type else await _pread(fd, min(size, SNIFF_BYTES), 0)
+            headers = await objects.new_object_headers(
+                ref, metadata, visibility, content_type, archival=archival, head=head
+            )
             tracker = progress.current()
             if size <= bucket.config.part_size:
                 tracker.expect(size, 1)
@@ -327,39 +332,29 @@ class Files:
         """
         bucket = ref.bucket
         part_size = bucket.config.part_size
-        ranges = [
+        spans = [
             (start, min(start + part_size, info.size)) for start in range(0, info.size, part_size)
         ]
         written = 0
         limiter = trio.CapacityLimiter(bucket.config.concurrency)
         tracker = progress.current()
-        tracker.expect(info.size, len(ranges))
+        tracker.expect(info.size, len(spans))
+
+        async def write_at(chunk: bytes, offset: int) -> None:
+            await _pwrite(fd, chunk, offset)
+            tracker.advance(len(chunk))
 
         async def fetch(start: int, end: int) -> None:
             nonlocal written
-            headers = {"Range": f"bytes={start}-{end - 1}"}
-            if info.etag:
-                headers["If-Match"] = info.etag  # the object must not change mid-download
-            offset = start
-            crc = 0
-            async with limiter, bucket.stream("GetObject", "GET", ref.key, headers) as response:
-                async for chunk in response.aiter_raw(WRITE_CHUNK):
-                    if offset + len(chunk) > end:
-                        raise RPCError(
-                            ErrorCode.S3_OPERATION_FAILED,
-                            "GetObject sent more bytes than the range asked for",
-                            f"range {start}-{end - 1}",
-                        )
-                    crc = checksums.crc32c(chunk, crc)
-                    await _pwrite(fd, chunk, offset)
-                    offset += len(chunk)
-                    tracker.advance(len(chunk))
-            written += offset - start
-            range_checksums.add_value(start, crc, offset - start)
+            # If-Match: the object must not change mid-download.
+            async with limiter:
+                crc, length = await ranges.fetch(ref, start, end, info.etag, write_at)
+            written += length
+            range_checksums.add_value(start, crc, length)
             tracker.advance(0, 1)
 
         with first_error():
             async with trio.open_nursery() as nursery:
-                for start, end in ranges:
+                for start, end in spans:
                     nursery.start_soon(fetch, start, end)
         return written

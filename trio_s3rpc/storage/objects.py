@@ -17,11 +17,12 @@ import trio
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
-from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import upload_multipart
 from trio_s3rpc.s3.parts import plan_parts
+from trio_s3rpc.sniff import SNIFF_BYTES, content_type_of
 from trio_s3rpc.storage import visibility
+from trio_s3rpc.storage.archival import Archival, archival_headers, archival_of
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError
 from trio_s3rpc.storage.records import (
     ListedObject,
@@ -39,10 +40,19 @@ MAX_LIST_KEYS = 1000
 
 
 async def new_object_headers(
-    ref: ObjectRef, metadata: Mapping[str, str], visibility_name: str, content_type: str = ""
+    ref: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    content_type: str = "",
+    *,
+    archival: Archival | None = None,
+    head: bytes = b"",
 ) -> dict[str, str]:
-    """What a new object is created with: content type, user metadata, canned ACL."""
-    headers = {"Content-Type": content_type or content_type_for(ref.pathname)}
+    """What a new object is created with: content type (from ``content_type``, else the
+    pathname's extension, else the content's first bytes ``head``), user metadata,
+    canned ACL, storage class and encryption (``archival`` over the bucket's defaults)."""
+    headers = {"Content-Type": content_type or content_type_of(ref.pathname, head)}
+    headers.update(archival_headers(ref.bucket.config, archival or Archival()))
     headers.update(metadata_headers(metadata))
     headers.update(await visibility.acl_headers(ref.bucket, visibility_name))
     return headers
@@ -73,8 +83,11 @@ async def write(
     metadata: Mapping[str, str],
     visibility_name: str,
     content_type: str = "",
+    archival: Archival | None = None,
 ) -> ObjectInfo:
-    headers = await new_object_headers(ref, metadata, visibility_name, content_type)
+    headers = await new_object_headers(
+        ref, metadata, visibility_name, content_type, archival=archival, head=content[:SNIFF_BYTES]
+    )
     if len(content) <= ref.bucket.config.part_size:
         return await put_object(ref, headers, content)
     # The content is all here: its checksum goes with it, even into a multipart upload.
@@ -160,17 +173,22 @@ def _total_from_content_range(header: str, fallback: int) -> int:
 
 async def head(ref: ObjectRef) -> ObjectInfo:
     response = await ref.bucket.request("HeadObject", "HEAD", ref.key)
+    return info_from_headers(response.headers)
+
+
+def info_from_headers(headers: Mapping[str, str]) -> ObjectInfo:
+    """What a HeadObject answer says about the object."""
+    archival = archival_of(headers)
     return ObjectInfo(
-        size=int(response.headers.get("content-length", "0")),
-        last_modified=http_date(response.headers.get("last-modified")),
-        mime_type=response.headers.get("content-type", ""),
-        etag=response.headers.get("etag", ""),
-        metadata={
-            name: value
-            for name, value in response.headers.items()
-            if name.startswith("x-amz-meta-")
-        },
-        checksum=stored_checksum(response.headers),
+        size=int(headers.get("content-length", "0")),
+        last_modified=http_date(headers.get("last-modified")),
+        mime_type=headers.get("content-type", ""),
+        etag=headers.get("etag", ""),
+        metadata={name: value for name, value in headers.items() if name.startswith("x-amz-meta-")},
+        checksum=stored_checksum(headers),
+        storage_class=archival.storage_class,
+        sse=archival.sse,
+        sse_kms_key_id=archival.sse_kms_key_id,
     )
 
 

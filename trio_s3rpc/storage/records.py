@@ -33,6 +33,10 @@ class ObjectInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
     # "<algorithm>:<hex>" of the object's bytes, when known (see checksums.py).
     checksum: str = ""
+    # As HeadObject answers them (see archival.py); "" where not read.
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,0 +1,199 @@
+"""Copies between storage services: the bytes stream through this server, bounded and verified.
+
+S3's CopyObject works only inside one service. When the source and the
+destination are on different servers (or the service answers CopyObject
+with ``NotImplemented``), :func:`copy` streams the object instead. The
+destination's part plan (its ``part_size``, grown to fit S3's 10,000 parts)
+cuts the source into ranges; ``concurrency`` part tasks each GET one range
+from the source, conditional on the source's ETag (``If-Match``), and send
+it as one UploadPart, so at most ``concurrency`` parts are in memory,
+whatever the object's size. Each range's CRC32C is computed as its bytes
+arrive, and the pieces, combined in order, must match the checksum stored
+with the source before the upload is completed. A mismatch, a source that
+changed, a failed part or a cancellation aborts the upload, so nothing is
+left at the destination. An object of one part takes one GET and one
+PutObject.
+
+The destination gets the source's content type, standard headers and user
+metadata (or the ``config`` that replaces it), the checksum (the source's,
+or for a source written by something else the one computed on the way),
+and the visibility and archival settings asked for or the destination
+bucket's defaults.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from trio_s3rpc import checksums, progress
+from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.s3.multipart import upload_multipart, upload_part
+from trio_s3rpc.s3.parts import PartPlan, plan_parts
+from trio_s3rpc.sniff import content_type_of
+from trio_s3rpc.storage import objects, ranges, visibility
+from trio_s3rpc.storage.buckets import ObjectRef, StorageError
+from trio_s3rpc.storage.records import ObjectInfo, metadata_headers, verify_checksum
+
+# Headers that describe the object (not the response) and travel with it.
+CARRIED_HEADERS = (
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+)
+
+
+@dataclass(slots=True, frozen=True)
+class StreamedCopy:
+    """What arrived: the object, the headers it was created with, and whether the
+    checksum in ``info`` is stored with it yet (a multipart copy of an object
+    without one learns it only at the end; ``copies.attach_checksum`` stores it)."""
+
+    info: ObjectInfo
+    headers: Mapping[str, str]
+    checksum_stored: bool
+
+
+async def copy(
+    source: ObjectRef,
+    dest: ObjectRef,
+    metadata: Mapping[str, str],
+    visibility_name: str,
+    archival: Mapping[str, str],
+) -> StreamedCopy:
+    """Stream ``source`` into ``dest`` (see the module docstring); raises RPCError."""
+    response = await source.bucket.request("HeadObject", "HEAD", source.key)
+    found = objects.info_from_headers(response.headers)
+    headers = await _dest_headers(source, dest, response.headers, metadata, visibility_name)
+    headers.update(archival)
+    if found.checksum:
+        headers[checksums.METADATA_HEADER] = found.checksum
+    plan = _plan(dest, found.size)
+    tracker = progress.current()
+    tracker.expect(found.size, plan.parts)
+    if plan.parts == 1:
+        chunks, crc = await _fetch(source, found, 0, found.size) if found.size else ([], 0)
+        data = b"".join(chunks)
+        _verify(source, found, crc)
+        headers.pop(checksums.METADATA_HEADER, None)  # put_object stores the CRC it computes
+        written = await objects.put_object(dest, headers, data)
+        tracker.advance(len(data), 1)
+        return StreamedCopy(written, headers, checksum_stored=True)
+    pieces = checksums.PartChecksums()
+    target = dest.bucket.multipart(dest.key, headers)
+
+    def before_complete() -> None:
+        if pieces.length != found.size:
+            raise RPCError(
+                ErrorCode.S3_OPERATION_FAILED,
+                "the source delivered a different number of bytes than it has",
+                f"expected {found.size}, got {pieces.length}",
+            )
+        _verify(source, found, pieces.whole())
+
+    async def spans() -> AsyncIterator[tuple[int, int]]:
+        for _, start, length in plan.spans():
+            yield start, start + length
+
+    checksum_headers = dest.bucket.server.checksums == "when_supported"
+
+    async def send(upload_id: str, number: int, span: tuple[int, int]) -> tuple[str, int]:
+        start, end = span
+        chunks, crc = await _fetch(source, found, start, end)
+        pieces.add_value(start, crc, end - start)
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+        # The pieces as they arrived, never joined: a part is in memory once.
+        part_headers = {}
+        if checksum_headers:
+            part_headers["x-amz-checksum-crc32c"] = checksums.header_value(crc)
+        etag = await upload_part(
+            target, upload_id, number, body, content_length=end - start, headers=part_headers
+        )
+        return etag, end - start
+
+    with dest.bucket.errors(dest.key):
+        done = await upload_multipart(
+            target,
+            spans(),
+            concurrency=dest.bucket.config.concurrency,
+            send_part=send,
+            before_complete=before_complete,
+        )
+    info = ObjectInfo(
+        size=done.size,
+        last_modified=int(time.time()),
+        mime_type=headers["Content-Type"],
+        etag=done.etag,
+        checksum=found.checksum or checksums.format_checksum(pieces.whole()),
+    )
+    return StreamedCopy(info, headers, checksum_stored=bool(found.checksum))
+
+
+def _plan(dest: ObjectRef, size: int) -> PartPlan:
+    with dest.bucket.errors(dest.key):
+        return plan_parts(size, dest.bucket.config.part_size)
+
+
+async def _dest_headers(
+    source: ObjectRef,
+    dest: ObjectRef,
+    source_headers: Mapping[str, str],
+    metadata: Mapping[str, str],
+    visibility_name: str,
+) -> dict[str, str]:
+    headers = {
+        "Content-Type": source_headers.get("content-type") or content_type_of(dest.pathname, b"")
+    }
+    for name in CARRIED_HEADERS:
+        if source_headers.get(name):
+            headers[name] = source_headers[name]
+    if metadata:
+        headers.update(metadata_headers(metadata))
+    else:
+        for name, value in source_headers.items():
+            if name.startswith("x-amz-meta-") and name != checksums.METADATA_HEADER:
+                headers[name] = value
+    headers.update(await visibility.acl_headers(dest.bucket, visibility_name))
+    return headers
+
+
+async def _fetch(
+    source: ObjectRef, found: ObjectInfo, start: int, end: int
+) -> tuple[list[bytes], int]:
+    """The bytes ``start..end`` of the source as it was when HEAD saw it, in the pieces
+    they arrived in, and their CRC32C."""
+    chunks: list[bytes] = []
+
+    async def keep(chunk: bytes, offset: int) -> None:
+        chunks.append(chunk)
+
+    try:
+        crc, length = await ranges.fetch(source, start, end, found.etag, keep)
+    except StorageError as exc:
+        if exc.status == 412:
+            raise RPCError(
+                ErrorCode.S3_OPERATION_FAILED,
+                "the source changed during the copy (its ETag no longer matches): "
+                "the copy was stopped",
+                f"bucket: {source.bucket.name}, pathname: {source.pathname}",
+            ) from None
+        raise
+    if length != end - start:
+        raise RPCError(
+            ErrorCode.S3_OPERATION_FAILED,
+            "GetObject delivered fewer bytes than the range asked for",
+            f"range {start}-{end - 1}, got {length} bytes",
+        )
+    return chunks, crc
+
+
+def _verify(source: ObjectRef, found: ObjectInfo, crc: int) -> None:
+    if found.checksum:
+        verify_checksum(found.checksum, crc, source.bucket.name, source.pathname)
