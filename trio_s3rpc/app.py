@@ -4,20 +4,37 @@
 start in-process. It owns the storage (and so the HTTP pools) and the RPC
 server, and turns SIGINT/SIGTERM into the graceful shutdown; a second signal
 during the grace period stops at once.
+
+Under ``s3.workers`` it is also what each worker process runs
+(:func:`serve_worker`): the same application on listeners the supervisor
+opened, with a :class:`WorkerLink` that makes the workers one service, and
+an answer (:meth:`Application.answer_peer`) to what the others ask of it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import trio
 
+from trio_s3rpc.cluster import wire
+from trio_s3rpc.cluster.worker import WorkerLink, watch_lifeline, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.dispatch import Dispatcher
-from trio_s3rpc.rpc.methods import S3Methods, register_control_methods
+from trio_s3rpc.rpc.methods import (
+    S3Methods,
+    cancel_answer,
+    register_control_methods,
+    status_answer,
+)
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.relay import Relay
 from trio_s3rpc.rpc.server import RPCServer
@@ -30,15 +47,23 @@ from trio_s3rpc.storage.janitor import Janitor
 log = logging.getLogger("trio_s3rpc")
 
 
-def build_registry(storage: Storage, files: Files, uploads: ChunkedUploads) -> MethodRegistry:
+def build_registry(
+    storage: Storage, files: Files, uploads: ChunkedUploads, link: WorkerLink | None = None
+) -> MethodRegistry:
     registry = MethodRegistry()
-    S3Methods(storage, files, uploads).register(registry)
+    S3Methods(
+        storage,
+        files,
+        uploads,
+        register_everywhere=None if link is None else link.register_bucket,
+    ).register(registry)
     return registry
 
 
 class Application:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, link: WorkerLink | None = None) -> None:
         self.config = config
+        self.link = link
         # Uploads in progress and aborts to retry: kept by storage, read by the janitor.
         book = UploadBook()
         self.storage = Storage(
@@ -46,10 +71,14 @@ class Application:
         )
         self.files = Files(config.s3.local_roots)
         self.uploads = ChunkedUploads(self.storage, config.s3.upload_idle_timeout)
-        self.janitor = Janitor(self.storage, config.s3.abort_stale_after)
-        self.registry = build_registry(self.storage, self.files, self.uploads)
+        # One stale-upload reaper per service: a lone process, or the worker in slot 0.
+        reaps = link is None or link.place.runs_reaper
+        self.janitor = Janitor(
+            self.storage, config.s3.abort_stale_after if reaps else 0.0, self._busy_elsewhere
+        )
+        self.registry = build_registry(self.storage, self.files, self.uploads, link)
         self.control = CallControl()
-        register_control_methods(self.registry, self.control)
+        register_control_methods(self.registry, self.control, link)
         relay = config.rpc.relay
         self.relay = Relay(relay, config.rpc.max_frame_size) if relay is not None else None
         self.server = RPCServer(
@@ -85,6 +114,42 @@ class Application:
     def address(self) -> ListenAddress | None:
         return self.server.address
 
+    def active_uploads(self) -> set[str]:
+        """The service upload ids this process is working on."""
+        return set(self.storage.book.in_progress) | self.uploads.working_on()
+
+    async def _busy_elsewhere(self) -> set[str] | None:
+        """For the reaper: uploads worked on here beyond the book, and by the other workers."""
+        busy = self.uploads.working_on()
+        if self.link is None:
+            return busy
+        others = await self.link.active_uploads()
+        return None if others is None else busy | others
+
+    async def answer_peer(self, message: wire.Message) -> wire.Message:
+        """Answer what the supervisor or another worker asks of this worker."""
+        op = message.get("op")
+        if op in ("transfer_status", "cancel"):
+            transfer_id = str(message.get("transfer_id", ""))
+            try:
+                if op == "cancel":
+                    answer = asdict(cancel_answer(self.control, transfer_id))
+                else:
+                    answer = asdict(status_answer(self.control.status(transfer_id)))
+            except RPCError:
+                return {"found": False}
+            return {"found": True, "answer": answer}
+        if op == "active_uploads":
+            return {"upload_ids": sorted(self.active_uploads())}
+        if op == "apply_bucket":
+            name, raw = str(message.get("name", "")), message.get("raw")
+            if not isinstance(raw, dict):
+                raise RPCError(ErrorCode.INVALID_REQUEST, "apply_bucket needs the settings")
+            if name not in self.storage.buckets:
+                self.storage.register_bucket(name, raw)
+            return {}
+        raise RPCError(ErrorCode.INVALID_REQUEST, f"unknown peer request {op!r}")
+
 
 async def serve_until_signalled(
     app: Application, *, task_status: Any = trio.TASK_STATUS_IGNORED
@@ -108,3 +173,39 @@ async def serve_until_signalled(
             nursery.start_soon(watch_signals)
             await app.run(task_status=task_status)
             nursery.cancel_scope.cancel()
+
+
+async def serve_worker(config: Config, link: WorkerLink, listen_fds: Sequence[int]) -> None:
+    """One worker of a supervised service, until signalled (or orphaned).
+
+    The worker answers its peers before it joins, joins (getting the buckets
+    registered so far), then serves RPC and tells the supervisor it is ready.
+    """
+    app = Application(config, link)
+    sockets = [socket.socket(fileno=fd) for fd in listen_fds]
+    for sock in sockets:
+        # Bound by the supervisor; listening starts with the first worker that can serve.
+        sock.listen(socket.SOMAXCONN)
+    listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
+    app.server.adopt(listeners, config.rpc.listen)
+
+    def orphaned() -> None:
+        # The supervisor is gone (killed): the service stops at once, as it would have.
+        log.error("event=supervisor_lost slot=%d action=exit_now", link.place.slot)
+        os._exit(70)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_lifeline, orphaned)
+        await nursery.start(
+            wire.serve, worker_socket(link.place.run_dir, link.place.slot), app.answer_peer
+        )
+        for name, raw in await link.hello():
+            if name not in app.storage.buckets:
+                app.storage.register_bucket(name, raw)
+
+        async def serve(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            await serve_until_signalled(app, task_status=task_status)
+            nursery.cancel_scope.cancel()  # drained: the peer socket and lifeline go too
+
+        address = await nursery.start(serve)
+        await link.ready(str(address))

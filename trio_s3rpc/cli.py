@@ -20,13 +20,16 @@ import trio
 
 from trio_s3rpc import __version__
 from trio_s3rpc.config import (
+    MAX_WORKERS,
     Config,
     ConfigError,
     describe,
     exposure_warning,
     load_config,
+    load_document,
     parse_config,
     parse_listen,
+    same_address,
 )
 from trio_s3rpc.errors import RPCError
 
@@ -68,10 +71,23 @@ def _parser() -> argparse.ArgumentParser:
         "--listen", help="override s3.listen / rpc.listen (tcp://host:port or unix:///path)"
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the listen socket (overrides s3.workers; "
+        "default: s3.workers, whose default is the number of cores)",
+    )
+    serve.add_argument(
         "--data-dir",
         default=".trio-s3rpc-data",
         help="with --embedded: where SeaweedFS keeps its data (default ./.trio-s3rpc-data)",
     )
+
+    # Started by `serve` itself, one per worker; not for people to run.
+    worker = commands.add_parser("worker")
+    worker.add_argument("--slot", type=int, required=True)
+    worker.add_argument("--workers", type=int, required=True)
+    worker.add_argument("--run-dir", required=True)
+    worker.add_argument("--listen-fd", type=int, action="append", default=[])
 
     check = commands.add_parser("check-config", help="validate a config and show what it serves")
     check.add_argument("--config", required=True)
@@ -89,10 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args)
+        if args.command == "worker":
+            return _run_worker(args)
+        workers = _workers_option(args.workers)
         if args.embedded:
-            return _serve_embedded(args)
+            return _serve_embedded(args, workers)
         config = _load(args.config, args.listen)
-        return _serve(config)
+        return _serve(config, load_document(args.config), args.config, workers, args.log_level)
     except RPCError as exc:
         print(exc.wire_text(), file=sys.stderr)
         return 1
@@ -112,10 +131,32 @@ def _load(path: str, listen: str | None) -> Config:
 def _with_listen(config: Config, listen: str) -> Config:
     from dataclasses import replace
 
-    return replace(config, rpc=replace(config.rpc, listen=parse_listen(listen)))
+    address = parse_listen(listen)
+    relay = config.rpc.relay.address if config.rpc.relay is not None else None
+    for other, what in ((relay, "s3.relay"), (config.rpc.roadrunner_listen, "rpc.listen")):
+        if other is not None and same_address(address, other):
+            raise ConfigError(f"--listen: {address} clashes with {what} ({other})")
+    return replace(config, rpc=replace(config.rpc, listen=address, listen_key="--listen"))
 
 
-def _serve(config: Config, on_ready: Any = None) -> int:
+def _workers_option(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS}, got {value}")
+    return value
+
+
+def _serve(
+    config: Config,
+    document: Any,
+    source: str,
+    workers: int | None = None,
+    log_level: str = "info",
+    on_ready: Any = None,
+) -> int:
+    """Serve ``config``; ``document`` is its unparsed source, which workers parse again."""
+    workers = config.s3.workers if workers is None else workers
+    if workers > 1:
+        return _serve_supervised(config, document, source, workers, log_level, on_ready)
     from trio_s3rpc.app import Application, serve_until_signalled
 
     async def run() -> None:
@@ -128,6 +169,58 @@ def _serve(config: Config, on_ready: Any = None) -> int:
                 on_ready(address)
 
     trio.run(run)
+    return 0
+
+
+def _serve_supervised(
+    config: Config, document: Any, source: str, workers: int, log_level: str, on_ready: Any
+) -> int:
+    from trio_s3rpc.cluster.supervisor import Supervisor
+    from trio_s3rpc.errors import first_error
+
+    supervisor = Supervisor(config, document, source, workers, log_level=log_level)
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(supervisor.run)
+            print(
+                f"trio-s3rpc {__version__} serving on {address} with {workers} workers",
+                file=sys.stderr,
+                flush=True,
+            )
+            if on_ready is not None:
+                on_ready(address)
+
+    with first_error():
+        trio.run(run)
+    return 0
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from trio_s3rpc.app import serve_worker
+    from trio_s3rpc.cluster.worker import WorkerLink, WorkerPlace, read_worker_input
+
+    def exit_before_serving(signum: int, frame: object) -> None:
+        # Nothing accepted yet, so nothing to drain; once serving, the
+        # application's own handler (drain, then stop now) replaces this one.
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, exit_before_serving)
+    signal.signal(signal.SIGINT, exit_before_serving)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s level=%(levelname)s logger=%(name)s "
+                f"worker={args.slot} pid=%(process)d %(message)s"
+            )
+        )
+    given = read_worker_input()
+    config = parse_config(given["document"], source=str(given.get("source", "<supervisor>")))
+    config = _with_listen(config, str(given["listen"]))
+    link = WorkerLink(WorkerPlace(args.run_dir, args.slot, args.workers))
+    trio.run(serve_worker, config, link, args.listen_fd)
     return 0
 
 
@@ -175,30 +268,31 @@ def _probe(config: Config) -> int:
 
 def embedded_config(endpoint: Any, listen: str) -> Config:
     """The config ``serve --embedded`` serves: one bucket on the private SeaweedFS."""
-    return parse_config(
-        {
-            "rpc": {"listen": listen},
-            "s3": {
-                "default": EMBEDDED_BUCKET,
-                "servers": {
-                    "embedded": {
-                        "region": endpoint.region,
-                        "endpoint": endpoint.endpoint,
-                        "credentials": {"key": endpoint.access_key, "secret": endpoint.secret_key},
-                    }
-                },
-                "buckets": {
-                    EMBEDDED_BUCKET: {
-                        "server": "embedded",
-                        "bucket": EMBEDDED_BUCKET,
-                        # SeaweedFS accepts ACL headers and ignores them.
-                        "visibility_mode": "none",
-                    }
-                },
+    return parse_config(embedded_document(endpoint, listen), source="--embedded")
+
+
+def embedded_document(endpoint: Any, listen: str) -> dict[str, Any]:
+    return {
+        "rpc": {"listen": listen},
+        "s3": {
+            "default": EMBEDDED_BUCKET,
+            "servers": {
+                "embedded": {
+                    "region": endpoint.region,
+                    "endpoint": endpoint.endpoint,
+                    "credentials": {"key": endpoint.access_key, "secret": endpoint.secret_key},
+                }
+            },
+            "buckets": {
+                EMBEDDED_BUCKET: {
+                    "server": "embedded",
+                    "bucket": EMBEDDED_BUCKET,
+                    # SeaweedFS accepts ACL headers and ignores them.
+                    "visibility_mode": "none",
+                }
             },
         },
-        source="--embedded",
-    )
+    }
 
 
 PHP_SNIPPET = """\
@@ -213,7 +307,7 @@ var_dump($rpc->call('s3.Read', ['bucket' => 'uploads', 'pathname' => 'hello.txt'
 """
 
 
-def _serve_embedded(args: argparse.Namespace) -> int:
+def _serve_embedded(args: argparse.Namespace, workers: int | None) -> int:
     from trio_s3rpc.embedded import EmbeddedSeaweedFS
 
     data_dir = Path(args.data_dir).resolve()
@@ -223,13 +317,14 @@ def _serve_embedded(args: argparse.Namespace) -> int:
     try:
         endpoint = seaweed.start()
         print(f"SeaweedFS S3 on {endpoint.endpoint} (pid {seaweed.pid})", file=sys.stderr)
-        config = embedded_config(endpoint, args.listen or EMBEDDED_LISTEN)
+        document = embedded_document(endpoint, args.listen or EMBEDDED_LISTEN)
+        config = parse_config(document, source="--embedded")
 
         def ready(address: object) -> None:
             print("\nPHP, with spiral/goridge installed:\n", file=sys.stderr)
             print(PHP_SNIPPET.format(address=address), file=sys.stderr, flush=True)
 
-        return _serve(config, on_ready=ready)
+        return _serve(config, document, "--embedded", workers, args.log_level, on_ready=ready)
     finally:
         seaweed.stop()
 

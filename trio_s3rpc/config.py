@@ -184,6 +184,19 @@ class S3Settings:
     local_roots: tuple[str, ...] = (tempfile.gettempdir(),)
     upload_idle_timeout: float = 600.0
     abort_stale_after: float = 86400.0
+    # Server processes sharing the listen socket; 1 serves from this process alone.
+    workers: int = 1
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+MAX_WORKERS = 256
 
 
 @dataclass(slots=True, frozen=True)
@@ -199,6 +212,16 @@ class Config:
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read, expand and validate a RoadRunner config file; ``env`` defaults to os.environ."""
     source = os.fspath(path)
+    return parse_config(load_document(source), env, source=source)
+
+
+def load_document(path: str | os.PathLike[str]) -> Any:
+    """A config file's YAML document, not yet expanded nor validated.
+
+    The supervisor hands this to its workers, which parse it as
+    :func:`load_config` would (with the same environment).
+    """
+    source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as file:
             text = file.read()
@@ -206,7 +229,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read config file {source}: it is not UTF-8 text") from None
-    return parse_config(_parse_yaml(text, source), env, source=source)
+    return _parse_yaml(text, source)
 
 
 def parse_config(
@@ -897,6 +920,9 @@ def _parse_s3(section: _Section) -> S3Settings:
         local_roots=_local_roots(section),
         upload_idle_timeout=section.duration("upload_idle_timeout", 600.0, positive=True),
         abort_stale_after=section.duration("abort_stale_after", 86400.0),
+        workers=section.integer(
+            "workers", min(available_cores(), MAX_WORKERS), minimum=1, maximum=MAX_WORKERS
+        ),
     )
     section.warn_unknown()
     return settings
@@ -1090,6 +1116,7 @@ def describe(config: Config) -> str:
         f"shutdown_timeout: {_format_duration(s3.shutdown_timeout)}",
         f"upload_idle_timeout: {_format_duration(s3.upload_idle_timeout)}",
         f"abort_stale_after: {_format_duration(s3.abort_stale_after)}",
+        f"workers: {s3.workers}",
         f"local_roots: {', '.join(s3.local_roots) or '(none: local file transfers disabled)'}",
         "servers:",
     ]

@@ -293,9 +293,7 @@ def remove_stale_sockets(ports: WeedPorts) -> None:
                         path.unlink()
 
 
-def terminate_process(
-    process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS
-) -> None:
+def terminate_process(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
     """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; the process is always reaped."""
     try:
         if process.poll() is None:

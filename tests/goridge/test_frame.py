@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import time
 import zlib
 
 import pytest
@@ -182,28 +181,23 @@ def test_request_codec_ignores_the_error_and_control_bits() -> None:
 # --- the hot path and big payloads ----------------------------------------------------
 
 
-def test_twenty_thousand_small_frames_in_under_a_second() -> None:
+def test_twenty_thousand_small_frames_in_one_stream_decode_in_order() -> None:
     body = b'{"bucket":"uploads","pathname":"a.txt"}'
     wire = b"".join(encode_rpc_request(seq, "s3.Exists", CODEC_JSON, body) for seq in range(20_000))
     decoder = FrameDecoder()
     seqs = []
-    started = time.perf_counter()
     for start in range(0, len(wire), 65536):
         decoder.receive_data(wire[start : start + 65536])
         while (frame := decoder.next_frame()) is not None:
             seqs.append(parse_rpc_request(frame).seq)
-    elapsed = time.perf_counter() - started
     assert seqs == list(range(20_000))
-    assert elapsed < 1.0, f"20k frames took {elapsed:.2f}s"
 
 
-def test_large_payload_in_small_reads_is_linear() -> None:
-    # 64 MiB in 64 KiB reads: linear work takes well under a second, while a
-    # decoder that re-copies its buffer per read would move ~32 GiB.
+def test_large_payload_in_small_reads_arrives_whole_after_the_last_read() -> None:
+    # 64 MiB in 64 KiB reads (how fast: benchmarks/, not a wall-clock limit here).
     payload = bytes(range(256)) * (64 * 1024 * 4)
     wire = encode_frame(CODEC_RAW, (1, 0), payload)
     decoder = FrameDecoder()
-    started = time.perf_counter()
     received = None
     for start in range(0, len(wire), 65536):
         decoder.receive_data(wire[start : start + 65536])
@@ -211,9 +205,7 @@ def test_large_payload_in_small_reads_is_linear() -> None:
         if frame is not None:
             assert start + 65536 >= len(wire)
             received = frame
-    elapsed = time.perf_counter() - started
     assert received is not None and received.payload == payload
-    assert elapsed < 10, f"64 MiB took {elapsed:.1f}s"
 
 
 # --- frames that cannot be trusted ----------------------------------------------------

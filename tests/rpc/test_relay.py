@@ -13,12 +13,14 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 import trio
 
+from tests.rpc.test_server import assert_closed
 from tests.support.server import config_dict, endpoint_server, running_app
 from tests.support.services import free_port
 from tests.support.upstream import FAIL_MESSAGE, Upstream, running_upstream
@@ -370,3 +372,37 @@ async def test_without_a_relay_other_services_are_unknown_methods() -> None:
             with pytest.raises(RemoteError) as unknown:
                 await rpc.call("informer.Workers", {"plugin": "http"})
     assert unknown.value.code == "METHOD_NOT_FOUND"
+
+
+async def test_relay_to_a_unix_socket(tmp_path: Path) -> None:
+    async with running_upstream(f"unix://{tmp_path / 'rr.sock'}") as upstream:
+        assert upstream.address.startswith("unix://")
+        async with app_beside(upstream) as (_, address):
+            async with await RPCClient.connect(address, codec="msgpack") as rpc:
+                assert await rpc.call("echo.Echo", {"blob": b"\x00\x01"}) == {"blob": b"\x00\x01"}
+
+
+async def test_graceful_stop_lets_a_relayed_call_in_flight_finish() -> None:
+    async with running_upstream() as upstream:
+        config = relay_config(upstream.address, shutdown_timeout="10s")
+        async with running_app(config) as (app, address):
+            async with await RPCClient.connect(address) as rpc:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(stop_when_busy, app, upstream)
+                    answer = await rpc.call("echo.Sleep", {"seconds": 0.3, "n": 1})
+                assert answer == {"seconds": 0.3, "n": 1}
+        assert app.relay is not None and app.relay.pending == 0
+
+
+async def test_a_caller_frame_over_max_frame_size_closes_that_caller_only() -> None:
+    async with running_upstream() as upstream:
+        async with app_beside(upstream, max_frame_size="64KiB") as (_, address):
+            big = encode_rpc_request(1, "echo.Echo", CODEC_JSON, b'"' + b"x" * 70000 + b'"')
+            stream = await open_stream(address)
+            await stream.send_all(big[:4096])
+            await assert_closed(stream)
+            await stream.aclose()
+            # Nothing reached RoadRunner, and other callers are served.
+            assert upstream.dispatcher.received == []
+            async with await RPCClient.connect(address) as rpc:
+                assert await rpc.call("echo.Echo", {"n": 1}) == {"n": 1}

@@ -40,6 +40,12 @@ def admin_client(endpoint: S3Endpoint) -> Any:
     )
 
 
+def open_uploads(endpoint: S3Endpoint, prefix: str, bucket: str = "test-bucket") -> list[str]:
+    """The keys of the multipart uploads open under ``prefix`` in ``bucket``."""
+    answer = admin_client(endpoint).list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return [upload["Key"] for upload in answer.get("Uploads", [])]
+
+
 def open_multipart_uploads(endpoint: S3Endpoint) -> list[str]:
     """Every multipart upload still open on the service, as ``bucket/key (upload id)``."""
     client = admin_client(endpoint)

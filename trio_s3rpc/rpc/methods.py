@@ -11,16 +11,22 @@ stop calls through ``rpc/control.py``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from trio_s3rpc.rpc.control import CallControl
+from trio_s3rpc.config import parse_bucket
+from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.rpc.control import CallControl, Transfer
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.typed import Binary, omitempty
+from trio_s3rpc.s3.xml import ObjectEntry
 from trio_s3rpc.storage import copies, deletes, objects, visibility
 from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
+from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent
 
 # -- buckets ---------------------------------------------------------------
 
@@ -88,14 +94,6 @@ class ReadRequest:
     bucket: str = ""
     offset: int = 0
     length: int | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class ReadResponse:
-    content: bytes
-    size: int
-    mime_type: str
-    last_modified: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -171,22 +169,13 @@ class ListObjectsRequest:
 
 
 @dataclass(slots=True, frozen=True)
-class ObjectEntry:
-    key: str
-    size: int
-    last_modified: int
-    etag: str
-    storage_class: str = omitempty("")
-
-
-@dataclass(slots=True, frozen=True)
 class PrefixEntry:
     prefix: str
 
 
 @dataclass(slots=True, frozen=True)
 class ListObjectsResponse:
-    objects: list[ObjectEntry]
+    objects: list[ObjectEntry]  # key, size, last_modified, etag, storage_class (omitempty)
     is_truncated: bool
     key_count: int
     common_prefixes: list[PrefixEntry] = omitempty(None)
@@ -286,19 +275,6 @@ class DeleteManyRequest:
 
 
 @dataclass(slots=True, frozen=True)
-class DeleteErrorEntry:
-    pathname: str
-    code: str
-    message: str
-
-
-@dataclass(slots=True, frozen=True)
-class DeleteManyResponse:
-    deleted: list[str]
-    errors: list[DeleteErrorEntry]
-
-
-@dataclass(slots=True, frozen=True)
 class TransferIdRequest:
     transfer_id: str
 
@@ -324,10 +300,19 @@ class CancelResponse:
 class S3Methods:
     """Handlers for the original plugin's methods, bound to one Storage."""
 
-    def __init__(self, storage: Storage, files: Files, uploads: ChunkedUploads) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        files: Files,
+        uploads: ChunkedUploads,
+        *,
+        register_everywhere: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
         self.storage = storage
         self.files = files
         self.uploads = uploads
+        # Under workers: registers a checked bucket on every worker of the service.
+        self.register_everywhere = register_everywhere
 
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
@@ -336,10 +321,10 @@ class S3Methods:
         )
         add("s3.ListBuckets", ListBucketsRequest, ListBucketsResponse, self.list_buckets)
         add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
-        add("s3.Read", ReadRequest, ReadResponse, self.read)
+        add("s3.Read", ReadRequest, ObjectContent, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)
         add("s3.Delete", PathRequest, SuccessResponse, self.delete)
-        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResponse, self.delete_many)
+        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResult, self.delete_many)
         add("s3.Copy", CopyRequest, ObjectWrittenResponse, self.copy)
         add("s3.Move", CopyRequest, ObjectWrittenResponse, self.move)
         add("s3.GetMetadata", PathRequest, MetadataResponse, self.get_metadata)
@@ -367,7 +352,20 @@ class S3Methods:
             "visibility_mode": req.visibility_mode,
         }
         raw.update({k: v for k, v in optional.items() if v not in (None, "")})
-        self.storage.register_bucket(req.name, raw)
+        if self.register_everywhere is None:
+            self.storage.register_bucket(req.name, raw)
+        else:
+            # Refuse here what every worker would refuse, then let the supervisor order it.
+            if not req.name:
+                raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
+            if req.name in self.storage.buckets:
+                raise RPCError(
+                    ErrorCode.BUCKET_ALREADY_EXISTS,
+                    "Bucket already registered",
+                    f"bucket: {req.name}",
+                )
+            parse_bucket(req.name, raw, self.storage.settings.servers)
+            await self.register_everywhere(req.name, raw)
         return RegisterBucketResponse(True, "Bucket registered successfully")
 
     async def list_buckets(self, req: ListBucketsRequest) -> ListBucketsResponse:
@@ -382,10 +380,10 @@ class S3Methods:
             True, req.pathname, info.size, info.last_modified, info.checksum
         )
 
-    async def read(self, req: ReadRequest) -> ReadResponse:
+    async def read(self, req: ReadRequest) -> ObjectContent:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        got = await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
-        return ReadResponse(got.content, got.size, got.mime_type, got.last_modified)
+        # Answered as it is: content, size, mime_type, last_modified.
+        return await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
 
     async def exists(self, req: PathRequest) -> ExistsResponse:
         return ExistsResponse(await objects.exists(self.storage.resolve(req.bucket, req.pathname)))
@@ -394,12 +392,9 @@ class S3Methods:
         await objects.delete(self.storage.resolve(req.bucket, req.pathname))
         return SuccessResponse(True)
 
-    async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResponse:
-        result = await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
-        return DeleteManyResponse(
-            result.deleted,
-            [DeleteErrorEntry(e.pathname, e.code, e.message) for e in result.errors],
-        )
+    async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResult:
+        # Answered as it is: deleted, and errors of pathname, code, message.
+        return await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
@@ -450,10 +445,7 @@ class S3Methods:
             req.continuation_token,
         )
         return ListObjectsResponse(
-            objects=[
-                ObjectEntry(o.key, o.size, o.last_modified, o.etag, o.storage_class)
-                for o in listing.objects
-            ],
+            objects=listing.objects,
             is_truncated=listing.is_truncated,
             key_count=listing.key_count,
             common_prefixes=[PrefixEntry(p) for p in listing.common_prefixes],
@@ -507,26 +499,60 @@ def _archival(req: WriteRequest | CopyRequest | WriteFileRequest | UploadStartRe
     return Archival(req.storage_class, req.sse, req.sse_kms_key_id)
 
 
-def register_control_methods(registry: MethodRegistry, control: CallControl) -> None:
+class RemoteTransfers(Protocol):
+    """The other workers of the service, asked about transfers this process does not run."""
+
+    async def transfer_status(self, transfer_id: str) -> dict[str, Any] | None:
+        """The TransferStatus answer of the worker running it, or None."""
+
+    async def cancel(self, transfer_id: str) -> dict[str, Any] | None:
+        """The Cancel answer of the worker running it, or None."""
+
+
+def status_answer(transfer: Transfer) -> TransferStatusResponse:
+    done = transfer.progress
+    return TransferStatusResponse(
+        state=transfer.state,
+        bytes_done=done.bytes_done,
+        bytes_total=done.bytes_total,
+        parts_done=done.parts_done,
+        parts_total=done.parts_total,
+        started_at=int(transfer.started_at),
+        method=transfer.method,
+        finished_at=int(transfer.finished_at),
+    )
+
+
+def cancel_answer(control: CallControl, transfer_id: str) -> CancelResponse:
+    cancelled = control.cancel(transfer_id)
+    return CancelResponse(
+        cancelled, "cancelling" if cancelled else control.status(transfer_id).state
+    )
+
+
+def register_control_methods(
+    registry: MethodRegistry, control: CallControl, remote: RemoteTransfers | None = None
+) -> None:
+    """TransferStatus and Cancel; under workers a transfer unknown here is looked for
+    on the other workers (``remote``) before the answer is that none exists."""
+
     async def transfer_status(req: TransferIdRequest) -> TransferStatusResponse:
-        transfer = control.status(req.transfer_id)
-        done = transfer.progress
-        return TransferStatusResponse(
-            state=transfer.state,
-            bytes_done=done.bytes_done,
-            bytes_total=done.bytes_total,
-            parts_done=done.parts_done,
-            parts_total=done.parts_total,
-            started_at=int(transfer.started_at),
-            method=transfer.method,
-            finished_at=int(transfer.finished_at),
-        )
+        try:
+            return status_answer(control.status(req.transfer_id))
+        except RPCError:
+            found = None if remote is None else await remote.transfer_status(req.transfer_id)
+            if found is None:
+                raise
+            return TransferStatusResponse(**found)
 
     async def cancel(req: TransferIdRequest) -> CancelResponse:
-        cancelled = control.cancel(req.transfer_id)
-        return CancelResponse(
-            cancelled, "cancelling" if cancelled else control.status(req.transfer_id).state
-        )
+        try:
+            return cancel_answer(control, req.transfer_id)
+        except RPCError:
+            found = None if remote is None else await remote.cancel(req.transfer_id)
+            if found is None:
+                raise
+            return CancelResponse(**found)
 
     registry.add(
         "s3.TransferStatus",

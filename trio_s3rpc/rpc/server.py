@@ -6,7 +6,7 @@ connection's own nursery, so a connection's calls run concurrently and their
 answers leave in whatever order they finish; a lock keeps writes whole.
 Methods that never wait on I/O (ListBuckets, GetPublicURL) are answered by
 the reader itself, which saves a task per call on the hottest paths. The
-calls in flight per connection are bounded (``rpc.max_in_flight``): at the
+calls in flight per connection are bounded (``s3.max_in_flight``): at the
 bound the reader stops reading, and the kernel's buffers push back on the
 client.
 
@@ -268,6 +268,7 @@ class RPCServer:
         self._ids = itertools.count(1)
         self.address: ListenAddress | None = None
         self._listeners: list[trio.SocketListener] | None = None
+        self._owns_socket_file = True
 
     @property
     def connection_count(self) -> int:
@@ -286,6 +287,14 @@ class RPCServer:
             self._listeners, self.address = await open_listeners(self.settings)
         return self.address
 
+    def adopt(self, listeners: list[trio.SocketListener], address: ListenAddress) -> None:
+        """Serve listeners opened by another process (the supervisor of workers).
+
+        The supervisor owns a unix socket's file: this server never removes it.
+        """
+        self._listeners, self.address = listeners, address
+        self._owns_socket_file = False
+
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, report the bound address through ``task_status``, serve until shutdown.
 
@@ -294,7 +303,8 @@ class RPCServer:
         await self.open()
         assert self._listeners is not None and self.address is not None
         listeners = self._listeners
-        unix_path = self.address.path if self.address.scheme == "unix" else ""
+        owned = self.address.scheme == "unix" and self._owns_socket_file
+        unix_path = self.address.path if owned else ""
         try:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
@@ -310,7 +320,7 @@ class RPCServer:
                 for listener in listeners:
                     await listener.aclose()
                 if unix_path:
-                    _remove_socket_file(unix_path)
+                    remove_socket_file(unix_path)
                     unix_path = ""
                 log.info(
                     "event=shutdown_started connections=%d grace_seconds=%s",
@@ -328,7 +338,7 @@ class RPCServer:
                 for listener in listeners:
                     await listener.aclose()
             if unix_path:
-                _remove_socket_file(unix_path)
+                remove_socket_file(unix_path)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -417,26 +427,77 @@ async def open_listeners(settings: RPCSettings) -> tuple[list[trio.SocketListene
 
 
 async def _open_unix_listener(path: str, settings: RPCSettings) -> trio.SocketListener:
+    sock = trio.socket.from_stdlib_socket(_bind_unix(path, settings))
+    try:
+        sock.listen(stdlib_socket.SOMAXCONN)
+    except OSError as exc:
+        sock.close()
+        remove_socket_file(path)
+        raise RPCError(
+            ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: {exc.strerror}"
+        ) from None
+    return trio.SocketListener(sock)
+
+
+def _bind_unix(path: str, settings: RPCSettings) -> stdlib_socket.socket:
     _clear_stale_socket(path)
-    sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
     bound = False
     try:
         with _umask(0o177):
-            await sock.bind(path)
+            sock.bind(path)
         bound = True
         os.chmod(path, settings.socket_mode)
         _chown_socket(path, settings)
-        sock.listen(stdlib_socket.SOMAXCONN)
     except (OSError, RPCError) as exc:
         sock.close()
         if bound:
-            _remove_socket_file(path)
+            remove_socket_file(path)
         if isinstance(exc, RPCError):
             raise
         raise RPCError(
             ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: {exc.strerror}"
         ) from None
-    return trio.SocketListener(sock)
+    return sock
+
+
+def bind_sockets(settings: RPCSettings) -> tuple[list[stdlib_socket.socket], ListenAddress]:
+    """Bind the listen address without listening yet (for a supervisor of workers).
+
+    Connections are refused until a worker calls ``listen()`` on its inherited
+    copy, which it does once it can serve: nobody waits in a backlog that no
+    process accepts from. For tcp port 0 the answer carries the bound port.
+    """
+    address = settings.listen
+    if address.scheme == "unix":
+        return [_bind_unix(address.path, settings)], address
+    host = address.host or None
+    sockets: list[stdlib_socket.socket] = []
+    port = address.port
+    try:
+        infos = stdlib_socket.getaddrinfo(
+            host, port, type=stdlib_socket.SOCK_STREAM, flags=stdlib_socket.AI_PASSIVE
+        )
+        seen: set[int] = set()
+        for family, kind, proto, _, sockaddr in infos:
+            if family in seen:
+                continue
+            seen.add(family)
+            sock = stdlib_socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
+            if family == stdlib_socket.AF_INET6:
+                sock.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 1)
+            # With port 0 every family takes the port the first one got.
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            port = sock.getsockname()[1]
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise RPCError(
+            ErrorCode.INVALID_CONFIG, f"cannot listen on {address}: {exc.strerror}"
+        ) from None
+    return sockets, ListenAddress("tcp", host=address.host, port=port)
 
 
 def _chown_socket(path: str, settings: RPCSettings) -> None:
@@ -479,7 +540,7 @@ def _clear_stale_socket(path: str) -> None:
     )
 
 
-def _remove_socket_file(path: str) -> None:
+def remove_socket_file(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

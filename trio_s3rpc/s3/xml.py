@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote_plus
@@ -84,11 +84,15 @@ class ErrorBody:
 
 @dataclass(slots=True, frozen=True)
 class ObjectEntry:
+    """One ``<Contents>`` of a listing; also what ``s3.ListObjects`` answers for it
+    (with the bucket's prefix taken off ``key``), whose ``storage_class`` is
+    omitted when empty (``omitempty``, read by ``rpc/typed.py``)."""
+
     key: str
     size: int
     last_modified: int
     etag: str
-    storage_class: str
+    storage_class: str = field(default="", metadata={"omitempty": True})
 
 
 @dataclass(slots=True, frozen=True)

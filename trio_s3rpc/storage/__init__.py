@@ -25,7 +25,6 @@ from trio_s3rpc.storage.buckets import (
 from trio_s3rpc.storage.records import (
     DeleteError,
     DeleteManyResult,
-    ListedObject,
     Listing,
     ObjectContent,
     ObjectInfo,
@@ -37,7 +36,6 @@ __all__ = [
     "Bucket",
     "DeleteError",
     "DeleteManyResult",
-    "ListedObject",
     "Listing",
     "ObjectContent",
     "ObjectInfo",

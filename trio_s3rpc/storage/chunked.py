@@ -41,7 +41,7 @@ from trio_s3rpc.s3.parts import upload_limit
 from trio_s3rpc.s3.xml import PartEntry
 from trio_s3rpc.storage import copies, objects
 from trio_s3rpc.storage.archival import Archival
-from trio_s3rpc.storage.buckets import Bucket, ObjectRef, Storage, StorageError
+from trio_s3rpc.storage.buckets import ObjectRef, Storage, StorageError
 from trio_s3rpc.storage.records import ObjectInfo
 from trio_s3rpc.storage.tokens import UploadToken, decode_token, encode_token
 
@@ -53,7 +53,7 @@ class Session:
     """What this process holds of one upload."""
 
     token: UploadToken
-    bucket: Bucket
+    ref: ObjectRef
     target: MultipartTarget
     slots: trio.Semaphore
     received: int
@@ -98,6 +98,10 @@ class ChunkedUploads:
             task_status.started()
             await trio.sleep_forever()
 
+    def working_on(self) -> set[str]:
+        """The service upload ids this process holds a session for."""
+        return set(self._sessions)
+
     # -- tokens and sessions -----------------------------------------------
 
     def _secret_for(self, bucket_name: str) -> str | None:
@@ -116,12 +120,12 @@ class ChunkedUploads:
         ref = self.storage.resolve(token.bucket, token.pathname)
         target = ref.bucket.multipart(ref.key, {})
         parts = await self._committed_parts(ref, token, target)
-        return self._register(token, ref.bucket, target, parts)
+        return self._register(token, ref, target, parts)
 
     def _register(
         self,
         token: UploadToken,
-        bucket: Bucket,
+        ref: ObjectRef,
         target: MultipartTarget,
         committed: Sequence[PartEntry],
     ) -> Session:
@@ -132,9 +136,9 @@ class ChunkedUploads:
         """
         session = Session(
             token=token,
-            bucket=bucket,
+            ref=ref,
             target=target,
-            slots=trio.Semaphore(bucket.config.concurrency),
+            slots=trio.Semaphore(ref.bucket.config.concurrency),
             received=sum(part.size for part in committed),
             next_part=len(committed) + 1,
             checksum=None if committed else checksums.RunningChecksum(),
@@ -192,7 +196,7 @@ class ChunkedUploads:
         with bucket.errors(ref.key):
             service_upload_id = await multipart.create_upload(target)
         token = UploadToken(bucket.name, ref.pathname, service_upload_id, bucket.config.part_size)
-        self._register(token, bucket, target, ())
+        self._register(token, ref, target, ())
         return encode_token(token, bucket.server.credentials.secret)
 
     async def chunk(self, upload_id: str, content: bytes, offset: int | None) -> int:
@@ -246,7 +250,7 @@ class ChunkedUploads:
         scope = trio.CancelScope()
         session.part_scopes.add(scope)
         try:
-            with scope, session.bucket.errors(session.target.key):
+            with scope, session.ref.bucket.errors(session.ref.key):
                 await multipart.upload_part(
                     session.target, session.token.service_upload_id, number, data
                 )
@@ -279,11 +283,15 @@ class ChunkedUploads:
             f"pathname: {session.token.pathname}",
         )
 
-    async def status(self, upload_id: str) -> UploadStatus:
-        """What the service holds durably: the bytes a client resends after."""
+    def _known(self, upload_id: str) -> tuple[UploadToken, ObjectRef, Session | None]:
+        """The upload's token, its object, and this process's session if it has one."""
         token = self._token(upload_id)
         ref = self.storage.resolve(token.bucket, token.pathname)
-        local = self._sessions.get(token.service_upload_id)
+        return token, ref, self._sessions.get(token.service_upload_id)
+
+    async def status(self, upload_id: str) -> UploadStatus:
+        """What the service holds durably: the bytes a client resends after."""
+        token, ref, local = self._known(upload_id)
         if local is not None:
             self._raise_failure(local)
         parts = await self._committed_parts(ref, token, ref.bucket.multipart(ref.key, {}))
@@ -303,7 +311,7 @@ class ChunkedUploads:
             self._raise_failure(session)
             token = session.token
             try:
-                with session.bucket.errors(session.target.key):
+                with session.ref.bucket.errors(session.ref.key):
                     parts = await multipart.list_parts(session.target, token.service_upload_id)
                     size = sum(p.size for p in parts)
                     if size != session.received or len(parts) != session.next_part - 1:
@@ -323,14 +331,11 @@ class ChunkedUploads:
         if session.checksum is None or session.checksum.length != size:
             return token.pathname, written
         written = replace(written, checksum=session.checksum.text())
-        ref = session.bucket.ref(token.pathname)
-        written = await copies.attach_checksum(ref, session.target.create_headers, written)
+        written = await copies.attach_checksum(session.ref, session.target.create_headers, written)
         return token.pathname, written
 
     async def abort(self, upload_id: str) -> None:
-        token = self._token(upload_id)
-        ref = self.storage.resolve(token.bucket, token.pathname)
-        local = self._sessions.get(token.service_upload_id)
+        token, ref, local = self._known(upload_id)
         if local is not None:
             self._forget(local)
         with ref.bucket.errors(ref.key):
@@ -346,7 +351,7 @@ class ChunkedUploads:
                 if session.last_activity < horizon and not session.lock.locked():
                     log.info(
                         "event=upload_expired bucket=%s pathname=%s",
-                        session.bucket.name,
+                        session.ref.bucket.name,
                         session.token.pathname,
                     )
                     self._forget(session)

@@ -8,7 +8,9 @@ Two background duties, run by the application next to the RPC server:
 - On start and then periodically, unfinished multipart uploads under each
   bucket's prefix older than ``s3.abort_stale_after`` are aborted and logged:
   the leftovers of crashed processes, or of uploads nobody resumed. Uploads
-  this process is working on are never touched.
+  this process is working on are never touched, nor (under workers) those
+  another worker of the service is working on: ``elsewhere`` asks them, and
+  a round in which one cannot say aborts nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -38,10 +41,17 @@ def reap_interval(stale_after: float) -> float:
 class Janitor:
     """Retries the aborts queued in ``storage.book`` and reaps stale uploads."""
 
-    def __init__(self, storage: Storage, stale_after: float) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        stale_after: float,
+        elsewhere: Callable[[], Awaitable[set[str] | None]] | None = None,
+    ) -> None:
         self.storage = storage
         self.book: UploadBook = storage.book
         self.stale_after = stale_after
+        # The upload ids the service's other processes work on; None when unknown.
+        self.elsewhere = elsewhere
         self.reaped: list[str] = []
 
     @property
@@ -110,8 +120,16 @@ class Janitor:
                 uploads = await list_uploads(
                     bucket.transport, bucket.config.bucket, bucket.config.prefix, bucket.limiter
                 )
-            for upload in uploads:
-                if upload.initiated > horizon or upload.upload_id in self.book.in_progress:
+            stale = [u for u in uploads if u.initiated <= horizon]
+            busy = set(self.book.in_progress)
+            if stale and self.elsewhere is not None:
+                others = await self.elsewhere()
+                if others is None:
+                    log.warning("event=reap_skipped reason=a_worker_did_not_say_what_it_uploads")
+                    continue
+                busy |= others
+            for upload in stale:
+                if upload.upload_id in busy:
                     continue
                 try:
                     with bucket.errors(upload.key):

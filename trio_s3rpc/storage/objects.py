@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 
 import trio
 
@@ -25,7 +26,6 @@ from trio_s3rpc.storage import visibility
 from trio_s3rpc.storage.archival import Archival, archival_headers, archival_of
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError
 from trio_s3rpc.storage.records import (
-    ListedObject,
     Listing,
     ObjectContent,
     ObjectInfo,
@@ -260,16 +260,7 @@ async def list_objects(
         result = s3xml.parse_list_objects_v2(response.content)
     strip = len(bucket.config.prefix)
     return Listing(
-        objects=[
-            ListedObject(
-                key=item.key[strip:],
-                size=item.size,
-                last_modified=item.last_modified,
-                etag=item.etag,
-                storage_class=item.storage_class,
-            )
-            for item in result.contents
-        ],
+        objects=[replace(item, key=item.key[strip:]) for item in result.contents],
         common_prefixes=[p[strip:] for p in result.common_prefixes],
         is_truncated=result.is_truncated,
         next_continuation_token=result.next_continuation_token,

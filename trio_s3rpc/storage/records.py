@@ -1,8 +1,11 @@
 """What storage operations answer, and how objects' headers are read and written.
 
-The records are the answers of the operations (the methods layer turns them
-into wire answers); the helpers translate between an object's HTTP headers
-and what they mean: dates, user metadata, the stored checksum.
+The records are the answers of the operations. Those whose fields are the
+contract's wire names (:class:`ObjectContent`, :class:`DeleteManyResult`
+and its :class:`DeleteError`, and a :class:`Listing`'s ``s3/xml.py`` entries) are
+answered as they are by ``rpc/methods.py``, not copied. The helpers translate between an
+object's HTTP headers and what they mean: dates, user metadata, the stored
+checksum.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.s3 import xml as s3xml
 
 log = logging.getLogger("trio_s3rpc.storage")
 
@@ -48,17 +52,9 @@ class ObjectContent:
 
 
 @dataclass(slots=True, frozen=True)
-class ListedObject:
-    key: str
-    size: int
-    last_modified: int
-    etag: str
-    storage_class: str
-
-
-@dataclass(slots=True, frozen=True)
 class Listing:
-    objects: list[ListedObject]
+    # Keys are pathnames: the bucket's prefix is taken off.
+    objects: list[s3xml.ObjectEntry]
     common_prefixes: list[str]
     is_truncated: bool
     next_continuation_token: str

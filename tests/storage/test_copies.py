@@ -1,0 +1,45 @@
+"""Copy planned within S3's limits, against a fake transport (no network).
+
+The end-to-end Copy tests run against SeaweedFS; a 5 TiB object is only
+possible here, where the fake service holds sizes, not bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.support.fake_s3 import fake_storage
+from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.s3.parts import MAX_OBJECT_SIZE, MAX_PARTS
+from trio_s3rpc.storage import copies
+
+TIB = 1024**4
+
+
+async def test_a_5_tib_copy_is_sent_in_at_most_10000_parts_covering_every_byte() -> None:
+    storage, transport = fake_storage()
+    transport.sizes["huge.bin"] = 5 * TIB
+    source, dest = storage.resolve("", "huge.bin"), storage.resolve("", "copy.bin")
+    info = await copies.copy(source, dest, {}, "")
+    parts = [sent for sent in transport.sent if sent.operation == "UploadPartCopy"]
+    assert 0 < len(parts) <= MAX_PARTS
+    assert [int(sent.query["partNumber"]) for sent in parts] == list(range(1, len(parts) + 1))
+    ranges = [sent.headers["x-amz-copy-source-range"].removeprefix("bytes=") for sent in parts]
+    ends = [tuple(int(n) for n in text.split("-")) for text in ranges]
+    assert ends[0][0] == 0 and ends[-1][1] == 5 * TIB - 1
+    assert all(later[0] == earlier[1] + 1 for earlier, later in itertools.pairwise(ends))
+    assert transport.operations()[-1] == "CompleteMultipartUpload"
+    assert info.size == 5 * TIB
+
+
+async def test_a_copy_of_an_object_above_5_tib_is_refused_before_an_upload_starts() -> None:
+    storage, transport = fake_storage()
+    transport.sizes["too-big.bin"] = MAX_OBJECT_SIZE + 1
+    source, dest = storage.resolve("", "too-big.bin"), storage.resolve("", "copy.bin")
+    with pytest.raises(RPCError) as error:
+        await copies.copy(source, dest, {}, "")
+    assert error.value.code is ErrorCode.INVALID_REQUEST
+    assert "5 TiB" in error.value.message
+    assert transport.operations() == ["HeadObject"]

@@ -1,0 +1,129 @@
+"""A fake storage boundary for unit tests: it answers the few S3 requests a test needs
+and records every request, without a network.
+
+Integration tests never use it: every feature also runs against SeaweedFS or
+moto. It stands in for :class:`S3Transport` below a real :class:`Storage`,
+so the storage code above it runs unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import trio
+
+from trio_s3rpc.config import parse_config
+from trio_s3rpc.s3.transport import S3Response
+from trio_s3rpc.storage.buckets import Storage
+
+
+@dataclass(slots=True)
+class Sent:
+    operation: str
+    key: str | None
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body_size: int
+
+
+@dataclass
+class FakeTransport:
+    """Objects by key (size only); one multipart upload at a time, which completes
+    with whatever parts came."""
+
+    sizes: dict[str, int] = field(default_factory=dict)
+    sent: list[Sent] = field(default_factory=list)
+    parts: dict[int, int] = field(default_factory=dict)  # part number -> size
+
+    def operations(self) -> list[str]:
+        return [request.operation for request in self.sent]
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        bucket: str,
+        key: str | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        **_: Any,
+    ) -> S3Response:
+        query = dict(query or {})
+        self.sent.append(Sent(operation, key, query, dict(headers or {}), len(body)))
+        await trio.lowlevel.checkpoint()
+        if operation == "UploadPart":
+            self.parts[int(query["partNumber"])] = len(body)
+        answers = {
+            "HeadObject": lambda: self._head(key or ""),
+            "CreateMultipartUpload": lambda: _xml(
+                "<InitiateMultipartUploadResult><UploadId>up-1</UploadId>"
+                "</InitiateMultipartUploadResult>"
+            ),
+            "UploadPart": lambda: S3Response(200, httpx.Headers({"etag": '"part"'}), b""),
+            "UploadPartCopy": lambda: _xml(
+                '<CopyPartResult><ETag>"part"</ETag>'
+                "<LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyPartResult>"
+            ),
+            "ListParts": self._list_parts,
+            "CopyObject": lambda: _xml(
+                '<CopyObjectResult><ETag>"copied"</ETag>'
+                "<LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyObjectResult>"
+            ),
+            "CompleteMultipartUpload": lambda: _xml(
+                '<CompleteMultipartUploadResult><ETag>"whole-2"</ETag>'
+                "</CompleteMultipartUploadResult>"
+            ),
+            "AbortMultipartUpload": lambda: S3Response(204, httpx.Headers(), b""),
+        }
+        return answers[operation]()
+
+    def _list_parts(self) -> S3Response:
+        listed = "".join(
+            f'<Part><PartNumber>{number}</PartNumber><ETag>"part"</ETag><Size>{size}</Size></Part>'
+            for number, size in sorted(self.parts.items())
+        )
+        return _xml(f"<ListPartsResult><UploadId>up-1</UploadId>{listed}</ListPartsResult>")
+
+    def _head(self, key: str) -> S3Response:
+        headers = {"content-length": str(self.sizes[key]), "etag": '"source"'}
+        return S3Response(200, httpx.Headers(headers), b"")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _xml(text: str) -> S3Response:
+    body = b'<?xml version="1.0" encoding="UTF-8"?>' + text.encode()
+    return S3Response(200, httpx.Headers({"content-type": "application/xml"}), body)
+
+
+def fake_storage(**bucket: Any) -> tuple[Storage, FakeTransport]:
+    """A Storage with one bucket ``b`` (visibility_mode none) whose transport is fake."""
+    config = parse_config(
+        {
+            "s3": {
+                "default": "b",
+                "servers": {
+                    "fake": {
+                        "region": "us-east-1",
+                        "endpoint": "http://127.0.0.1:9",
+                        "credentials": {"key": "k", "secret": "s"},
+                    }
+                },
+                "buckets": {
+                    "b": {"server": "fake", "bucket": "b", "visibility_mode": "none", **bucket}
+                },
+            }
+        },
+        source="test",
+    )
+    storage = Storage(config.s3)
+    transport = FakeTransport()
+    for registered in storage.buckets.values():
+        registered.transport = transport  # type: ignore[assignment]
+    return storage, transport

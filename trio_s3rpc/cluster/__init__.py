@@ -1,0 +1,1 @@
+"""One service over many processes: the supervisor, its workers, and how they talk."""

@@ -1,0 +1,180 @@
+"""A worker's side of the service: its peer socket, the supervisor, the other workers.
+
+A worker is ``python -m trio_s3rpc worker``, started by the supervisor with
+the listening sockets' fds passed in, its config on stdin, and stdin kept
+open as a lifeline: when the supervisor dies (even by SIGKILL) stdin reads
+EOF and the worker stops at once, as the service it belonged to did.
+
+:class:`WorkerLink` is what the application uses to act as one service:
+
+- bucket registrations go through the supervisor, which orders them and
+  applies each on every live worker before the call is answered;
+- TransferStatus and Cancel for a transfer this worker does not run ask the
+  other workers (:class:`~trio_s3rpc.rpc.control.RemoteTransfers`);
+- the stale-upload reaper (run by slot 0 only) asks the other workers which
+  multipart uploads they are working on, and skips those.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from trio_s3rpc.cluster import wire
+from trio_s3rpc.errors import ErrorCode, RPCError
+
+log = logging.getLogger("trio_s3rpc.cluster")
+
+SUPERVISOR_SOCKET = "supervisor.sock"
+
+
+def worker_socket(run_dir: str, slot: int) -> str:
+    return os.path.join(run_dir, f"worker-{slot}.sock")
+
+
+def supervisor_socket(run_dir: str) -> str:
+    return os.path.join(run_dir, SUPERVISOR_SOCKET)
+
+
+@dataclass(slots=True, frozen=True)
+class WorkerPlace:
+    """Where a worker stands in its service: its slot and the run directory."""
+
+    run_dir: str
+    slot: int
+    workers: int
+
+    @property
+    def runs_reaper(self) -> bool:
+        # One reaper per service: the worker in slot 0 (restarted in slot 0 too).
+        return self.slot == 0
+
+
+class WorkerLink:
+    """The requests a worker sends to its supervisor and its peers."""
+
+    def __init__(self, place: WorkerPlace) -> None:
+        self.place = place
+
+    @property
+    def _supervisor(self) -> str:
+        return supervisor_socket(self.place.run_dir)
+
+    def _peers(self) -> list[str]:
+        return [
+            worker_socket(self.place.run_dir, slot)
+            for slot in range(self.place.workers)
+            if slot != self.place.slot
+        ]
+
+    async def hello(self) -> list[tuple[str, dict[str, Any]]]:
+        """Join the service; answer the buckets registered so far, in order."""
+        answer = await self._ask_supervisor({"op": "hello", "slot": self.place.slot})
+        return [(str(name), dict(raw)) for name, raw in answer.get("buckets", [])]
+
+    async def ready(self, address: str) -> None:
+        await self._ask_supervisor(
+            {"op": "ready", "slot": self.place.slot, "pid": os.getpid(), "address": address}
+        )
+
+    async def register_bucket(self, name: str, raw: dict[str, Any]) -> None:
+        """Register on every worker; answers once each live worker has it."""
+        await self._ask_supervisor({"op": "register_bucket", "name": name, "raw": raw})
+
+    async def _ask_supervisor(self, message: wire.Message) -> wire.Message:
+        try:
+            return await wire.ask(self._supervisor, message)
+        except wire.PeerUnavailable as exc:
+            raise RPCError(
+                ErrorCode.SHUTTING_DOWN, "the service's supervisor is not answering", str(exc)
+            ) from None
+
+    async def ask_peers(self, message: wire.Message) -> tuple[list[wire.Message], bool]:
+        """Every other live worker's answer, asked at once, and whether one timed out.
+
+        A worker that is not running (restarting, stopping) refuses the
+        connection and is left out: it works on nothing.
+        """
+        answers: list[wire.Message] = []
+        timed_out = False
+
+        async def one(path: str) -> None:
+            nonlocal timed_out
+            try:
+                answers.append(await wire.ask(path, message, seconds=5.0))
+            except wire.PeerTimeout:
+                timed_out = True
+            except wire.PeerUnavailable:
+                pass
+
+        async with trio.open_nursery() as nursery:
+            for path in self._peers():
+                nursery.start_soon(one, path)
+        return answers, timed_out
+
+    # -- RemoteTransfers ----------------------------------------------------
+
+    async def transfer_status(self, transfer_id: str) -> dict[str, Any] | None:
+        return await self._first_found({"op": "transfer_status", "transfer_id": transfer_id})
+
+    async def cancel(self, transfer_id: str) -> dict[str, Any] | None:
+        return await self._first_found({"op": "cancel", "transfer_id": transfer_id})
+
+    async def _first_found(self, message: wire.Message) -> dict[str, Any] | None:
+        answers, _ = await self.ask_peers(message)
+        for answer in answers:
+            if answer.get("found"):
+                found = answer["answer"]
+                return dict(found) if isinstance(found, dict) else None
+        return None
+
+    async def active_uploads(self) -> set[str] | None:
+        """The multipart uploads the other workers work on; None if a running one
+        did not answer in time (then nobody may be declared idle)."""
+        answers, timed_out = await self.ask_peers({"op": "active_uploads"})
+        if timed_out:
+            return None
+        found: set[str] = set()
+        for answer in answers:
+            found.update(str(upload_id) for upload_id in answer.get("upload_ids", []))
+        return found
+
+
+def read_worker_input() -> dict[str, Any]:
+    """The first line of stdin: the config document and how to serve it."""
+    line = sys.stdin.buffer.readline()
+    if not line:
+        raise SystemExit("trio-s3rpc worker: no config on stdin (start it with serve --workers)")
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise SystemExit("trio-s3rpc worker: stdin does not hold a config object")
+    return data
+
+
+async def watch_lifeline(on_lost: Callable[[], Awaitable[None] | None]) -> None:
+    """Wait for EOF on stdin (the supervisor is gone), then call ``on_lost``."""
+    stream = trio.lowlevel.FdStream(os.dup(0))
+    async with stream:
+        while True:
+            try:
+                data = await stream.receive_some(4096)
+            except (trio.BrokenResourceError, OSError):
+                data = b""
+            if not data:
+                break
+    result = on_lost()
+    if result is not None:
+        await result
+
+
+def run_dir_is_private(path: str) -> bool:
+    info = Path(path).stat()
+    return info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
