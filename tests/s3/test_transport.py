@@ -543,6 +543,23 @@ async def test_signatures_echoed_by_a_server_are_redacted(
     assert "InvalidArgument" in text
 
 
+@pytest.mark.parametrize("size", [0, 1, 65_535, 65_536, 300_001])
+async def test_streamed_body_comes_in_pieces_of_at_least_the_asked_size(
+    scripted: ScriptedServer, fake_s3: S3Transport, size: int
+) -> None:
+    body = bytes(index % 251 for index in range(size))
+    scripted.script = [Reply(200, body)]
+    async with fake_s3.stream("GetObject", "GET", "b", "k") as response:
+        pieces = [piece async for piece in response.aiter_raw(65_536)]
+    assert b"".join(pieces) == body
+    assert all(len(piece) >= 65_536 for piece in pieces[:-1])
+    assert all(pieces)
+    # Read to its end, the answer gave its connection back for the next request.
+    scripted.script = [Reply(200, b"next")]
+    assert (await fake_s3.request("GetObject", "GET", "b", "k")).content == b"next"
+    assert scripted.peak_connections == 1
+
+
 async def test_stream_checks_the_status_before_yielding(
     scripted: ScriptedServer, fake_s3: S3Transport, delays: list[int]
 ) -> None:

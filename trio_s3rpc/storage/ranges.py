@@ -15,7 +15,8 @@ from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.storage.buckets import ObjectRef
 
-CHUNK = 1024 * 1024
+# Pieces of at least this size reach the sink (a thread hand-off per pwrite for ReadFile).
+CHUNK = 2 * 1024 * 1024
 
 # Takes each chunk and its offset in the object, in order.
 Sink = Callable[[bytes, int], Awaitable[None]]
