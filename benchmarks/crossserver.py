@@ -58,7 +58,8 @@ class CopyResult:
     size: int
     seconds: float
     mib_per_second: float
-    rss_growth_mib: float  # the server's for rpc, the harness's (where boto3 runs) for boto3
+    # Peak over the rounds: the server's for rpc, the harness's (where boto3 runs) for boto3.
+    rss_growth_mib: float
     verified: bool
     rounds: list[float]
 
@@ -247,10 +248,13 @@ def _rounds(
             previous = best.get(client)
             rounds = [*(previous.rounds if previous else []), round(speed, 1)]
             all_verified = verified and (previous is None or previous.verified)
+            peak = max(growth, previous.rss_growth_mib if previous else 0.0)
             if previous is None or seconds < previous.seconds:
                 best[client] = CopyResult(client, size, seconds, speed, growth, verified, rounds)
+            # The time of the best round, the memory of the worst.
             best[client].rounds = rounds
             best[client].verified = all_verified
+            best[client].rss_growth_mib = peak
     return [best["rpc"], best["boto3"]]
 
 

@@ -99,6 +99,7 @@ async def two_services(
     part_size: int = PART,
     concurrency: int = 3,
     moto_bucket: dict[str, Any] | None = None,
+    moto_server: dict[str, Any] | None = None,
 ) -> AsyncIterator[TwoServices]:
     """The server with bucket ``weed`` on SeaweedFS and ``moto`` on moto (through a proxy)."""
     prefix = f"xcp-{secrets.token_hex(4)}/"
@@ -114,7 +115,11 @@ async def two_services(
                 "local_roots": [str(root)],
                 "servers": {
                     "seaweedfs": endpoint_server(seaweedfs),
-                    "moto": {**endpoint_server(moto), "endpoint": f"http://127.0.0.1:{proxy_port}"},
+                    "moto": {
+                        **endpoint_server(moto),
+                        **(moto_server or {}),
+                        "endpoint": f"http://127.0.0.1:{proxy_port}",
+                    },
                 },
                 "buckets": {
                     "weed": {
@@ -375,6 +380,30 @@ async def test_cancel_mid_copy_leaves_nothing(seaweedfs: Any, moto: Any, root: P
         assert open_uploads(s.moto, MOTO_BUCKET, s.prefix) == []
         assert not exists(s.moto, MOTO_BUCKET, s.prefix + "x.bin")
         assert s.weed.get_object(Bucket=WEED_BUCKET, Key=s.prefix + "x.bin")["Body"].read() == data
+
+
+async def test_under_when_supported_each_part_carries_its_checksum(
+    seaweedfs: Any, moto: Any, root: Path
+) -> None:
+    """The part's CRC32C must precede its bytes in a header: parts are read whole first."""
+    data = secrets.token_bytes(3 * PART + 5)
+    async with two_services(
+        seaweedfs, moto, root, moto_server={"checksums": "when_supported"}
+    ) as s:
+        await s.rpc.call("s3.Write", {"pathname": "ws.bin", "content": _b64(data)})
+        before = len(s.moto_proxy.requests)
+        copied = await s.rpc.call("s3.Copy", copy_args("weed", "ws.bin", "moto", "ws.bin"))
+        assert copied["checksum"] == checksum_of(data)
+        parts = [
+            r
+            for r in s.moto_proxy.requests[before:]
+            if r.startswith(b"PUT ") and b"partNumber=" in r
+        ]
+        assert len(parts) == 4
+        assert all(b"x-amz-checksum-crc32c: " in r.lower() for r in parts)
+        assert object_sha256(s.moto, MOTO_BUCKET, s.prefix + "ws.bin") == (
+            hashlib.sha256(data).hexdigest()
+        )
 
 
 async def test_same_server_copies_stay_on_the_service(

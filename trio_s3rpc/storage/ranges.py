@@ -9,7 +9,8 @@ computed on the way, for the caller to combine in order.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError
@@ -22,27 +23,55 @@ CHUNK = 2 * 1024 * 1024
 Sink = Callable[[bytes, int], Awaitable[None]]
 
 
-async def fetch(ref: ObjectRef, start: int, end: int, etag: str, sink: Sink) -> tuple[int, int]:
-    """GET bytes ``start..end-1`` into ``sink``; answers their CRC32C and how many arrived.
+class RangeRead:
+    """Bytes ``start..end-1`` of an object as they arrive; ``crc`` and ``length`` so far.
 
-    A service that sends more than the range is refused; fewer is for the
-    caller to judge (it knows what it expected). With ``etag``, a changed
-    object fails with the service's 412 (a :class:`StorageError`).
+    Iterate :meth:`chunks` once. A service that sends more than the range is
+    refused, one that sends fewer too (with ``exact``, once the answer ends).
+    With ``etag``, a changed object fails with the service's 412 (a
+    :class:`StorageError`).
     """
-    headers = {"Range": f"bytes={start}-{end - 1}"}
-    if etag:
-        headers["If-Match"] = etag
-    offset, crc = start, 0
-    async with ref.bucket.stream("GetObject", "GET", ref.key, headers) as response:
-        # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
-        async for chunk in response.aiter_raw(CHUNK):
-            if offset + len(chunk) > end:
-                raise RPCError(
-                    ErrorCode.S3_OPERATION_FAILED,
-                    "GetObject sent more bytes than the range asked for",
-                    f"range {start}-{end - 1}",
-                )
-            crc = checksums.crc32c(chunk, crc)
+
+    def __init__(self, ref: ObjectRef, start: int, end: int, etag: str) -> None:
+        self.ref = ref
+        self.start = start
+        self.end = end
+        self.etag = etag
+        self.crc = 0
+        self.length = 0
+
+    async def chunks(self, *, exact: bool = False) -> AsyncGenerator[bytes, None]:
+        headers = {"Range": f"bytes={self.start}-{self.end - 1}"}
+        if self.etag:
+            headers["If-Match"] = self.etag
+        wanted = self.end - self.start
+        async with self.ref.bucket.stream("GetObject", "GET", self.ref.key, headers) as response:
+            # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
+            async for chunk in response.aiter_raw(CHUNK):
+                if self.length + len(chunk) > wanted:
+                    raise self._wrong_size("more")
+                self.crc = checksums.crc32c(chunk, self.crc)
+                self.length += len(chunk)
+                yield chunk
+        if exact and self.length != wanted:
+            raise self._wrong_size("fewer")
+
+    def _wrong_size(self, which: str) -> RPCError:
+        return RPCError(
+            ErrorCode.S3_OPERATION_FAILED,
+            f"GetObject sent {which} bytes than the range asked for",
+            f"bucket: {self.ref.bucket.name}, pathname: {self.ref.pathname}, "
+            f"range {self.start}-{self.end - 1}",
+        )
+
+
+async def fetch(ref: ObjectRef, start: int, end: int, etag: str, sink: Sink) -> tuple[int, int]:
+    """GET bytes ``start..end-1`` into ``sink``; answers their CRC32C and how many arrived
+    (fewer than asked is for the caller to judge: it knows what it expected)."""
+    read = RangeRead(ref, start, end, etag)
+    offset = start
+    async with contextlib.aclosing(read.chunks()) as chunks:
+        async for chunk in chunks:
             await sink(chunk, offset)
             offset += len(chunk)
-    return crc, offset - start
+    return read.crc, read.length
