@@ -211,7 +211,11 @@ class LargeTransfers:
             after = CpuReading.take(pids, time.monotonic())
         seconds = after.at - before.at
         growth = memory.growth / MIB
-        bound = self.bound / MIB if client == "rpc" else None
+        # WriteFile's parts grow past 10,000 parts of part_size; ReadFile's ranges do not.
+        upload_size = size if operation == "WriteFile" else 0
+        bucket = self.bucket
+        planned = memory_bound(bucket.part_size, bucket.concurrency, upload_size)
+        bound = planned / MIB if client == "rpc" else None
         return LargeResult(
             operation=operation,
             client=client,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.units import MIB, format_size
 from benchmarks.workers import Window, WorkerResult
+from trio_s3rpc.s3.parts import plan_parts
 
 CLIENT_LABELS = {
     "rpc": "trio-s3rpc (RPC, JSON codec)",
@@ -100,9 +101,13 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-def memory_bound(part_size: int, concurrency: int) -> int:
-    """Issue 5's bound on the server's peak RSS growth during one transfer."""
-    return part_size * (concurrency + 2) + 32 * MIB
+def memory_bound(part_size: int, concurrency: int, upload_size: int = 0) -> int:
+    """Issue 5's bound on the server's peak RSS growth during one transfer.
+
+    For an upload of ``upload_size`` bytes the part size is the planned one
+    (``s3/parts.py``: grown so the upload fits S3's 10,000 parts).
+    """
+    return plan_parts(upload_size, part_size).part_size * (concurrency + 2) + 32 * MIB
 
 
 def summarise(

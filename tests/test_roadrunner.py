@@ -157,3 +157,20 @@ def test_serve_listen_override_on_roadrunners_address_is_refused() -> None:
     assert "--listen: tcp://127.0.0.1:6001 clashes with s3.relay (tcp://127.0.0.1:6001)" in (
         result.stderr
     )
+
+
+def test_check_config_warns_about_a_listen_address_beyond_loopback(tmp_path: Path) -> None:
+    edited = tmp_path / ".rr.yaml"
+    edited.write_text(
+        GO_PLUGIN_EXAMPLE.read_text().replace(
+            "\ns3:\n", '\ns3:\n  listen: tcp://0.0.0.0:6002\n  allow_from: ["10.0.0.0/8"]\n'
+        )
+    )
+    result = check_config(edited)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: s3.listen: tcp://0.0.0.0:6002 is reachable beyond this machine, and Goridge "
+        "RPC has no authentication: peers in s3.allow_from (10.0.0.0/8) can call every s3.* "
+        "method with this server's storage credentials" in result.stdout
+    )
+    assert "allow_from: 10.0.0.0/8" in result.stdout

@@ -119,6 +119,8 @@ class ServerConfig:
     credentials: Credentials = field(kw_only=True)
     force_path_style: bool | None = None  # None: path style iff endpoint set
     checksums: str = "when_required"
+    # The endpoint presigned and public URLs name, when browsers reach the service elsewhere.
+    public_endpoint: str = ""
 
     @property
     def path_style(self) -> bool:
@@ -974,16 +976,17 @@ def _parse_server(name: str, section: _Section) -> ServerConfig:
         ),
         force_path_style=section.boolean("force_path_style", None),
         checksums=section.choice("checksums", CHECKSUM_MODES, "when_required"),
+        public_endpoint=_endpoint(section, "public_endpoint"),
     )
     credentials.warn_unknown()
     section.warn_unknown()
     return server
 
 
-def _endpoint(section: _Section) -> str:
-    """``http(s)://host[:port]``, without a trailing slash; "" means AWS."""
-    where = section.where("endpoint")
-    endpoint = section.text("endpoint").strip()
+def _endpoint(section: _Section, key: str = "endpoint") -> str:
+    """``http(s)://host[:port]``, without a trailing slash; "" means AWS (or none)."""
+    where = section.where(key)
+    endpoint = section.text(key).strip()
     if not endpoint:
         return ""
     url = _http_url(endpoint, where)

@@ -457,6 +457,9 @@ final class Client
             throw new \InvalidArgumentException('unknown object header(s) ' . \implode(', ', $unknown) . '; known: ' . \implode(', ', self::HEADERS));
         }
         $options = self::compact(\array_map('strval', $headers));
+        if (isset($options['expires'])) {
+            $options['expires'] = (int) $options['expires']; // Unix seconds
+        }
         if ($metadata !== []) {
             // An object, so that JSON sends {} shapes even for list-like keys.
             $options['config'] = $this->transport->bytesAsBase64() ? (object) \array_map('strval', $metadata) : \array_map('strval', $metadata);

@@ -13,22 +13,43 @@ if (is_file(__DIR__ . '/../vendor/autoload.php')) {
     require __DIR__ . '/../vendor/autoload.php';
 } else {
     $flysystem = getenv('FLYSYSTEM_SOURCE') ?: __DIR__ . '/../.deps/flysystem';
+    $laravel = getenv('LARAVEL_SOURCE') ?: __DIR__ . '/../.deps/laravel';
     $prefixes = [
-        'TrioS3Rpc\\Tests\\' => __DIR__ . '/',
-        'TrioS3Rpc\\' => __DIR__ . '/../src/',
-        'League\\Flysystem\\' => $flysystem . '/src/',
+        'TrioS3Rpc\\Tests\\' => [__DIR__ . '/'],
+        'TrioS3Rpc\\' => [__DIR__ . '/../src/'],
+        'League\\Flysystem\\' => [$flysystem . '/src/'],
+        // Laravel's own source (Debian trixie's php-laravel-framework), for the recipe test only.
+        'Illuminate\\Support\\' => [
+            "$laravel/src/Illuminate/Support/", "$laravel/src/Illuminate/Macroable/",
+            "$laravel/src/Illuminate/Collections/", "$laravel/src/Illuminate/Conditionable/",
+        ],
+        'Illuminate\\' => ["$laravel/src/Illuminate/"],
     ];
     spl_autoload_register(static function (string $class) use ($prefixes): void {
-        foreach ($prefixes as $prefix => $dir) {
+        foreach ($prefixes as $prefix => $dirs) {
             if (str_starts_with($class, $prefix)) {
-                $file = $dir . str_replace('\\', '/', substr($class, strlen($prefix))) . '.php';
-                if (is_file($file)) {
-                    require $file;
+                foreach ($dirs as $dir) {
+                    $file = $dir . str_replace('\\', '/', substr($class, strlen($prefix))) . '.php';
+                    if (is_file($file)) {
+                        require $file;
+                        return;
+                    }
                 }
-                return;
             }
         }
     });
+    foreach (["$laravel/src/Illuminate/Collections/helpers.php", "$laravel/src/Illuminate/Support/helpers.php"] as $helpers) {
+        if (is_file($helpers)) {
+            require_once $helpers;
+        }
+    }
+    // Debian's packages of psr/container (for Laravel's container) and Symfony's
+    // dependency-injection (for the Symfony recipe test), where installed.
+    foreach (['Psr/Container', 'Symfony/Component/DependencyInjection', 'Symfony/Component/Yaml', 'Symfony/Component/Config'] as $package) {
+        if (is_file("/usr/share/php/$package/autoload.php")) {
+            require_once "/usr/share/php/$package/autoload.php";
+        }
+    }
     require_once '/usr/share/php/League/MimeTypeDetection/autoload.php';
     require_once $flysystem . '/src/AdapterTestUtilities/test-functions.php';
 }

@@ -25,6 +25,7 @@ from tests.conftest import MOTO_ACL_BUCKET
 from tests.support.php import PHP_DIR, require_php
 from tests.support.proxy import TCPProxy
 from tests.support.server import endpoint_server, running_app
+from trio_s3rpc.client import RemoteError, RPCClient
 
 pytestmark = pytest.mark.integration
 
@@ -137,6 +138,69 @@ async def test_flysystem_adapter_test_case_against_moto_acl(php_env: dict[str, s
 
 async def test_flysystem_adapter_test_case_against_seaweedfs_none(php_env: dict[str, str]) -> None:
     await run_phpunit(php_env, "tests/Flysystem/SeaweedFsAdapterTest.php")
+
+
+async def test_laravel_and_symfony_recipes_of_the_php_readme(php_env: dict[str, str]) -> None:
+    await run_phpunit(php_env, "--testsuite", "frameworks")
+
+
+async def test_shutting_down_reaches_php_as_its_own_exception(
+    php_env: dict[str, str], seaweedfs: Any, moto: Any, tmp_path: Path
+) -> None:
+    """A WriteFile still running when the server stops, past its grace period."""
+    _, phpunit = require_php()
+    local_root = Path(php_env["TRIO_S3RPC_LOCAL_ROOT"])
+    with (local_root / "sparse-1g.bin").open("wb") as sparse:
+        sparse.truncate(GIB)  # no disk used: long enough to outlast a one-second grace
+    config = php_config(seaweedfs, moto, secrets.token_hex(4), local_root, "tcp://127.0.0.1:0")
+    config["s3"]["shutdown_timeout"] = 1
+    transfer_id = f"stopping-{secrets.token_hex(4)}"
+    async with running_app(config) as (app, address):
+        env = {
+            **php_env,
+            "TRIO_S3RPC_STOPPING": address,
+            "TRIO_S3RPC_STOPPING_TRANSFER": transfer_id,
+        }
+        argv = [
+            phpunit,
+            "-c",
+            "phpunit.xml.dist",
+            "--fail-on-skipped",
+            "--fail-on-warning",
+            "tests/Stopping/ShuttingDownTest.php",
+        ]
+        async with trio.open_nursery() as nursery:
+            process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    argv,
+                    env={**os.environ, **env},
+                    cwd=PHP_DIR,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            )
+            output = bytearray()
+
+            async def collect() -> None:
+                async for data in process.stdout:
+                    output.extend(data)
+
+            nursery.start_soon(collect)
+            async with await RPCClient.connect(address) as rpc:
+                while True:
+                    try:
+                        status = await rpc.call("s3.TransferStatus", {"transfer_id": transfer_id})
+                    except RemoteError:
+                        status = {}
+                    if status.get("state") == "running" and status.get("bytes_done", 0) > 0:
+                        break
+                    await trio.sleep(0.05)
+            app.request_shutdown()
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "OK (1 test" in text, text
 
 
 @pytest.mark.parametrize("codec", ["json", "msgpack"])

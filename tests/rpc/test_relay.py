@@ -356,6 +356,7 @@ async def test_a_bad_upstream_frame_closes_only_the_upstream_connection(
                 assert (await rpc.call("s3.ListBuckets"))["buckets"] == ["uploads"]
                 with pytest.raises(RemoteError) as again:
                     await rpc.call("echo.Echo", {"n": 2})
+                assert again.value.code == "RELAY_UNAVAILABLE"
                 assert why in again.value.text
             with trio.fail_after(5):
                 while len(received) < 2:

@@ -16,7 +16,7 @@ import httpx
 import trio
 
 from trio_s3rpc.config import parse_config
-from trio_s3rpc.s3.transport import S3Response
+from trio_s3rpc.s3.transport import S3Error, S3Response
 from trio_s3rpc.storage.buckets import Storage
 
 
@@ -37,6 +37,8 @@ class FakeTransport:
     sizes: dict[str, int] = field(default_factory=dict)
     sent: list[Sent] = field(default_factory=list)
     parts: dict[int, int] = field(default_factory=dict)  # part number -> size
+    # Operation -> how many of its next requests fail as if the service were down.
+    failures: dict[str, int] = field(default_factory=dict)
 
     def operations(self) -> list[str]:
         return [request.operation for request in self.sent]
@@ -56,6 +58,9 @@ class FakeTransport:
         query = dict(query or {})
         self.sent.append(Sent(operation, key, query, dict(headers or {}), len(body)))
         await trio.lowlevel.checkpoint()
+        if self.failures.get(operation, 0) > 0:
+            self.failures[operation] -= 1
+            raise S3Error(operation, 503, "ServiceUnavailable", "the fake service is down")
         if operation == "UploadPart":
             self.parts[int(query["partNumber"])] = len(body)
         answers = {

@@ -1,7 +1,7 @@
 """Running the PHP suites of ``php/`` from pytest.
 
 PHP is not a Python dependency: ``.ci/install-php`` installs it from Debian
-(php-cli, phpunit 9.6, Flysystem 3.29.1's source from trixie). Where PHP is
+(php-cli, phpunit 9.6, the sources of Flysystem 3.29.1 and Laravel 10.48 from trixie). Where PHP is
 absent the PHP tests skip, saying so; under ``CI=true`` they fail instead, so
 CI can never pass without running them.
 """
@@ -17,14 +17,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PHP_DIR = REPO / "php"
 FLYSYSTEM_SOURCE = PHP_DIR / ".deps" / "flysystem"
+LARAVEL_SOURCE = PHP_DIR / ".deps" / "laravel"
 
 
 def require_php() -> tuple[str, str]:
     """The php and phpunit executables; skip (or fail under CI) when either is missing."""
     php, phpunit = shutil.which("php"), shutil.which("phpunit")
     missing = [name for name, path in (("php", php), ("phpunit", phpunit)) if path is None]
-    if not (FLYSYSTEM_SOURCE / "src" / "AdapterTestUtilities").is_dir():
-        missing.append(f"Flysystem's source in {FLYSYSTEM_SOURCE.relative_to(REPO)}")
+    for name, source in (("Flysystem", FLYSYSTEM_SOURCE), ("Laravel", LARAVEL_SOURCE)):
+        if not (source / "src").is_dir():
+            missing.append(f"{name}'s source in {source.relative_to(REPO)}")
     if missing:
         reason = (
             f"PHP is absent ({', '.join(missing)} not found); run .ci/install-php to install it"

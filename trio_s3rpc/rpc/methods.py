@@ -26,7 +26,7 @@ from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
-from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent
+from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent, ObjectHeaders
 
 # -- buckets ---------------------------------------------------------------
 
@@ -65,13 +65,34 @@ class ListBucketsResponse:
 # -- objects ---------------------------------------------------------------
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class HeaderFields:
+    """The standard object headers a write may set (Write, WriteFile, UploadStart, Copy)."""
+
+    cache_control: str = ""
+    content_disposition: str = ""
+    content_encoding: str = ""
+    content_language: str = ""
+    expires: int = 0  # Unix seconds
+
+    def standard(self) -> ObjectHeaders:
+        return ObjectHeaders(
+            self.cache_control,
+            self.content_disposition,
+            self.content_encoding,
+            self.content_language,
+            self.expires,
+        )
+
+
 @dataclass(slots=True, frozen=True)
-class WriteRequest:
+class WriteRequest(HeaderFields):
     pathname: str
     content: Binary
     bucket: str = ""
     config: dict[str, str] = field(default_factory=dict)
     visibility: str = ""
+    content_type: str = ""
     # Storage class and encryption of the new object ("" = the bucket's default).
     storage_class: str = ""
     sse: str = ""
@@ -113,7 +134,7 @@ class SuccessResponse:
 
 
 @dataclass(slots=True, frozen=True)
-class CopyRequest:
+class CopyRequest(HeaderFields):
     source_pathname: str
     dest_pathname: str
     source_bucket: str = ""
@@ -137,6 +158,11 @@ class MetadataResponse:
     storage_class: str = omitempty("")
     sse: str = omitempty("")
     sse_kms_key_id: str = omitempty("")
+    cache_control: str = omitempty("")
+    content_disposition: str = omitempty("")
+    content_encoding: str = omitempty("")
+    content_language: str = omitempty("")
+    expires: int = omitempty(0)
 
 
 @dataclass(slots=True, frozen=True)
@@ -151,12 +177,48 @@ class PublicURLRequest:
     pathname: str
     bucket: str = ""
     expires_in: int = 0
+    response_content_type: str = ""
+    response_content_disposition: str = ""
 
 
 @dataclass(slots=True, frozen=True)
 class PublicURLResponse:
     url: str
     expires_at: int = omitempty(0)
+
+
+@dataclass(slots=True, frozen=True)
+class UploadURLRequest:
+    pathname: str
+    bucket: str = ""
+    expires_in: int = 3600
+    content_type: str = ""
+    visibility: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class UploadURLResponse:
+    url: str
+    headers: dict[str, str]
+    expires_at: int
+
+
+@dataclass(slots=True, frozen=True)
+class UploadFormRequest:
+    max_size: int
+    bucket: str = ""
+    key_prefix: str = ""
+    min_size: int = 0
+    content_type_prefix: str = ""
+    expires_in: int = 3600
+    visibility: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class UploadFormResponse:
+    url: str
+    fields: dict[str, str]
+    expires_at: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -186,7 +248,7 @@ class ListObjectsResponse:
 
 
 @dataclass(slots=True, frozen=True)
-class WriteFileRequest:
+class WriteFileRequest(HeaderFields):
     pathname: str
     source_path: str
     bucket: str = ""
@@ -218,7 +280,7 @@ class ReadFileResponse:
 
 
 @dataclass(slots=True, frozen=True)
-class UploadStartRequest:
+class UploadStartRequest(HeaderFields):
     pathname: str
     bucket: str = ""
     visibility: str = ""
@@ -332,6 +394,8 @@ class S3Methods:
         add(
             "s3.GetPublicURL", PublicURLRequest, PublicURLResponse, self.get_public_url, inline=True
         )
+        add("s3.GetUploadURL", UploadURLRequest, UploadURLResponse, self.get_upload_url)
+        add("s3.GetUploadForm", UploadFormRequest, UploadFormResponse, self.get_upload_form)
         add("s3.ListObjects", ListObjectsRequest, ListObjectsResponse, self.list_objects)
         add("s3.WriteFile", WriteFileRequest, ObjectWrittenResponse, self.write_file)
         add("s3.ReadFile", ReadFileRequest, ReadFileResponse, self.read_file)
@@ -374,7 +438,13 @@ class S3Methods:
     async def write(self, req: WriteRequest) -> ObjectWrittenResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
         info = await objects.write(
-            ref, req.content, req.config, req.visibility, archival=_archival(req)
+            ref,
+            req.content,
+            req.config,
+            req.visibility,
+            req.content_type,
+            archival=_archival(req),
+            standard=req.standard(),
         )
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
@@ -399,7 +469,9 @@ class S3Methods:
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.copy(source, dest, req.config, req.visibility, _archival(req))
+        info = await copies.copy(
+            source, dest, req.config, req.visibility, _archival(req), req.standard()
+        )
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -407,7 +479,9 @@ class S3Methods:
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.move(source, dest, req.config, req.visibility, _archival(req))
+        info = await copies.move(
+            source, dest, req.config, req.visibility, _archival(req), req.standard()
+        )
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -425,6 +499,11 @@ class S3Methods:
             info.storage_class,
             info.sse,
             info.sse_kms_key_id,
+            info.headers.cache_control,
+            info.headers.content_disposition,
+            info.headers.content_encoding,
+            info.headers.content_language,
+            info.headers.expires,
         )
 
     async def set_visibility(self, req: SetVisibilityRequest) -> SuccessResponse:
@@ -433,8 +512,29 @@ class S3Methods:
 
     async def get_public_url(self, req: PublicURLRequest) -> PublicURLResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        url, expires_at = objects.public_url(ref, req.expires_in)
+        url, expires_at = objects.public_url(
+            ref, req.expires_in, req.response_content_type, req.response_content_disposition
+        )
         return PublicURLResponse(url, expires_at)
+
+    async def get_upload_url(self, req: UploadURLRequest) -> UploadURLResponse:
+        ref = self.storage.resolve(req.bucket, req.pathname)
+        url, headers, expires_at = await objects.upload_url(
+            ref, req.expires_in, req.content_type, req.visibility
+        )
+        return UploadURLResponse(url, headers, expires_at)
+
+    async def get_upload_form(self, req: UploadFormRequest) -> UploadFormResponse:
+        url, fields, expires_at = await objects.upload_form(
+            self.storage.bucket(req.bucket),
+            req.key_prefix,
+            req.max_size,
+            req.min_size,
+            req.content_type_prefix,
+            req.expires_in,
+            req.visibility,
+        )
+        return UploadFormResponse(url, fields, expires_at)
 
     async def list_objects(self, req: ListObjectsRequest) -> ListObjectsResponse:
         listing = await objects.list_objects(
@@ -461,6 +561,7 @@ class S3Methods:
             req.content_type,
             req.resume,
             _archival(req),
+            req.standard(),
         )
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
@@ -474,7 +575,7 @@ class S3Methods:
     async def upload_start(self, req: UploadStartRequest) -> UploadStartResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
         upload_id = await self.uploads.start(
-            ref, req.visibility, req.config, req.content_type, _archival(req)
+            ref, req.visibility, req.config, req.content_type, _archival(req), req.standard()
         )
         return UploadStartResponse(upload_id)
 

@@ -13,10 +13,12 @@ because what is signed must be byte-for-byte what is sent.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from urllib.parse import quote
 
 from botocore.auth import S3SigV4QueryAuth
@@ -194,19 +196,58 @@ class RequestSigner:
             f"SignedHeaders={signed_names}, Signature={signature}"
         )
 
-    def presign(self, method: str, url: str, expires_in: int) -> str:
+    def presign(
+        self,
+        method: str,
+        url: str,
+        expires_in: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
         """A SigV4 query-authenticated URL valid for ``expires_in`` seconds (1..604800).
 
-        ``url`` must already be encoded (as :func:`encode_key_path` does).
-        Raises ``ValueError`` for an expiry out of range.
+        ``url`` must already be encoded (as :func:`encode_key_path` does), its
+        query included. ``headers`` are signed: whoever uses the URL must send
+        them exactly. Raises ``ValueError`` for an expiry out of range.
         """
         if not 1 <= expires_in <= MAX_PRESIGN_EXPIRES:
             raise ValueError(f"expires_in must be 1..{MAX_PRESIGN_EXPIRES} seconds")
         credentials = BotocoreCredentials(self._access_key, self._secret_key, self._token or None)
-        request = AWSRequest(method=method, url=url)
+        request = AWSRequest(method=method, url=url, headers=dict(headers or {}))
         S3SigV4QueryAuth(credentials, _SERVICE, self._region, expires=expires_in).add_auth(request)
         signed_url: str = request.url
         return signed_url
+
+    def post_policy(self, conditions: Sequence[object], expires_in: int) -> dict[str, str]:
+        """The signed form fields of a browser POST upload allowed by ``conditions``.
+
+        SigV4 for POST: the policy document (its expiration and conditions,
+        with the algorithm, credential and date added) is signed as it is
+        sent, base64-encoded. Answers ``policy``, ``x-amz-algorithm``,
+        ``x-amz-credential``, ``x-amz-date``, ``x-amz-signature`` and, with
+        temporary credentials, ``x-amz-security-token``.
+        """
+        if not 1 <= expires_in <= MAX_PRESIGN_EXPIRES:
+            raise ValueError(f"expires_in must be 1..{MAX_PRESIGN_EXPIRES} seconds")
+        now = int(time.time() + self.clock_offset)
+        amz_date = amz_timestamp(now)
+        date = amz_date[:8]
+        fields = {
+            "x-amz-algorithm": _ALGORITHM,
+            "x-amz-credential": f"{self._access_key}/{date}{self._scope_tail}",
+            "x-amz-date": amz_date,
+        }
+        if self._token:
+            fields["x-amz-security-token"] = self._token
+        document = {
+            "expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expires_in)),
+            "conditions": [*conditions, *({name: value} for name, value in fields.items())],
+        }
+        policy = base64.b64encode(json.dumps(document).encode()).decode("ascii")
+        fields["policy"] = policy
+        fields["x-amz-signature"] = hmac.new(
+            self._key_for(date), policy.encode(), hashlib.sha256
+        ).hexdigest()
+        return fields
 
     def _key_for(self, date: str) -> bytes:
         if date != self._key_date:

@@ -29,6 +29,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -347,6 +348,14 @@ class S3Transport:
             server.endpoint, server.region
         )
         self._path_style = server.path_style or _is_ip_address(self._netloc)
+        # Presigned and public URLs may name another host than the one this server reaches
+        # (a service inside a container network, published to browsers elsewhere).
+        self._public_endpoint = (
+            _parse_endpoint(server.public_endpoint, server.region)
+            if server.public_endpoint
+            else (self._scheme, self._netloc, self._base_path)
+        )
+        self._public_path_style = self._path_style or _is_ip_address(self._public_endpoint[1])
         # when_supported: every in-memory body is signed, which S3 and MinIO
         # verify (SHA-256 is cheaper here than a Content-MD5 and needs no extra
         # header), and carries an x-amz-checksum-crc32c header, which SeaweedFS
@@ -392,7 +401,50 @@ class S3Transport:
 
         Raises ``ValueError`` for an expiry out of range.
         """
-        return self._signer.presign("GET", self.url_for(bucket, key), expires_in)
+        return self.presign("GET", bucket, key, expires_in)
+
+    def public_url_for(self, bucket: str, key: str) -> str:
+        """The unsigned URL of an object at the public endpoint (the endpoint without one)."""
+        return self._public_url(bucket, key, None)
+
+    def presign(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        expires_in: int,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """A presigned URL at the public endpoint; ``query`` and ``headers`` are signed.
+
+        Raises ``ValueError`` for an expiry out of range (1..604800 seconds).
+        """
+        url = self._public_url(bucket, key, query)
+        return self._signer.presign(method, url, expires_in, headers)
+
+    def presign_post(
+        self, bucket: str, conditions: Sequence[object], expires_in: int
+    ) -> tuple[str, dict[str, str]]:
+        """A browser POST upload: the bucket's URL at the public endpoint and the signed
+        fields of a policy with ``conditions``."""
+        return self._public_url(bucket, None, None), self._signer.post_policy(
+            conditions, expires_in
+        )
+
+    def _public_url(self, bucket: str, key: str | None, query: Mapping[str, str] | None) -> str:
+        scheme, netloc, base_path = self._public_endpoint
+        if self._public_path_style or not _DNS_BUCKET.match(bucket):
+            origin, path = f"{scheme}://{netloc}", f"{base_path}/{quote(bucket, safe='')}"
+        else:
+            origin, path = f"{scheme}://{bucket}.{netloc}", base_path
+        if key is not None:
+            path = f"{path}/{encode_key_path(key)}"
+        elif not path:
+            path = "/"
+        query_string = canonical_query(query)
+        return f"{origin}{path}?{query_string}" if query_string else f"{origin}{path}"
 
     def _target(self, bucket: str, key: str | None, query: Mapping[str, str] | None) -> _Target:
         base = self._bases.get(bucket)

@@ -42,7 +42,7 @@ from trio_s3rpc.s3.xml import PartEntry
 from trio_s3rpc.storage import copies, objects
 from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import ObjectRef, Storage, StorageError
-from trio_s3rpc.storage.records import ObjectInfo
+from trio_s3rpc.storage.records import ObjectHeaders, ObjectInfo
 from trio_s3rpc.storage.tokens import UploadToken, decode_token, encode_token
 
 log = logging.getLogger("trio_s3rpc.uploads")
@@ -187,10 +187,11 @@ class ChunkedUploads:
         metadata: Mapping[str, str],
         content_type: str,
         archival: Archival | None = None,
+        standard: ObjectHeaders = objects.NO_HEADERS,
     ) -> str:
         bucket = ref.bucket
         headers = await objects.new_object_headers(
-            ref, metadata, visibility, content_type, archival=archival
+            ref, metadata, visibility, content_type, archival=archival, standard=standard
         )
         target = bucket.multipart(ref.key, headers)
         with bucket.errors(ref.key):

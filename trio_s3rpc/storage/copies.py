@@ -28,7 +28,13 @@ from trio_s3rpc.s3.parts import plan_parts
 from trio_s3rpc.storage import objects, streamed, visibility
 from trio_s3rpc.storage.archival import Archival, archival_headers
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError
-from trio_s3rpc.storage.records import ObjectInfo, http_date, metadata_headers
+from trio_s3rpc.storage.records import (
+    STANDARD_HEADERS,
+    ObjectHeaders,
+    ObjectInfo,
+    http_date,
+    metadata_headers,
+)
 
 log = logging.getLogger("trio_s3rpc.storage")
 
@@ -42,19 +48,45 @@ def same_service(source: ObjectRef, dest: ObjectRef) -> bool:
     return source.bucket.transport is dest.bucket.transport
 
 
+def _same_object(source: ObjectRef, dest: ObjectRef) -> bool:
+    return (
+        same_service(source, dest)
+        and source.bucket.config.bucket == dest.bucket.config.bucket
+        and source.key == dest.key
+    )
+
+
 async def copy(
     source: ObjectRef,
     dest: ObjectRef,
     metadata: Mapping[str, str],
     visibility_name: str,
     archival: Archival | None = None,
+    standard: ObjectHeaders = objects.NO_HEADERS,
 ) -> ObjectInfo:
+    """Copy ``source`` to ``dest``. ``metadata`` replaces the user metadata and
+    ``standard`` the standard headers it names; otherwise both are carried over.
+
+    Onto itself, a copy that asks for nothing changes nothing (S3 would refuse
+    it); with only a visibility it sets that visibility; with metadata,
+    headers or archival settings it rewrites them on the service.
+    """
     # Checked before any request: a bad storage class or encryption sends nothing.
     archival_fields = archival_headers(dest.bucket.config, archival or Archival())
+    asks_archival = archival is not None and archival != Archival()
+    if _same_object(source, dest) and not (metadata or standard or asks_archival):
+        info = await objects.head(source)
+        if visibility_name:
+            await visibility.update(dest, visibility_name)
+        return info
     if not same_service(source, dest):
-        return await _copy_streamed(source, dest, metadata, visibility_name, archival_fields)
+        return await _copy_streamed(
+            source, dest, metadata, visibility_name, {**archival_fields, **standard.http()}
+        )
     try:
-        return await _copy_on_service(source, dest, metadata, visibility_name, archival_fields)
+        return await _copy_on_service(
+            source, dest, metadata, visibility_name, archival_fields, standard
+        )
     except StorageError as exc:
         if exc.status != 501 and exc.service_code != "NotImplemented":
             raise
@@ -63,7 +95,9 @@ async def copy(
         dest.bucket.name,
         dest.pathname,
     )
-    return await _copy_streamed(source, dest, metadata, visibility_name, archival_fields)
+    return await _copy_streamed(
+        source, dest, metadata, visibility_name, {**archival_fields, **standard.http()}
+    )
 
 
 async def _copy_streamed(
@@ -86,17 +120,20 @@ async def _copy_on_service(
     metadata: Mapping[str, str],
     visibility_name: str,
     archival_fields: Mapping[str, str],
+    standard: ObjectHeaders = objects.NO_HEADERS,
 ) -> ObjectInfo:
     info = await objects.head(source)
     headers = await visibility.acl_headers(dest.bucket, visibility_name)
     headers.update(archival_fields)
     headers["x-amz-copy-source"] = _copy_source(source.bucket, source.key)
-    if metadata:
+    if metadata or standard:
         headers["x-amz-metadata-directive"] = "REPLACE"
         headers["Content-Type"] = info.mime_type or content_type_for(dest.pathname)
-        headers.update(metadata_headers(metadata))
+        # What REPLACE would drop and the call did not replace is carried over.
+        headers.update(_merged_headers(info.headers, standard).http())
+        headers.update(metadata_headers(metadata) if metadata else _stored_metadata(info))
         if info.checksum:
-            # New user metadata, same bytes: the checksum stays.
+            # Same bytes: the checksum stays.
             headers[checksums.METADATA_HEADER] = info.checksum
     else:
         headers["x-amz-metadata-directive"] = "COPY"
@@ -114,6 +151,19 @@ async def _copy_on_service(
         etag=etag,
         checksum=info.checksum,
     )
+
+
+def _merged_headers(stored: ObjectHeaders, given: ObjectHeaders) -> ObjectHeaders:
+    return ObjectHeaders(
+        **{name: getattr(given, name) or getattr(stored, name) for name in STANDARD_HEADERS}
+    )
+
+
+def _stored_metadata(info: ObjectInfo) -> dict[str, str]:
+    """The source's user metadata as headers, without the checksum (set apart)."""
+    return {
+        name: value for name, value in info.metadata.items() if name != checksums.METADATA_HEADER
+    }
 
 
 async def _copy_object(dest: ObjectRef, headers: Mapping[str, str]) -> tuple[str, int, str]:
@@ -136,6 +186,7 @@ async def _copy_multipart(
     headers = dict(copy_headers)
     if directive == "COPY":
         headers["Content-Type"] = source.mime_type or content_type_for(dest.pathname)
+        headers.update(source.headers.http())
         headers.update(source.metadata)
     with bucket.errors(dest.key):
         plan = plan_parts(source.size, bucket.config.part_size)
@@ -166,6 +217,7 @@ async def move(
     metadata: Mapping[str, str],
     visibility_name: str,
     archival: Archival | None = None,
+    standard: ObjectHeaders = objects.NO_HEADERS,
 ) -> ObjectInfo:
     """Copy, check what landed, and only then delete the source.
 
@@ -174,18 +226,11 @@ async def move(
     Either way the error says so. Cancellation and timeouts are not errors
     here: they propagate, and the copy's upload aborts itself on the way.
     """
-    if (
-        source.bucket.config.bucket == dest.bucket.config.bucket
-        and source.key == dest.key
-        and (same_service(source, dest))
-    ):
-        raise RPCError(
-            ErrorCode.INVALID_PATHNAME,
-            "move source and destination are the same object",
-            f"bucket: {source.bucket.name}, pathname: {source.pathname}",
-        )
+    if _same_object(source, dest):
+        # Onto itself: a Copy onto itself, never the delete.
+        return await copy(source, dest, metadata, visibility_name, archival, standard)
     try:
-        info = await copy(source, dest, metadata, visibility_name, archival)
+        info = await copy(source, dest, metadata, visibility_name, archival, standard)
     except RPCError as exc:
         raise _source_untouched(exc) from None
     await _verify_landed(dest, info)

@@ -40,7 +40,7 @@ from trio_s3rpc.sniff import SNIFF_BYTES
 from trio_s3rpc.storage import copies, objects, ranges
 from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import ObjectRef
-from trio_s3rpc.storage.records import ObjectInfo, verify_checksum
+from trio_s3rpc.storage.records import ObjectHeaders, ObjectInfo, verify_checksum
 
 log = logging.getLogger("trio_s3rpc.transfers")
 
@@ -120,6 +120,7 @@ class Files:
         content_type: str,
         resume: bool = False,
         archival: Archival | None = None,
+        standard: ObjectHeaders = objects.NO_HEADERS,
     ) -> ObjectInfo:
         bucket = ref.bucket
         path = self.paths.confine(source_path, "source_path")
@@ -135,7 +136,13 @@ class Files:
             # Without a content type or a known extension, the file's first bytes decide.
             head = b"" if content_type else await _pread(fd, min(size, SNIFF_BYTES), 0)
             headers = await objects.new_object_headers(
-                ref, metadata, visibility, content_type, archival=archival, head=head
+                ref,
+                metadata,
+                visibility,
+                content_type,
+                archival=archival,
+                head=head,
+                standard=standard,
             )
             tracker = progress.current()
             if size <= bucket.config.part_size:

@@ -9,6 +9,7 @@ path. Every object written carries the CRC32C of its bytes in its metadata
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
@@ -24,10 +25,11 @@ from trio_s3rpc.s3.parts import plan_parts
 from trio_s3rpc.sniff import SNIFF_BYTES, content_type_of
 from trio_s3rpc.storage import visibility
 from trio_s3rpc.storage.archival import Archival, archival_headers, archival_of
-from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError
+from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError, validate_pathname
 from trio_s3rpc.storage.records import (
     Listing,
     ObjectContent,
+    ObjectHeaders,
     ObjectInfo,
     http_date,
     metadata_headers,
@@ -37,6 +39,9 @@ from trio_s3rpc.storage.records import (
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 MAX_LIST_KEYS = 1000
+MAX_POST_SIZE = 5 * 1024**3  # S3 takes at most 5 GiB in one POST upload
+NO_HEADERS = ObjectHeaders()
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 async def new_object_headers(
@@ -47,11 +52,13 @@ async def new_object_headers(
     *,
     archival: Archival | None = None,
     head: bytes = b"",
+    standard: ObjectHeaders = NO_HEADERS,
 ) -> dict[str, str]:
     """What a new object is created with: content type (from ``content_type``, else the
     pathname's extension, else the content's first bytes ``head``), user metadata,
     canned ACL, storage class and encryption (``archival`` over the bucket's defaults)."""
     headers = {"Content-Type": content_type or content_type_of(ref.pathname, head)}
+    headers.update(standard.http())
     headers.update(archival_headers(ref.bucket.config, archival or Archival()))
     headers.update(metadata_headers(metadata))
     headers.update(await visibility.acl_headers(ref.bucket, visibility_name))
@@ -84,9 +91,16 @@ async def write(
     visibility_name: str,
     content_type: str = "",
     archival: Archival | None = None,
+    standard: ObjectHeaders = NO_HEADERS,
 ) -> ObjectInfo:
     headers = await new_object_headers(
-        ref, metadata, visibility_name, content_type, archival=archival, head=content[:SNIFF_BYTES]
+        ref,
+        metadata,
+        visibility_name,
+        content_type,
+        archival=archival,
+        head=content[:SNIFF_BYTES],
+        standard=standard,
     )
     if len(content) <= ref.bucket.config.part_size:
         return await put_object(ref, headers, content)
@@ -189,6 +203,7 @@ def info_from_headers(headers: Mapping[str, str]) -> ObjectInfo:
         storage_class=archival.storage_class,
         sse=archival.sse,
         sse_kms_key_id=archival.sse_kms_key_id,
+        headers=ObjectHeaders.from_response(headers),
     )
 
 
@@ -223,22 +238,125 @@ async def metadata(ref: ObjectRef) -> tuple[ObjectInfo, str]:
     return info, found
 
 
-def public_url(ref: ObjectRef, expires_in: int) -> tuple[str, int]:
-    """A permanent URL (``expires_in`` 0) or a presigned one, and when it expires."""
-    bucket = ref.bucket
-    if expires_in < 0 or expires_in > MAX_PRESIGN_SECONDS:
+def _check_expiry(expires_in: int, *, permanent_allowed: bool) -> None:
+    low = 0 if permanent_allowed else 1
+    if expires_in < low or expires_in > MAX_PRESIGN_SECONDS:
+        what = "0 (permanent URL)" if permanent_allowed else "1"
         raise RPCError(
             ErrorCode.INVALID_REQUEST,
-            f"expires_in must be between 0 (permanent URL) and {MAX_PRESIGN_SECONDS} "
-            f"seconds (7 days), got {expires_in}",
+            f"expires_in must be between {what} and {MAX_PRESIGN_SECONDS} seconds (7 days), "
+            f"got {expires_in}",
         )
+
+
+def public_url(
+    ref: ObjectRef,
+    expires_in: int,
+    response_content_type: str = "",
+    response_content_disposition: str = "",
+) -> tuple[str, int]:
+    """A permanent URL (``expires_in`` 0) or a presigned GET, and when it expires.
+
+    ``response_*`` make the service answer the download with those headers (a
+    named download); they are part of the signature, so only presigned URLs
+    take them. URLs are made for the server's ``public_endpoint`` when it has one.
+    """
+    bucket = ref.bucket
+    _check_expiry(expires_in, permanent_allowed=True)
+    query = {}
+    for field_name, value in (
+        ("response_content_type", response_content_type),
+        ("response_content_disposition", response_content_disposition),
+    ):
+        if value:
+            if expires_in == 0:
+                raise RPCError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"{field_name} needs a presigned URL: give expires_in (seconds) too",
+                )
+            if _CONTROL_CHARS.search(value):
+                raise RPCError(
+                    ErrorCode.INVALID_REQUEST, f"field '{field_name}' has control characters"
+                )
+            query[field_name.replace("_", "-")] = value
     if expires_in == 0:
         if bucket.config.public_url:
             base = bucket.config.public_url.rstrip("/")
             return f"{base}/{urllib.parse.quote(ref.key, safe='/~')}", 0
-        return bucket.transport.url_for(bucket.config.bucket, ref.key), 0
-    url = bucket.transport.presign_get(bucket.config.bucket, ref.key, expires_in)
+        return bucket.transport.public_url_for(bucket.config.bucket, ref.key), 0
+    url = bucket.transport.presign("GET", bucket.config.bucket, ref.key, expires_in, query=query)
     return url, int(time.time()) + expires_in
+
+
+async def upload_url(
+    ref: ObjectRef, expires_in: int, content_type: str, visibility_name: str
+) -> tuple[str, dict[str, str], int]:
+    """A presigned PUT: its URL, the headers the uploader must send, and its expiry.
+
+    The headers are signed: a content type, when one is asked for, and in
+    ``acl`` mode the canned ACL of the asked (or the bucket's) visibility.
+    """
+    bucket = ref.bucket
+    _check_expiry(expires_in, permanent_allowed=False)
+    headers: dict[str, str] = {}
+    if content_type:
+        if not content_type.isascii() or _CONTROL_CHARS.search(content_type):
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST, "field 'content_type' must be printable ASCII"
+            )
+        headers["Content-Type"] = content_type
+    headers.update(await visibility.acl_headers(bucket, visibility_name))
+    url = bucket.transport.presign(
+        "PUT", bucket.config.bucket, ref.key, expires_in, headers=headers
+    )
+    return url, headers, int(time.time()) + expires_in
+
+
+async def upload_form(
+    bucket: Bucket,
+    key_prefix: str,
+    max_size: int,
+    min_size: int,
+    content_type_prefix: str,
+    expires_in: int,
+    visibility_name: str,
+) -> tuple[str, dict[str, str], int]:
+    """A presigned POST policy for browser uploads: the form's URL, its fields, its expiry.
+
+    The service refuses a POST whose key does not start with the bucket's
+    prefix + ``key_prefix``, whose size is outside ``min_size..max_size``, or
+    whose Content-Type field does not start with ``content_type_prefix``.
+    The ``key`` field ends with S3's ``${filename}``: the uploaded file's name.
+    """
+    _check_expiry(expires_in, permanent_allowed=False)
+    if key_prefix:
+        # A prefix is a pathname's beginning: the same rules, checked on a name under it.
+        validate_pathname(key_prefix + "x", "key_prefix")
+    if not 0 <= min_size <= max_size or not 0 < max_size <= MAX_POST_SIZE:
+        raise RPCError(
+            ErrorCode.INVALID_REQUEST,
+            f"max_size must be 1..{MAX_POST_SIZE} bytes and min_size 0..max_size, "
+            f"got min_size {min_size}, max_size {max_size}",
+        )
+    if not content_type_prefix.isascii() or _CONTROL_CHARS.search(content_type_prefix):
+        raise RPCError(
+            ErrorCode.INVALID_REQUEST, "field 'content_type_prefix' must be printable ASCII"
+        )
+    full_prefix = bucket.config.prefix + key_prefix
+    fields = {"key": full_prefix + "${filename}"}
+    conditions: list[object] = [
+        {"bucket": bucket.config.bucket},
+        ["starts-with", "$key", full_prefix],
+        ["content-length-range", min_size, max_size],
+        # Always present, so the form may carry a Content-Type field (an empty prefix: any).
+        ["starts-with", "$Content-Type", content_type_prefix],
+    ]
+    acl = await visibility.acl_headers(bucket, visibility_name)
+    if acl:
+        fields["acl"] = acl["x-amz-acl"]
+        conditions.append({"acl": fields["acl"]})
+    url, signed = bucket.transport.presign_post(bucket.config.bucket, conditions, expires_in)
+    return url, {**fields, **signed}, int(time.time()) + expires_in
 
 
 async def list_objects(

@@ -27,6 +27,66 @@ _METADATA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# The standard headers an object is stored with and served with: request field -> HTTP header.
+STANDARD_HEADERS = {
+    "cache_control": "Cache-Control",
+    "content_disposition": "Content-Disposition",
+    "content_encoding": "Content-Encoding",
+    "content_language": "Content-Language",
+    "expires": "Expires",
+}
+
+
+@dataclass(slots=True, frozen=True)
+class ObjectHeaders:
+    """An object's standard headers; empty (or 0 for ``expires``) means not set."""
+
+    cache_control: str = ""
+    content_disposition: str = ""
+    content_encoding: str = ""
+    content_language: str = ""
+    expires: int = 0  # Unix seconds
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, name) for name in STANDARD_HEADERS)
+
+    def http(self) -> dict[str, str]:
+        """The HTTP headers to store; a value no header can carry is ``INVALID_REQUEST``."""
+        headers: dict[str, str] = {}
+        for name, header in STANDARD_HEADERS.items():
+            value = getattr(self, name)
+            if name == "expires":
+                if value < 0:
+                    raise RPCError(
+                        ErrorCode.INVALID_REQUEST,
+                        f"field 'expires' must be Unix seconds (0 = none), got {value}",
+                    )
+                if value:
+                    headers[header] = email.utils.formatdate(value, usegmt=True)
+                continue
+            if not value:
+                continue
+            if not value.isascii() or _CONTROL_CHARS.search(value):
+                raise RPCError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"field '{name}' must be printable ASCII (an HTTP header value); "
+                    "encode a non-ASCII file name as filename*=UTF-8''<percent-encoded>",
+                    repr(value),
+                )
+            headers[header] = value.strip()
+        return headers
+
+    @classmethod
+    def from_response(cls, headers: Mapping[str, str]) -> ObjectHeaders:
+        return cls(
+            cache_control=headers.get("cache-control", ""),
+            content_disposition=headers.get("content-disposition", ""),
+            content_encoding=headers.get("content-encoding", ""),
+            content_language=headers.get("content-language", ""),
+            expires=http_date(headers.get("expires")),
+        )
+
+
 @dataclass(slots=True, frozen=True)
 class ObjectInfo:
     size: int
@@ -41,6 +101,7 @@ class ObjectInfo:
     storage_class: str = ""
     sse: str = ""
     sse_kms_key_id: str = ""
+    headers: ObjectHeaders = ObjectHeaders()
 
 
 @dataclass(slots=True, frozen=True)

@@ -27,6 +27,7 @@ abstract class RpcError extends \RuntimeException implements TrioS3RpcException
         'UPLOAD_NOT_FOUND' => UploadNotFound::class,
         'SHUTTING_DOWN' => ShuttingDown::class,
         'CANCELLED' => Cancelled::class,
+        'RELAY_UNAVAILABLE' => RelayUnavailable::class,
         'INTERNAL_ERROR' => InternalError::class,
     ];
 

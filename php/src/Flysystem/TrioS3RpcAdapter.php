@@ -353,12 +353,15 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     }
 
     /**
-     * A presigned PUT for Laravel's temporaryUploadUrl: ['url' => ..., 'headers' => [...]].
+     * A presigned PUT, as Laravel's temporaryUploadUrl answers: ['url' => ..., 'headers' => [...]].
+     * Options: ContentType (or mimetype).
      *
+     * @param Config|array<string, mixed> $config
      * @return array{url: string, headers: array<string, string>}
      */
-    public function temporaryUploadUrl(string $path, DateTimeInterface $expiresAt, Config $config): array
+    public function temporaryUploadUrl(string $path, DateTimeInterface $expiresAt, Config|array $config = []): array
     {
+        $config = $config instanceof Config ? $config : new Config($config);
         try {
             $upload = $this->client->getUploadUrl(
                 $this->bucket,
@@ -370,6 +373,22 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
         } catch (TrioS3RpcException $e) {
             throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
         }
+    }
+
+    /** For Laravel's FilesystemAdapter::url(), which looks for this method on the adapter. */
+    public function getUrl(string $path): string
+    {
+        return $this->publicUrl($path, new Config());
+    }
+
+    /**
+     * For Laravel's FilesystemAdapter::temporaryUrl(), which looks for this method on the adapter.
+     *
+     * @param array<string, mixed> $options ResponseContentType, ResponseContentDisposition
+     */
+    public function getTemporaryUrl(string $path, DateTimeInterface $expiration, array $options = []): string
+    {
+        return $this->temporaryUrl($path, $expiration, new Config($options));
     }
 
     public function checksum(string $path, Config $config): string
@@ -450,14 +469,25 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
         $contentType = (string) $config->get('mimetype', $config->get('ContentType', ''));
         if ($contentType === '') {
             $sample = \is_string($contents) ? $contents : self::peek($contents);
-            $contentType = (string) $this->mimeTypeDetector->detectMimeType($path, $sample);
+            // As the AWS adapter: what Flysystem's detector cannot tell is stored as unknown
+            // (octet-stream), not left to the server's own guess.
+            $contentType = $this->mimeTypeDetector->detectMimeType($path, $sample) ?? 'application/octet-stream';
         }
         $headers = [];
         foreach (self::HEADER_OPTIONS as $awsName => $name) {
             $value = $config->get($name, $config->get($awsName));
-            if ($value !== null && $value !== '') {
-                $headers[$name] = $value instanceof DateTimeInterface ? \gmdate('D, d M Y H:i:s \G\M\T', $value->getTimestamp()) : (string) $value;
+            if ($value === null || $value === '') {
+                continue;
             }
+            if ($name === 'expires') {
+                // Unix seconds on the wire; a DateTime or a date string is converted.
+                $value = match (true) {
+                    $value instanceof DateTimeInterface => $value->getTimestamp(),
+                    \is_numeric($value) => (int) $value,
+                    default => \strtotime((string) $value) ?: throw new \InvalidArgumentException("Expires: not a date: $value"),
+                };
+            }
+            $headers[$name] = (string) $value;
         }
         /** @var array<string, string> $metadata */
         $metadata = (array) $config->get('metadata', $config->get('Metadata', []));

@@ -35,7 +35,7 @@ final class ExternalRpc implements Transport
 
     public function reset(): void
     {
-        // The application owns the connection; Spiral's RPC reconnects by itself.
+        // The application owns that connection and how it reconnects.
     }
 
     public function call(string $method, mixed $payload): mixed
@@ -48,18 +48,14 @@ final class ExternalRpc implements Transport
             if (\preg_match("~^Error '(.*)' on .*$~s", $e->getMessage(), $m)) {
                 throw RpcError::fromWireText($m[1], $e);
             }
-            foreach ([$e, ...self::parents($e)] as $class) {
-                if (\preg_match('~(Relay|Transport|Goridge)Exception$~', \is_string($class) ? $class : \get_class($class))) {
+            // Spiral's RelayException, TransportException and their GoridgeException base:
+            // the call did not make it there and back.
+            foreach ([\get_class($e), ...\array_values(\class_parents($e) ?: [])] as $class) {
+                if (\preg_match('~(Relay|Transport|Goridge)Exception$~', $class)) {
                     throw new ConnectionFailed($e->getMessage(), 0, $e);
                 }
             }
             throw $e;
         }
-    }
-
-    /** @return list<string> */
-    private static function parents(\Throwable $e): array
-    {
-        return \array_values(\class_parents($e) ?: []);
     }
 }

@@ -249,4 +249,17 @@ final class ClientTest extends TestCase
             self::assertStringContainsString('pathname: ' . $path . '.missing', $e->details);
         }
     }
+
+    public function testARelayFailureOfAnExternalRpcIsConnectionFailed(): void
+    {
+        $broken = new class () {
+            public function call(string $method, mixed $payload): mixed
+            {
+                throw new FakeRelayException('unable to write payload to the stream');
+            }
+        };
+        $this->expectException(\TrioS3Rpc\Exception\ConnectionFailed::class);
+        $this->expectExceptionMessage('unable to write payload to the stream');
+        (new Client($broken))->listBuckets();
+    }
 }

@@ -16,9 +16,10 @@ use TrioS3Rpc\Transport\GoridgeTransport;
 
 /**
  * Every error code the server answers arrives as its own exception class, with code,
- * message and details. Each code is provoked on the live server; SHUTTING_DOWN (a stopping
- * server) and INTERNAL_ERROR (a server bug) cannot be provoked from PHP, so for those, as for
- * all, the wire text is also mapped directly.
+ * message and details. Each code is provoked on the live server, SHUTTING_DOWN in
+ * tests/Stopping (it needs a server being stopped). INTERNAL_ERROR (a server bug) and
+ * RELAY_UNAVAILABLE (RoadRunner's RPC behind s3.relay) cannot be provoked here, so for those,
+ * as for all, the wire text is also mapped directly.
  */
 final class ErrorCodesTest extends TestCase
 {
