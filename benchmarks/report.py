@@ -398,6 +398,7 @@ def _header(report: RunReport) -> str:
     if "duration" in s:
         lines.append(
             f"settings: {s.get('duration')} s per cell after {s.get('warmup')} s warmup, "
+            f"{s.get('repeat', 1)} rounds (median), server workers {s.get('server_workers', 1)}, "
             f"{s.get('client_processes')} client processes, part_size "
             f"{format_size(s.get('part_size', 0))}, concurrency {s.get('concurrency')}"
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.procstat import descendants
 from benchmarks.target import S3Target
 from trio_s3rpc.embedded import terminate_process
 
@@ -73,7 +74,10 @@ def server_config(target: S3Target, bucket: BucketSettings, local_root: Path) ->
 class ServerProcess:
     """``python -m trio_s3rpc serve --config <generated>``, owned by this object."""
 
-    def __init__(self, target: S3Target, bucket: BucketSettings, workdir: Path) -> None:
+    def __init__(
+        self, target: S3Target, bucket: BucketSettings, workdir: Path, workers: int = 1
+    ) -> None:
+        self.workers = workers
         self.config_path = workdir / "bench.rr.yaml"
         self.log_path = workdir / "server.log"
         self._document = server_config(target, bucket, workdir)
@@ -82,9 +86,22 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        """The process started: the server, or with workers their supervisor."""
         if self._process is None:
             raise RuntimeError("the server is not running")
         return self._process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """Every process of the server: with workers, the supervisor and its workers."""
+        if self.workers == 1:
+            return [self.pid]
+        return [self.pid, *descendants(self.pid)]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The processes that serve calls (the server itself without workers)."""
+        return self.pids[1:] if self.workers > 1 else [self.pid]
 
     def start(self) -> str:
         """Start the server and return its RPC address once it listens."""
@@ -92,6 +109,7 @@ class ServerProcess:
         with os.fdopen(descriptor, "w") as handle:
             yaml.safe_dump(self._document, handle)
         command = [sys.executable, "-m", "trio_s3rpc", "serve", "--config", str(self.config_path)]
+        command += ["--workers", str(self.workers)]
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 command,
