@@ -1,7 +1,9 @@
 """The ``python -m benchmarks`` command: ``run``, ``memory`` and ``checksums``.
 
 ``run`` is the whole comparison of issue 6; ``memory`` is issue 5's bounded
-memory check on one large file; ``checksums`` times the hash functions.
+memory check on one large file; ``checksums`` times the hash functions;
+``metrics`` is what metrics cost (issue 16): the same cells against a server
+with metrics off and one with metrics on (scraped every second), in turns.
 Everything the harness starts (SeaweedFS, the server, client processes,
 py-spy) is stopped on the way out, also after Ctrl-C or an error, and the
 results gathered so far are still written.
@@ -12,12 +14,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -36,6 +42,7 @@ from benchmarks.peers import (
     write_fixtures,
 )
 from benchmarks.report import RunReport, machine_info, render, versions, write_chart, write_json
+from benchmarks.results import CellResult
 from benchmarks.runner import (
     CellRunner,
     CellSettings,
@@ -120,6 +127,17 @@ def _parser() -> argparse.ArgumentParser:
     memory.add_argument("--size", type=parse_size, default=2 * 1024 * MIB)
     memory.add_argument("--with-boto3", action="store_true", help="also run boto3 for comparison")
 
+    cost = commands.add_parser(
+        "metrics", help="issue 16: 4 KiB Read and ListBuckets with metrics off and on"
+    )
+    _add_target_options(cost)
+    cost.add_argument("--connections", type=parse_int_list, default=[16])
+    cost.add_argument("--duration", type=float, default=5.0)
+    cost.add_argument("--warmup", type=float, default=1.0)
+    cost.add_argument("--repeat", type=int, default=3, help="rounds per cell, in turns")
+    cost.add_argument("--client-processes", type=int, default=2)
+    cost.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
+
     sums = commands.add_parser("checksums", help="MB/s of crc32, crc32c, sha256, md5, base64")
     sums.add_argument("--seconds", type=float, default=1.5, help="per function")
     sums.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
@@ -175,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return command_run(args, external)
+    if args.command == "metrics":
+        return command_metrics(args, external)
     return command_memory(args, external)
 
 
@@ -338,6 +358,127 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
                 report.profiles.extend(transfers.profiles)
 
     return _execute(report, args, external, bucket, body)
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+METRICS_PEER = "metrics-on"
+METRICS_CELLS = ("listbuckets", "read")
+
+
+def command_metrics(args: argparse.Namespace, external: ExternalService | None) -> int:
+    """Ours with metrics off ("rpc") against a second server with them on, in turns."""
+    bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
+    peer_client = peer_clients(RPCPeer(METRICS_PEER, ""), False)[0]
+    cell_settings = CellSettings(
+        connections=args.connections,
+        sizes=[4 * 1024],
+        clients=["rpc", peer_client],
+        warmup=args.warmup,
+        duration=args.duration,
+        fixture_count=32,
+        repeat=max(1, args.repeat),
+        profile=[],
+    )
+    cells = [cell for cell in plan(cell_settings) if cell.workload in METRICS_CELLS]
+    settings = {
+        **dataclasses.asdict(cell_settings),
+        "client_processes": args.client_processes,
+        "scrape_interval": args.scrape_interval,
+        "server_workers": 1,
+        "what": f"rpc = metrics off; {peer_client} = s3.metrics.address set, scraped every "
+        f"{args.scrape_interval:g} s; ratio = off / on (1.03 = metrics cost 3%)",
+    }
+    report = _new_report("metrics", args, settings)
+    log(f"{len(cells)} cells, about {estimate_seconds(cells, cell_settings) / 60:.1f} min")
+
+    def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
+        metrics_port = _free_loopback_port()
+        on = ServerProcess(
+            target,
+            bucket,
+            workdir,
+            name=METRICS_PEER,
+            s3_extra={"metrics": {"address": f"127.0.0.1:{metrics_port}"}},
+        )
+        with (
+            on,
+            Scraper(f"http://127.0.0.1:{metrics_port}/metrics", args.scrape_interval) as scraper,
+        ):
+            log(f"metrics-on server pid {on.pid} on {on.address}")
+            peers = {METRICS_PEER: RPCPeer(METRICS_PEER, on.address)}
+            pool = WorkerPool(args.client_processes)
+            try:
+                runner = CellRunner(
+                    pool, server, target, cell_settings, args.out, log, peers,
+                    {METRICS_PEER: on.pid},
+                )  # fmt: skip
+                runner.write_fixtures()  # the same bucket and prefix: both servers see them
+                skipped = runner.run(cells, report.cells, report.profiles, math.inf)
+                report.skipped.extend(f"{cell.name} {cell.client}" for cell in skipped)
+            finally:
+                pool.close()
+        report.notes.append(
+            f"{scraper.scrapes} scrapes of the metrics-on server answered, {scraper.failures} "
+            f"failed; the last was {scraper.last_size} bytes"
+        )
+        report.notes.extend(_cpu_per_call(report.cells))
+
+    return _execute(report, args, external, bucket, body)
+
+
+def _cpu_per_call(cells: list[CellResult]) -> list[str]:
+    """Server CPU per call, off and on: steadier than ops/s when the cores are shared."""
+    per_call: dict[tuple[str, str], float] = {}
+    for cell in cells:
+        if cell.server_cores and cell.ops_per_second:
+            key = (f"{cell.label} x{cell.connections}", cell.client)
+            per_call[key] = cell.server_cores / cell.ops_per_second * 1e6
+    notes = []
+    for (name, client), off in sorted(per_call.items()):
+        on = per_call.get((name, peer_clients(RPCPeer(METRICS_PEER, ""), False)[0]))
+        if client == "rpc" and on is not None:
+            notes.append(
+                f"{name}: server CPU per call {off:.1f} us with metrics off, {on:.1f} us on "
+                f"(on / off = {on / off:.3f})"
+            )
+    return notes
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Scraper:
+    """GETs a /metrics URL every ``interval`` seconds in a thread, as Prometheus would."""
+
+    def __init__(self, url: str, interval: float) -> None:
+        self.url = url
+        self.interval = interval
+        self.scrapes = 0
+        self.failures = 0
+        self.last_size = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as answer:
+                    self.last_size = len(answer.read())
+                self.scrapes += 1
+            except OSError:
+                self.failures += 1
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # -- memory ---------------------------------------------------------------------------

@@ -75,12 +75,23 @@ class ServerProcess:
     """``python -m trio_s3rpc serve --config <generated>``, owned by this object."""
 
     def __init__(
-        self, target: S3Target, bucket: BucketSettings, workdir: Path, workers: int = 1
+        self,
+        target: S3Target,
+        bucket: BucketSettings,
+        workdir: Path,
+        *,
+        name: str = "server",
+        s3_extra: dict[str, Any] | None = None,
+        workers: int = 1,
     ) -> None:
+        """``s3_extra`` adds keys to the config's ``s3`` section (``metrics``, say);
+        ``name`` tells apart the files of several servers in one workdir; ``workers``
+        is ``serve --workers``."""
         self.workers = workers
-        self.config_path = workdir / "bench.rr.yaml"
-        self.log_path = workdir / "server.log"
+        self.config_path = workdir / f"bench-{name}.rr.yaml"
+        self.log_path = workdir / f"{name}.log"
         self._document = server_config(target, bucket, workdir)
+        self._document["s3"].update(s3_extra or {})
         self._process: subprocess.Popen[bytes] | None = None
         self.address = ""
 

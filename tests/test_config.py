@@ -961,6 +961,48 @@ def test_abort_stale_after_zero_turns_the_reaper_off() -> None:
     assert parse_config(data, {}).s3.abort_stale_after == 0
 
 
+# -- s3.metrics, s3.status, s3.logs ------------------------------------------------
+
+
+def test_observability_is_off_unless_configured() -> None:
+    observability = parse_config(minimal(), {}).s3.observability
+    assert observability.metrics_address is None and observability.status_address is None
+    assert observability.log_format == "text"
+
+
+def test_observability_addresses_and_probe_settings() -> None:
+    data = minimal()
+    data["s3"]["metrics"] = {"address": "127.0.0.1:2112"}
+    data["s3"]["status"] = {"address": "[::1]:2114", "probe_interval": "2s", "probe_timeout": "1s"}
+    data["s3"]["logs"] = {"format": "json"}
+    config = parse_config(data, {})
+    observability = config.s3.observability
+    assert observability.metrics_address == ListenAddress("tcp", host="127.0.0.1", port=2112)
+    assert observability.status_address == ListenAddress("tcp", host="::1", port=2114)
+    assert (observability.probe_interval, observability.probe_timeout) == (2.0, 1.0)
+    assert observability.log_format == "json"
+    assert config.warnings == ()
+
+
+@pytest.mark.parametrize("address", ["2112", "http://127.0.0.1:2112", "127.0.0.1:99999", "a b:1"])
+def test_a_bad_metrics_address_names_the_field(address: str) -> None:
+    data = minimal()
+    data["s3"]["metrics"] = {"address": address}
+    error = error_of(data)
+    assert error.message.startswith("s3.metrics.address: invalid address")
+    assert "host:port" in error.message
+
+
+def test_a_bad_log_format_and_an_unknown_key_are_named() -> None:
+    data = minimal()
+    data["s3"]["logs"] = {"format": "yaml"}
+    assert "s3.logs.format: must be" in error_of(data).message
+    data["s3"]["logs"] = {"format": "json"}
+    data["s3"]["status"] = {"adress": "127.0.0.1:1"}
+    warnings = parse_config(data, {}).warnings
+    assert any("s3.status.adress" in w and "address" in w for w in warnings)
+
+
 # -- beside RoadRunner: s3.listen, s3.relay, moved settings ----------------------
 
 

@@ -3,7 +3,11 @@
 :class:`Application` is what ``trio-s3rpc serve`` runs and what the tests
 start in-process. It owns the storage (and so the HTTP pools) and the RPC
 server, and turns SIGINT/SIGTERM into the graceful shutdown; a second signal
-during the grace period stops at once.
+during the grace period stops at once. With ``s3.metrics.address`` or
+``s3.status.address`` set it also owns the metrics, the readiness prober and
+the HTTP servers that answer ``/metrics``, ``/health`` and ``/ready`` (under
+``s3.workers`` those are the supervisor's, and each worker only records its
+metrics, in the supervisor's multi-process directory).
 
 Under ``s3.workers`` it is also what each worker process runs
 (:func:`serve_worker`): the same application on listeners the supervisor
@@ -23,10 +27,12 @@ from typing import Any
 
 import trio
 
+from trio_s3rpc import metrics as metrics_module
 from trio_s3rpc.cluster import wire
 from trio_s3rpc.cluster.worker import WorkerLink, watch_lifeline, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.metrics import CallMetrics, Metrics
 from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.methods import (
@@ -39,7 +45,9 @@ from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.relay import Relay
 from trio_s3rpc.rpc.server import RPCServer
 from trio_s3rpc.s3.multipart import UploadBook
-from trio_s3rpc.storage.buckets import Storage
+from trio_s3rpc.status import HTTPServer, Readiness, routes_for
+from trio_s3rpc.storage import objects
+from trio_s3rpc.storage.buckets import Storage, validate_pathname
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
 from trio_s3rpc.storage.janitor import Janitor
@@ -81,12 +89,75 @@ class Application:
         register_control_methods(self.registry, self.control, link)
         relay = config.rpc.relay
         self.relay = Relay(relay, config.rpc.max_frame_size) if relay is not None else None
+        observability = config.s3.observability
+        self.metrics: Metrics | None = None
+        if observability.metrics_address is not None or metrics_module.multiprocess_enabled():
+            self.metrics = Metrics()
         self.server = RPCServer(
             config.rpc,
-            Dispatcher(self.registry, self.control),
+            Dispatcher(self.registry, self.control, self._call_metrics()),
             shutdown_timeout=config.s3.shutdown_timeout,
             relay=self.relay,
         )
+        self.readiness: Readiness | None = None
+        if observability.status_address is not None and link is None:
+            self.readiness = readiness_for(config, self.storage)
+        self._watch_state()
+        # A worker's HTTP endpoints are the supervisor's.
+        self.http_servers = [] if link is not None else self._http_servers()
+
+    def _call_metrics(self) -> CallMetrics | None:
+        if self.metrics is None:
+            return None
+        return CallMetrics(
+            self.metrics,
+            self.storage.buckets,
+            self.storage.default,
+            upload_bucket=self.uploads.bucket_of,
+            pathname_valid=_pathname_valid,
+        )
+
+    def _watch_state(self) -> None:
+        """Connect the metrics to the state they sample and the requests they count."""
+        metrics = self.metrics
+        if metrics is None:
+            return
+        metrics.add_sampler(metrics_module.bucket_sampler(self.storage.buckets))
+        metrics.add_sampler(metrics_module.rpc_sampler(self.server))
+        metrics.add_sampler(
+            metrics_module.uploads_sampler(
+                lambda: len(self.active_uploads()),
+                lambda: self.janitor.pending_aborts,
+            )
+        )
+        transports = {b.server.name: b.transport for b in self.storage.buckets.values()}
+        for name, transport in transports.items():
+            transport.observer = metrics.request_observer(name)
+        if self.readiness is not None:
+            ready = metrics.bucket_ready
+            self.readiness.on_change = lambda bucket, ok: ready.labels(bucket).set(int(ok))
+
+    def _http_servers(self) -> list[HTTPServer]:
+        """One server per address; metrics and status share one when their addresses match."""
+        observability = self.config.s3.observability
+        render = self.metrics.render if self.metrics is not None else None
+        by_address: dict[ListenAddress, dict[str, Any]] = {}
+        if observability.metrics_address is not None:
+            by_address.setdefault(observability.metrics_address, {})["metrics"] = render
+        if observability.status_address is not None:
+            by_address.setdefault(observability.status_address, {})["readiness"] = self.readiness
+        return [
+            HTTPServer(
+                address,
+                routes_for(
+                    metrics=parts.get("metrics"),
+                    readiness=parts.get("readiness"),
+                    serving=lambda: not self.server.stopping,
+                    content_type=metrics_module.CONTENT_TYPE_LATEST,
+                ),
+            )
+            for address, parts in by_address.items()
+        ]
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until :meth:`request_shutdown`; report the bound address when listening."""
@@ -101,6 +172,12 @@ class Application:
                 if self.relay is not None:
                     # Outlives the drain too: relayed calls in flight finish first.
                     await nursery.start(self.relay.run)
+                for http_server in self.http_servers:
+                    await nursery.start(http_server.run)
+                if self.readiness is not None:
+                    await nursery.start(self.readiness.run)
+                if self.metrics is not None and metrics_module.multiprocess_enabled():
+                    await nursery.start(self.metrics.run_sampler)
                 await self.server.serve(task_status=task_status)
                 nursery.cancel_scope.cancel()
         finally:
@@ -108,11 +185,20 @@ class Application:
                 await self.storage.aclose()
 
     def request_shutdown(self) -> None:
+        if self.readiness is not None:
+            self.readiness.stopping = True  # /ready is 503 from now on
         self.server.request_shutdown()
 
     @property
     def address(self) -> ListenAddress | None:
         return self.server.address
+
+    def http_url(self, path: str) -> str:
+        """``http://host:port/path`` of the HTTP server that answers ``path``, once bound."""
+        for http_server in self.http_servers:
+            if path in http_server.routes and http_server.bound is not None:
+                return http_server.url(path)
+        raise LookupError(f"no HTTP server answers {path}")
 
     def active_uploads(self) -> set[str]:
         """The service upload ids this process is working on."""
@@ -149,6 +235,29 @@ class Application:
                 self.storage.register_bucket(name, raw)
             return {}
         raise RPCError(ErrorCode.INVALID_REQUEST, f"unknown peer request {op!r}")
+
+
+def readiness_for(config: Config, storage: Storage) -> Readiness:
+    """The prober of every configured bucket's service, through ``storage``."""
+    observability = config.s3.observability
+
+    async def probe(bucket: str) -> None:
+        await objects.list_objects(storage.bucket(bucket), "", "", 1, "")
+
+    return Readiness(
+        list(config.s3.buckets),
+        probe,
+        interval=observability.probe_interval,
+        timeout=observability.probe_timeout,
+    )
+
+
+def _pathname_valid(pathname: str) -> bool:
+    try:
+        validate_pathname(pathname)
+    except RPCError:
+        return False
+    return True
 
 
 async def serve_until_signalled(

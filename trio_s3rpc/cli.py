@@ -32,22 +32,12 @@ from trio_s3rpc.config import (
     same_address,
 )
 from trio_s3rpc.errors import RPCError
+from trio_s3rpc.logs import FORMATS, setup_logging
 
 log = logging.getLogger("trio_s3rpc")
 
 EMBEDDED_LISTEN = "tcp://127.0.0.1:6001"
 EMBEDDED_BUCKET = "uploads"
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every request at INFO; that is noise at a storage gateway's rate.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"trio-s3rpc {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("TRIO_S3RPC_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get("TRIO_S3RPC_LOG_FORMAT") or None,
+        help="text (key=value lines, the default) or json (one object per line); "
+        "overrides s3.logs.format",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve s3.* RPC calls until SIGINT/SIGTERM")
@@ -101,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format or "text")
     try:
         if args.command == "check-config":
             return _check_config(args)
@@ -111,7 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.embedded:
             return _serve_embedded(args, workers)
         config = _load(args.config, args.listen)
-        return _serve(config, load_document(args.config), args.config, workers, args.log_level)
+        log_format = args.log_format or config.s3.observability.log_format
+        if log_format != (args.log_format or "text"):
+            setup_logging(args.log_level, log_format)
+        for warning in config.warnings:
+            log.warning("event=config_warning %s", warning)
+        document = load_document(args.config)
+        return _serve(config, document, args.config, workers, args.log_level, log_format=log_format)
     except RPCError as exc:
         print(exc.wire_text(), file=sys.stderr)
         return 1
@@ -121,8 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(path: str, listen: str | None) -> Config:
     config = load_config(path)
-    for warning in config.warnings:
-        log.warning("event=config_warning %s", warning)
     if listen:
         config = _with_listen(config, listen)
     return config
@@ -152,11 +153,15 @@ def _serve(
     workers: int | None = None,
     log_level: str = "info",
     on_ready: Any = None,
+    *,
+    log_format: str = "text",
 ) -> int:
     """Serve ``config``; ``document`` is its unparsed source, which workers parse again."""
     workers = config.s3.workers if workers is None else workers
     if workers > 1:
-        return _serve_supervised(config, document, source, workers, log_level, on_ready)
+        return _serve_supervised(
+            config, document, source, workers, log_level, on_ready, log_format=log_format
+        )
     from trio_s3rpc.app import Application, serve_until_signalled
 
     async def run() -> None:
@@ -164,7 +169,7 @@ def _serve(
         await app.server.open()  # fail on a bad listen address before anything starts
         async with trio.open_nursery() as nursery:
             address = await nursery.start(serve_until_signalled, app)
-            print(f"trio-s3rpc {__version__} serving on {address}", file=sys.stderr, flush=True)
+            _announce(log_format, address, 1)
             if on_ready is not None:
                 on_ready(address)
 
@@ -172,24 +177,43 @@ def _serve(
     return 0
 
 
+def _announce(log_format: str, address: object, workers: int) -> None:
+    if log_format == "json":
+        # stderr carries nothing but JSON lines
+        log.info("event=serving version=%s address=%s workers=%d", __version__, address, workers)
+        return
+    suffix = f" with {workers} workers" if workers > 1 else ""
+    print(f"trio-s3rpc {__version__} serving on {address}{suffix}", file=sys.stderr, flush=True)
+
+
 def _serve_supervised(
-    config: Config, document: Any, source: str, workers: int, log_level: str, on_ready: Any
+    config: Config,
+    document: Any,
+    source: str,
+    workers: int,
+    log_level: str,
+    on_ready: Any,
+    *,
+    log_format: str = "text",
 ) -> int:
+    from trio_s3rpc.cluster.observability import SupervisorObservability
     from trio_s3rpc.cluster.supervisor import Supervisor
     from trio_s3rpc.errors import first_error
 
     supervisor = Supervisor(config, document, source, workers, log_level=log_level)
+    supervisor.log_format = log_format
+    # Before the first worker starts: the metrics directory goes into their environment.
+    observability = SupervisorObservability(config, supervisor)
 
     async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(supervisor.run)
-            print(
-                f"trio-s3rpc {__version__} serving on {address} with {workers} workers",
-                file=sys.stderr,
-                flush=True,
-            )
-            if on_ready is not None:
-                on_ready(address)
+        async with trio.open_nursery() as outer:
+            await outer.start(observability.run)
+            async with trio.open_nursery() as nursery:
+                address = await nursery.start(supervisor.run)
+                _announce(log_format, address, workers)
+                if on_ready is not None:
+                    on_ready(address)
+            outer.cancel_scope.cancel()  # the service stopped: so do its HTTP endpoints
 
     with first_error():
         trio.run(run)
@@ -209,15 +233,11 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, exit_before_serving)
     signal.signal(signal.SIGINT, exit_before_serving)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s level=%(levelname)s logger=%(name)s "
-                f"worker={args.slot} pid=%(process)d %(message)s"
-            )
-        )
     given = read_worker_input()
     config = parse_config(given["document"], source=str(given.get("source", "<supervisor>")))
+    log_format = args.log_format or config.s3.observability.log_format
+    worker_fields = {"worker": args.slot, "pid": os.getpid()}
+    setup_logging(args.log_level, log_format, fields=worker_fields)
     config = _with_listen(config, str(given["listen"]))
     link = WorkerLink(WorkerPlace(args.run_dir, args.slot, args.workers))
     trio.run(serve_worker, config, link, args.listen_fd)
@@ -313,18 +333,35 @@ def _serve_embedded(args: argparse.Namespace, workers: int | None) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     seaweed = EmbeddedSeaweedFS(data_dir, buckets=[EMBEDDED_BUCKET])
-    print(f"starting SeaweedFS in {data_dir} ...", file=sys.stderr, flush=True)
+    log_format = args.log_format or "text"
+    if log_format == "json":
+        log.info("event=seaweedfs_starting data_dir=%s", data_dir)
+    else:
+        print(f"starting SeaweedFS in {data_dir} ...", file=sys.stderr, flush=True)
     try:
         endpoint = seaweed.start()
-        print(f"SeaweedFS S3 on {endpoint.endpoint} (pid {seaweed.pid})", file=sys.stderr)
+        if log_format == "json":
+            log.info("event=seaweedfs_started endpoint=%s pid=%s", endpoint.endpoint, seaweed.pid)
+        else:
+            print(f"SeaweedFS S3 on {endpoint.endpoint} (pid {seaweed.pid})", file=sys.stderr)
         document = embedded_document(endpoint, args.listen or EMBEDDED_LISTEN)
         config = parse_config(document, source="--embedded")
 
         def ready(address: object) -> None:
+            if log_format == "json":
+                return
             print("\nPHP, with spiral/goridge installed:\n", file=sys.stderr)
             print(PHP_SNIPPET.format(address=address), file=sys.stderr, flush=True)
 
-        return _serve(config, document, "--embedded", workers, args.log_level, on_ready=ready)
+        return _serve(
+            config,
+            document,
+            "--embedded",
+            workers,
+            args.log_level,
+            on_ready=ready,
+            log_format=log_format,
+        )
     finally:
         seaweed.stop()
 

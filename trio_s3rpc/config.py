@@ -61,6 +61,7 @@ MAX_UNIX_PATH = 107
 VISIBILITIES = ("public", "private")
 VISIBILITY_MODES = ("acl", "none", "auto")
 CHECKSUM_MODES = ("when_required", "when_supported")
+LOG_FORMATS = ("text", "json")
 # S3's storage classes (x-amz-storage-class), as the service spells them.
 STORAGE_CLASSES = (
     "STANDARD",
@@ -188,6 +189,19 @@ class S3Settings:
     abort_stale_after: float = 86400.0
     # Server processes sharing the listen socket; 1 serves from this process alone.
     workers: int = 1
+    observability: ObservabilitySettings = field(default_factory=lambda: ObservabilitySettings())
+
+
+@dataclass(slots=True, frozen=True)
+class ObservabilitySettings:
+    """``s3.metrics``, ``s3.status`` and ``s3.logs``: addresses are off when unset."""
+
+    metrics_address: ListenAddress | None = None
+    status_address: ListenAddress | None = None
+    # How often each bucket's service is probed, and how long a probe may take.
+    probe_interval: float = 10.0
+    probe_timeout: float = 5.0
+    log_format: str = "text"
 
 
 def available_cores() -> int:
@@ -925,9 +939,51 @@ def _parse_s3(section: _Section) -> S3Settings:
         workers=section.integer(
             "workers", min(available_cores(), MAX_WORKERS), minimum=1, maximum=MAX_WORKERS
         ),
+        observability=_parse_observability(section),
     )
     section.warn_unknown()
     return settings
+
+
+def _parse_observability(section: _Section) -> ObservabilitySettings:
+    metrics = section.section("metrics")
+    status = section.section("status")
+    logs = section.section("logs")
+    settings = ObservabilitySettings(
+        metrics_address=_http_address(metrics, "address"),
+        status_address=_http_address(status, "address"),
+        probe_interval=status.duration("probe_interval", 10.0, positive=True),
+        probe_timeout=status.duration("probe_timeout", 5.0, positive=True),
+        log_format=logs.choice("format", LOG_FORMATS, "text"),
+    )
+    for sub in (metrics, status, logs):
+        sub.warn_unknown()
+    return settings
+
+
+def _http_address(section: _Section, key: str) -> ListenAddress | None:
+    """``host:port`` (as RoadRunner's metrics.address), or None when unset."""
+    text = section.text(key)
+    if not text:
+        return None
+    try:
+        return parse_http_address(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{section.where(key)}: {exc.message}") from None
+
+
+def parse_http_address(text: str) -> ListenAddress:
+    """``host:port`` or ``[v6]:port`` of an HTTP endpoint; ``tcp://`` may precede it."""
+    hostport = text.strip().removeprefix("tcp://")
+    try:
+        if "://" in hostport or ":" not in hostport:
+            raise ConfigError("no host:port")
+        return _parse_tcp(hostport, text)
+    except ConfigError:
+        raise ConfigError(
+            f"invalid address {_show(text)}: use host:port with a port 0-65535, such as "
+            "127.0.0.1:2112 (IPv6 hosts in brackets: [::1]:2112)"
+        ) from None
 
 
 def _default_bucket(section: _Section, buckets: Mapping[str, BucketConfig]) -> str:

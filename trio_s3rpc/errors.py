@@ -58,6 +58,18 @@ class RPCError(Exception):
         return self.wire_text()
 
 
+class ChecksumMismatchError(RPCError):
+    """Bytes read back that do not match the checksum stored with them (counted in metrics)."""
+
+
+class PartialMoveError(RPCError):
+    """A Move whose copy landed and whose source could not be deleted.
+
+    Metrics count it, as the Go plugin does, as a copy that succeeded and a
+    delete that failed.
+    """
+
+
 def internal_error(exc: BaseException, context: str) -> RPCError:
     """Log an unexpected exception with a fresh id and return the wire-safe error.
 

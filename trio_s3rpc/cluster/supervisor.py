@@ -90,6 +90,7 @@ class Supervisor:
         self.source = source
         self.workers = workers
         self.log_level = log_level
+        self.log_format = ""  # passed on to the workers when set
         self.worker_env: dict[str, str] = {}
         self.on_worker_start: list[WorkerStartHook] = []
         self.on_worker_exit: list[WorkerExitHook] = []
@@ -101,6 +102,11 @@ class Supervisor:
         self._stopping = False
         self._run_dir = ""
         self._fds: list[int] = []
+
+    @property
+    def stopping(self) -> bool:
+        """True from the first stop signal on."""
+        return self._stopping
 
     # -- running -----------------------------------------------------------
 
@@ -119,9 +125,12 @@ class Supervisor:
                         nursery.start_soon(self._watch_signals, signals, sockets, workers)
                         for slot in self._slots:
                             await slot.ready.wait()
-                        log.info(
-                            "event=service_ready address=%s workers=%d", self.address, self.workers
-                        )
+                        if not self._stopping:
+                            log.info(
+                                "event=service_ready address=%s workers=%d",
+                                self.address,
+                                self.workers,
+                            )
                         task_status.started(self.address)
                     # Every worker has exited (the stop): the control socket goes too.
                     nursery.cancel_scope.cancel()
@@ -135,6 +144,13 @@ class Supervisor:
 
     async def _keep_running(self, slot: _Slot) -> None:
         """Run the slot's worker; restart it whenever it dies, until the service stops."""
+        try:
+            await self._keep_slot(slot)
+        finally:
+            # A stop before this slot ever served must not leave run() waiting for it.
+            slot.ready.set()
+
+    async def _keep_slot(self, slot: _Slot) -> None:
         delay = FIRST_RESTART_DELAY
         while not self._stopping:
             started = trio.current_time()
@@ -166,6 +182,7 @@ class Supervisor:
             "trio_s3rpc",
             "--log-level",
             self.log_level,
+            *(("--log-format", self.log_format) if self.log_format else ()),
             "worker",
             "--slot",
             str(slot.number),

@@ -6,15 +6,18 @@ codec, builds the typed request, awaits the handler (under the call's
 ``control.py``) and encodes the answer. Every failure that is not
 cancellation becomes an error frame; unexpected exceptions are logged with
 an incident id and answered as ``INTERNAL_ERROR``, never a traceback.
+With metrics on, each call's outcome and time are counted once it is answered.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from time import perf_counter
 
 from trio_s3rpc.errors import ErrorCode, RPCError, internal_error
 from trio_s3rpc.goridge.codecs import BINARY_AS_BASE64, CodecError, decode_args, encode_result
 from trio_s3rpc.goridge.frame import RPCRequest, encode_rpc_error, encode_rpc_response
+from trio_s3rpc.metrics import CallMetrics, CallRecord, abandoned_error
 from trio_s3rpc.rpc.control import CallControl, call_options
 from trio_s3rpc.rpc.registry import MethodRegistry
 
@@ -22,9 +25,15 @@ from trio_s3rpc.rpc.registry import MethodRegistry
 class Dispatcher:
     """Answers parsed RPC requests with encoded answer frames."""
 
-    def __init__(self, registry: MethodRegistry, control: CallControl | None = None) -> None:
+    def __init__(
+        self,
+        registry: MethodRegistry,
+        control: CallControl | None = None,
+        metrics: CallMetrics | None = None,
+    ) -> None:
         self.registry = registry
         self.control = control or CallControl()
+        self.metrics = metrics
 
     def is_inline(self, name: str) -> bool:
         method = self.registry.get(name)
@@ -34,18 +43,37 @@ class Dispatcher:
         """Run the request's method and return the whole answer frame.
 
         Cancellation propagates (the caller decides whether anything is sent);
-        every other outcome is an answer frame.
+        every other outcome is an answer frame. With ``metrics`` set, every
+        outcome (cancellation too) is counted.
         """
+        metrics = self.metrics
+        if metrics is None:
+            return await self._answer(request, None)
+        record = CallRecord()
+        started = perf_counter()
         try:
-            body = await self._call(request)
+            frame = await self._answer(request, record)
+        except BaseException:
+            metrics.finished(request.method, record, abandoned_error(), perf_counter() - started)
+            raise
+        metrics.finished(request.method, record, record.error, perf_counter() - started)
+        return frame
+
+    async def _answer(self, request: RPCRequest, record: CallRecord | None) -> bytes:
+        try:
+            body = await self._call(request, record)
         except RPCError as exc:
+            if record is not None:
+                record.error = exc
             return encode_rpc_error(request.seq, request.method, request.codec, exc.wire_text())
         except Exception as exc:  # a bug: logged with an id, answered without a traceback
             error = internal_error(exc, f"method={request.method}")
+            if record is not None:
+                record.error = error
             return encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
         return encode_rpc_response(request.seq, request.method, request.codec, body)
 
-    async def _call(self, request: RPCRequest) -> bytes:
+    async def _call(self, request: RPCRequest, record: CallRecord | None) -> bytes:
         method = self.registry.get(request.method)
         if method is None:
             raise self.registry.not_found(request.method)
@@ -53,6 +81,8 @@ class Dispatcher:
             args = decode_args(request.codec, request.body)
         except CodecError as exc:
             raise RPCError(ErrorCode.INVALID_REQUEST, f"cannot decode arguments: {exc}") from None
+        if record is not None:
+            record.args = args
         typed = method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
         if method.controllable and ("transfer_id" in args or "timeout" in args):
             transfer_id, timeout = call_options(args)
@@ -61,4 +91,7 @@ class Dispatcher:
             )
         else:
             response = await method.handler(typed)
+        if record is not None:
+            record.request = typed
+            record.response = response
         return encode_result(request.codec, method.encoder.encode(response))

@@ -87,6 +87,11 @@ class Connection:
         self._read_scope = trio.CancelScope()
         self.peer = peer
         self.id = connection_id
+        self.frame_refused = False
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     @property
     def idle(self) -> bool:
@@ -140,6 +145,7 @@ class Connection:
                         self.peer,
                         str(exc),
                     )
+                    self.frame_refused = True
                     self._client_gone = True
                     return
                 if request is None:
@@ -269,10 +275,21 @@ class RPCServer:
         self.address: ListenAddress | None = None
         self._listeners: list[trio.SocketListener] | None = None
         self._owns_socket_file = True
+        # Totals since start, read by the metrics sampler.
+        self.connections_accepted = 0
+        self.frames_refused = 0
 
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    @property
+    def calls_in_flight(self) -> int:
+        return sum(connection.in_flight for connection in self._connections)
+
+    @property
+    def stopping(self) -> bool:
+        return self._shutdown.is_set()
 
     def request_shutdown(self) -> None:
         """Begin a graceful stop; ``serve`` returns when it is complete."""
@@ -370,10 +387,12 @@ class RPCServer:
 
     async def _run_connection(self, connection: Connection) -> None:
         self._connections.add(connection)
+        self.connections_accepted += 1
         try:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            self.frames_refused += connection.frame_refused
 
 
 def _peer_allowed(stream: trio.SocketStream, settings: RPCSettings) -> bool:

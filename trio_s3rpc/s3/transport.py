@@ -66,6 +66,8 @@ __all__ = [
 log = logging.getLogger("trio_s3rpc.s3")
 
 BodyFactory = Callable[[], AsyncIterable[bytes]]
+# (S3 operation, final status: HTTP code or transport error code, seconds, retries)
+RequestObserver = Callable[[str, str, float, int], None]
 """Called once per attempt, so that a retried request can send its body again."""
 
 RETRY_BASE_DELAY = 0.2
@@ -344,6 +346,8 @@ class S3Transport:
             secret for secret in (server.credentials.secret, server.credentials.token) if secret
         )
         self.retry_attempts = retry_attempts
+        # Told (operation, final status, seconds, retries) of every request.
+        self.observer: RequestObserver | None = None
         self._scheme, self._netloc, self._base_path = _parse_endpoint(
             server.endpoint, server.region
         )
@@ -713,13 +717,21 @@ class S3Transport:
         self, operation: str, idempotent: bool, attempt: Callable[[], Awaitable[T]]
     ) -> T:
         retry = 0
+        observer = self.observer
+        started = time.perf_counter() if observer is not None else 0.0
         while True:
             try:
-                return await attempt()
+                result = await attempt()
+                if observer is not None:
+                    observer(operation, _status_of(result), time.perf_counter() - started, retry)
+                return result
             except _AttemptFailed as failure:
                 error = failure.error
                 may_repeat = failure.retryable and (idempotent or not failure.sent)
                 if not may_repeat or retry >= self.retry_attempts:
+                    if observer is not None:
+                        status = str(error.status) if error.status else error.code
+                        observer(operation, status, time.perf_counter() - started, retry)
                     raise error from failure.__cause__
             delay = backoff_delay(retry)
             log.info(
@@ -751,6 +763,15 @@ class S3Transport:
         for secret in self._redact_secrets:
             text = text.replace(secret, "***")
         return _SIGNATURE.sub(r"\1***", text)
+
+
+def _status_of(result: object) -> str:
+    """The HTTP status of what an attempt returned: an S3Response or a (pool, response)."""
+    if isinstance(result, S3Response):
+        return str(result.status)
+    if isinstance(result, tuple):
+        return str(result[1].status_code)
+    return "?"
 
 
 def _flexible_checksum_headers(operation: str, body: bytes | BodyFactory) -> dict[str, str]:

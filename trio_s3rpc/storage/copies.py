@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from trio_s3rpc import checksums
-from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import copy_part_sender, upload_multipart
@@ -81,7 +81,7 @@ async def copy(
         return info
     if not same_service(source, dest):
         return await _copy_streamed(
-            source, dest, metadata, visibility_name, {**archival_fields, **standard.http()}
+            source, dest, metadata, visibility_name, _streamed_fields(archival_fields, standard)
         )
     try:
         return await _copy_on_service(
@@ -96,7 +96,7 @@ async def copy(
         dest.pathname,
     )
     return await _copy_streamed(
-        source, dest, metadata, visibility_name, {**archival_fields, **standard.http()}
+        source, dest, metadata, visibility_name, _streamed_fields(archival_fields, standard)
     )
 
 
@@ -151,6 +151,12 @@ async def _copy_on_service(
         etag=etag,
         checksum=info.checksum,
     )
+
+
+def _streamed_fields(archival: Mapping[str, str], standard: ObjectHeaders) -> dict[str, str]:
+    """Headers a streamed copy adds to the source's: lower-case, as it carries the source's
+    own standard headers, so that a header the call gives replaces the source's."""
+    return {**archival, **{name.lower(): value for name, value in standard.http().items()}}
 
 
 def _merged_headers(stored: ObjectHeaders, given: ObjectHeaders) -> ObjectHeaders:
@@ -237,7 +243,7 @@ async def move(
     try:
         await objects.delete(source)
     except RPCError as exc:
-        raise RPCError(
+        raise PartialMoveError(
             exc.code,
             f"the copy to {dest.bucket.name}/{dest.pathname} is complete and verified, but the "
             f"source could not be deleted: {exc.message}; both exist",

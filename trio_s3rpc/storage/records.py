@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from trio_s3rpc import checksums
-from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.errors import ChecksumMismatchError, ErrorCode, RPCError
 from trio_s3rpc.s3 import xml as s3xml
 
 log = logging.getLogger("trio_s3rpc.storage")
@@ -159,7 +159,7 @@ def verify_checksum(stored: str, actual: int, bucket: str, pathname: str) -> Non
         stored,
         read,
     )
-    raise RPCError(
+    raise ChecksumMismatchError(
         ErrorCode.S3_OPERATION_FAILED,
         "checksum mismatch: the bytes the storage service returned are not the bytes "
         "that were written",

@@ -1,0 +1,337 @@
+"""The metrics' label rules, and multi-process aggregation across real worker processes.
+
+The unit tests drive :class:`CallMetrics` with the outcomes the dispatcher
+reports and read the registry back through the text exposition. The
+multi-process test runs ``trio-s3rpc serve`` as worker processes with
+``PROMETHEUS_MULTIPROC_DIR`` set, against SeaweedFS, restarts one, and
+scrapes the supervisor's aggregate: every call of every worker, the dead
+one's included, in one scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.server import config_dict, endpoint_server
+from tests.support.services import free_port
+from tests.support.workers import Service, clients_on_each_worker
+from trio_s3rpc.client import RPCClient
+from trio_s3rpc.config import ListenAddress
+from trio_s3rpc.embedded import S3Endpoint
+from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
+from trio_s3rpc.metrics import (
+    CallMetrics,
+    CallRecord,
+    Metrics,
+    abandoned_error,
+    mark_worker_dead,
+    render_multiprocess,
+)
+from trio_s3rpc.status import HTTPServer, routes_for
+
+Values = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def values(exposition: bytes, *names: str) -> Values:
+    found: Values = {}
+    for family in text_string_to_metric_families(exposition.decode()):
+        for sample in family.samples:
+            if sample.name in names and sample.value:
+                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def ops(*entries: tuple[str, str, str, float]) -> Values:
+    return {
+        (
+            "rr_s3_operations_total",
+            (("bucket", bucket), ("operation", operation), ("status", status)),
+        ): n
+        for operation, bucket, status, n in entries
+    }
+
+
+def exists_only(found: Values) -> Values:
+    return {key: n for key, n in found.items() if ("operation", "exists") in key[1]}
+
+
+def recorder(metrics: Metrics) -> CallMetrics:
+    return CallMetrics(
+        metrics,
+        {"uploads": object(), "archive": object()},
+        "uploads",
+        upload_bucket=lambda upload_id: "archive" if upload_id == "valid-token" else "",
+        pathname_valid=lambda pathname: ".." not in pathname,
+    )
+
+
+def finish(
+    calls: CallMetrics, method: str, args: Any, error: RPCError | None = None, request: Any = None
+) -> None:
+    calls.finished(method, CallRecord(args=args, request=request), error, 0.001)
+
+
+def test_a_move_whose_delete_failed_is_a_copy_success_and_a_delete_error() -> None:
+    metrics = Metrics()
+    calls = recorder(metrics)
+    move = {"source_bucket": "archive", "source_pathname": "a", "dest_pathname": "b"}
+    finish(calls, "s3.Move", move)
+    denied = PartialMoveError(ErrorCode.PERMISSION_DENIED, "the copy landed but ...")
+    finish(calls, "s3.Move", move, denied)
+    assert values(metrics.render(), "rr_s3_operations_total") == ops(
+        ("copy", "uploads", "success", 2),
+        ("delete", "archive", "success", 1),
+        ("delete", "archive", "error", 1),
+    )
+    assert values(metrics.render(), "rr_s3_errors_total") == {
+        ("rr_s3_errors_total", (("bucket", "archive"), ("error_type", "PERMISSION_DENIED"))): 1
+    }
+
+
+def test_a_copy_failing_on_its_source_pathname_is_the_source_buckets_error() -> None:
+    metrics = Metrics()
+    calls = recorder(metrics)
+    bad = RPCError(ErrorCode.INVALID_PATHNAME, "pathname must not have a '..' segment")
+    copy = {"source_bucket": "archive", "source_pathname": "../x", "dest_pathname": "ok"}
+    finish(calls, "s3.Copy", copy, bad)
+    finish(calls, "s3.Copy", copy | {"source_pathname": "fine", "dest_pathname": "../y"}, bad)
+    assert values(metrics.render(), "rr_s3_operations_total") == ops(
+        ("copy", "archive", "error", 1), ("copy", "uploads", "error", 1)
+    )
+
+
+def test_label_values_are_bounded() -> None:
+    metrics = Metrics()
+    calls = recorder(metrics)
+    for name in ("made-up-1", "made-up-2", "made-up-3"):
+        unknown = RPCError(ErrorCode.BUCKET_NOT_FOUND, "Bucket not found")
+        finish(calls, "s3.Exists", {"bucket": name, "pathname": name}, unknown)
+        finish(calls, f"s3.{name}", {}, RPCError(ErrorCode.METHOD_NOT_FOUND, "unknown"))
+        finish(calls, "s3.UploadChunk", {"upload_id": name, "content": b""}, abandoned_error())
+    chunk = {"upload_id": "valid-token", "content": "YWJj"}
+    finish(calls, "s3.UploadChunk", chunk, request=SimpleNamespace(content=b"abc"))
+    finish(calls, "s3.RegisterBucket", {"name": "archive"})
+    finish(calls, "s3.ListBuckets", None)
+    exposition = metrics.render()
+    assert b"made-up" not in exposition
+    assert values(exposition, "rr_s3_operations_total") == ops(
+        ("exists", "", "error", 3),
+        ("unknown", "", "error", 3),
+        ("upload_chunk", "", "error", 3),
+        ("upload_chunk", "archive", "success", 1),
+        ("register_bucket", "archive", "success", 1),
+        ("list_buckets", "", "success", 1),
+    )
+    errors = values(exposition, "rr_s3_errors_total")
+    assert errors[("rr_s3_errors_total", (("bucket", ""), ("error_type", "CANCELLED")))] == 3
+    assert values(exposition, "trio_s3rpc_bytes_written_total") == {
+        ("trio_s3rpc_bytes_written_total", (("bucket", "archive"),)): 3
+    }
+    latency = values(exposition, "trio_s3rpc_call_duration_seconds_count")
+    assert (
+        latency[("trio_s3rpc_call_duration_seconds_count", (("bucket", ""), ("method", "")))] == 3
+    )  # the unknown methods, under no name of theirs
+
+
+def worker_config(path: Path, seaweedfs: S3Endpoint, port: int) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rpc": {"listen": f"tcp://127.0.0.1:{port}"},
+                "s3": {
+                    "servers": {
+                        "main": {
+                            "region": seaweedfs.region,
+                            "endpoint": seaweedfs.endpoint,
+                            "credentials": {
+                                "key": seaweedfs.access_key,
+                                "secret": seaweedfs.secret_key,
+                            },
+                        }
+                    },
+                    "buckets": {
+                        "uploads": {
+                            "server": "main",
+                            "bucket": "test-bucket",
+                            "prefix": "multiproc/",
+                            "visibility_mode": "none",
+                        }
+                    },
+                },
+            }
+        )
+    )
+    return path
+
+
+def spawn_worker(config: Path, directory: Path) -> subprocess.Popen[bytes]:
+    # What a supervisor's enable_multiprocess() hands its workers: the directory.
+    environment = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "trio_s3rpc", "serve", "--config", str(config)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def start_worker(config: Path, port: int, directory: Path) -> subprocess.Popen[bytes]:
+    process = spawn_worker(config, directory)
+    with trio.fail_after(30):
+        while True:
+            try:
+                await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
+                return process
+            except OSError:
+                assert process.poll() is None, "the worker exited during startup"
+                await trio.sleep(0.05)
+
+
+async def stop_worker(process: subprocess.Popen[bytes], directory: Path) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert await trio.to_thread.run_sync(lambda: process.wait(30)) == 0
+    mark_worker_dead(process.pid, directory)
+
+
+@pytest.mark.integration
+async def test_one_scrape_covers_every_worker_and_counters_survive_a_restart(
+    seaweedfs: S3Endpoint, tmp_path: Path
+) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    ports = [free_port(), free_port()]
+    configs = [worker_config(tmp_path / f"w{i}.yaml", seaweedfs, p) for i, p in enumerate(ports)]
+    first = await start_worker(configs[0], ports[0], directory)
+    second = await start_worker(configs[1], ports[1], directory)
+    workers = [first, second]
+    try:
+
+        async def calls(port: int, count: int, *, keep_open: bool = False) -> RPCClient:
+            rpc = await RPCClient.connect(f"tcp://127.0.0.1:{port}")
+            for _ in range(count):
+                await rpc.call("s3.Exists", {"pathname": "nothing-here.txt"})
+            if not keep_open:
+                await rpc.aclose()
+            return rpc
+
+        await calls(ports[0], 3)
+        held = await calls(ports[1], 2, keep_open=True)
+        # The supervisor's one address serves everyone's metrics.
+        server = HTTPServer(
+            ListenAddress("tcp", host="127.0.0.1", port=0),
+            routes_for(
+                metrics=lambda: render_multiprocess(directory),
+                readiness=None,
+                serving=lambda: True,
+                content_type="text/plain; version=0.0.4; charset=utf-8",
+            ),
+        )
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(server.run)
+            url = f"http://127.0.0.1:{bound.port}/metrics"
+
+            async def scrape() -> bytes:
+                async with httpx.AsyncClient() as http:
+                    return (await http.get(url)).content
+
+            exists = ops(("exists", "uploads", "success", 5))
+            await trio.sleep(1.2)  # the workers sample their gauges once a second
+            both = await scrape()
+            assert values(both, "rr_s3_operations_total") == exists
+            assert values(both, "trio_s3rpc_rpc_connections_open") == {
+                ("trio_s3rpc_rpc_connections_open", ()): 1
+            }
+            # A worker exits and is replaced: its counts stay, its gauges go.
+            await held.aclose()
+            await stop_worker(first, directory)
+            third = await start_worker(configs[0], ports[0], directory)
+            workers.append(third)
+            await calls(ports[0], 4)
+            after = await scrape()
+            assert values(after, "rr_s3_operations_total") == ops(
+                ("exists", "uploads", "success", 9)
+            )
+            histogram = values(after, "trio_s3rpc_call_duration_seconds_count")
+            assert histogram == {
+                (
+                    "trio_s3rpc_call_duration_seconds_count",
+                    (("bucket", "uploads"), ("method", "s3.Exists")),
+                ): 9
+            }
+            nursery.cancel_scope.cancel()
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.integration
+async def test_serve_with_workers_one_scrape_sums_them_and_survives_a_restart(
+    seaweedfs: S3Endpoint, tmp_path: Path
+) -> None:
+    metrics_port, status_port = free_port(), free_port()
+    config = config_dict(
+        endpoint_server(seaweedfs),
+        {"uploads": {"bucket": "test-bucket", "prefix": "workers-metrics/",
+                     "visibility_mode": "none"}},
+        s3={
+            "metrics": {"address": f"127.0.0.1:{metrics_port}"},
+            "status": {"address": f"127.0.0.1:{status_port}", "probe_interval": "200ms"},
+        },
+    )  # fmt: skip
+    service = Service(config, tmp_path, workers=2)
+    try:
+        pids = list(service.worker_pids().values())
+        clients = await clients_on_each_worker(service.address, pids)
+        for count, pid in zip((3, 2), pids, strict=True):  # both workers answer calls
+            for _ in range(count):
+                await clients[pid].call("s3.Exists", {"pathname": "nothing-here.txt"})
+        for client in clients.values():
+            await client.aclose()
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        async with httpx.AsyncClient() as http:
+            before = (await http.get(url)).content
+            # (clients_on_each_worker's own ListBuckets calls are counted too)
+            assert exists_only(values(before, "rr_s3_operations_total")) == ops(
+                ("exists", "uploads", "success", 5)
+            )
+            os.kill(pids[0], signal.SIGKILL)
+            await trio.to_thread.run_sync(service.wait_for_log, "event=worker_ready slot=", 30, 3)
+            restarted = list(service.worker_pids().values())
+            clients = await clients_on_each_worker(service.address, restarted)
+            for client in clients.values():
+                await client.call("s3.Exists", {"pathname": "nothing-here.txt"})
+                await client.aclose()
+            after = (await http.get(url)).content
+            # The killed worker's counts are still there, beside its successor's.
+            assert exists_only(values(after, "rr_s3_operations_total")) == ops(
+                ("exists", "uploads", "success", 7)
+            )
+            assert values(after, "trio_s3rpc_worker_restarts_total") == {
+                ("trio_s3rpc_worker_restarts_total", ()): 1
+            }
+            latency = values(after, "trio_s3rpc_call_duration_seconds_count")
+            exists = ("trio_s3rpc_call_duration_seconds_count",
+                      (("bucket", "uploads"), ("method", "s3.Exists")))  # fmt: skip
+            assert latency[exists] == 7
+            status = f"http://127.0.0.1:{status_port}"
+            assert (await http.get(f"{status}/health")).status_code == 200
+            with trio.fail_after(30):
+                while (await http.get(f"{status}/ready")).status_code != 200:
+                    await trio.sleep(0.1)
+        assert service.stop() == 0
+    finally:
+        service.stop()

@@ -1,0 +1,282 @@
+"""The HTTP side: ``/metrics``, ``/health`` and ``/ready``, and the readiness prober.
+
+A small HTTP/1.1 server (h11 over trio streams, no threads) answers GET and
+HEAD on a fixed set of paths; the metrics exposition is rendered in the
+serving task, which takes well under a millisecond for this registry, so a
+scrape never waits on the RPC traffic nor holds it up. :class:`Readiness`
+probes every configured bucket's service with one cheap request (a
+ListObjectsV2 of at most one key under the bucket's prefix) every
+``probe_interval``; ``/ready`` is 200 only while every bucket's last probe
+succeeded recently, and turns 503 at once when a graceful stop begins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import h11
+import trio
+
+from trio_s3rpc.config import ListenAddress
+from trio_s3rpc.errors import ErrorCode, RPCError
+
+log = logging.getLogger("trio_s3rpc.status")
+
+MAX_REQUEST_HEAD = 16 * 1024
+# A client gets this long to send a request head, and an idle keep-alive
+# connection is closed after it.
+REQUEST_TIMEOUT = 30.0
+MAX_CONNECTIONS = 64
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(slots=True, frozen=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+Route = Callable[[], Response | Awaitable[Response]]
+
+
+def json_response(status: int, document: object) -> Response:
+    return Response(status, JSON, json.dumps(document, sort_keys=True).encode() + b"\n")
+
+
+class HTTPServer:
+    """Serves ``routes`` (path -> handler) on one TCP address until cancelled."""
+
+    def __init__(self, address: ListenAddress, routes: Mapping[str, Route]) -> None:
+        self.address = address
+        self.routes = dict(routes)
+        self.bound: ListenAddress | None = None
+        self._slots = trio.CapacityLimiter(MAX_CONNECTIONS)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, report the bound address (the real port for port 0), serve until cancelled."""
+        try:
+            listeners = await trio.open_tcp_listeners(
+                self.address.port, host=self.address.host or None
+            )
+        except OSError as exc:
+            raise RPCError(
+                ErrorCode.INVALID_CONFIG,
+                f"cannot listen on {self.address.host}:{self.address.port}: {exc.strerror}",
+            ) from None
+        port = listeners[0].socket.getsockname()[1]
+        self.bound = ListenAddress("tcp", host=self.address.host, port=port)
+        paths = ",".join(sorted(self.routes))
+        log.info("event=http_listening address=%s:%d paths=%s", self.address.host, port, paths)
+        task_status.started(self.bound)
+        await trio.serve_listeners(self._serve, listeners)
+
+    def url(self, path: str) -> str:
+        """``http://host:port/path`` on the bound address (loopback for all interfaces)."""
+        assert self.bound is not None, "not listening yet"
+        host = self.bound.host or "127.0.0.1"
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.bound.port}{path}"
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        if self._slots.available_tokens == 0:
+            await stream.aclose()  # a client that opens more connections than this is broken
+            return
+        async with self._slots:
+            try:
+                await serve_connection(stream, self.routes)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+                pass
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+
+
+async def serve_connection(stream: trio.abc.Stream, routes: Mapping[str, Route]) -> None:
+    """Answer the requests of one connection, keep-alive included."""
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+    while True:
+        request: h11.Request | None = None
+        with trio.move_on_after(REQUEST_TIMEOUT):
+            request = await _next_request(stream, connection)
+        if request is None:
+            return
+        response = await _respond(request, routes)
+        head_only = request.method == b"HEAD"
+        headers = [
+            ("content-type", response.content_type),
+            ("content-length", str(len(response.body))),
+            ("cache-control", "no-store"),
+        ]
+        await stream.send_all(
+            connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        )
+        body = b"" if head_only else response.body
+        await stream.send_all(connection.send(h11.Data(data=body)) or b"")
+        await stream.send_all(connection.send(h11.EndOfMessage()) or b"")
+        if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+            return
+        # Reads the request's end before the next one: a GET has no body to skip.
+        try:
+            connection.start_next_cycle()
+        except h11.LocalProtocolError:
+            return
+
+
+async def _next_request(stream: trio.abc.Stream, connection: h11.Connection) -> h11.Request | None:
+    request: h11.Request | None = None
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(64 * 1024)
+            connection.receive_data(bytes(data))
+            continue
+        if isinstance(event, h11.Request):
+            request = event
+            continue
+        if isinstance(event, h11.EndOfMessage):
+            return request
+        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            return None
+        # h11.Data: a request body, which none of our paths takes; skip it.
+
+
+async def _respond(request: h11.Request, routes: Mapping[str, Route]) -> Response:
+    path = request.target.decode("latin-1").partition("?")[0]
+    route = routes.get(path)
+    if route is None:
+        return Response(404, TEXT, f"not found; paths: {', '.join(sorted(routes))}\n".encode())
+    if request.method not in (b"GET", b"HEAD"):
+        return Response(405, TEXT, b"only GET and HEAD\n")
+    answer = route()
+    if not isinstance(answer, Response):
+        answer = await answer
+    return answer
+
+
+# -- readiness -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    ok: bool
+    error: str
+    finished_at: float  # trio.current_time()
+
+
+class Readiness:
+    """Probes each bucket's service; answers whether all answered recently.
+
+    ``probe(name)`` is the cheap request for one bucket; it raises RPCError
+    (whose wire text never carries a secret) when the service refuses or
+    cannot be reached. A probe past ``timeout`` fails as unanswered.
+    """
+
+    def __init__(
+        self,
+        buckets: Sequence[str],
+        probe: Callable[[str], Awaitable[object]],
+        *,
+        interval: float,
+        timeout: float,
+    ) -> None:
+        self.buckets = tuple(buckets)
+        self.interval = interval
+        self.timeout = timeout
+        self._probe = probe
+        self.results: dict[str, ProbeResult] = {}
+        self.stopping = False
+        self.on_change: Callable[[str, bool], None] | None = None
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Probe every bucket, every ``interval``, until cancelled."""
+        task_status.started()
+        while True:
+            async with trio.open_nursery() as nursery:
+                for name in self.buckets:
+                    nursery.start_soon(self.probe_once, name)
+            await trio.sleep(self.interval)
+
+    async def probe_once(self, name: str) -> ProbeResult:
+        error = ""
+        with trio.move_on_after(self.timeout) as scope:
+            try:
+                await self._probe(name)
+            except RPCError as exc:
+                error = exc.wire_text()
+        if scope.cancelled_caught:
+            error = f"the storage service did not answer within {self.timeout:g} s"
+        result = ProbeResult(not error, error, trio.current_time())
+        previous = self.results.get(name)
+        self.results[name] = result
+        if previous is None or previous.ok != result.ok:
+            if result.ok:
+                log.info("event=bucket_ready bucket=%s ready=true", name)
+            else:
+                log.warning("event=bucket_ready bucket=%s ready=false error=%r", name, error)
+            if self.on_change is not None:
+                self.on_change(name, result.ok)
+        return result
+
+    def report(self) -> tuple[bool, list[dict[str, object]]]:
+        """(ready, one entry per bucket: bucket, ready, error, checked_seconds_ago)."""
+        now = trio.current_time()
+        # A probe older than this means the prober itself is stuck.
+        stale_after = 2 * self.interval + self.timeout
+        entries: list[dict[str, object]] = []
+        for name in self.buckets:
+            result = self.results.get(name)
+            if result is None:
+                entries.append({"bucket": name, "ready": False, "error": "not probed yet"})
+                continue
+            age = now - result.finished_at
+            error = result.error
+            if not error and age > stale_after:
+                error = f"last probe answered {age:.0f} s ago"
+            entries.append(
+                {
+                    "bucket": name,
+                    "ready": not error,
+                    "error": error,
+                    "checked_seconds_ago": round(age, 3),
+                }
+            )
+        ready = not self.stopping and all(entry["ready"] for entry in entries)
+        return ready, entries
+
+    def ready_response(self) -> Response:
+        if self.stopping:
+            return json_response(503, {"status": "stopping", "buckets": []})
+        ready, entries = self.report()
+        return json_response(
+            200 if ready else 503,
+            {"status": "ready" if ready else "not_ready", "buckets": entries},
+        )
+
+
+def health_response(serving: Callable[[], bool]) -> Response:
+    if serving():
+        return json_response(200, {"status": "serving"})
+    return json_response(503, {"status": "stopped"})
+
+
+def routes_for(
+    *,
+    metrics: Callable[[], bytes] | None,
+    readiness: Readiness | None,
+    serving: Callable[[], bool],
+    content_type: str = "",
+) -> dict[str, Route]:
+    """The paths one address serves: ``/metrics`` and/or ``/health`` and ``/ready``."""
+    routes: dict[str, Route] = {}
+    if metrics is not None:
+        routes["/metrics"] = lambda: Response(200, content_type, metrics())
+    if readiness is not None:
+        routes["/health"] = partial(health_response, serving)
+        routes["/ready"] = readiness.ready_response
+    return routes
