@@ -30,6 +30,26 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (a supervisor and its workers)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        parent = tree[index]
+        # Each thread lists the children it forked (trio spawns from a worker thread).
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            threads = []
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children", "rb") as handle:
+                    tree.extend(int(child) for child in handle.read().split())
+            except OSError:
+                continue
+        index += 1
+    return tree
+
+
 @dataclass(slots=True, frozen=True)
 class MachineTimes:
     """Cumulative CPU seconds of the whole machine, split by who spent them."""
