@@ -149,6 +149,27 @@ async def test_copy_keeps_or_replaces_headers_and_keeps_the_rest(
     assert base64.b64decode(read["content"]) == b"a"
 
 
+async def test_a_copy_between_services_carries_and_replaces_headers(rpc: RPCClient) -> None:
+    await rpc.call(
+        "s3.Write",
+        {"pathname": "across.txt", "content": b64(b"x"), "content_type": "text/x-a", **HEADERS},
+    )
+    await rpc.call(
+        "s3.Copy",
+        {
+            "source_pathname": "across.txt",
+            "dest_bucket": "moto",
+            "dest_pathname": "across.txt",
+            "cache_control": "no-store",
+        },
+    )
+    landed = await rpc.call("s3.GetMetadata", {"bucket": "moto", "pathname": "across.txt"})
+    assert landed["cache_control"] == "no-store"
+    assert landed["content_disposition"] == HEADERS["content_disposition"]
+    assert landed["content_language"] == HEADERS["content_language"]
+    assert landed["mime_type"] == "text/x-a"
+
+
 async def test_a_header_that_cannot_be_an_http_header_is_refused(rpc: RPCClient) -> None:
     with pytest.raises(RemoteError) as caught:
         await rpc.call(
