@@ -5,7 +5,7 @@ memory check on one large file; ``checksums`` times the hash functions;
 ``metrics`` is what metrics cost (issue 16): the same cells against a server
 with metrics off and one with metrics on (scraped every second), in turns;
 ``workers`` is what ``s3.workers`` buys (issue 12): the same cells against a
-server of one process and one of ``--workers`` processes, in turns.
+server of ``--workers`` (1) processes and one of ``--peer-workers`` (2), in turns.
 Everything the harness starts (SeaweedFS, the server, client processes,
 py-spy) is stopped on the way out, also after Ctrl-C or an error, and the
 results gathered so far are still written.
@@ -144,7 +144,9 @@ def _parser() -> argparse.ArgumentParser:
         "workers", help="issue 12: 4 KiB Read and ListBuckets with s3.workers 1 and N"
     )
     _add_target_options(spread)
-    spread.add_argument("--workers", type=int, default=2, help="the peer's s3.workers (2)")
+    spread.add_argument(
+        "--peer-workers", type=int, default=2, help="the second server's workers (2)"
+    )
     spread.add_argument("--connections", type=parse_int_list, default=[16])
     spread.add_argument("--duration", type=float, default=5.0)
     spread.add_argument("--warmup", type=float, default=1.0)
@@ -174,6 +176,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         default="none",
         choices=["none", "acl"],
         help="the server bucket's visibility_mode (none: no ACL headers)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (serve --workers N; 1: one process, no supervisor)",
     )
     parser.add_argument("--part-size", type=parse_size, default=5 * MIB)
     parser.add_argument("--concurrency", type=int, default=5, help="parts in flight per transfer")
@@ -298,7 +306,7 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
         + ("; msgpack for rpc-msgpack" if "rpc-msgpack" in clients else ""),
         "rpc_peers": peer_addresses,
         "go_plugin": args.go_plugin,
-        "server_workers": 1,
+        "server_workers": args.workers,
         "time_limit": args.time_limit,
     }
     report = _new_report("run", args, settings)
@@ -442,9 +450,9 @@ WORKERS_CELLS = ("listbuckets", "read")
 
 
 def command_workers(args: argparse.Namespace, external: ExternalService | None) -> int:
-    """Ours as one process ("rpc") against a second server with ``--workers``, in turns."""
+    """Ours with ``--workers`` ("rpc", 1) against a second server with ``--peer-workers``."""
     bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
-    peer = f"workers-{args.workers}"
+    peer = f"workers-{args.peer_workers}"
     peer_client = peer_clients(RPCPeer(peer, ""), False)[0]
     cell_settings = CellSettings(
         connections=args.connections,
@@ -460,21 +468,20 @@ def command_workers(args: argparse.Namespace, external: ExternalService | None) 
     settings = {
         **dataclasses.asdict(cell_settings),
         "client_processes": args.client_processes,
-        "server_workers": 1,
-        "peer_workers": args.workers,
-        "what": f"rpc = s3.workers: 1; {peer_client} = s3.workers: {args.workers} (its "
-        "server CPU counts the supervisor and its workers); ratio = rpc / peer "
+        "server_workers": args.workers,
+        "peer_workers": args.peer_workers,
+        "what": f"rpc = s3.workers: {args.workers}; {peer_client} = s3.workers: "
+        f"{args.peer_workers} (its server CPU counts the supervisor and its workers); "
+        "ratio = rpc / peer "
         "(0.5 = the workers serve twice the calls)",
     }
     report = _new_report("workers", args, settings)
     log(f"{len(cells)} cells, about {estimate_seconds(cells, cell_settings) / 60:.1f} min")
 
     def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
-        spread = ServerProcess(
-            target, bucket, workdir, name=peer, s3_extra={"workers": args.workers}
-        )
+        spread = ServerProcess(target, bucket, workdir, name=peer, workers=args.peer_workers)
         with spread:
-            log(f"{args.workers}-worker server pid {spread.pid} on {spread.address}")
+            log(f"{args.peer_workers}-worker server pid {spread.pid} on {spread.address}")
             pool = WorkerPool(args.client_processes)
             try:
                 runner = CellRunner(
@@ -556,6 +563,7 @@ def command_memory(args: argparse.Namespace, external: ExternalService | None) -
     bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
     settings = {
         "size": args.size,
+        "server_workers": args.workers,
         "part_size": bucket.part_size,
         "concurrency": bucket.concurrency,
         "with_boto3": args.with_boto3,
@@ -596,7 +604,9 @@ def _execute(
             log("starting SeaweedFS" if external is None else f"using {external.endpoint}")
             target = stack.enter_context(open_target(workdir, external))
             report.target = target.describe()
-            server = stack.enter_context(ServerProcess(target, bucket, workdir))
+            server = stack.enter_context(
+                ServerProcess(target, bucket, workdir, workers=args.workers)
+            )
             log(f"server pid {server.pid} listening on {server.address}")
             body(target, server, workdir)
             report.finished = True

@@ -30,26 +30,6 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its live descendants (a supervisor and its workers)."""
-    tree, index = [pid], 0
-    while index < len(tree):
-        parent = tree[index]
-        # Each thread lists the children it forked (trio spawns from a worker thread).
-        try:
-            threads = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            threads = []
-        for thread in threads:
-            try:
-                with open(f"/proc/{parent}/task/{thread}/children", "rb") as handle:
-                    tree.extend(int(child) for child in handle.read().split())
-            except OSError:
-                continue
-        index += 1
-    return tree
-
-
 @dataclass(slots=True, frozen=True)
 class MachineTimes:
     """Cumulative CPU seconds of the whole machine, split by who spent them."""
@@ -96,6 +76,27 @@ def status_kib(pid: int, field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def descendants(pid: int) -> list[int]:
+    """The process's children, their children, and so on (``/proc/PID/task/*/children``)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as handle:
+                    children = [int(text) for text in handle.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
 
 
 def rss_bytes(pid: int) -> int | None:

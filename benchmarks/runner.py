@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.clients import CellSpec, fixture_key
 from benchmarks.peers import RPCPeer, is_peer, peer_name
-from benchmarks.procstat import CpuReading, process_tree, rss_bytes
+from benchmarks.procstat import CpuReading, descendants, rss_bytes
 from benchmarks.profiling import Profile, PySpyRecording, find_pyspy
 from benchmarks.results import CellCores, CellResult, summarise, workload_label
 from benchmarks.server import ServerProcess
@@ -221,8 +221,8 @@ class CellRunner:
             pid = self.peer_pids.get(name)
             if pid is None:
                 return []
-            return process_tree(pid) if name in self.peer_trees else [pid]
-        return [self.server.pid]
+            return [pid, *descendants(pid)] if name in self.peer_trees else [pid]
+        return self.server.pids
 
     def _run_one(self, cell: PlannedCell, profiled: bool) -> tuple[CellResult, Profile | None]:
         spec = CellSpec(
@@ -256,7 +256,7 @@ class CellRunner:
         clients = self.pool.pids
         # Our server and the started peers idle while another's cell runs, but
         # they are the benchmark's own processes, not outside load.
-        idle = [self.server.pid, *self.peer_pids.values()]
+        idle = [*self.server.pids, *self.peer_pids.values()]
         everyone = list(dict.fromkeys(server + idle + storage + clients))
         _sleep_until(window.measure_at)
         before = CpuReading.take(everyone, time.monotonic())
@@ -281,7 +281,14 @@ class CellRunner:
             self.progress(f"cannot profile {cell.name}: py-spy not found or duration < 1 s")
             return None
         output = self.results_dir / profile_file_name(cell.name)
-        return PySpyRecording(self.pyspy, self.server.pid, output, cell.name, seconds)
+        return PySpyRecording(
+            self.pyspy,
+            self.server.pid,
+            output,
+            cell.name,
+            seconds,
+            subprocesses=self.server.workers > 1,
+        )
 
 
 def profile_file_name(cell_name: str) -> str:
