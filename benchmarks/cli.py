@@ -162,6 +162,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         choices=["none", "acl"],
         help="the server bucket's visibility_mode (none: no ACL headers)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (serve --workers N; 1: one process, no supervisor)",
+    )
     parser.add_argument("--part-size", type=parse_size, default=5 * MIB)
     parser.add_argument("--concurrency", type=int, default=5, help="parts in flight per transfer")
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help="results directory")
@@ -283,7 +289,7 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
         + ("; msgpack for rpc-msgpack" if "rpc-msgpack" in clients else ""),
         "rpc_peers": peer_addresses,
         "go_plugin": args.go_plugin,
-        "server_workers": 1,
+        "server_workers": args.workers,
         "time_limit": args.time_limit,
     }
     report = _new_report("run", args, settings)
@@ -482,6 +488,7 @@ def command_memory(args: argparse.Namespace, external: ExternalService | None) -
     bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
     settings = {
         "size": args.size,
+        "server_workers": args.workers,
         "part_size": bucket.part_size,
         "concurrency": bucket.concurrency,
         "with_boto3": args.with_boto3,
@@ -522,7 +529,9 @@ def _execute(
             log("starting SeaweedFS" if external is None else f"using {external.endpoint}")
             target = stack.enter_context(open_target(workdir, external))
             report.target = target.describe()
-            server = stack.enter_context(ServerProcess(target, bucket, workdir))
+            server = stack.enter_context(
+                ServerProcess(target, bucket, workdir, workers=args.workers)
+            )
             log(f"server pid {server.pid} listening on {server.address}")
             body(target, server, workdir)
             report.finished = True
