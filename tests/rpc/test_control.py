@@ -29,13 +29,21 @@ class StepsResponse:
     done: int
 
 
-def add_steps_method(app: object, cleanups: list[str]) -> None:
+def add_steps_method(
+    app: object, cleanups: list[str], gate: trio.MemorySendChannel[None] | None = None
+) -> None:
+    """``test.Steps``: ``steps`` steps of 100 bytes each; a step waits ``step_seconds``,
+    or, with ``gate``, until the test receives from the gate's other end."""
+
     async def steps(req: StepsRequest) -> StepsResponse:
         tracker = progress.current()
         tracker.expect(req.steps * 100, req.steps)
         try:
             for _ in range(req.steps):
-                await trio.sleep(req.step_seconds)
+                if gate is None:
+                    await trio.sleep(req.step_seconds)
+                else:
+                    await gate.send(None)
                 tracker.advance(100, 1)
         except trio.Cancelled:
             cleanups.append("cancelled")  # where a multipart upload would abort
@@ -46,8 +54,11 @@ def add_steps_method(app: object, cleanups: list[str]) -> None:
 
 
 async def test_status_poll_from_another_connection_sees_progress_rise() -> None:
+    # The transfer advances one step each time the test lets it, so what the
+    # poll sees depends on the steps taken, not on how busy the machine is.
+    step_gate, steps_taken = trio.open_memory_channel[None](0)
     async with running_app(config_dict(buckets=BUCKETS)) as (app, address):
-        add_steps_method(app, [])
+        add_steps_method(app, [], gate=step_gate)
         async with (
             await RPCClient.connect(address) as worker,
             await RPCClient.connect(address) as watcher,
@@ -62,17 +73,23 @@ async def test_status_poll_from_another_connection_sees_progress_rise() -> None:
                     )
 
                 nursery.start_soon(transfer)
-                await trio.sleep(0.05)
                 for _ in range(8):
+                    # Two steps a poll: wait until the method has taken the second.
+                    await steps_taken.receive()
+                    await steps_taken.receive()
                     status = await watcher.call("s3.TransferStatus", {"transfer_id": "job-1"})
                     seen.append(status["bytes_done"])
                     assert status["state"] == "running"
                     assert status["bytes_total"] == 2000
                     assert status["parts_total"] == 20
                     assert status["method"] == "test.Steps"
-                    await trio.sleep(0.1)
+                for _ in range(4):
+                    await steps_taken.receive()
             assert result == [{"done": 20}]
+            # After 2k steps the method has advanced for the first 2k-1 (the
+            # step taken last may not have reported yet): progress only rises.
             assert seen == sorted(seen) and seen[-1] > seen[0] > 0
+            assert seen[-1] >= 1500
             final = await watcher.call("s3.TransferStatus", {"transfer_id": "job-1"})
             assert final["state"] == "completed"
             assert final["bytes_done"] == final["bytes_total"] == 2000
