@@ -124,14 +124,15 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_zero(tmp_path: 
                 nursery.start_soon(slow_call)
                 await trio.sleep(0.5)
                 process.send_signal(signal.SIGTERM)
-                await trio.sleep(0.3)
-                # The listener is closed at once...
-                refused = False
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                except OSError:
-                    refused = True
-                assert refused
+                # The listener closes at once (polled, so a busy machine does
+                # not fail the test; the hang guard bounds the wait)...
+                with trio.fail_after(20):
+                    while True:
+                        try:
+                            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                        except OSError:
+                            break
+                        await trio.sleep(0.05)
             # ...but the call in flight got its answer.
             assert answers == ["S3_OPERATION_FAILED"]
         assert process.wait(30) == 0
