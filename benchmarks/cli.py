@@ -137,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
     cost.add_argument("--repeat", type=int, default=3, help="rounds per cell, in turns")
     cost.add_argument("--client-processes", type=int, default=2)
     cost.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
+    cost.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="s3.workers of both servers (above 1: multi-process metrics, served by the "
+        "supervisor)",
+    )
 
     sums = commands.add_parser("checksums", help="MB/s of crc32, crc32c, sha256, md5, base64")
     sums.add_argument("--seconds", type=float, default=1.5, help="per function")
@@ -379,12 +386,14 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
         **dataclasses.asdict(cell_settings),
         "client_processes": args.client_processes,
         "scrape_interval": args.scrape_interval,
-        "server_workers": 1,
+        "server_workers": args.workers,
         "what": f"rpc = metrics off; {peer_client} = s3.metrics.address set, scraped every "
         f"{args.scrape_interval:g} s; ratio = off / on (1.03 = metrics cost 3%)",
     }
     report = _new_report("metrics", args, settings)
     log(f"{len(cells)} cells, about {estimate_seconds(cells, cell_settings) / 60:.1f} min")
+
+    workers = {"workers": args.workers}
 
     def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
         metrics_port = _free_loopback_port()
@@ -393,7 +402,7 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
             bucket,
             workdir,
             name=METRICS_PEER,
-            s3_extra={"metrics": {"address": f"127.0.0.1:{metrics_port}"}},
+            s3_extra={"metrics": {"address": f"127.0.0.1:{metrics_port}"}, **workers},
         )
         with (
             on,
@@ -418,7 +427,7 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
         )
         report.notes.extend(_cpu_per_call(report.cells))
 
-    return _execute(report, args, external, bucket, body)
+    return _execute(report, args, external, bucket, body, workers)
 
 
 def _cpu_per_call(cells: list[CellResult]) -> list[str]:
@@ -511,6 +520,7 @@ def _execute(
     external: ExternalService | None,
     bucket: BucketSettings,
     body: Callable[[S3Target, ServerProcess, Path], None],
+    s3_extra: dict[str, object] | None = None,
 ) -> int:
     """Start the storage and the server, run ``body``, stop everything, write the results."""
     args.out.mkdir(parents=True, exist_ok=True)
@@ -522,7 +532,7 @@ def _execute(
             log("starting SeaweedFS" if external is None else f"using {external.endpoint}")
             target = stack.enter_context(open_target(workdir, external))
             report.target = target.describe()
-            server = stack.enter_context(ServerProcess(target, bucket, workdir))
+            server = stack.enter_context(ServerProcess(target, bucket, workdir, s3_extra=s3_extra))
             log(f"server pid {server.pid} listening on {server.address}")
             body(target, server, workdir)
             report.finished = True
