@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import checksums
+from benchmarks import checksums, metrics_cost
 from benchmarks.large import LargeTransfers
 from benchmarks.peers import (
     GO_PLUGIN_NAME,
@@ -426,6 +426,8 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
             f"failed; the last was {scraper.last_size} bytes"
         )
         report.notes.extend(_cpu_per_call(report.cells))
+        log("timing the dispatcher in-process, metrics off and on")
+        report.notes.extend(metrics_cost.notes())
 
     return _execute(report, args, external, bucket, body, workers)
 
