@@ -102,7 +102,7 @@ async def test_storage_class_and_sse_round_trip_on_every_write_path(
             "upload_id"
         ]
         await rpc.call("s3.UploadChunk", {"upload_id": upload_id, "content": b64(big)})
-        await rpc.call("s3.UploadFinish", {"upload_id": upload_id})
+        await rpc.call("s3.UploadFinish", {"upload_id": upload_id, "size": len(big)})
         await rpc.call(
             "s3.Copy",
             {

@@ -74,7 +74,7 @@ async def chunked(rpc: Client, pathname: str, data: bytes, chunk_size: int) -> A
     for start in range(0, len(data), chunk_size):
         chunk = data[start : start + chunk_size]
         await rpc.call("s3.UploadChunk", {"upload_id": upload_id, "content": b64(chunk)})
-    return await rpc.call("s3.UploadFinish", {"upload_id": upload_id})
+    return await rpc.call("s3.UploadFinish", {"upload_id": upload_id, "size": len(data)})
 
 
 @pytest.mark.parametrize("checksums", ["when_required", "when_supported"])

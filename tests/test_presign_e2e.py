@@ -112,7 +112,7 @@ async def test_write_file_and_chunked_upload_take_the_headers(
     assert {name: meta[name] for name in HEADERS} == HEADERS
     upload = await rpc.call("s3.UploadStart", {"pathname": "chunked.txt", **HEADERS})
     await rpc.call("s3.UploadChunk", {"upload_id": upload["upload_id"], "content": b64(b"abc")})
-    await rpc.call("s3.UploadFinish", {"upload_id": upload["upload_id"]})
+    await rpc.call("s3.UploadFinish", {"upload_id": upload["upload_id"], "size": 3})
     meta = await rpc.call("s3.GetMetadata", {"pathname": "chunked.txt"})
     assert {name: meta[name] for name in HEADERS} == HEADERS
     assert meta["checksum"]  # the checksum copy kept the headers and added the checksum
@@ -147,6 +147,27 @@ async def test_copy_keeps_or_replaces_headers_and_keeps_the_rest(
     assert stored["Metadata"]["author"] == "ann"  # headers replaced, user metadata kept
     read = await rpc.call("s3.Read", {"pathname": "b.txt"})
     assert base64.b64decode(read["content"]) == b"a"
+
+
+async def test_a_copy_between_services_carries_and_replaces_headers(rpc: RPCClient) -> None:
+    await rpc.call(
+        "s3.Write",
+        {"pathname": "across.txt", "content": b64(b"x"), "content_type": "text/x-a", **HEADERS},
+    )
+    await rpc.call(
+        "s3.Copy",
+        {
+            "source_pathname": "across.txt",
+            "dest_bucket": "moto",
+            "dest_pathname": "across.txt",
+            "cache_control": "no-store",
+        },
+    )
+    landed = await rpc.call("s3.GetMetadata", {"bucket": "moto", "pathname": "across.txt"})
+    assert landed["cache_control"] == "no-store"
+    assert landed["content_disposition"] == HEADERS["content_disposition"]
+    assert landed["content_language"] == HEADERS["content_language"]
+    assert landed["mime_type"] == "text/x-a"
 
 
 async def test_a_header_that_cannot_be_an_http_header_is_refused(rpc: RPCClient) -> None:

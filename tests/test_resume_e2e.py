@@ -166,7 +166,9 @@ async def test_chunked_upload_survives_sigkill(
                 "s3.UploadChunk",
                 {"upload_id": upload_id, "content": b64(data[resend_from:]), "offset": resend_from},
             )
-            finished = await rpc.call("s3.UploadFinish", {"upload_id": upload_id})
+            finished = await rpc.call(
+                "s3.UploadFinish", {"upload_id": upload_id, "size": len(data)}
+            )
             assert finished["size"] == len(data)
             read = await rpc.call("s3.Read", {"pathname": "crash.bin"})
             assert base64.b64decode(read["content"]) == data

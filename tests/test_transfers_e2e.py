@@ -180,7 +180,7 @@ async def test_chunked_upload_with_odd_chunk_sizes(
         answer = await rpc.call("s3.UploadChunk", {"upload_id": upload_id, "content": b64(chunk)})
         sent += len(chunk)
         assert answer == {"success": True, "size": sent}
-    finished = await rpc.call("s3.UploadFinish", {"upload_id": upload_id})
+    finished = await rpc.call("s3.UploadFinish", {"upload_id": upload_id, "size": total})
     assert finished["size"] == total
     assert finished["pathname"] == f"chunked-{chunk_size}.bin"
     read = await rpc.call("s3.Read", {"pathname": f"chunked-{chunk_size}.bin"})
@@ -206,7 +206,7 @@ async def test_chunked_upload_abort_and_idle_expiry_leave_nothing(
     await trio.sleep(3.5)  # upload_idle_timeout is 2 s here
     assert open_uploads(seaweedfs, prefix) == []
     with pytest.raises(RemoteError) as error:
-        await rpc.call("s3.UploadFinish", {"upload_id": idle})
+        await rpc.call("s3.UploadFinish", {"upload_id": idle, "size": PART + 10})
     assert error.value.code == "UPLOAD_NOT_FOUND"
     assert (await rpc.call("s3.Exists", {"pathname": "idle.bin"}))["exists"] is False
 

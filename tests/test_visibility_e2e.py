@@ -149,7 +149,7 @@ async def chunked_upload(rpc: RPCClient, pathname: str, data: bytes, visibility:
         await rpc.call("s3.UploadStart", {"pathname": pathname, "visibility": visibility})
     )["upload_id"]
     await rpc.call("s3.UploadChunk", {"upload_id": upload_id, "content": b64(data)})
-    return await rpc.call("s3.UploadFinish", {"upload_id": upload_id})
+    return await rpc.call("s3.UploadFinish", {"upload_id": upload_id, "size": len(data)})
 
 
 async def test_visibility_scenario(

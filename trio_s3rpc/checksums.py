@@ -137,6 +137,9 @@ class PartChecksums:
     def add(self, number: int, data: bytes | bytearray | memoryview) -> None:
         self._pieces[number] = (crc32c(data), len(data))
 
+    def has(self, number: int) -> bool:
+        return number in self._pieces
+
     def add_value(self, number: int, value: int, length: int) -> None:
         self._pieces[number] = (value, length)
 

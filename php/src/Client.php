@@ -287,9 +287,12 @@ final class Client
         return UploadStatus::fromArray($this->call('s3.UploadStatus', ['upload_id' => $uploadId]));
     }
 
-    public function uploadFinish(string $uploadId): WriteResult
+    /** @param int $size the total bytes sent: the server completes only with every one of them */
+    public function uploadFinish(string $uploadId, int $size): WriteResult
     {
-        return WriteResult::fromArray($this->call('s3.UploadFinish', ['upload_id' => $uploadId]));
+        return WriteResult::fromArray(
+            $this->call('s3.UploadFinish', ['upload_id' => $uploadId, 'size' => $size])
+        );
     }
 
     public function uploadAbort(string $uploadId): void
@@ -402,13 +405,13 @@ final class Client
     private function finishUpload(string $uploadId, string $bucket, string $pathname, int $size): WriteResult
     {
         try {
-            return $this->uploadFinish($uploadId);
+            return $this->uploadFinish($uploadId, $size);
         } catch (ConnectionFailed $broken) {
             \usleep($this->resumeDelayMs * 1000);
             $this->transport->reset();
         }
         try {
-            return $this->uploadFinish($uploadId);
+            return $this->uploadFinish($uploadId, $size);
         } catch (UploadNotFound $finished) {
             // The first UploadFinish completed but its answer was lost: the object is there.
             $metadata = $this->getMetadata($bucket, $pathname);

@@ -8,6 +8,7 @@ Local ``s3.*`` calls go to SeaweedFS where they touch storage.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -407,3 +408,27 @@ async def test_a_caller_frame_over_max_frame_size_closes_that_caller_only() -> N
             assert upstream.dispatcher.received == []
             async with await RPCClient.connect(address) as rpc:
                 assert await rpc.call("echo.Echo", {"n": 1}) == {"n": 1}
+
+
+async def test_calls_waiting_on_a_failed_connect_share_its_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_s3rpc.relay")
+    down = f"tcp://127.0.0.1:{free_port()}"
+    async with running_app(relay_config(down)) as (app, address):
+        stream = await open_stream(address)
+        await stream.send_all(
+            b"".join(
+                encode_rpc_request(seq, "echo.Echo", CODEC_JSON, b"{}") for seq in range(1, 21)
+            )
+        )
+        answers = await read_frames(stream, 20)
+        await stream.aclose()
+    assert sorted(frame.options[0] for frame, _ in answers) == list(range(1, 21))
+    for frame, _ in answers:
+        assert frame.flags & FLAG_ERROR
+        assert body_of(frame).startswith(b"RELAY_UNAVAILABLE: cannot reach RoadRunner's RPC at")
+    # Twenty calls at once did not make twenty connect attempts.
+    attempts = [r for r in caplog.records if "event=relay_connect_failed" in r.getMessage()]
+    assert 1 <= len(attempts) <= 2
+    assert app.relay is not None and app.relay.pending == 0

@@ -50,7 +50,7 @@ async def test_a_chunked_upload_takes_10000_parts_and_refuses_a_chunk_past_them(
         with pytest.raises(RPCError) as error:
             await uploads.chunk(upload_id, b"x", None)
         assert error.value.code is ErrorCode.INVALID_REQUEST
-        pathname, written = await uploads.finish(upload_id)
+        pathname, written = await uploads.finish(upload_id, limit)
         nursery.cancel_scope.cancel()
     assert (pathname, written.size) == ("stream.bin", limit)
     assert len(transport.parts) == MAX_PARTS

@@ -24,18 +24,23 @@ def assert_unknown(text: str) -> None:
     pathname=st.text(min_size=1, max_size=200),
     service_upload_id=st.text(max_size=200),
     part_size=st.integers(min_value=1, max_value=5 * 1024**3),
+    create_headers=st.none() | st.dictionaries(st.text(max_size=20), st.text(max_size=40)),
 )
 def test_a_token_decodes_to_what_it_was_made_of(
-    bucket: str, pathname: str, service_upload_id: str, part_size: int
+    bucket: str,
+    pathname: str,
+    service_upload_id: str,
+    part_size: int,
+    create_headers: dict[str, str] | None,
 ) -> None:
-    token = UploadToken(bucket, pathname, service_upload_id, part_size)
+    token = UploadToken(bucket, pathname, service_upload_id, part_size, create_headers)
     text = encode_token(token, SECRETS[bucket])
     assert decode_token(text, SECRETS.get) == token
 
 
 def test_a_token_is_url_safe_text_with_a_version() -> None:
     text = encode_token(TOKEN, SECRETS["uploads"])
-    assert text.startswith("u1.")
+    assert text.startswith("u2.")
     assert text.isascii() and not set(text) & set("+/= ")
 
 
@@ -44,7 +49,21 @@ def test_an_altered_token_is_unknown() -> None:
     flipped = "A" if body[5] != "A" else "B"
     assert_unknown(f"{version}.{body[:5]}{flipped}{body[6:]}.{mac}")
     assert_unknown(f"{version}.{body}.{'A' * len(mac)}")
-    assert_unknown(f"u2.{body}.{mac}")
+    assert_unknown(f"u1.{body}.{mac}")
+    assert_unknown(f"u3.{body}.{mac}")
+
+
+def test_a_token_from_before_create_headers_still_decodes() -> None:
+    import hashlib
+    import hmac
+    import json
+
+    from trio_s3rpc.storage.tokens import _b64, _token_key
+
+    body = json.dumps(["uploads", "a.bin", "id-1", 5 * 1024 * 1024]).encode()
+    mac = hmac.new(_token_key(SECRETS["uploads"]), body, hashlib.sha256).digest()[:16]
+    decoded = decode_token(f"u1.{_b64(body)}.{_b64(mac)}", SECRETS.get)
+    assert decoded == UploadToken("uploads", "a.bin", "id-1", 5 * 1024 * 1024, None)
 
 
 def test_a_token_signed_with_another_secret_is_unknown() -> None:

@@ -316,6 +316,13 @@ class UploadIdRequest:
 
 
 @dataclass(slots=True, frozen=True)
+class UploadFinishRequest:
+    upload_id: str
+    # The total bytes the client sent: a finish completes only with every one of them.
+    size: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class UploadStatusResponse:
     committed_bytes: int
     parts: int
@@ -402,7 +409,7 @@ class S3Methods:
         add("s3.UploadStart", UploadStartRequest, UploadStartResponse, self.upload_start)
         add("s3.UploadChunk", UploadChunkRequest, UploadChunkResponse, self.upload_chunk)
         add("s3.UploadStatus", UploadIdRequest, UploadStatusResponse, self.upload_status)
-        add("s3.UploadFinish", UploadIdRequest, UploadFinishResponse, self.upload_finish)
+        add("s3.UploadFinish", UploadFinishRequest, UploadFinishResponse, self.upload_finish)
         add("s3.UploadAbort", UploadIdRequest, SuccessResponse, self.upload_abort)
 
     async def register_bucket(self, req: RegisterBucketRequest) -> RegisterBucketResponse:
@@ -587,8 +594,15 @@ class S3Methods:
         status = await self.uploads.status(req.upload_id)
         return UploadStatusResponse(status.committed_bytes, status.parts)
 
-    async def upload_finish(self, req: UploadIdRequest) -> UploadFinishResponse:
-        pathname, info = await self.uploads.finish(req.upload_id)
+    async def upload_finish(self, req: UploadFinishRequest) -> UploadFinishResponse:
+        if req.size is None:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                "field 'size' is required: the total bytes sent, so the finish can check "
+                "that the service holds every one of them",
+                "s3.UploadFinish",
+            )
+        pathname, info = await self.uploads.finish(req.upload_id, req.size)
         return UploadFinishResponse(True, pathname, info.size, info.last_modified, info.checksum)
 
     async def upload_abort(self, req: UploadIdRequest) -> SuccessResponse:

@@ -301,22 +301,24 @@ class Relay:
             chosen = self._open_upstream()
             if chosen is not None:
                 return chosen
-            live = self._upstreams
-            if self._connect_attempts > attempts_seen and self._last_connect_error is not None:
-                # The attempt made while this call waited failed: share its answer
-                # rather than queue one more connect per waiting call.
-                raise self._last_connect_error
-            self._connect_attempts += 1
-            try:
-                upstream = await self._connect()
-            except RPCError as exc:
-                self._last_connect_error = exc
-                if live:
-                    return min(live, key=lambda upstream: upstream.load)
-                raise
-            self._last_connect_error = None
-            self._upstreams.append(upstream)
-            return upstream
+            failed = self._last_connect_error
+            if self._connect_attempts == attempts_seen or failed is None:
+                self._connect_attempts += 1
+                try:
+                    upstream = await self._connect()
+                except RPCError as exc:
+                    failed = self._last_connect_error = exc
+                else:
+                    self._last_connect_error = None
+                    self._upstreams.append(upstream)
+                    return upstream
+            # No new connection (this attempt, or the one made while this call
+            # waited, failed; waiting calls share it rather than queue a connect
+            # each): keep working on the open ones, if any.
+            live = [upstream for upstream in self._upstreams if not upstream.closed]
+            if live:
+                return min(live, key=lambda upstream: upstream.load)
+            raise failed
 
     def _open_upstream(self) -> _Upstream | None:
         """The least busy open connection, unless another one should be opened."""

@@ -1,22 +1,49 @@
-"""Chunked uploads that survive restarts: UploadStart/Chunk/Status/Finish/Abort.
+"""Chunked uploads, whole across restarts, instances and workers: s3.Upload*.
 
 The ``upload_id`` a client gets is a signed, self-describing token: bucket,
-pathname, the service's multipart upload id and the part size, with an HMAC
-keyed by the bucket's server credentials. Any server instance with the same
-configuration, including one started after a crash, can continue the upload
-from the service's own state (ListParts); nothing is tied to a connection or
-a process.
+pathname, the service's multipart upload id, the part size and the headers
+the object was created with, with an HMAC keyed by the bucket's server
+credentials. Any server instance or worker with the same configuration,
+including one started after a crash, can continue, report and finish the
+upload from the service's own state (ListParts); nothing is tied to a
+connection or a process.
 
-In a process, an upload has a session: bytes received but not yet a full
-part, and the parts in flight (at most ``concurrency``; a chunk call waits
-for a free slot, which bounds memory). Only whole parts reach the service,
-so after a crash the client asks ``s3.UploadStatus`` for ``committed_bytes``
-and resends from there; a chunk carrying ``offset`` is recognised when
-resent, so nothing is stored twice or out of order.
+Part ``n`` always holds the bytes ``[(n-1)*part_size, n*part_size)``, so
+parts are placed by offset, never by arrival: two instances that send the
+same part send the same bytes, and neither can shift the other's.
+
+In a process, an upload has a session: a part-aligned ``base`` below which
+every part is sent (by this process, or found on the service), the bytes
+from ``base`` not yet a whole part (the tail, at most ``part_size``), and
+the parts in flight (at most ``concurrency``; a chunk call waits for a free
+slot, which bounds memory). Only whole parts reach the service before
+UploadFinish: the tail is **not durable**, and the client keeps every byte
+from ``committed_bytes`` (UploadStatus, the same on every instance: the whole
+parts 1..n the service holds) until the finish succeeds, and resends what
+a refusal asks for.
+
+- A chunk whose ``offset`` is past what this process holds is first checked
+  against the service (another instance may have stored more); if the bytes
+  still do not follow, it is refused and the refusal names the offset to
+  resend from, where this process can continue.
+- UploadFinish needs ``size``, the total the client sent. It completes only
+  when this process holds every byte: the parts below its tail on the
+  service (checked by ListParts after its own parts landed) and the tail
+  itself. An instance without a session (another one took the chunks, or it
+  restarted) holds what the service holds; a finish there needs ``size`` to
+  equal ``committed_bytes``, otherwise it is refused naming the offset to
+  resend from, and the client sends the rest to it, then finishes again.
+  A refused finish leaves the upload resumable.
+- The checksum answered and stored is the CRC32C of the parts' bytes,
+  combined in part order: for parts this process sent, from their bytes as
+  they went; for parts another process sent, read back from the completed
+  object (ranged GETs of just those parts).
 
 A part failing after its retries aborts the upload, as does UploadAbort or an
-idle session expiring. A graceful shutdown does not: parts in flight are
-dropped, and the client resumes from ``committed_bytes``.
+idle session expiring, unless the service shows another process has worked
+on the upload since (then this process only forgets its session). A graceful
+shutdown aborts nothing: parts in flight are dropped, and the client resumes
+from ``committed_bytes``.
 
 The size of an upload is not known when it starts, so its part size stays
 the bucket's: it can hold ``part_size * 10,000`` bytes (at most 5 TiB), and a
@@ -56,24 +83,57 @@ class Session:
     ref: ObjectRef
     target: MultipartTarget
     slots: trio.Semaphore
-    received: int
-    next_part: int
+    # Part-aligned: every part below it is sent by this process or on the service.
+    base: int
     buffer: bytearray = field(default_factory=bytearray)
     lock: trio.Lock = field(default_factory=trio.Lock)
     last_activity: float = 0.0
+    last_activity_wall: float = 0.0
     in_flight: int = 0
     idle: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
     part_scopes: set[trio.CancelScope] = field(default_factory=set)
-    # The CRC32C of every byte received, in order; None when bytes were received
-    # by another process (a resumed upload), whose checksum is then not known.
-    checksum: checksums.RunningChecksum | None = None
+    # The CRC32C of each part this process sent, by part number.
+    part_checksums: checksums.PartChecksums = field(default_factory=checksums.PartChecksums)
+
+    @property
+    def received(self) -> int:
+        """The bytes this process can continue from."""
+        return self.base + len(self.buffer)
+
+    @property
+    def next_part(self) -> int:
+        return self.base // self.token.part_size + 1
+
+    def touch(self) -> None:
+        self.last_activity = trio.current_time()
+        self.last_activity_wall = time.time()
 
 
 @dataclass(slots=True, frozen=True)
 class UploadStatus:
     committed_bytes: int
     parts: int
+
+
+def committed_prefix(parts: Sequence[PartEntry], part_size: int) -> list[PartEntry]:
+    """The parts 1..n the service holds whole, in order: what every instance agrees on."""
+    by_number = {part.part_number: part for part in parts}
+    prefix: list[PartEntry] = []
+    while True:
+        part = by_number.get(len(prefix) + 1)
+        if part is None or part.size != part_size:
+            return prefix
+        prefix.append(part)
+
+
+def resend_refusal(message: str, offset: int, pathname: str) -> RPCError:
+    """A refusal a client acts on: it names the offset to resend from."""
+    return RPCError(
+        ErrorCode.INVALID_REQUEST,
+        f"{message}; resend from offset {offset}",
+        f"upload of {pathname}, resend_from: {offset}",
+    )
 
 
 class ChunkedUploads:
@@ -127,44 +187,33 @@ class ChunkedUploads:
         session = self._sessions.get(token.service_upload_id)
         if session is not None:
             return session
-        # Unknown here (another instance, or before a restart): rebuild from the service.
+        # Unknown here (another instance, or before a restart): what the service holds.
         ref = self.storage.resolve(token.bucket, token.pathname)
-        target = ref.bucket.multipart(ref.key, {})
-        parts = await self._committed_parts(ref, token, target)
-        return self._register(token, ref, target, parts)
+        target = ref.bucket.multipart(ref.key, token.create_headers or {})
+        parts = await self._listed_parts(ref, token, target)
+        return self._register(token, ref, target, len(committed_prefix(parts, token.part_size)))
 
     def _register(
-        self,
-        token: UploadToken,
-        ref: ObjectRef,
-        target: MultipartTarget,
-        committed: Sequence[PartEntry],
+        self, token: UploadToken, ref: ObjectRef, target: MultipartTarget, whole_parts: int
     ) -> Session:
-        """This process's session for an upload whose ``committed`` parts the service holds.
-
-        An upload picked up after its start (another process, a restart) has
-        lost the running checksum of the bytes sent before, so it gets none.
-        """
+        """This process's session for an upload whose parts 1..``whole_parts`` are stored."""
         session = Session(
             token=token,
             ref=ref,
             target=target,
             slots=trio.Semaphore(ref.bucket.config.concurrency),
-            received=sum(part.size for part in committed),
-            next_part=len(committed) + 1,
-            checksum=None if committed else checksums.RunningChecksum(),
+            base=whole_parts * token.part_size,
         )
         session.idle.set()
-        session.last_activity = trio.current_time()
+        session.touch()
         return self._sessions.setdefault(token.service_upload_id, session)
 
-    async def _committed_parts(
+    async def _listed_parts(
         self, ref: ObjectRef, token: UploadToken, target: MultipartTarget
     ) -> list[PartEntry]:
-        """The whole parts on the service, which must be 1..n of ``part_size`` each."""
         try:
             with ref.bucket.errors(ref.key):
-                parts = await multipart.list_parts(target, token.service_upload_id)
+                return await multipart.list_parts(target, token.service_upload_id)
         except StorageError as exc:
             if exc.service_code == "NoSuchUpload" or exc.status == 404:
                 raise RPCError(
@@ -173,15 +222,22 @@ class ChunkedUploads:
                     f"pathname: {token.pathname}",
                 ) from None
             raise
-        for index, part in enumerate(parts, 1):
-            if part.part_number != index or part.size != token.part_size:
-                # Only whole parts are ever sent before UploadFinish; anything
-                # else was not written by this protocol.
-                raise RPCError(
-                    ErrorCode.S3_OPERATION_FAILED,
-                    "the service holds parts this upload did not send",
-                    f"part {part.part_number} of {part.size} bytes",
-                )
+
+    async def _catch_up(self, session: Session) -> list[PartEntry]:
+        """Move the session past what the service holds beyond it (another process sent it).
+
+        The whole parts 1..n on the service hold exactly the bytes this
+        process would send for them, so any of them at or past ``base``
+        replaces the start of the tail. Answers the parts listed.
+        """
+        parts = await self._listed_parts(session.ref, session.token, session.target)
+        committed = len(committed_prefix(parts, session.token.part_size)) * session.token.part_size
+        if committed > session.base:
+            drop = min(committed - session.base, len(session.buffer))
+            del session.buffer[:drop]
+            if committed > session.received:
+                session.buffer.clear()
+            session.base = committed
         return parts
 
     def _forget(self, session: Session) -> None:
@@ -207,26 +263,36 @@ class ChunkedUploads:
         target = bucket.multipart(ref.key, headers)
         with bucket.errors(ref.key):
             service_upload_id = await multipart.create_upload(target)
-        token = UploadToken(bucket.name, ref.pathname, service_upload_id, bucket.config.part_size)
-        self._register(token, ref, target, ())
+        token = UploadToken(
+            bucket.name, ref.pathname, service_upload_id, bucket.config.part_size, dict(headers)
+        )
+        self._register(token, ref, target, 0)
         return encode_token(token, bucket.server.credentials.secret)
 
     async def chunk(self, upload_id: str, content: bytes, offset: int | None) -> int:
-        """Take a chunk; answer the bytes received so far."""
+        """Take a chunk; answer the bytes this process holds so far.
+
+        Without ``offset`` the chunk follows what this process holds.
+        """
         session = await self._session(upload_id)
         async with session.lock:
             self._raise_failure(session)
-            session.last_activity = trio.current_time()
-            if offset is not None:
-                if offset < 0 or offset > session.received:
-                    raise RPCError(
-                        ErrorCode.INVALID_REQUEST,
-                        f"offset {offset} does not follow the bytes received; "
-                        f"resend from offset {session.received}",
-                        f"upload of {session.token.pathname}",
+            session.touch()
+            pathname = session.token.pathname
+            if offset is None:
+                offset = session.received
+            if offset < 0:
+                raise resend_refusal("offset must not be negative", session.received, pathname)
+            if offset > session.received:
+                await self._catch_up(session)
+                if offset > session.received:
+                    raise resend_refusal(
+                        f"offset {offset} does not follow the bytes this server holds",
+                        session.received,
+                        pathname,
                     )
-                # A resent chunk: keep only the bytes not yet received.
-                content = content[session.received - offset :]
+            # A resent chunk: keep only the bytes not yet held.
+            content = content[session.received - offset :]
             limit = upload_limit(session.token.part_size)
             if session.received + len(content) > limit:
                 raise RPCError(
@@ -234,29 +300,25 @@ class ChunkedUploads:
                     f"this chunk would take the upload past {limit} bytes, the most "
                     f"10,000 parts of {session.token.part_size} bytes (part_size) can hold; "
                     "raise the bucket's part_size or use s3.WriteFile",
-                    f"upload of {session.token.pathname}, {session.received} bytes received",
+                    f"upload of {pathname}, {session.received} bytes received",
                 )
             session.buffer += content
-            session.received += len(content)
-            if session.checksum is not None:
-                session.checksum.update(content)
             part_size = session.token.part_size
-            # Keep a remainder, so UploadFinish always has a last part to send.
+            # Keep a tail, so UploadFinish always has a last part to send.
             while len(session.buffer) > part_size:
                 await session.slots.acquire()  # waits while `concurrency` parts are in flight
                 part = bytes(session.buffer[:part_size])
-                del session.buffer[:part_size]
                 self._start_part(session, part)
-            session.last_activity = trio.current_time()
+                del session.buffer[:part_size]
+                session.base += part_size
+            session.touch()
             return session.received
 
     def _start_part(self, session: Session, data: bytes) -> None:
         assert self._nursery is not None, "ChunkedUploads.run is not running"
-        number = session.next_part
-        session.next_part += 1
         session.in_flight += 1
         session.idle = trio.Event()
-        self._nursery.start_soon(self._send_part, session, number, data)
+        self._nursery.start_soon(self._send_part, session, session.next_part, data)
 
     async def _send_part(self, session: Session, number: int, data: bytes) -> None:
         scope = trio.CancelScope()
@@ -266,6 +328,7 @@ class ChunkedUploads:
                 await multipart.upload_part(
                     session.target, session.token.service_upload_id, number, data
                 )
+            session.part_checksums.add(number, data)
         except Exception as exc:
             # After the transport's retries: the upload cannot be whole any more.
             session.error = exc
@@ -302,49 +365,116 @@ class ChunkedUploads:
         return token, ref, self._sessions.get(token.service_upload_id)
 
     async def status(self, upload_id: str) -> UploadStatus:
-        """What the service holds durably: the bytes a client resends after."""
+        """What the service holds durably, the same on every instance: where to resend from."""
         token, ref, local = self._known(upload_id)
         if local is not None:
             self._raise_failure(local)
-        parts = await self._committed_parts(ref, token, ref.bucket.multipart(ref.key, {}))
-        return UploadStatus(sum(p.size for p in parts), len(parts))
+        parts = await self._listed_parts(ref, token, ref.bucket.multipart(ref.key, {}))
+        whole = committed_prefix(parts, token.part_size)
+        return UploadStatus(len(whole) * token.part_size, len(whole))
 
-    async def finish(self, upload_id: str) -> tuple[str, ObjectInfo]:
-        """Send the last part, wait for every part, complete; answer pathname and object."""
+    async def finish(self, upload_id: str, size: int) -> tuple[str, ObjectInfo]:
+        """Complete the upload of exactly ``size`` bytes, or refuse naming where to resend from.
+
+        Answers the pathname and the object written.
+        """
+        if size < 0:
+            raise RPCError(ErrorCode.INVALID_REQUEST, "field 'size' must not be negative")
         session = await self._session(upload_id)
         async with session.lock:
             self._raise_failure(session)
-            if session.buffer or session.next_part == 1:
-                # The last part (possibly empty, when nothing at all was sent).
+            session.touch()
+            token = session.token
+            if session.received < size:
+                await self._catch_up(session)
+            if session.received < size:
+                raise resend_refusal(
+                    f"this server holds {session.received} of the {size} bytes sent",
+                    session.received,
+                    token.pathname,
+                )
+            if session.received > size:
+                raise RPCError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"size {size} is less than the {session.received} bytes this upload "
+                    "received; send the upload's total size",
+                    f"upload of {token.pathname}",
+                )
+            last = size // token.part_size
+            if session.buffer or size == 0:
+                # The tail is the last part (an empty one for an empty upload).
                 await session.slots.acquire()
+                last = session.next_part
                 self._start_part(session, bytes(session.buffer))
-                session.buffer.clear()
             await session.idle.wait()
             self._raise_failure(session)
-            token = session.token
+            parts = await self._listed_parts(session.ref, token, session.target)
+            etags = self._whole_upload(session, parts, last, size)
             try:
                 with session.ref.bucket.errors(session.ref.key):
-                    parts = await multipart.list_parts(session.target, token.service_upload_id)
-                    size = sum(p.size for p in parts)
-                    if size != session.received or len(parts) != session.next_part - 1:
-                        raise RPCError(
-                            ErrorCode.S3_OPERATION_FAILED,
-                            "the service holds a different number of bytes than were sent",
-                            f"sent {session.received}, stored {size}",
-                        )
                     etag = await multipart.complete_upload(
-                        session.target,
-                        token.service_upload_id,
-                        {p.part_number: p.etag for p in parts},
+                        session.target, token.service_upload_id, etags
                     )
             finally:
                 self._forget(session)
         written = ObjectInfo(size=size, last_modified=int(time.time()), mime_type="", etag=etag)
-        if session.checksum is None or session.checksum.length != size:
-            return token.pathname, written
-        written = replace(written, checksum=session.checksum.text())
-        written = await copies.attach_checksum(session.ref, session.target.create_headers, written)
-        return token.pathname, written
+        return token.pathname, await self._store_checksum(session, written, last)
+
+    def _whole_upload(
+        self, session: Session, parts: Sequence[PartEntry], last: int, size: int
+    ) -> dict[int, str]:
+        """The ETags of parts 1..``last`` if together they hold exactly ``size`` bytes.
+
+        Otherwise the finish is refused, the session falls back to what the
+        service holds whole, and the client resends from there.
+        """
+        part_size = session.token.part_size
+        by_number = {part.part_number: part for part in parts}
+        expected = [
+            (n, part_size if n < last else size - (last - 1) * part_size)
+            for n in range(1, last + 1)
+        ]
+        if all(n in by_number and by_number[n].size == length for n, length in expected):
+            return {n: by_number[n].etag for n, _ in expected}
+        committed = len(committed_prefix(parts, part_size)) * part_size
+        session.base = min(session.base, committed)
+        session.buffer.clear()
+        raise resend_refusal(
+            "the service does not hold every part of this upload", committed, session.token.pathname
+        )
+
+    async def _store_checksum(self, session: Session, written: ObjectInfo, last: int) -> ObjectInfo:
+        """Answer and store the object's CRC32C: parts sent here as they went, the
+        others read back from the object; none (logged) when that cannot be done."""
+        headers = session.token.create_headers
+        if headers is None:
+            log.info(
+                "event=checksum_unknown pathname=%r reason=old_upload_id", session.token.pathname
+            )
+            return written
+        known = session.part_checksums
+        part_size = session.token.part_size
+        missing = [n for n in range(1, last + 1) if not known.has(n)]
+        try:
+            for number in missing:
+                start = (number - 1) * part_size
+                end = min(start + part_size, written.size)
+                known.add(number, await _read_range(session.ref, start, end, written.etag))
+        except RPCError as exc:
+            log.warning(
+                "event=checksum_not_stored pathname=%r reason=read_back_failed error=%r",
+                session.token.pathname,
+                exc.wire_text(),
+            )
+            return written
+        if missing:
+            log.info(
+                "event=checksum_read_back pathname=%r parts=%d",
+                session.token.pathname,
+                len(missing),
+            )
+        written = replace(written, checksum=checksums.format_checksum(known.whole()))
+        return await copies.attach_checksum(session.ref, headers, written)
 
     async def abort(self, upload_id: str) -> None:
         token, ref, local = self._known(upload_id)
@@ -361,10 +491,41 @@ class ChunkedUploads:
             horizon = trio.current_time() - self.idle_timeout
             for session in list(self._sessions.values()):
                 if session.last_activity < horizon and not session.lock.locked():
-                    log.info(
-                        "event=upload_expired bucket=%s pathname=%s",
-                        session.ref.bucket.name,
-                        session.token.pathname,
-                    )
-                    self._forget(session)
-                    await multipart.abort_upload(session.target, session.token.service_upload_id)
+                    await self._expire(session)
+
+    async def _expire(self, session: Session) -> None:
+        """Abort an idle upload, unless another process has worked on it since."""
+        self._forget(session)
+        token = session.token
+        try:
+            parts = await self._listed_parts(session.ref, token, session.target)
+        except RPCError:
+            parts = []  # gone already, or the service is down: the abort is retried
+        # Part times are whole seconds: only a part stored clearly after this
+        # process's last activity shows another one at work.
+        if any(part.last_modified > session.last_activity_wall + 1 for part in parts):
+            log.info(
+                "event=upload_session_dropped pathname=%s reason=continued_elsewhere",
+                token.pathname,
+            )
+            return
+        log.info(
+            "event=upload_expired bucket=%s pathname=%s", session.ref.bucket.name, token.pathname
+        )
+        await multipart.abort_upload(session.target, token.service_upload_id)
+
+
+async def _read_range(ref: ObjectRef, start: int, end: int, etag: str) -> bytes:
+    """Bytes ``[start, end)`` of the object, which must still be the one ``etag`` names."""
+    headers = {"Range": f"bytes={start}-{end - 1}"}
+    if etag:
+        headers["If-Match"] = etag
+    async with ref.bucket.stream("GetObject", "GET", ref.key, headers) as response:
+        data = b"".join([chunk async for chunk in response.aiter_raw()])
+    if len(data) != end - start:
+        raise RPCError(
+            ErrorCode.S3_OPERATION_FAILED,
+            "GetObject answered a different number of bytes than the range asked for",
+            f"range {start}-{end - 1}, got {len(data)}",
+        )
+    return data

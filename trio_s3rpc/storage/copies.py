@@ -81,7 +81,7 @@ async def copy(
         return info
     if not same_service(source, dest):
         return await _copy_streamed(
-            source, dest, metadata, visibility_name, {**archival_fields, **standard.http()}
+            source, dest, metadata, visibility_name, _streamed_fields(archival_fields, standard)
         )
     try:
         return await _copy_on_service(
@@ -96,7 +96,7 @@ async def copy(
         dest.pathname,
     )
     return await _copy_streamed(
-        source, dest, metadata, visibility_name, {**archival_fields, **standard.http()}
+        source, dest, metadata, visibility_name, _streamed_fields(archival_fields, standard)
     )
 
 
@@ -151,6 +151,12 @@ async def _copy_on_service(
         etag=etag,
         checksum=info.checksum,
     )
+
+
+def _streamed_fields(archival: Mapping[str, str], standard: ObjectHeaders) -> dict[str, str]:
+    """Headers a streamed copy adds to the source's: lower-case, as it carries the source's
+    own standard headers, so that a header the call gives replaces the source's."""
+    return {**archival, **{name.lower(): value for name, value in standard.http().items()}}
 
 
 def _merged_headers(stored: ObjectHeaders, given: ObjectHeaders) -> ObjectHeaders:

@@ -334,34 +334,34 @@ class Files:
     ) -> int:
         """Fetch the object's ranges in parallel into ``fd``; answers the bytes written.
 
-        Each range's CRC32C, computed as its bytes stream in, goes into
-        ``range_checksums`` under the range's start offset.
+        ``concurrency`` tasks take the ranges in order, one at a time, so
+        neither tasks nor ranges pile up for a large object (a 5 TiB one is
+        a million 5 MiB ranges). Each range's CRC32C, computed as its bytes
+        stream in, goes into ``range_checksums`` under the range's start offset.
         """
-        bucket = ref.bucket
-        part_size = bucket.config.part_size
-        spans = [
-            (start, min(start + part_size, info.size)) for start in range(0, info.size, part_size)
-        ]
+        part_size = ref.bucket.config.part_size
+        starts = iter(range(0, info.size, part_size))  # shared: each start is taken once
+        count = -(-info.size // part_size)
         written = 0
-        limiter = trio.CapacityLimiter(bucket.config.concurrency)
         tracker = progress.current()
-        tracker.expect(info.size, len(spans))
+        tracker.expect(info.size, count)
 
         async def write_at(chunk: bytes, offset: int) -> None:
             await _pwrite(fd, chunk, offset)
             tracker.advance(len(chunk))
 
-        async def fetch(start: int, end: int) -> None:
+        async def fetch_ranges() -> None:
             nonlocal written
-            # If-Match: the object must not change mid-download.
-            async with limiter:
+            for start in starts:
+                end = min(start + part_size, info.size)
+                # If-Match: the object must not change mid-download.
                 crc, length = await ranges.fetch(ref, start, end, info.etag, write_at)
-            written += length
-            range_checksums.add_value(start, crc, length)
-            tracker.advance(0, 1)
+                written += length
+                range_checksums.add_value(start, crc, length)
+                tracker.advance(0, 1)
 
         with first_error():
             async with trio.open_nursery() as nursery:
-                for start, end in spans:
-                    nursery.start_soon(fetch, start, end)
+                for _ in range(min(ref.bucket.config.concurrency, count)):
+                    nursery.start_soon(fetch_ranges)
         return written

@@ -18,7 +18,9 @@ from typing import Any
 
 from trio_s3rpc.errors import ErrorCode, RPCError
 
-TOKEN_VERSION = "u1"
+TOKEN_VERSION = "u2"
+# Tokens from before the create headers were carried; still understood.
+OLD_TOKEN_VERSION = "u1"
 
 
 @dataclass(slots=True, frozen=True)
@@ -27,6 +29,10 @@ class UploadToken:
     pathname: str
     service_upload_id: str
     part_size: int
+    # What the upload was created with (content type, user metadata, ACL,
+    # storage class): an instance finishing it elsewhere needs them to store
+    # the checksum by a self-copy. None for a u1 token.
+    create_headers: dict[str, str] | None = None
 
 
 def _token_key(secret: str) -> bytes:
@@ -43,7 +49,13 @@ def _unb64(text: str) -> bytes:
 
 def encode_token(token: UploadToken, secret: str) -> str:
     body = json.dumps(
-        [token.bucket, token.pathname, token.service_upload_id, token.part_size],
+        [
+            token.bucket,
+            token.pathname,
+            token.service_upload_id,
+            token.part_size,
+            token.create_headers,
+        ],
         separators=(",", ":"),
     ).encode()
     mac = hmac.new(_token_key(secret), body, hashlib.sha256).digest()[:16]
@@ -60,10 +72,17 @@ def decode_token(text: str, secret_for: Any) -> UploadToken:
     try:
         version, body_text, mac_text = text.split(".")
         body, mac = _unb64(body_text), _unb64(mac_text)
-        bucket, pathname, service_upload_id, part_size = json.loads(body)
+        fields = json.loads(body)
+        if version == OLD_TOKEN_VERSION:
+            bucket, pathname, service_upload_id, part_size = fields
+            headers = None
+        else:
+            bucket, pathname, service_upload_id, part_size, headers = fields
     except (ValueError, binascii.Error, TypeError):
         raise unknown from None
-    if version != TOKEN_VERSION or not isinstance(bucket, str):
+    if version not in (TOKEN_VERSION, OLD_TOKEN_VERSION) or not isinstance(bucket, str):
+        raise unknown
+    if headers is not None and not isinstance(headers, dict):
         raise unknown
     secret = secret_for(bucket)
     if secret is None:
@@ -71,4 +90,10 @@ def decode_token(text: str, secret_for: Any) -> UploadToken:
     expected = hmac.new(_token_key(secret), body, hashlib.sha256).digest()[:16]
     if not hmac.compare_digest(mac, expected):
         raise unknown
-    return UploadToken(bucket, str(pathname), str(service_upload_id), int(part_size))
+    return UploadToken(
+        bucket,
+        str(pathname),
+        str(service_upload_id),
+        int(part_size),
+        None if headers is None else {str(k): str(v) for k, v in headers.items()},
+    )

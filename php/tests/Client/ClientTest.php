@@ -193,7 +193,7 @@ final class ClientTest extends TestCase
         self::assertSame(strlen($first) + 1000, $client->uploadChunk($id, $second, strlen($first)));
         $status = $client->uploadStatus($id);
         self::assertSame(0, $status->committedBytes % (5 << 20));
-        $finished = $client->uploadFinish($id);
+        $finished = $client->uploadFinish($id, strlen($first) + 1000);
         self::assertSame(strlen($first) + 1000, $finished->size);
         self::assertSame('crc32c:' . hash('crc32c', $first . $second), $finished->checksum);
         self::assertSame($first . $second, $client->read('sw', $path)->content);
