@@ -250,6 +250,13 @@ async def test_metadata_and_visibility_carry_over_or_are_replaced(
         assert (
             object_sha256(s.weed, WEED_BUCKET, s.prefix + "r1") == hashlib.sha256(data).hexdigest()
         )
+        # A standard header the call sets replaces the source's; the others carry over.
+        await s.rpc.call(
+            "s3.Copy", copy_args("moto", "report", "weed", "r2", cache_control="no-store")
+        )
+        head = s.weed.head_object(Bucket=WEED_BUCKET, Key=s.prefix + "r2")
+        assert head["CacheControl"] == "no-store"
+        assert head["ContentDisposition"] == 'attachment; filename="report.pdf"'
 
         # Our own object, copied to moto with new metadata and a visibility moto can keep.
         small = b"small and public"
@@ -380,6 +387,57 @@ async def test_cancel_mid_copy_leaves_nothing(seaweedfs: Any, moto: Any, root: P
         assert open_uploads(s.moto, MOTO_BUCKET, s.prefix) == []
         assert not exists(s.moto, MOTO_BUCKET, s.prefix + "x.bin")
         assert s.weed.get_object(Bucket=WEED_BUCKET, Key=s.prefix + "x.bin")["Body"].read() == data
+
+
+async def test_parts_cut_mid_send_are_read_again_and_the_copy_is_whole(
+    seaweedfs: Any, moto: Any, root: Path
+) -> None:
+    """A piped part whose UploadPart is cut is retried with its range read anew."""
+    data = secrets.token_bytes(10 * PART + 99)
+    async with two_services(seaweedfs, moto, root, concurrency=2) as s:
+        s.weed.put_object(Bucket=WEED_BUCKET, Key=s.prefix + "cut.bin", Body=data)
+        answers: list[Any] = []
+        async with trio.open_nursery() as nursery:
+
+            async def copy() -> None:
+                answers.append(
+                    await s.rpc.call(
+                        "s3.Copy",
+                        copy_args("weed", "cut.bin", "moto", "cut.bin", transfer_id="cut"),
+                    )
+                )
+
+            nursery.start_soon(copy)
+            await wait_for_parts(s.watcher, "cut", 1)
+
+            def resent() -> bool:
+                sent = [r.split(b" ")[1] for r in s.moto_proxy.requests if b"partNumber=" in r]
+                return len(sent) > len(set(sent))
+
+            with trio.fail_after(60):
+                while not resent() and not answers:
+                    s.moto_proxy.cut_all()  # the parts in flight fail mid-body
+                    await trio.sleep(0.2)
+        assert resent(), "no part was cut and sent again"
+        assert answers[0]["size"] == len(data)
+        assert object_sha256(s.moto, MOTO_BUCKET, s.prefix + "cut.bin") == (
+            hashlib.sha256(data).hexdigest()
+        )
+        assert open_uploads(s.moto, MOTO_BUCKET, s.prefix) == []
+
+
+async def test_a_copy_past_its_timeout_leaves_nothing(
+    seaweedfs: Any, moto: Any, root: Path
+) -> None:
+    data = secrets.token_bytes(12 * PART)
+    async with two_services(seaweedfs, moto, root, concurrency=1) as s:
+        s.weed.put_object(Bucket=WEED_BUCKET, Key=s.prefix + "t.bin", Body=data)
+        with pytest.raises(RemoteError) as error:
+            await s.rpc.call("s3.Move", copy_args("weed", "t.bin", "moto", "t.bin", timeout=0.3))
+        assert error.value.code == "OPERATION_TIMEOUT"
+        assert open_uploads(s.moto, MOTO_BUCKET, s.prefix) == []
+        assert not exists(s.moto, MOTO_BUCKET, s.prefix + "t.bin")
+        assert exists(s.weed, WEED_BUCKET, s.prefix + "t.bin")
 
 
 async def test_under_when_supported_each_part_carries_its_checksum(

@@ -44,15 +44,11 @@ from trio_s3rpc.s3.parts import PartPlan, plan_parts
 from trio_s3rpc.sniff import content_type_of
 from trio_s3rpc.storage import objects, ranges, visibility
 from trio_s3rpc.storage.buckets import ObjectRef, StorageError
-from trio_s3rpc.storage.records import ObjectInfo, metadata_headers, verify_checksum
-
-# Headers that describe the object (not the response) and travel with it.
-CARRIED_HEADERS = (
-    "cache-control",
-    "content-disposition",
-    "content-encoding",
-    "content-language",
-    "expires",
+from trio_s3rpc.storage.records import (
+    ObjectHeaders,
+    ObjectInfo,
+    metadata_headers,
+    verify_checksum,
 )
 
 
@@ -187,9 +183,8 @@ async def _dest_headers(
     headers = {
         "Content-Type": source_headers.get("content-type") or content_type_of(dest.pathname, b"")
     }
-    for name in CARRIED_HEADERS:
-        if source_headers.get(name):
-            headers[name] = source_headers[name]
+    # Cache-Control, Content-Disposition, ...: those the call sets replace these later.
+    headers.update(ObjectHeaders.from_response(source_headers).http())
     if metadata:
         headers.update(metadata_headers(metadata))
     else:
