@@ -137,13 +137,6 @@ def _parser() -> argparse.ArgumentParser:
     cost.add_argument("--repeat", type=int, default=3, help="rounds per cell, in turns")
     cost.add_argument("--client-processes", type=int, default=2)
     cost.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
-    cost.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="s3.workers of both servers (above 1: multi-process metrics, served by the "
-        "supervisor)",
-    )
 
     sums = commands.add_parser("checksums", help="MB/s of crc32, crc32c, sha256, md5, base64")
     sums.add_argument("--seconds", type=float, default=1.5, help="per function")
@@ -168,6 +161,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
         default="none",
         choices=["none", "acl"],
         help="the server bucket's visibility_mode (none: no ACL headers)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (serve --workers N; 1: one process, no supervisor)",
     )
     parser.add_argument("--part-size", type=parse_size, default=5 * MIB)
     parser.add_argument("--concurrency", type=int, default=5, help="parts in flight per transfer")
@@ -290,7 +289,7 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
         + ("; msgpack for rpc-msgpack" if "rpc-msgpack" in clients else ""),
         "rpc_peers": peer_addresses,
         "go_plugin": args.go_plugin,
-        "server_workers": 1,
+        "server_workers": args.workers,
         "time_limit": args.time_limit,
     }
     report = _new_report("run", args, settings)
@@ -393,8 +392,6 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
     report = _new_report("metrics", args, settings)
     log(f"{len(cells)} cells, about {estimate_seconds(cells, cell_settings) / 60:.1f} min")
 
-    workers = {"workers": args.workers}
-
     def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
         metrics_port = _free_loopback_port()
         on = ServerProcess(
@@ -402,7 +399,8 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
             bucket,
             workdir,
             name=METRICS_PEER,
-            s3_extra={"metrics": {"address": f"127.0.0.1:{metrics_port}"}, **workers},
+            workers=args.workers,
+            s3_extra={"metrics": {"address": f"127.0.0.1:{metrics_port}"}},
         )
         with (
             on,
@@ -429,7 +427,7 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
         log("timing the dispatcher in-process, metrics off and on")
         report.notes.extend(metrics_cost.notes())
 
-    return _execute(report, args, external, bucket, body, workers)
+    return _execute(report, args, external, bucket, body)
 
 
 def _cpu_per_call(cells: list[CellResult]) -> list[str]:
@@ -493,6 +491,7 @@ def command_memory(args: argparse.Namespace, external: ExternalService | None) -
     bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
     settings = {
         "size": args.size,
+        "server_workers": args.workers,
         "part_size": bucket.part_size,
         "concurrency": bucket.concurrency,
         "with_boto3": args.with_boto3,
@@ -534,7 +533,9 @@ def _execute(
             log("starting SeaweedFS" if external is None else f"using {external.endpoint}")
             target = stack.enter_context(open_target(workdir, external))
             report.target = target.describe()
-            server = stack.enter_context(ServerProcess(target, bucket, workdir, s3_extra=s3_extra))
+            server = stack.enter_context(
+                ServerProcess(target, bucket, workdir, workers=args.workers, s3_extra=s3_extra)
+            )
             log(f"server pid {server.pid} listening on {server.address}")
             body(target, server, workdir)
             report.finished = True

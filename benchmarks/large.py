@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,9 @@ class LargeTransfers:
                 self.progress(f"cannot profile {operation}: py-spy not found")
                 continue
             output = self.results_dir / profile_file_name(operation)
-            recording = PySpyRecording(binary, self.server.pid, output, operation)
+            recording = PySpyRecording(
+                binary, self.server.pid, output, operation, subprocesses=self.server.workers > 1
+            )
             time.sleep(PYSPY_ATTACH_SECONDS)
             try:
                 result = run("rpc", source)
@@ -202,15 +205,18 @@ class LargeTransfers:
     def _measure(
         self, operation: str, client: str, size: int, transfer: Callable[[], bool]
     ) -> LargeResult:
-        watched = self.server.pid if client == "rpc" else os.getpid()
+        # With workers the transfer runs in one of them: the largest growth is its.
+        watched = self.server.worker_pids if client == "rpc" else [os.getpid()]
         storage = [self.target.storage_pid] if self.target.storage_pid else []
-        pids = [self.server.pid, os.getpid(), *storage]
-        with PeakMemory(watched) as memory:
+        server = self.server.pids
+        pids = [*server, os.getpid(), *storage]
+        with ExitStack() as stack:
+            memories = [stack.enter_context(PeakMemory(pid)) for pid in watched]
             before = CpuReading.take(pids, time.monotonic())
             verified = transfer()
             after = CpuReading.take(pids, time.monotonic())
         seconds = after.at - before.at
-        growth = memory.growth / MIB
+        growth = max(memory.growth for memory in memories) / MIB
         # WriteFile's parts grow past 10,000 parts of part_size; ReadFile's ranges do not.
         upload_size = size if operation == "WriteFile" else 0
         bucket = self.bucket
@@ -226,7 +232,7 @@ class LargeTransfers:
             rss_process="server" if client == "rpc" else "client",
             bound_mib=round(bound, 1) if bound is not None else None,
             within_bound=growth <= bound if bound is not None else None,
-            server_cores=_round(after.cores_since(before, [self.server.pid])),
+            server_cores=_round(after.cores_since(before, server)),
             storage_cores=_round(after.cores_since(before, storage) if storage else None),
             client_cores=_round(after.cores_since(before, [os.getpid()]))
             if client == "boto3"

@@ -78,6 +78,27 @@ def status_kib(pid: int, field: str) -> int | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """The process's children, their children, and so on (``/proc/PID/task/*/children``)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as handle:
+                    children = [int(text) for text in handle.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
 def rss_bytes(pid: int) -> int | None:
     kib = status_kib(pid, "VmRSS")
     return None if kib is None else kib * 1024

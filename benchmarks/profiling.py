@@ -113,8 +113,16 @@ class PySpyRecording:
     """One ``py-spy record`` of a process: for ``seconds``, or until :meth:`stop`."""
 
     def __init__(
-        self, binary: str, pid: int, output: Path, cell: str, seconds: int | None = None
+        self,
+        binary: str,
+        pid: int,
+        output: Path,
+        cell: str,
+        seconds: int | None = None,
+        *,
+        subprocesses: bool = False,
     ) -> None:
+        """``subprocesses``: the server's workers too (their stacks summed with its own)."""
         self.output = output
         self.cell = cell
         self.seconds = seconds
@@ -122,6 +130,8 @@ class PySpyRecording:
         if seconds is not None:
             command += ["--duration", str(seconds)]
         command += ["--format", "raw", "--function", "--nonblocking", "--output", str(output)]
+        if subprocesses:
+            command.append("--subprocesses")
         self._started = time.monotonic()
         self._stopped: float | None = None
         self._process = subprocess.Popen(

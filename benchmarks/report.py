@@ -416,6 +416,7 @@ def _header(report: RunReport) -> str:
     if "duration" in s:
         lines.append(
             f"settings: {s.get('duration')} s per cell after {s.get('warmup')} s warmup, "
+            f"{s.get('repeat', 1)} rounds (median), server workers {s.get('server_workers', 1)}, "
             f"{s.get('client_processes')} client processes, part_size "
             f"{format_size(s.get('part_size', 0))}, concurrency {s.get('concurrency')}"
         )
@@ -489,21 +490,31 @@ def _objects_table(cells: list[CellResult], ours: str) -> str:
             f"{cell.label} x{cell.connections}",
             _f(cell.ops_per_second),
             _f(cell.server_cores, 2),
+            _f(_cpu_per_operation(cell)),
         ]
         for peer in peers:
             other = index.get((cell.workload, cell.size, cell.connections, peer))
             theirs = other.ops_per_second if other else None
             row.append(_f(theirs))
+            if is_rpc_peer(peer):
+                row.append(_f(_cpu_per_operation(other)) if other else "-")
             row.append(_x(_ratio(cell.ops_per_second, theirs) if theirs else None))
         rows.append(row)
-    headers = ["cell", f"{short_name(ours)} ops/s", "srv cores"]
+    headers = ["cell", f"{short_name(ours)} ops/s", "srv cores", "srv us/op"]
     for peer in peers:
-        headers += [short_name(peer), "ratio"]
+        headers += [short_name(peer), *(["its us/op"] if is_rpc_peer(peer) else []), "ratio"]
     legend = ", ".join(f"{short_name(p)} = {client_label(p)}" for p in peers)
     return (
         f"Small objects, {_codec_title(ours)}: ops/s; ratio = {short_name(ours)} / peer "
         "(above 1 = we are faster)\n" + table(headers, rows) + f"\n({legend})"
     )
+
+
+def _cpu_per_operation(cell: CellResult) -> float | None:
+    """Microseconds of server CPU per operation (None where the server's CPU is unknown)."""
+    if cell.server_cores is None or not cell.ops_per_second:
+        return None
+    return cell.server_cores / cell.ops_per_second * 1e6
 
 
 def _latency_table(cells: list[CellResult], ours: str) -> str:

@@ -216,7 +216,7 @@ class CellRunner:
         if is_peer(client):
             pid = self.peer_pids.get(peer_name(client))
             return [pid] if pid is not None else []
-        return [self.server.pid]
+        return self.server.pids
 
     def _run_one(self, cell: PlannedCell, profiled: bool) -> tuple[CellResult, Profile | None]:
         spec = CellSpec(
@@ -250,7 +250,7 @@ class CellRunner:
         clients = self.pool.pids
         # Our server and the started peers idle while another's cell runs, but
         # they are the benchmark's own processes, not outside load.
-        idle = [self.server.pid, *self.peer_pids.values()]
+        idle = [*self.server.pids, *self.peer_pids.values()]
         everyone = list(dict.fromkeys(server + idle + storage + clients))
         _sleep_until(window.measure_at)
         before = CpuReading.take(everyone, time.monotonic())
@@ -275,7 +275,14 @@ class CellRunner:
             self.progress(f"cannot profile {cell.name}: py-spy not found or duration < 1 s")
             return None
         output = self.results_dir / profile_file_name(cell.name)
-        return PySpyRecording(self.pyspy, self.server.pid, output, cell.name, seconds)
+        return PySpyRecording(
+            self.pyspy,
+            self.server.pid,
+            output,
+            cell.name,
+            seconds,
+            subprocesses=self.server.workers > 1,
+        )
 
 
 def profile_file_name(cell_name: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.procstat import descendants
 from benchmarks.target import S3Target
 from trio_s3rpc.embedded import terminate_process
 
@@ -81,9 +82,12 @@ class ServerProcess:
         *,
         name: str = "server",
         s3_extra: dict[str, Any] | None = None,
+        workers: int = 1,
     ) -> None:
         """``s3_extra`` adds keys to the config's ``s3`` section (``metrics``, say);
-        ``name`` tells apart the files of several servers in one workdir."""
+        ``name`` tells apart the files of several servers in one workdir; ``workers``
+        is ``serve --workers``."""
+        self.workers = workers
         self.config_path = workdir / f"bench-{name}.rr.yaml"
         self.log_path = workdir / f"{name}.log"
         self._document = server_config(target, bucket, workdir)
@@ -93,9 +97,22 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        """The process started: the server, or with workers their supervisor."""
         if self._process is None:
             raise RuntimeError("the server is not running")
         return self._process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """Every process of the server: with workers, the supervisor and its workers."""
+        if self.workers == 1:
+            return [self.pid]
+        return [self.pid, *descendants(self.pid)]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The processes that serve calls (the server itself without workers)."""
+        return self.pids[1:] if self.workers > 1 else [self.pid]
 
     def start(self) -> str:
         """Start the server and return its RPC address once it listens."""
@@ -103,6 +120,7 @@ class ServerProcess:
         with os.fdopen(descriptor, "w") as handle:
             yaml.safe_dump(self._document, handle)
         command = [sys.executable, "-m", "trio_s3rpc", "serve", "--config", str(self.config_path)]
+        command += ["--workers", str(self.workers)]
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 command,

@@ -272,6 +272,12 @@ async def test_metadata_and_visibility_carry_over_or_are_replaced(
         meta = await s.rpc.call("s3.GetMetadata", {"bucket": "moto", "pathname": "s2.txt"})
         assert meta["visibility"] == "public"
 
+        # An empty object is copied too (no range to read).
+        s.weed.put_object(Bucket=WEED_BUCKET, Key=s.prefix + "empty", Body=b"")
+        copied = await s.rpc.call("s3.Copy", copy_args("weed", "empty", "moto", "empty"))
+        assert (copied["size"], copied["checksum"]) == (0, checksum_of(b""))
+        assert s.moto.get_object(Bucket=MOTO_BUCKET, Key=s.prefix + "empty")["Body"].read() == b""
+
         # SeaweedFS keeps no ACLs: asking it for the other visibility is refused up front.
         with pytest.raises(RemoteError) as error:
             await s.rpc.call(

@@ -69,9 +69,11 @@ async def test_an_abort_that_fails_is_retried_until_it_lands(
             async with await RPCClient.connect(address) as rpc:
 
                 async def outage_after_first_part() -> None:
-                    # Let the upload begin, then take the service away entirely.
-                    while not open_uploads(seaweedfs, prefix):
-                        await trio.sleep(0.01)
+                    # Let the upload begin, then take the service away entirely: as
+                    # soon as the first part's head passes the proxy (polling the
+                    # service instead left a window in which a fast upload finished).
+                    while not any(b"partNumber=" in head for head in proxy.requests):
+                        await trio.lowlevel.checkpoint()
                     proxy.refuse = True
                     proxy.cut_all()
 

@@ -361,6 +361,8 @@ async def test_serve_with_workers_one_scrape_sums_them_and_survives_a_restart(
             with trio.fail_after(30):
                 while (await http.get(f"{status}/ready")).status_code != 200:
                     await trio.sleep(0.1)
+            ready = values((await http.get(url)).content, "trio_s3rpc_bucket_ready")
+            assert ready == {("trio_s3rpc_bucket_ready", (("bucket", "uploads"),)): 1}
         assert service.stop() == 0
     finally:
         service.stop()

@@ -657,6 +657,14 @@ class SupervisorMetrics:
             registry=self.registry,
         )
         self._restarts = _Totals()
+        # The supervisor probes the buckets (its workers do not).
+        self.bucket_ready = Gauge(
+            "trio_s3rpc_bucket_ready",
+            "1 when the bucket's service answered its readiness probe recently, else 0",
+            ["bucket"],
+            multiprocess_mode="livemin",
+            registry=self.registry,
+        )
 
     def worker_exited(self, pid: int, *, restarted: bool) -> None:
         mark_worker_dead(pid, self.directory)

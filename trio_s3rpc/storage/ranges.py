@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
+import trio
+
 from trio_s3rpc import checksums
-from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.storage.buckets import ObjectRef
 
-CHUNK = 1024 * 1024
+# Pieces of at least this size reach the sink (a thread hand-off per pwrite for ReadFile).
+CHUNK = 2 * 1024 * 1024
 
 # Takes each chunk and its offset in the object, in order.
 Sink = Callable[[bytes, int], Awaitable[None]]
@@ -68,9 +71,22 @@ async def fetch(ref: ObjectRef, start: int, end: int, etag: str, sink: Sink) -> 
     """GET bytes ``start..end-1`` into ``sink``; answers their CRC32C and how many arrived
     (fewer than asked is for the caller to judge: it knows what it expected)."""
     read = RangeRead(ref, start, end, etag)
-    offset = start
-    async with contextlib.aclosing(read.chunks()) as chunks:
-        async for chunk in chunks:
-            await sink(chunk, offset)
-            offset += len(chunk)
+    # The sink (a pwrite in a worker thread) takes each piece in a task of its
+    # own while the next one arrives: reading waits for the sink only when a
+    # piece is already waiting for it, so the connection keeps flowing.
+    send, receive = trio.open_memory_channel[tuple[bytes, int]](0)
+    with first_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_drain, receive, sink)
+            async with send, contextlib.aclosing(read.chunks()) as chunks:
+                offset = start
+                async for chunk in chunks:
+                    await send.send((chunk, offset))
+                    offset += len(chunk)
     return read.crc, read.length
+
+
+async def _drain(receive: trio.MemoryReceiveChannel[tuple[bytes, int]], sink: Sink) -> None:
+    async with receive:
+        async for chunk, offset in receive:
+            await sink(chunk, offset)

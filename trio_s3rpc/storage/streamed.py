@@ -79,8 +79,8 @@ async def copy(
         headers[checksums.METADATA_HEADER] = found.checksum
     plan = _plan(dest, found.size)
     tracker = progress.current()
-    tracker.expect(found.size, plan.parts)
-    if plan.parts == 1:
+    tracker.expect(found.size, max(1, plan.parts))
+    if plan.parts <= 1:
         chunks, crc = await _fetch(source, found, 0, found.size) if found.size else ([], 0)
         data = b"".join(chunks)
         _verify(source, found, crc)
