@@ -3,7 +3,9 @@
 ``run`` is the whole comparison of issue 6; ``memory`` is issue 5's bounded
 memory check on one large file; ``checksums`` times the hash functions;
 ``metrics`` is what metrics cost (issue 16): the same cells against a server
-with metrics off and one with metrics on (scraped every second), in turns.
+with metrics off and one with metrics on (scraped every second), in turns;
+``workers`` is what ``s3.workers`` buys (issue 12): the same cells against a
+server of ``--workers`` (1) processes and one of ``--peer-workers`` (2), in turns.
 Everything the harness starts (SeaweedFS, the server, client processes,
 py-spy) is stopped on the way out, also after Ctrl-C or an error, and the
 results gathered so far are still written.
@@ -138,6 +140,19 @@ def _parser() -> argparse.ArgumentParser:
     cost.add_argument("--client-processes", type=int, default=2)
     cost.add_argument("--scrape-interval", type=float, default=1.0, help="seconds between scrapes")
 
+    spread = commands.add_parser(
+        "workers", help="issue 12: 4 KiB Read and ListBuckets with s3.workers 1 and N"
+    )
+    _add_target_options(spread)
+    spread.add_argument(
+        "--peer-workers", type=int, default=2, help="the second server's workers (2)"
+    )
+    spread.add_argument("--connections", type=parse_int_list, default=[16])
+    spread.add_argument("--duration", type=float, default=5.0)
+    spread.add_argument("--warmup", type=float, default=1.0)
+    spread.add_argument("--repeat", type=int, default=3, help="rounds per cell, in turns")
+    spread.add_argument("--client-processes", type=int, default=2)
+
     sums = commands.add_parser("checksums", help="MB/s of crc32, crc32c, sha256, md5, base64")
     sums.add_argument("--seconds", type=float, default=1.5, help="per function")
     sums.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
@@ -195,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command_run(args, external)
     if args.command == "metrics":
         return command_metrics(args, external)
+    if args.command == "workers":
+        return command_workers(args, external)
     return command_memory(args, external)
 
 
@@ -426,6 +443,64 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
         report.notes.extend(_cpu_per_call(report.cells))
         log("timing the dispatcher in-process, metrics off and on")
         report.notes.extend(metrics_cost.notes())
+
+    return _execute(report, args, external, bucket, body)
+
+
+# -- workers ----------------------------------------------------------------------------
+
+WORKERS_CELLS = ("listbuckets", "read")
+
+
+def command_workers(args: argparse.Namespace, external: ExternalService | None) -> int:
+    """Ours with ``--workers`` ("rpc", 1) against a second server with ``--peer-workers``."""
+    bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
+    peer = f"workers-{args.peer_workers}"
+    peer_client = peer_clients(RPCPeer(peer, ""), False)[0]
+    cell_settings = CellSettings(
+        connections=args.connections,
+        sizes=[4 * 1024],
+        clients=["rpc", peer_client],
+        warmup=args.warmup,
+        duration=args.duration,
+        fixture_count=32,
+        repeat=max(1, args.repeat),
+        profile=[],
+    )
+    cells = [cell for cell in plan(cell_settings) if cell.workload in WORKERS_CELLS]
+    settings = {
+        **dataclasses.asdict(cell_settings),
+        "client_processes": args.client_processes,
+        "server_workers": args.workers,
+        "peer_workers": args.peer_workers,
+        "what": f"rpc = s3.workers: {args.workers}; {peer_client} = s3.workers: "
+        f"{args.peer_workers} (its server CPU counts the supervisor and its workers); "
+        "ratio = rpc / peer "
+        "(0.5 = the workers serve twice the calls)",
+    }
+    report = _new_report("workers", args, settings)
+    log(f"{len(cells)} cells, about {estimate_seconds(cells, cell_settings) / 60:.1f} min")
+
+    def body(target: S3Target, server: ServerProcess, workdir: Path) -> None:
+        spread = ServerProcess(target, bucket, workdir, name=peer, workers=args.peer_workers)
+        with spread:
+            log(f"{args.peer_workers}-worker server pid {spread.pid} on {spread.address}")
+            pool = WorkerPool(args.client_processes)
+            try:
+                runner = CellRunner(
+                    pool, server, target, cell_settings, args.out, log,
+                    {peer: RPCPeer(peer, spread.address)}, {peer: spread.pid},
+                    peer_trees=frozenset({peer}),
+                )  # fmt: skip
+                runner.write_fixtures()  # the same bucket and prefix: both servers see them
+                skipped = runner.run(cells, report.cells, report.profiles, math.inf)
+                report.skipped.extend(f"{cell.name} {cell.client}" for cell in skipped)
+            finally:
+                pool.close()
+        report.notes.append(
+            f"machine: {os.cpu_count()} cores, shared by the clients "
+            f"({args.client_processes} processes), SeaweedFS and both servers"
+        )
 
     return _execute(report, args, external, bucket, body)
 

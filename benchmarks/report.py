@@ -278,11 +278,28 @@ def _metrics_cost_checks(rows: list[dict[str, Any]]) -> list[TargetCheck]:
     return checks
 
 
+def _workers_checks(rows: list[dict[str, Any]]) -> list[TargetCheck]:
+    """Issue 12: N workers serve more calls than one process (ratio = one / N below 1)."""
+    checks = []
+    for row in rows:
+        if row["client"] != "rpc" or row["ratio"] is None or not is_rpc_peer(row["peer"]):
+            continue
+        label = workload_label(row["workload"], row["size"])
+        name = f"issue 12: {label} x{row['connections']} {short_name(row['peer'])} > 1 worker"
+        gain = 1 / row["ratio"] if row["ratio"] else 0.0
+        measured = f"{gain:.2f}x ({row['theirs']:,.0f} vs {row['ours']:,.0f} ops/s)"
+        checks.append(TargetCheck(name, measured, gain > 1.0))
+    return checks
+
+
 def target_checks(report: RunReport) -> list[TargetCheck]:
-    """Issue 15's, 6's and 5's targets (16's for ``metrics``), as far as this run measured them."""
+    """Issue 15's, 6's and 5's targets (16's for ``metrics``, 12's for ``workers``),
+    as far as this run measured them."""
     rows = comparisons(report.cells, report.large)
     if report.kind == "metrics":
         return _metrics_cost_checks(rows)
+    if report.kind == "workers":
+        return _workers_checks(rows)
     checks = _rpc_peer_checks(rows)
     for row in rows:
         if row["client"] != "rpc":

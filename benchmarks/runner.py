@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.clients import CellSpec, fixture_key
 from benchmarks.peers import RPCPeer, is_peer, peer_name
-from benchmarks.procstat import CpuReading, rss_bytes
+from benchmarks.procstat import CpuReading, descendants, rss_bytes
 from benchmarks.profiling import Profile, PySpyRecording, find_pyspy
 from benchmarks.results import CellCores, CellResult, summarise, workload_label
 from benchmarks.server import ServerProcess
@@ -133,11 +133,14 @@ class CellRunner:
         progress: Progress,
         peers: dict[str, RPCPeer] | None = None,
         peer_pids: dict[str, int] | None = None,
+        peer_trees: frozenset[str] = frozenset(),
     ) -> None:
         """``peers`` by name: other Goridge servers whose cells (``peer:NAME``) run beside
-        ours; ``peer_pids`` the processes of those this harness started (for their CPU)."""
+        ours; ``peer_pids`` the processes of those this harness started (for their CPU);
+        ``peer_trees`` the peers whose CPU includes their child processes (workers)."""
         self.peers = peers or {}
         self.peer_pids = peer_pids or {}
+        self.peer_trees = peer_trees
         self.pool = pool
         self.server = server
         self.target = target
@@ -214,8 +217,11 @@ class CellRunner:
     def _server_pids(self, client: str) -> list[int]:
         """Whose CPU the cell's "server" column shows: ours, a started peer's, or nobody's."""
         if is_peer(client):
-            pid = self.peer_pids.get(peer_name(client))
-            return [pid] if pid is not None else []
+            name = peer_name(client)
+            pid = self.peer_pids.get(name)
+            if pid is None:
+                return []
+            return [pid, *descendants(pid)] if name in self.peer_trees else [pid]
         return self.server.pids
 
     def _run_one(self, cell: PlannedCell, profiled: bool) -> tuple[CellResult, Profile | None]:

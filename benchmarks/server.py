@@ -47,6 +47,8 @@ def server_config(target: S3Target, bucket: BucketSettings, local_root: Path) ->
         "s3": {
             "default": RPC_BUCKET,
             "shutdown_timeout": "5s",
+            # One process unless a benchmark asks for workers (s3_extra).
+            "workers": 1,
             "local_roots": [str(local_root)],
             "servers": {
                 "target": {

@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from tests.support.server import config_dict, endpoint_server
-from tests.support.services import admin_client
+from tests.support.services import admin_client, open_uploads
 from tests.support.workers import Service, clients_on_each_worker
 from trio_s3rpc import checksums
 from trio_s3rpc.client import RemoteError, RPCClient
@@ -97,11 +97,6 @@ async def two_ends(
 def stored(seaweedfs: Any, key: str) -> bytes:
     body: bytes = admin_client(seaweedfs).get_object(Bucket="test-bucket", Key=key)["Body"].read()
     return body
-
-
-def open_uploads(seaweedfs: Any, prefix: str) -> list[str]:
-    answer = admin_client(seaweedfs).list_multipart_uploads(Bucket="test-bucket", Prefix=prefix)
-    return [u["Key"] for u in answer.get("Uploads", [])]
 
 
 async def test_the_issues_three_failures_end_whole(

@@ -21,7 +21,7 @@ import trio
 
 from tests.support.proxy import TCPProxy
 from tests.support.server import OFFLINE_SERVER, config_dict, endpoint_server
-from tests.support.services import admin_client
+from tests.support.services import admin_client, open_uploads
 from tests.support.workers import Service, clients_on_each_worker, serving_pid
 from trio_s3rpc.client import RemoteError, RPCClient
 
@@ -56,11 +56,6 @@ def bucket_config(
         },
         s3={"local_roots": [str(roots)], "shutdown_timeout": 20},
     )
-
-
-def open_uploads(seaweedfs: Any, prefix: str) -> list[str]:
-    answer = admin_client(seaweedfs).list_multipart_uploads(Bucket="test-bucket", Prefix=prefix)
-    return [u["Key"] for u in answer.get("Uploads", [])]
 
 
 def stored_object(seaweedfs: Any, key: str) -> bytes:

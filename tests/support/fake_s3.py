@@ -39,6 +39,8 @@ class FakeTransport:
     parts: dict[int, int] = field(default_factory=dict)  # part number -> size
     # Operation -> how many of its next requests fail as if the service were down.
     failures: dict[str, int] = field(default_factory=dict)
+    # Operation -> an event its requests wait for once received (a slow service).
+    holds: dict[str, trio.Event] = field(default_factory=dict)
 
     def operations(self) -> list[str]:
         return [request.operation for request in self.sent]
@@ -58,6 +60,8 @@ class FakeTransport:
         query = dict(query or {})
         self.sent.append(Sent(operation, key, query, dict(headers or {}), len(body)))
         await trio.lowlevel.checkpoint()
+        if operation in self.holds:
+            await self.holds[operation].wait()
         if self.failures.get(operation, 0) > 0:
             self.failures[operation] -= 1
             raise S3Error(operation, 503, "ServiceUnavailable", "the fake service is down")

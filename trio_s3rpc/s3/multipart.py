@@ -78,17 +78,35 @@ T = TypeVar("T")
 
 
 async def create_upload(target: MultipartTarget) -> str:
+    """Create the upload and answer its id.
+
+    A call cancelled while CreateMultipartUpload is in flight would leave an
+    upload on the service that nobody can name, so the request, once sent,
+    runs shielded (for at most ``ABORT_TIMEOUT``), and an upload created for
+    a call cancelled meanwhile is aborted before the cancellation goes on.
+    """
     async with target.limiter:
-        response = await target.transport.request(
-            "CreateMultipartUpload",
-            "POST",
-            target.bucket,
-            target.key,
-            query={"uploads": ""},
-            headers=target.create_headers,
-            idempotent=False,
+        with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT) as scope:
+            response = await target.transport.request(
+                "CreateMultipartUpload",
+                "POST",
+                target.bucket,
+                target.key,
+                query={"uploads": ""},
+                headers=target.create_headers,
+                idempotent=False,
+            )
+    if scope.cancelled_caught:
+        raise S3Error(
+            "CreateMultipartUpload", 0, "Timeout", f"no answer within {ABORT_TIMEOUT:g} s"
         )
-    return s3xml.parse_initiate_multipart(response.content)
+    upload_id = s3xml.parse_initiate_multipart(response.content)
+    try:
+        await trio.lowlevel.checkpoint_if_cancelled()
+    except trio.Cancelled:
+        await abort_upload(target, upload_id)
+        raise
+    return upload_id
 
 
 async def upload_part(

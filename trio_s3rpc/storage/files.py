@@ -195,10 +195,11 @@ class Files:
         when they are compared), never in a second pass."""
         spans = list(plan.spans())
         target = ref.bucket.multipart(ref.key, headers)
+        tracker = progress.current()
+        # The total is known now: a TransferStatus during CreateMultipartUpload shows it.
+        tracker.expect(plan.size, len(spans))
         found = await self._find_resumable(target, fd, spans, part_checksums) if resume else None
         upload_id, existing = found or (await multipart.create_upload(target), {})
-        tracker = progress.current()
-        tracker.expect(plan.size, len(spans))
         tracker.advance(sum(size for _, size in existing.values()), len(existing))
 
         async def parts() -> AsyncIterator[tuple[int, bytes]]:
