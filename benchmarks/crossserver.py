@@ -39,7 +39,8 @@ import trio
 from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 
 from benchmarks.procstat import PeakMemory
-from benchmarks.server import ServerProcess
+from benchmarks.server import BucketSettings, ServerProcess
+from benchmarks.target import S3Target
 from benchmarks.units import MIB, format_size, parse_size
 from trio_s3rpc.client import RPCClient
 from trio_s3rpc.embedded import EmbeddedSeaweedFS, S3Endpoint
@@ -115,15 +116,31 @@ def server_document(
     }
 
 
-class CopyServer(ServerProcess):
-    """The server process, on a config with two servers (the base class writes one)."""
-
-    def __init__(self, document: dict[str, Any], workdir: Path) -> None:
-        self.config_path = workdir / "crossserver.rr.yaml"
-        self.log_path = workdir / "server.log"
-        self._document = document
-        self._process = None
-        self.address = ""
+def copy_server(
+    source: S3Endpoint, dest: S3Endpoint, part_size: int, concurrency: int, workdir: Path
+) -> ServerProcess:
+    """The server process, its ``s3`` section replaced by one with two servers."""
+    target = S3Target(
+        kind="seaweedfs",
+        endpoint=source.endpoint,
+        region=source.region,
+        bucket=SOURCE_BUCKET,
+        path_style=True,
+        prefix="",
+        visibility_mode="none",
+        access_key=source.access_key,
+        secret_key=source.secret_key,
+    )
+    document = server_document(source, dest, part_size, concurrency, workdir)
+    return ServerProcess(
+        target,
+        BucketSettings(part_size, concurrency),
+        workdir,
+        name="crossserver",
+        s3_extra={
+            key: document["s3"][key] for key in ("default", "servers", "buckets", "local_roots")
+        },
+    )
 
 
 def object_md5(client: Any, bucket: str, key: str) -> str:
@@ -196,7 +213,7 @@ def run(size: int, part_size: int, concurrency: int, repeat: int, out: Path) -> 
             dest_s3 = boto3_client(dest, concurrency)
             log(f"putting a {format_size(size)} source object on the first service")
             digest = put_source(source_s3, size, config)
-            server = CopyServer(server_document(source, dest, part_size, concurrency, work), work)
+            server = copy_server(source, dest, part_size, concurrency, work)
             with server:
                 results = _rounds(server, source_s3, dest_s3, size, config, digest, repeat, work)
         finally:
