@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import checksums
+from benchmarks import checksums, metrics_cost
 from benchmarks.large import LargeTransfers
 from benchmarks.peers import (
     GO_PLUGIN_NAME,
@@ -402,7 +402,7 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
         **dataclasses.asdict(cell_settings),
         "client_processes": args.client_processes,
         "scrape_interval": args.scrape_interval,
-        "server_workers": 1,
+        "server_workers": args.workers,
         "what": f"rpc = metrics off; {peer_client} = s3.metrics.address set, scraped every "
         f"{args.scrape_interval:g} s; ratio = off / on (1.03 = metrics cost 3%)",
     }
@@ -416,6 +416,7 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
             bucket,
             workdir,
             name=METRICS_PEER,
+            workers=args.workers,
             s3_extra={"metrics": {"address": f"127.0.0.1:{metrics_port}"}},
         )
         with (
@@ -440,6 +441,8 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
             f"failed; the last was {scraper.last_size} bytes"
         )
         report.notes.extend(_cpu_per_call(report.cells))
+        log("timing the dispatcher in-process, metrics off and on")
+        report.notes.extend(metrics_cost.notes())
 
     return _execute(report, args, external, bucket, body)
 
@@ -593,6 +596,7 @@ def _execute(
     external: ExternalService | None,
     bucket: BucketSettings,
     body: Callable[[S3Target, ServerProcess, Path], None],
+    s3_extra: dict[str, object] | None = None,
 ) -> int:
     """Start the storage and the server, run ``body``, stop everything, write the results."""
     args.out.mkdir(parents=True, exist_ok=True)
@@ -605,7 +609,7 @@ def _execute(
             target = stack.enter_context(open_target(workdir, external))
             report.target = target.describe()
             server = stack.enter_context(
-                ServerProcess(target, bucket, workdir, workers=args.workers)
+                ServerProcess(target, bucket, workdir, workers=args.workers, s3_extra=s3_extra)
             )
             log(f"server pid {server.pid} listening on {server.address}")
             body(target, server, workdir)

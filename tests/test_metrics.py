@@ -22,6 +22,7 @@ import httpx
 import pytest
 import trio
 import yaml
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.server import config_dict, endpoint_server
@@ -32,6 +33,7 @@ from trio_s3rpc.config import ListenAddress
 from trio_s3rpc.embedded import S3Endpoint
 from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
 from trio_s3rpc.metrics import (
+    CALL_BUCKETS,
     CallMetrics,
     CallRecord,
     Metrics,
@@ -143,6 +145,33 @@ def test_label_values_are_bounded() -> None:
     assert (
         latency[("trio_s3rpc_call_duration_seconds_count", (("bucket", ""), ("method", "")))] == 3
     )  # the unknown methods, under no name of theirs
+
+
+def test_batched_counts_scrape_exactly_as_direct_observations() -> None:
+    # The hot path adds to plain ints and a scrape flushes them: the exposition must be
+    # what Histogram.observe and Counter.inc would have made, bound values included.
+    timings = [0.0, 0.00005, 0.0001, 0.001, 0.0010001, 0.3, 60.0, 1000.0, 0.001]
+    metrics = Metrics()
+    calls = recorder(metrics)
+    reference = CollectorRegistry()
+    histogram = Histogram(
+        "trio_s3rpc_call_duration_seconds", "", ["method", "bucket"], buckets=CALL_BUCKETS,
+        registry=reference,
+    ).labels("s3.Exists", "uploads")  # fmt: skip
+    for index, seconds in enumerate(timings):
+        calls.finished("s3.Exists", CallRecord(args={"pathname": "a"}), None, seconds)
+        histogram.observe(seconds)
+        if index == 4:  # a scrape in the middle flushes; later ones add to it
+            metrics.render()
+    names = ["trio_s3rpc_call_duration_seconds_bucket", "trio_s3rpc_call_duration_seconds_count",
+             "trio_s3rpc_call_duration_seconds_sum"]  # fmt: skip
+    ours = values(metrics.render(), *names)
+    assert ours == values(generate_latest(reference), *names)
+    assert ours[("trio_s3rpc_call_duration_seconds_count",
+                 (("bucket", "uploads"), ("method", "s3.Exists")))] == len(timings)  # fmt: skip
+    assert values(metrics.render(), "rr_s3_operations_total") == ops(
+        ("exists", "uploads", "success", len(timings))
+    )
 
 
 def worker_config(path: Path, seaweedfs: S3Endpoint, port: int) -> Path:
@@ -332,6 +361,8 @@ async def test_serve_with_workers_one_scrape_sums_them_and_survives_a_restart(
             with trio.fail_after(30):
                 while (await http.get(f"{status}/ready")).status_code != 200:
                     await trio.sleep(0.1)
+            ready = values((await http.get(url)).content, "trio_s3rpc_bucket_ready")
+            assert ready == {("trio_s3rpc_bucket_ready", (("bucket", "uploads"),)): 1}
         assert service.stop() == 0
     finally:
         service.stop()

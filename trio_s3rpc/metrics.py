@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,9 +361,28 @@ class CallRecord:
 
 
 class _Series:
-    """The label children of one (method, bucket[, source bucket]), bound once."""
+    """The label children of one (method, bucket[, source bucket]), bound once.
 
-    __slots__ = ("bucket", "latency", "operations", "read", "source", "succeeded", "written")
+    In one process, a call only adds to plain ints here (``pending_*``): the
+    increments reach the library's values (each behind a lock) when a scrape
+    flushes them, so a call costs a bisect and three additions. With worker
+    processes every call goes to the shared files at once: a worker killed
+    the next instant loses nothing.
+    """
+
+    __slots__ = (
+        "bounds",
+        "bucket",
+        "latency",
+        "operations",
+        "pending_latency",
+        "pending_ok",
+        "pending_sum",
+        "read",
+        "source",
+        "succeeded",
+        "written",
+    )
 
     def __init__(
         self, metrics: Metrics, method: str, bucket: str, source: str, operations: tuple[str, ...]
@@ -371,6 +391,12 @@ class _Series:
         self.source = source
         self.operations = operations
         self.latency = metrics.call_seconds.labels(method, bucket)
+        # The histogram's own bounds, +Inf last: bisect_left finds the bucket of
+        # ``seconds <= bound`` exactly as Histogram.observe does.
+        self.bounds: list[float] = list(self.latency._upper_bounds)
+        self.pending_latency = [0] * len(self.bounds)
+        self.pending_sum = 0.0
+        self.pending_ok = 0
         # A Move's delete is on its source bucket; everything else on the bucket.
         self.succeeded = tuple(
             metrics.operations.labels(
@@ -380,6 +406,21 @@ class _Series:
         )
         self.written = metrics.bytes_written.labels(bucket) if method in _BYTES_WRITTEN else None
         self.read = metrics.bytes_read.labels(bucket) if method in _BYTES_READ else None
+
+    def flush(self) -> None:
+        """Move the pending counts into the library's values."""
+        if self.pending_ok:
+            for counter in self.succeeded:
+                counter.inc(self.pending_ok)
+            self.pending_ok = 0
+        if self.pending_sum or any(self.pending_latency):
+            values = self.latency._buckets
+            for index, count in enumerate(self.pending_latency):
+                if count:
+                    values[index].inc(count)
+                    self.pending_latency[index] = 0
+            self.latency._sum.inc(self.pending_sum)
+            self.pending_sum = 0.0
 
 
 class CallMetrics:
@@ -408,6 +449,13 @@ class CallMetrics:
         self._upload_bucket = upload_bucket
         self._pathname_valid = pathname_valid
         self._series: dict[tuple[str, str, str], _Series] = {}
+        self._batched = not multiprocess_enabled()
+        if self._batched:
+            metrics.add_sampler(lambda metrics: self.flush())
+
+    def flush(self) -> None:
+        for series in list(self._series.values()):
+            series.flush()
 
     def label(self, requested: object) -> str:
         """The bucket label of a requested bucket name: "" unless it is configured."""
@@ -447,10 +495,17 @@ class CallMetrics:
     ) -> None:
         """Count one call: answered (``error`` None), failed, or abandoned (code CANCELLED)."""
         series = self.series(method, record.args)
-        series.latency.observe(seconds)
+        if self._batched:
+            series.pending_latency[bisect_left(series.bounds, seconds)] += 1
+            series.pending_sum += seconds
+            if error is None:
+                series.pending_ok += 1
+        else:
+            series.latency.observe(seconds)
+            if error is None:
+                for counter in series.succeeded:
+                    counter.inc()
         if error is None:
-            for counter in series.succeeded:
-                counter.inc()
             if series.written is not None:
                 series.written.inc(_BYTES_WRITTEN[method](record.request, record.response))
             elif series.read is not None:
@@ -602,6 +657,14 @@ class SupervisorMetrics:
             registry=self.registry,
         )
         self._restarts = _Totals()
+        # The supervisor probes the buckets (its workers do not).
+        self.bucket_ready = Gauge(
+            "trio_s3rpc_bucket_ready",
+            "1 when the bucket's service answered its readiness probe recently, else 0",
+            ["bucket"],
+            multiprocess_mode="livemin",
+            registry=self.registry,
+        )
 
     def worker_exited(self, pid: int, *, restarted: bool) -> None:
         mark_worker_dead(pid, self.directory)

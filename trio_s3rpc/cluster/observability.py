@@ -49,6 +49,9 @@ class SupervisorObservability:
         if observability.status_address is not None:
             self.storage = Storage(config.s3)
             self.readiness = readiness_for(config, self.storage)
+            if self.metrics is not None:
+                ready = self.metrics.bucket_ready
+                self.readiness.on_change = lambda bucket, ok: ready.labels(bucket).set(int(ok))
         self.http_servers = self._http_servers()
 
     def _render(self) -> bytes:
