@@ -48,6 +48,7 @@ from benchmarks.results import CellResult
 from benchmarks.runner import (
     CellRunner,
     CellSettings,
+    PlannedCell,
     estimate_seconds,
     normalise_cell_name,
     plan,
@@ -377,16 +378,11 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
     return _execute(report, args, external, bucket, body)
 
 
-# -- metrics ----------------------------------------------------------------------------
-
-METRICS_PEER = "metrics-on"
-METRICS_CELLS = ("listbuckets", "read")
-
-
-def command_metrics(args: argparse.Namespace, external: ExternalService | None) -> int:
-    """Ours with metrics off ("rpc") against a second server with them on, in turns."""
-    bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
-    peer_client = peer_clients(RPCPeer(METRICS_PEER, ""), False)[0]
+def _pair_cells(
+    args: argparse.Namespace, peer: str, workloads: tuple[str, ...]
+) -> tuple[str, CellSettings, list[PlannedCell]]:
+    """The 4 KiB cells of ``workloads`` for ours ("rpc") and the second server ``peer``."""
+    peer_client = peer_clients(RPCPeer(peer, ""), False)[0]
     cell_settings = CellSettings(
         connections=args.connections,
         sizes=[4 * 1024],
@@ -397,7 +393,47 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
         repeat=max(1, args.repeat),
         profile=[],
     )
-    cells = [cell for cell in plan(cell_settings) if cell.workload in METRICS_CELLS]
+    cells = [cell for cell in plan(cell_settings) if cell.workload in workloads]
+    return peer_client, cell_settings, cells
+
+
+def _run_pair(
+    args: argparse.Namespace,
+    report: RunReport,
+    cells: list[PlannedCell],
+    cell_settings: CellSettings,
+    target: S3Target,
+    server: ServerProcess,
+    peer: str,
+    peer_server: ServerProcess,
+    *,
+    peer_trees: frozenset[str] = frozenset(),
+) -> None:
+    """Run ``cells`` against ours and the started ``peer_server``, in turns."""
+    pool = WorkerPool(args.client_processes)
+    try:
+        runner = CellRunner(
+            pool, server, target, cell_settings, args.out, log,
+            {peer: RPCPeer(peer, peer_server.address)}, {peer: peer_server.pid},
+            peer_trees=peer_trees,
+        )  # fmt: skip
+        runner.write_fixtures()  # the same bucket and prefix: both servers see them
+        skipped = runner.run(cells, report.cells, report.profiles, math.inf)
+        report.skipped.extend(f"{cell.name} {cell.client}" for cell in skipped)
+    finally:
+        pool.close()
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+METRICS_PEER = "metrics-on"
+METRICS_CELLS = ("listbuckets", "read")
+
+
+def command_metrics(args: argparse.Namespace, external: ExternalService | None) -> int:
+    """Ours with metrics off ("rpc") against a second server with them on, in turns."""
+    bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
+    peer_client, cell_settings, cells = _pair_cells(args, METRICS_PEER, METRICS_CELLS)
     settings = {
         **dataclasses.asdict(cell_settings),
         "client_processes": args.client_processes,
@@ -424,18 +460,7 @@ def command_metrics(args: argparse.Namespace, external: ExternalService | None) 
             Scraper(f"http://127.0.0.1:{metrics_port}/metrics", args.scrape_interval) as scraper,
         ):
             log(f"metrics-on server pid {on.pid} on {on.address}")
-            peers = {METRICS_PEER: RPCPeer(METRICS_PEER, on.address)}
-            pool = WorkerPool(args.client_processes)
-            try:
-                runner = CellRunner(
-                    pool, server, target, cell_settings, args.out, log, peers,
-                    {METRICS_PEER: on.pid},
-                )  # fmt: skip
-                runner.write_fixtures()  # the same bucket and prefix: both servers see them
-                skipped = runner.run(cells, report.cells, report.profiles, math.inf)
-                report.skipped.extend(f"{cell.name} {cell.client}" for cell in skipped)
-            finally:
-                pool.close()
+            _run_pair(args, report, cells, cell_settings, target, server, METRICS_PEER, on)
         report.notes.append(
             f"{scraper.scrapes} scrapes of the metrics-on server answered, {scraper.failures} "
             f"failed; the last was {scraper.last_size} bytes"
@@ -456,18 +481,7 @@ def command_workers(args: argparse.Namespace, external: ExternalService | None) 
     """Ours with ``--workers`` ("rpc", 1) against a second server with ``--peer-workers``."""
     bucket = BucketSettings(part_size=args.part_size, concurrency=args.concurrency)
     peer = f"workers-{args.peer_workers}"
-    peer_client = peer_clients(RPCPeer(peer, ""), False)[0]
-    cell_settings = CellSettings(
-        connections=args.connections,
-        sizes=[4 * 1024],
-        clients=["rpc", peer_client],
-        warmup=args.warmup,
-        duration=args.duration,
-        fixture_count=32,
-        repeat=max(1, args.repeat),
-        profile=[],
-    )
-    cells = [cell for cell in plan(cell_settings) if cell.workload in WORKERS_CELLS]
+    peer_client, cell_settings, cells = _pair_cells(args, peer, WORKERS_CELLS)
     settings = {
         **dataclasses.asdict(cell_settings),
         "client_processes": args.client_processes,
@@ -485,18 +499,10 @@ def command_workers(args: argparse.Namespace, external: ExternalService | None) 
         spread = ServerProcess(target, bucket, workdir, name=peer, workers=args.peer_workers)
         with spread:
             log(f"{args.peer_workers}-worker server pid {spread.pid} on {spread.address}")
-            pool = WorkerPool(args.client_processes)
-            try:
-                runner = CellRunner(
-                    pool, server, target, cell_settings, args.out, log,
-                    {peer: RPCPeer(peer, spread.address)}, {peer: spread.pid},
-                    peer_trees=frozenset({peer}),
-                )  # fmt: skip
-                runner.write_fixtures()  # the same bucket and prefix: both servers see them
-                skipped = runner.run(cells, report.cells, report.profiles, math.inf)
-                report.skipped.extend(f"{cell.name} {cell.client}" for cell in skipped)
-            finally:
-                pool.close()
+            _run_pair(
+                args, report, cells, cell_settings, target, server, peer, spread,
+                peer_trees=frozenset({peer}),
+            )  # fmt: skip
         report.notes.append(
             f"machine: {os.cpu_count()} cores, shared by the clients "
             f"({args.client_processes} processes), SeaweedFS and both servers"
