@@ -24,6 +24,7 @@ import pytest
 import trio
 import yaml
 
+from tests.support.server import endpoint_server
 from tests.support.services import free_port
 from trio_s3rpc.client import RemoteError, RPCClient
 from trio_s3rpc.embedded import S3Endpoint
@@ -149,16 +150,7 @@ async def test_serve_writes_json_lines_without_secrets(
                     "logs": {"format": "json" if chosen_by == "config" else "text"},
                     "metrics": {"address": "127.0.0.1:0"},
                     "status": {"address": "127.0.0.1:0"},
-                    "servers": {
-                        "main": {
-                            "region": seaweedfs.region,
-                            "endpoint": seaweedfs.endpoint,
-                            "credentials": {
-                                "key": seaweedfs.access_key,
-                                "secret": seaweedfs.secret_key,
-                            },
-                        }
-                    },
+                    "servers": {"main": endpoint_server(seaweedfs)},
                     "buckets": {
                         "uploads": {
                             "server": "main",

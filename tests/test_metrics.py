@@ -180,16 +180,7 @@ def worker_config(path: Path, seaweedfs: S3Endpoint, port: int) -> Path:
             {
                 "rpc": {"listen": f"tcp://127.0.0.1:{port}"},
                 "s3": {
-                    "servers": {
-                        "main": {
-                            "region": seaweedfs.region,
-                            "endpoint": seaweedfs.endpoint,
-                            "credentials": {
-                                "key": seaweedfs.access_key,
-                                "secret": seaweedfs.secret_key,
-                            },
-                        }
-                    },
+                    "servers": {"main": endpoint_server(seaweedfs)},
                     "buckets": {
                         "uploads": {
                             "server": "main",
