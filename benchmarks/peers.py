@@ -23,13 +23,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import trio
 import yaml
 
 from benchmarks.clients import fixture_key
-from benchmarks.server import RPC_BUCKET
+from benchmarks.server import RPC_BUCKET, ManagedProcess
 from benchmarks.target import S3Target
 from trio_s3rpc.client import RPCClient
 from trio_s3rpc.embedded import terminate_process
@@ -159,7 +158,7 @@ def _free_port() -> int:
         return port
 
 
-class GoPluginProcess:
+class GoPluginProcess(ManagedProcess):
     """The Go plugin's ``s3-rpc-server`` as a peer, owned by this object."""
 
     def __init__(self, binary: Path, target: S3Target, workdir: Path) -> None:
@@ -214,28 +213,7 @@ class GoPluginProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"the Go plugin did not listen within {START_TIMEOUT:g} s")
 
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
             terminate_process(process, STOP_GRACE)
-
-    def log_tail(self, limit: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> GoPluginProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -73,7 +73,42 @@ def server_config(target: S3Target, bucket: BucketSettings, local_root: Path) ->
     }
 
 
-class ServerProcess:
+class ManagedProcess:
+    """A benchmarked server run as a child process: its log, liveness, and a ``with``
+    block that starts it and stops it. Subclasses set ``log_path`` and ``_process``."""
+
+    log_path: Path
+    _process: subprocess.Popen[bytes] | None
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, limit: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServerProcess(ManagedProcess):
     """``python -m trio_s3rpc serve --config <generated>``, owned by this object."""
 
     def __init__(
@@ -154,9 +189,6 @@ class ServerProcess:
             f"the server did not listen within {START_TIMEOUT:g} s:\n{self.log_tail()}"
         )
 
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def stop(self) -> int | None:
         """SIGTERM, wait for the drain, SIGKILL after the grace period; the exit code."""
         process, self._process = self._process, None
@@ -164,21 +196,3 @@ class ServerProcess:
             return None
         terminate_process(process, STOP_GRACE)
         return process.returncode
-
-    def log_tail(self, limit: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> ServerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
