@@ -123,11 +123,21 @@ class Connection:
                 await self._stream.aclose()
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
+        fd = self._fd
+        reads = 0
         while True:
             try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(fd)
+                reads = 0
+                continue
+            except OSError:
                 data = b""
+            reads += 1
+            if reads >= 16:
+                await trio.lowlevel.checkpoint()
+                reads = 0
             if not data:
                 self._client_gone = True
                 return

@@ -1,4 +1,4 @@
-"""A connection pool of our own over httpcore's connections, for one S3 server.
+"""A connection pool of our own over our HTTP/1.1 connections, for one S3 server.
 
 httpcore's ``AsyncConnectionPool`` rescans every connection and every
 waiting request, under a lock, each time a request starts or ends
@@ -8,9 +8,9 @@ same requests on one ``httpcore.AsyncHTTPConnection`` per task
 (``../shared/tools/http_floor.py``); splitting it into pools of eight only
 halved the excess. This pool keeps the parts of the job that S3 needs and
 makes each of them O(1): idle connections on a stack (the most recently used
-first, so the others age out), a FIFO semaphore for the connection limit, and
-the connections themselves are httpcore's, so HTTP/1.1 (h11), TLS, timeouts
-and the byte streams are exactly httpx's.
+first, so the others age out) and a FIFO semaphore for the connection limit.
+The connections are :class:`~trio_s3rpc.s3.http11.HTTP11Connection`: h11 on
+the socket, held to httpcore's own connection by tests/s3/test_http11.py.
 
 What it keeps from the library pool, and tests/s3/test_pool.py holds it to:
 
@@ -24,32 +24,22 @@ What it keeps from the library pool, and tests/s3/test_pool.py holds it to:
   connection no longer available (``ConnectionNotAvailable``) is repeated on
   another; a connection whose request failed or was cancelled is closed.
 
-Large answers are read in larger pieces than httpcore's 64 KiB: the
-connections' network streams (:class:`GrowingReads`) pass each read up to
-four times as many bytes as asked when the socket keeps filling whole reads.
-Measured with five 5 MiB GETs in flight from SeaweedFS: 0.97 ms of CPU per
-MiB at 64 KiB reads, 0.72 at 256 KiB (h11 and httpcore pay per read, not per
-byte). Small answers still take one 64 KiB read. The bytes are the same;
-only how many arrive per read changes (tests/s3/test_pool.py).
-
-One request at a time per connection, also under HTTP/2 (which then gives
-up multiplexing, but stays correct). Connections are kept per origin (a
-virtual-hosted bucket is an origin of its own); the limit is for all of them.
+HTTP/1.1 only, one request at a time per connection. Connections are kept
+per origin (a virtual-hosted bucket is an origin of its own); the limit is
+for all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
 import httpcore
 import trio
 
+from trio_s3rpc.s3.http11 import Body, HTTP11Connection, Response
+
 DEFAULT_KEEPALIVE_EXPIRY = 5.0
-# A read that filled the size asked for doubles the next one, up to this factor.
-MAX_READ_GROWTH = 4
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 # A request whose connection turns out unusable is repeated on a fresh one;
 # more than this many in a row means something else is wrong.
@@ -69,7 +59,6 @@ class ConnectionPool:
         max_keepalive_connections: int | None = None,
         keepalive_expiry: float | None = DEFAULT_KEEPALIVE_EXPIRY,
         ssl_context: ssl.SSLContext | None = None,
-        http2: bool = False,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -79,13 +68,11 @@ class ConnectionPool:
         )
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
-        self._http2 = http2
         self._slots = trio.Semaphore(max_connections)
-        self._idle: dict[Key, list[httpcore.AsyncHTTPConnection]] = {}
+        self._idle: dict[Key, list[HTTP11Connection]] = {}
         self._idle_count = 0
-        self._active: set[httpcore.AsyncHTTPConnection] = set()
+        self._active: set[HTTP11Connection] = set()
         self._closed = False
-        self._backend = _GrowingReadsBackend()
 
     @property
     def idle_count(self) -> int:
@@ -95,7 +82,7 @@ class ConnectionPool:
     def active_count(self) -> int:
         return len(self._active)
 
-    async def request(self, request: httpcore.Request) -> httpcore.Response:
+    async def request(self, request: httpcore.Request) -> Response:
         """Send ``request`` on a free connection; the caller must close the answer.
 
         Closing the answer's stream (``await response.aclose()``) returns the
@@ -117,7 +104,7 @@ class ConnectionPool:
                 raise httpcore.PoolTimeout(f"no free connection within {pool_timeout} s")
         return await self._send_holding_slot(request)
 
-    async def _send_holding_slot(self, request: httpcore.Request) -> httpcore.Response:
+    async def _send_holding_slot(self, request: httpcore.Request) -> Response:
         try:
             for _ in range(MAX_UNAVAILABLE_RETRIES):
                 connection = await self._checkout(request.url)
@@ -139,7 +126,7 @@ class ConnectionPool:
             self._slots.release()
             raise
 
-    async def _checkout(self, url: httpcore.URL) -> httpcore.AsyncHTTPConnection:
+    async def _checkout(self, url: httpcore.URL) -> HTTP11Connection:
         """The most recently used idle connection to the URL's origin that is still good,
         or a new one. Expired ones (idle too long, or closed by the server) are closed on
         the way."""
@@ -149,21 +136,14 @@ class ConnectionPool:
             connection = idle.pop()
             self._idle_count -= 1
             if connection.is_available() and not connection.has_expired():
-                connection.pool_key = key  # type: ignore[attr-defined]
                 return connection
             with trio.CancelScope(shield=True):
                 await _close_quietly(connection)
-        connection = httpcore.AsyncHTTPConnection(
-            origin=httpcore.Origin(*key),
-            network_backend=self._backend,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self.keepalive_expiry,
-            http2=self._http2,
+        return HTTP11Connection(
+            key, ssl_context=self._ssl_context, keepalive_expiry=self.keepalive_expiry
         )
-        connection.pool_key = key  # type: ignore[attr-defined]
-        return connection
 
-    def _release(self, connection: httpcore.AsyncHTTPConnection) -> bool:
+    def _release(self, connection: HTTP11Connection) -> bool:
         """Take a connection back after its answer was closed; True if kept for reuse."""
         self._active.discard(connection)
         self._slots.release()
@@ -173,8 +153,7 @@ class ConnectionPool:
             and self._idle_count < self.max_keepalive_connections
         )
         if keep:
-            key: Key = connection.pool_key  # type: ignore[attr-defined]
-            self._idle.setdefault(key, []).append(connection)
+            self._idle.setdefault(connection.origin, []).append(connection)
             self._idle_count += 1
         return keep
 
@@ -198,19 +177,18 @@ class _PooledStream:
     def __init__(
         self,
         pool: ConnectionPool,
-        connection: httpcore.AsyncHTTPConnection,
-        stream: object,
+        connection: HTTP11Connection,
+        stream: Body,
     ) -> None:
         self._pool = pool
         self._connection = connection
         self._stream = stream
         self._released = False
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> Body:
         # The connection's own iterator, not a generator around it: one layer
         # less per piece of a large body.
-        iterator: AsyncIterator[bytes] = self._stream.__aiter__()  # type: ignore[attr-defined]
-        return iterator
+        return self._stream
 
     async def aclose(self) -> None:
         if self._released:
@@ -219,7 +197,7 @@ class _PooledStream:
         try:
             # Marks an h11 connection idle again if the answer was read to its end,
             # closes it otherwise (a body not read to the end cannot be skipped).
-            await self._stream.aclose()  # type: ignore[attr-defined]
+            await self._stream.aclose()
         except BaseException:
             self._pool._active.discard(self._connection)
             self._pool._slots.release()
@@ -231,90 +209,7 @@ class _PooledStream:
                 await _close_quietly(self._connection)
 
 
-async def _close_quietly(connection: httpcore.AsyncHTTPConnection) -> None:
+async def _close_quietly(connection: HTTP11Connection) -> None:
     # Closing a broken socket may fail; it is gone either way.
     with contextlib.suppress(Exception):
         await connection.aclose()
-
-
-class GrowingReads(httpcore.AsyncNetworkStream):
-    """A network stream whose reads grow while the socket keeps them full.
-
-    httpcore asks for 64 KiB per read; a read that returns all it asked for
-    means more is waiting, so the next one asks for twice as much (up to
-    :data:`MAX_READ_GROWTH` times); a shorter read starts over. Everything
-    else is the wrapped stream's.
-    """
-
-    __slots__ = ("_growth", "_stream")
-
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
-        self._growth = 1
-
-    # The timeout parameters are httpcore's interface (AsyncNetworkStream/Backend).
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
-        asked = max_bytes * self._growth
-        data = await self._stream.read(asked, timeout)
-        if len(data) == asked:
-            self._growth = min(self._growth * 2, MAX_READ_GROWTH)
-        else:
-            self._growth = 1
-        return data
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        await self._stream.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> httpcore.AsyncNetworkStream:
-        return GrowingReads(await self._stream.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _GrowingReadsBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's own backend (trio here), its streams wrapped in :class:`GrowingReads`."""
-
-    def __init__(self) -> None:
-        self._backend = _auto_backend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._backend.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
-        return GrowingReads(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._backend.connect_unix_socket(
-            path, timeout=timeout, socket_options=socket_options
-        )
-        return GrowingReads(stream)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-def _auto_backend() -> httpcore.AsyncNetworkBackend:
-    from httpcore._backends.auto import AutoBackend  # what AsyncHTTPConnection uses by default
-
-    return AutoBackend()

@@ -2,8 +2,8 @@
 
 :class:`S3Transport` turns ``(operation, method, bucket, key, query, headers,
 body)`` into a signed ``httpcore.Request`` on the server's connection pool
-(:class:`~trio_s3rpc.s3.pool.ConnectionPool`, over httpcore's own HTTP/1.1
-connections and h11, on trio), and its answer into an :class:`S3Response` or
+(:class:`~trio_s3rpc.s3.pool.ConnectionPool`, over HTTP/1.1 connections of
+h11 on trio, :mod:`trio_s3rpc.s3.http11`), and its answer into an :class:`S3Response` or
 an :class:`S3Error`. This is the one place where httpcore exceptions become
 ``S3Error`` (code ``ConnectionError`` or ``Timeout``, status 0). Requests that
 are safe to repeat are retried on connection failures, 5xx answers and
@@ -43,6 +43,7 @@ import trio
 
 from trio_s3rpc import __version__, checksums
 from trio_s3rpc.config import ServerConfig
+from trio_s3rpc.s3.http11 import Response
 from trio_s3rpc.s3.pool import ConnectionPool
 from trio_s3rpc.s3.signing import (
     UNSIGNED_PAYLOAD,
@@ -233,7 +234,7 @@ class HTTPResponse:
 
     __slots__ = ("_consumed", "_response", "headers", "status_code")
 
-    def __init__(self, response: httpcore.Response) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
         self._consumed = False
         self.status_code = response.status
@@ -249,7 +250,7 @@ class HTTPResponse:
         if self._consumed:
             raise RuntimeError("the body was read already")
         self._consumed = True
-        stream: AsyncIterable[bytes] = self._response.stream  # type: ignore[assignment]
+        stream: AsyncIterable[bytes] = self._response.stream
         if chunk_size is None:
             async for chunk in stream:
                 if chunk:
@@ -324,9 +325,9 @@ class S3Transport:
     ``retry_attempts`` is how many times a failed request may be repeated
     after its first attempt; ``timeout`` bounds each network wait (connecting,
     at most 10 s; each read; each write; waiting for a free connection), not a
-    whole request. ``http2`` needs the ``h2`` package. Close the transport with
-    :meth:`aclose`. All methods may be called from many trio tasks at once; at
-    most ``max_connections`` requests are on the wire.
+    whole request. Close the transport with :meth:`aclose`. All methods may be
+    called from many trio tasks at once; at most ``max_connections`` requests
+    are on the wire.
     """
 
     def __init__(
@@ -336,7 +337,6 @@ class S3Transport:
         max_connections: int = 100,
         timeout: float = 60.0,
         retry_attempts: int = 5,
-        http2: bool = False,
     ) -> None:
         if max_connections < 1 or timeout <= 0 or retry_attempts < 0:
             raise ValueError("max_connections >= 1, timeout > 0 and retry_attempts >= 0")
@@ -376,7 +376,6 @@ class S3Transport:
             keepalive_expiry=KEEPALIVE_EXPIRY,
             # httpx's TLS context: certifi's CA bundle, no environment settings.
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            http2=http2,
         )
 
     def __repr__(self) -> str:
@@ -507,7 +506,7 @@ class S3Transport:
             request = self._signed_request(method, target, base_headers, body, content_length)
             response = await self._send(operation, request)
             try:
-                content = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+                content = b"".join([chunk async for chunk in response.stream])
             except HTTP_ERRORS as exc:
                 raise self._transport_failure(operation, exc) from exc
             finally:
@@ -637,7 +636,7 @@ class S3Transport:
             extensions=self._extensions,
         )
 
-    async def _send(self, operation: str, request: httpcore.Request) -> httpcore.Response:
+    async def _send(self, operation: str, request: httpcore.Request) -> Response:
         """Send on a pooled connection; the caller must close the response."""
         try:
             return await self._pool.request(request)
