@@ -14,6 +14,7 @@ from tests.support.fake_s3 import fake_storage
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.parts import MAX_OBJECT_SIZE, MAX_PARTS
 from trio_s3rpc.storage import copies
+from trio_s3rpc.storage.records import NewObject
 
 TIB = 1024**4
 
@@ -22,7 +23,7 @@ async def test_a_5_tib_copy_is_sent_in_at_most_10000_parts_covering_every_byte()
     storage, transport = fake_storage()
     transport.sizes["huge.bin"] = 5 * TIB
     source, dest = storage.resolve("", "huge.bin"), storage.resolve("", "copy.bin")
-    info = await copies.copy(source, dest, {}, "")
+    info = await copies.copy(source, dest, NewObject())
     parts = [sent for sent in transport.sent if sent.operation == "UploadPartCopy"]
     assert 0 < len(parts) <= MAX_PARTS
     assert [int(sent.query["partNumber"]) for sent in parts] == list(range(1, len(parts) + 1))
@@ -39,7 +40,7 @@ async def test_a_copy_of_an_object_above_5_tib_is_refused_before_an_upload_start
     transport.sizes["too-big.bin"] = MAX_OBJECT_SIZE + 1
     source, dest = storage.resolve("", "too-big.bin"), storage.resolve("", "copy.bin")
     with pytest.raises(RPCError) as error:
-        await copies.copy(source, dest, {}, "")
+        await copies.copy(source, dest, NewObject())
     assert error.value.code is ErrorCode.INVALID_REQUEST
     assert "5 TiB" in error.value.message
     assert transport.operations() == ["HeadObject"]

@@ -14,6 +14,7 @@ from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.parts import MAX_OBJECT_SIZE, MAX_PARTS
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
+from trio_s3rpc.storage.records import NewObject
 
 
 async def test_write_file_refuses_a_file_above_5_tib_before_any_request(tmp_path: Path) -> None:
@@ -23,7 +24,7 @@ async def test_write_file_refuses_a_file_above_5_tib_before_any_request(tmp_path
     storage, transport = fake_storage()
     with pytest.raises(RPCError) as error:
         await Files([str(tmp_path)]).write_file(
-            storage.resolve("", "huge.bin"), str(source), "", {}, ""
+            storage.resolve("", "huge.bin"), str(source), NewObject()
         )
     assert error.value.code is ErrorCode.INVALID_REQUEST
     assert "5 TiB" in error.value.message
@@ -40,7 +41,7 @@ async def test_a_chunked_upload_takes_10000_parts_and_refuses_a_chunk_past_them(
     uploads = ChunkedUploads(storage, idle_timeout=60)
     async with trio.open_nursery() as nursery:
         await nursery.start(uploads.run)
-        upload_id = await uploads.start(storage.resolve("", "stream.bin"), "", {}, "")
+        upload_id = await uploads.start(storage.resolve("", "stream.bin"), NewObject())
         with pytest.raises(RPCError) as error:
             await uploads.chunk(upload_id, b"x" * (limit + 1), None)
         assert error.value.code is ErrorCode.INVALID_REQUEST
