@@ -55,6 +55,7 @@ class FakeTransport:
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
+        raise_errors: bool = True,
         **_: Any,
     ) -> S3Response:
         query = dict(query or {})
@@ -64,7 +65,10 @@ class FakeTransport:
             await self.holds[operation].wait()
         if self.failures.get(operation, 0) > 0:
             self.failures[operation] -= 1
-            raise S3Error(operation, 503, "ServiceUnavailable", "the fake service is down")
+            error = S3Error(operation, 503, "ServiceUnavailable", "the fake service is down")
+            if not raise_errors:
+                return S3Response.failed(error)
+            raise error
         if operation == "UploadPart":
             self.parts[int(query["partNumber"])] = len(body)
         answers = {
