@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_s3rpc.config import Credentials, ServerConfig
+from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3 import transport as transport_module
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.transport import (
@@ -403,6 +404,42 @@ async def test_clock_skew_is_corrected_from_the_server_date(
     )
     assert abs((second - first).total_seconds() - 7200) < 5
     assert delays == [0]
+
+
+async def test_a_failure_can_be_answered_instead_of_raised_after_the_same_retries(
+    scripted: ScriptedServer, fake_s3: S3Transport, delays: list[int]
+) -> None:
+    scripted.script = [Reply(503, error_xml("SlowDown"))] * 4
+    response = await fake_s3.request("DeleteObject", "DELETE", "b", "k", raise_errors=False)
+    assert response.error is not None
+    assert (response.status, response.error.code) == (503, "SlowDown")
+    assert len(scripted.received) == 4
+    assert delays == [0, 1, 2]
+
+    scripted.script = [Reply(403)]
+    response = await fake_s3.request("DeleteObject", "DELETE", "b", "k", raise_errors=False)
+    assert response.error is not None and response.error.code == "AccessDenied"
+    assert delays == [0, 1, 2]  # not retried
+
+    scripted.script = [Reply(204)]
+    response = await fake_s3.request("DeleteObject", "DELETE", "b", "k", raise_errors=False)
+    assert (response.status, response.error) == (204, None)
+
+
+async def test_an_abort_never_raises_counts_a_gone_upload_as_aborted_and_queues_a_failed_one(
+    scripted: ScriptedServer, fake_s3: S3Transport, delays: list[int]
+) -> None:
+    book = multipart.UploadBook()
+    target = multipart.MultipartTarget(fake_s3, "b", "k", trio.CapacityLimiter(1), {}, book=book)
+    scripted.script = [Reply(404, error_xml("NoSuchUpload"))]
+    await multipart.abort_upload(target, "gone")
+    assert book.pending_aborts == 0
+
+    scripted.script = [Reply(500, error_xml("InternalError"))] * 4
+    await multipart.abort_upload(target, "up-1")
+    assert len(scripted.received) == 1 + 4  # the transport's retries, then queued
+    assert book.pending_aborts == 1
+    assert book.failed_aborts.receive_nowait() == (target, "up-1")
 
 
 async def test_ok_statuses_widen_success(scripted: ScriptedServer, fake_s3: S3Transport) -> None:

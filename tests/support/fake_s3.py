@@ -39,6 +39,9 @@ class FakeTransport:
     parts: dict[int, int] = field(default_factory=dict)  # part number -> size
     # Operation -> how many of its next requests fail as if the service were down.
     failures: dict[str, int] = field(default_factory=dict)
+    # Operation -> how many of its requests succeed before every later one fails
+    # (a service that goes down in the middle of an upload).
+    fails_after: dict[str, int] = field(default_factory=dict)
     # Operation -> an event its requests wait for once received (a slow service).
     holds: dict[str, trio.Event] = field(default_factory=dict)
 
@@ -55,6 +58,7 @@ class FakeTransport:
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
+        raise_errors: bool = True,
         **_: Any,
     ) -> S3Response:
         query = dict(query or {})
@@ -62,9 +66,11 @@ class FakeTransport:
         await trio.lowlevel.checkpoint()
         if operation in self.holds:
             await self.holds[operation].wait()
-        if self.failures.get(operation, 0) > 0:
-            self.failures[operation] -= 1
-            raise S3Error(operation, 503, "ServiceUnavailable", "the fake service is down")
+        if self._down(operation):
+            error = S3Error(operation, 503, "ServiceUnavailable", "the fake service is down")
+            if not raise_errors:
+                return S3Response.failed(error)
+            raise error
         if operation == "UploadPart":
             self.parts[int(query["partNumber"])] = len(body)
         answers = {
@@ -90,6 +96,16 @@ class FakeTransport:
             "AbortMultipartUpload": lambda: S3Response(204, httpx.Headers(), b""),
         }
         return answers[operation]()
+
+    def _down(self, operation: str) -> bool:
+        """Whether this request of ``operation`` fails (see ``failures``, ``fails_after``)."""
+        if self.failures.get(operation, 0) > 0:
+            self.failures[operation] -= 1
+            return True
+        if operation in self.fails_after:
+            self.fails_after[operation] -= 1
+            return self.fails_after[operation] < 0
+        return False
 
     def _list_parts(self) -> S3Response:
         listed = "".join(

@@ -26,7 +26,12 @@ from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
-from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent, ObjectHeaders
+from trio_s3rpc.storage.records import (
+    DeleteManyResult,
+    NewObject,
+    ObjectContent,
+    StandardHeaderFields,
+)
 
 # -- buckets ---------------------------------------------------------------
 
@@ -66,37 +71,34 @@ class ListBucketsResponse:
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
-class HeaderFields:
-    """The standard object headers a write may set (Write, WriteFile, UploadStart, Copy)."""
+class NewObjectFields(StandardHeaderFields):
+    """The fields of every call that creates an object (Write, WriteFile, UploadStart,
+    Copy, Move): user metadata (``config``), visibility, storage class and encryption
+    ("" = the bucket's default), and the standard headers."""
 
-    cache_control: str = ""
-    content_disposition: str = ""
-    content_encoding: str = ""
-    content_language: str = ""
-    expires: int = 0  # Unix seconds
+    config: dict[str, str] = field(default_factory=dict)
+    visibility: str = ""
+    storage_class: str = ""
+    sse: str = ""
+    sse_kms_key_id: str = ""
 
-    def standard(self) -> ObjectHeaders:
-        return ObjectHeaders(
-            self.cache_control,
-            self.content_disposition,
-            self.content_encoding,
-            self.content_language,
-            self.expires,
+    def new_object(self, content_type: str = "") -> NewObject:
+        """What storage is to create the object with (a copy has no ``content_type``)."""
+        return NewObject(
+            metadata=self.config,
+            visibility=self.visibility,
+            content_type=content_type,
+            headers=self.object_headers(),
+            archival=Archival(self.storage_class, self.sse, self.sse_kms_key_id),
         )
 
 
 @dataclass(slots=True, frozen=True)
-class WriteRequest(HeaderFields):
+class WriteRequest(NewObjectFields):
     pathname: str
     content: Binary
     bucket: str = ""
-    config: dict[str, str] = field(default_factory=dict)
-    visibility: str = ""
     content_type: str = ""
-    # Storage class and encryption of the new object ("" = the bucket's default).
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,17 +136,11 @@ class SuccessResponse:
 
 
 @dataclass(slots=True, frozen=True)
-class CopyRequest(HeaderFields):
+class CopyRequest(NewObjectFields):
     source_pathname: str
     dest_pathname: str
     source_bucket: str = ""
     dest_bucket: str = ""
-    config: dict[str, str] = field(default_factory=dict)
-    visibility: str = ""
-    # Storage class and encryption of the new object ("" = the bucket's default).
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -248,18 +244,12 @@ class ListObjectsResponse:
 
 
 @dataclass(slots=True, frozen=True)
-class WriteFileRequest(HeaderFields):
+class WriteFileRequest(NewObjectFields):
     pathname: str
     source_path: str
     bucket: str = ""
-    visibility: str = ""
-    config: dict[str, str] = field(default_factory=dict)
     content_type: str = ""
     resume: bool = False
-    # Storage class and encryption of the new object ("" = the bucket's default).
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -280,16 +270,10 @@ class ReadFileResponse:
 
 
 @dataclass(slots=True, frozen=True)
-class UploadStartRequest(HeaderFields):
+class UploadStartRequest(NewObjectFields):
     pathname: str
     bucket: str = ""
-    visibility: str = ""
-    config: dict[str, str] = field(default_factory=dict)
     content_type: str = ""
-    # Storage class and encryption of the new object ("" = the bucket's default).
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -444,15 +428,7 @@ class S3Methods:
 
     async def write(self, req: WriteRequest) -> ObjectWrittenResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        info = await objects.write(
-            ref,
-            req.content,
-            req.config,
-            req.visibility,
-            req.content_type,
-            archival=_archival(req),
-            standard=req.standard(),
-        )
+        info = await objects.write(ref, req.content, req.new_object(req.content_type))
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
         )
@@ -476,9 +452,7 @@ class S3Methods:
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.copy(
-            source, dest, req.config, req.visibility, _archival(req), req.standard()
-        )
+        info = await copies.copy(source, dest, req.new_object())
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -486,9 +460,7 @@ class S3Methods:
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.move(
-            source, dest, req.config, req.visibility, _archival(req), req.standard()
-        )
+        info = await copies.move(source, dest, req.new_object())
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -503,9 +475,9 @@ class S3Methods:
             seen,
             info.etag,
             info.checksum,
-            info.storage_class,
-            info.sse,
-            info.sse_kms_key_id,
+            info.archival.storage_class,
+            info.archival.sse,
+            info.archival.sse_kms_key_id,
             info.headers.cache_control,
             info.headers.content_disposition,
             info.headers.content_encoding,
@@ -563,12 +535,8 @@ class S3Methods:
         info = await self.files.write_file(
             self.storage.resolve(req.bucket, req.pathname),
             req.source_path,
-            req.visibility,
-            req.config,
-            req.content_type,
+            req.new_object(req.content_type),
             req.resume,
-            _archival(req),
-            req.standard(),
         )
         return ObjectWrittenResponse(
             True, req.pathname, info.size, info.last_modified, info.checksum
@@ -581,9 +549,7 @@ class S3Methods:
 
     async def upload_start(self, req: UploadStartRequest) -> UploadStartResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        upload_id = await self.uploads.start(
-            ref, req.visibility, req.config, req.content_type, _archival(req), req.standard()
-        )
+        upload_id = await self.uploads.start(ref, req.new_object(req.content_type))
         return UploadStartResponse(upload_id)
 
     async def upload_chunk(self, req: UploadChunkRequest) -> UploadChunkResponse:
@@ -608,10 +574,6 @@ class S3Methods:
     async def upload_abort(self, req: UploadIdRequest) -> SuccessResponse:
         await self.uploads.abort(req.upload_id)
         return SuccessResponse(True)
-
-
-def _archival(req: WriteRequest | CopyRequest | WriteFileRequest | UploadStartRequest) -> Archival:
-    return Archival(req.storage_class, req.sse, req.sse_kms_key_id)
 
 
 class RemoteTransfers(Protocol):

@@ -23,7 +23,7 @@ from trio_s3rpc import progress
 from trio_s3rpc.errors import first_error
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.parts import MAX_PARTS
-from trio_s3rpc.s3.transport import BodyFactory, S3Error, S3Transport
+from trio_s3rpc.s3.transport import BodyFactory, S3Error, S3Response, S3Transport
 
 log = logging.getLogger("trio_s3rpc.s3")
 
@@ -157,15 +157,20 @@ async def complete_upload(target: MultipartTarget, upload_id: str, etags: Mappin
     return etag
 
 
-async def send_abort(target: MultipartTarget, upload_id: str) -> None:
-    """One AbortMultipartUpload (with the transport's retries); raises S3Error."""
-    await target.transport.request(
+async def send_abort(
+    target: MultipartTarget, upload_id: str, *, raise_errors: bool = True
+) -> S3Response:
+    """One AbortMultipartUpload (with the transport's retries). An upload already gone
+    (404, ``NoSuchUpload``) counts as aborted; any other failure raises S3Error, or with
+    ``raise_errors=False`` is the answer's ``error``."""
+    return await target.transport.request(
         "AbortMultipartUpload",
         "DELETE",
         target.bucket,
         target.key,
         query={"uploadId": upload_id},
         ok_statuses=(200, 204, 404),
+        raise_errors=raise_errors,
     )
 
 
@@ -175,14 +180,10 @@ async def abort_upload(target: MultipartTarget, upload_id: str) -> None:
     An abort that fails is queued in ``target.book`` to be retried in the
     background, so the failing call is not held up by a dead service.
     """
-    error = ""
-    with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT) as scope:
-        try:
-            await send_abort(target, upload_id)
-        except S3Error as exc:
-            error = str(exc)
-    if scope.cancelled_caught:
-        error = f"no answer within {ABORT_TIMEOUT:g} s"
+    error = f"no answer within {ABORT_TIMEOUT:g} s"
+    with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT):
+        answer = await send_abort(target, upload_id, raise_errors=False)
+        error = "" if answer.error is None else str(answer.error)
     if not error:
         log.info("event=upload_aborted bucket=%s key=%s", target.bucket, target.key)
         return

@@ -52,7 +52,7 @@ from trio_s3rpc.s3.signing import (
     encode_key_path,
     payload_hash,
 )
-from trio_s3rpc.s3.xml import S3Error, error_from_response, raise_if_error_body
+from trio_s3rpc.s3.xml import S3Error, error_from_response, error_in_body
 
 __all__ = [
     "BodyFactory",
@@ -222,6 +222,12 @@ class S3Response:
     headers: ResponseHeaders
     content: bytes
     """The whole body; empty for streamed responses."""
+    error: S3Error | None = None
+    """Why the request failed, when it was asked to answer its failure (``raise_errors``)."""
+
+    @classmethod
+    def failed(cls, error: S3Error) -> S3Response:
+        return cls(error.status, ResponseHeaders(()), b"", error)
 
 
 class HTTPResponse:
@@ -486,13 +492,16 @@ class S3Transport:
         content_length: int | None = None,
         idempotent: bool = True,
         ok_statuses: Container[int] = (200, 204, 206),
+        raise_errors: bool = True,
     ) -> S3Response:
         """Send one S3 request, retrying as allowed, and return its whole answer.
 
         ``body`` is bytes or a :data:`BodyFactory`, which needs
         ``content_length`` (S3 refuses chunked uploads). Statuses outside
         ``ok_statuses`` raise :class:`S3Error`, as do connection failures once
-        the retries are spent. Cancellation abandons the request at once.
+        the retries are spent; with ``raise_errors=False`` that failure is the
+        answer's ``error`` instead (for cleanup that goes on whatever failed).
+        Cancellation abandons the request at once.
         """
         if not isinstance(body, bytes):
             if content_length is None or content_length < 0:
@@ -515,7 +524,8 @@ class S3Transport:
             self._check(operation, method, response.status, headers, content, ok_statuses)
             return S3Response(response.status, headers, content)
 
-        return await self._with_retries(operation, idempotent, attempt)
+        give_up = None if raise_errors else S3Response.failed
+        return await self._with_retries(operation, idempotent, attempt, give_up)
 
     def stream(
         self,
@@ -661,10 +671,9 @@ class S3Transport:
         if status not in ok_statuses:
             raise self._failure(operation, method, status, headers, content)
         if status == 200 and operation in _ERROR_IN_200_OPERATIONS:
-            try:
-                raise_if_error_body(content, operation)
-            except S3Error as error:
-                raise self._answer_failure(error, headers) from None
+            error = error_in_body(content, operation)
+            if error is not None:
+                raise self._answer_failure(error, headers)
 
     def _failure(
         self, operation: str, method: str, status: int, headers: ResponseHeaders, content: bytes
@@ -713,8 +722,14 @@ class S3Transport:
         )
 
     async def _with_retries(
-        self, operation: str, idempotent: bool, attempt: Callable[[], Awaitable[T]]
+        self,
+        operation: str,
+        idempotent: bool,
+        attempt: Callable[[], Awaitable[T]],
+        give_up: Callable[[S3Error], T] | None = None,
     ) -> T:
+        """The first attempt that succeeds; the last failure is raised, or handed to
+        ``give_up`` to answer, once no retry is allowed."""
         retry = 0
         observer = self.observer
         started = time.perf_counter() if observer is not None else 0.0
@@ -731,6 +746,8 @@ class S3Transport:
                     if observer is not None:
                         status = str(error.status) if error.status else error.code
                         observer(operation, status, time.perf_counter() - started, retry)
+                    if give_up is not None:
+                        return give_up(error)
                     raise error from failure.__cause__
             delay = backoff_delay(retry)
             log.info(

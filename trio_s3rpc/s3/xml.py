@@ -190,18 +190,24 @@ def error_from_response(
     return S3Error(operation, status, code, message or _describe(code), request_id)
 
 
-def raise_if_error_body(content: bytes, operation: str, status: int = 200) -> None:
-    """Raise S3Error if a 2xx body is an ``<Error>``; CopyObject, UploadPartCopy and
-    CompleteMultipartUpload may answer 200 and fail in the body."""
+def error_in_body(content: bytes, operation: str, status: int = 200) -> S3Error | None:
+    """The failure a 2xx body reports when it is an ``<Error>``, else None: CopyObject,
+    UploadPartCopy and CompleteMultipartUpload may answer 200 and fail in the body."""
     # Long copies are kept alive with whitespace before the document.
     content = content.lstrip()
     if b"<Error" not in content[:512]:
-        return
+        return None
     body = parse_error_body(content)
-    if body is not None:
-        raise S3Error(
-            operation, status, body.code or "InternalError", body.message, body.request_id
-        )
+    if body is None:
+        return None
+    return S3Error(operation, status, body.code or "InternalError", body.message, body.request_id)
+
+
+def raise_if_error_body(content: bytes, operation: str, status: int = 200) -> None:
+    """Raise the :func:`error_in_body` of a 2xx answer, if it has one."""
+    error = error_in_body(content, operation, status)
+    if error is not None:
+        raise error
 
 
 # --- answers ----------------------------------------------------------------

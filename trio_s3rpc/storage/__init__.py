@@ -3,7 +3,8 @@
 - ``buckets``: the registry (:class:`Storage`), :class:`Bucket` with the one
   request path (limiter, error mapping) and :class:`ObjectRef`, a resolved
   pathname;
-- ``records``: the operations' answers, object headers and checksums;
+- ``records``: what the operations are asked (:class:`NewObject`, what a write
+  or copy creates) and answer, object headers and checksums;
 - ``visibility``, ``objects``, ``copies``, ``deletes``: the operations on
   resolved objects;
 - ``files`` (WriteFile, ReadFile), ``chunked`` and ``tokens`` (chunked
@@ -26,6 +27,7 @@ from trio_s3rpc.storage.records import (
     DeleteError,
     DeleteManyResult,
     Listing,
+    NewObject,
     ObjectContent,
     ObjectInfo,
     metadata_headers,
@@ -37,6 +39,7 @@ __all__ = [
     "DeleteError",
     "DeleteManyResult",
     "Listing",
+    "NewObject",
     "ObjectContent",
     "ObjectInfo",
     "ObjectRef",

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -68,9 +67,8 @@ from trio_s3rpc.s3.multipart import MultipartTarget
 from trio_s3rpc.s3.parts import upload_limit
 from trio_s3rpc.s3.xml import PartEntry
 from trio_s3rpc.storage import objects
-from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import ObjectRef, Storage, StorageError
-from trio_s3rpc.storage.records import ObjectHeaders, ObjectInfo
+from trio_s3rpc.storage.records import NewObject, ObjectInfo
 from trio_s3rpc.storage.sessions import (
     Session,
     UploadStatus,
@@ -195,19 +193,10 @@ class ChunkedUploads:
 
     # -- the calls ---------------------------------------------------------
 
-    async def start(
-        self,
-        ref: ObjectRef,
-        visibility: str,
-        metadata: Mapping[str, str],
-        content_type: str,
-        archival: Archival | None = None,
-        standard: ObjectHeaders = objects.NO_HEADERS,
-    ) -> str:
+    async def start(self, ref: ObjectRef, new: NewObject) -> str:
+        """Create the upload of ``ref``, created as ``new`` asks; answer its token."""
         bucket = ref.bucket
-        headers = await objects.new_object_headers(
-            ref, metadata, visibility, content_type, archival=archival, standard=standard
-        )
+        headers = await objects.new_object_headers(ref, new)
         target = bucket.multipart(ref.key, headers)
         with bucket.errors(ref.key):
             service_upload_id = await multipart.create_upload(target)

@@ -14,27 +14,19 @@ and the error says what state each side is in.
 from __future__ import annotations
 
 import logging
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
-from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import copy_part_sender, upload_multipart
 from trio_s3rpc.s3.parts import plan_parts
 from trio_s3rpc.storage import objects, streamed, visibility
 from trio_s3rpc.storage.archival import Archival, archival_headers
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError
-from trio_s3rpc.storage.records import (
-    STANDARD_HEADERS,
-    ObjectHeaders,
-    ObjectInfo,
-    http_date,
-    metadata_headers,
-)
+from trio_s3rpc.storage.records import NewObject, ObjectInfo, http_date
 
 log = logging.getLogger("trio_s3rpc.storage")
 
@@ -56,37 +48,27 @@ def _same_object(source: ObjectRef, dest: ObjectRef) -> bool:
     )
 
 
-async def copy(
-    source: ObjectRef,
-    dest: ObjectRef,
-    metadata: Mapping[str, str],
-    visibility_name: str,
-    archival: Archival | None = None,
-    standard: ObjectHeaders = objects.NO_HEADERS,
-) -> ObjectInfo:
-    """Copy ``source`` to ``dest``. ``metadata`` replaces the user metadata and
-    ``standard`` the standard headers it names; otherwise both are carried over.
+async def copy(source: ObjectRef, dest: ObjectRef, new: NewObject) -> ObjectInfo:
+    """Copy ``source`` to ``dest``, created as ``new`` asks (see :class:`NewObject`:
+    the source's metadata and headers are carried over where ``new`` gives none).
 
     Onto itself, a copy that asks for nothing changes nothing (S3 would refuse
     it); with only a visibility it sets that visibility; with metadata,
     headers or archival settings it rewrites them on the service.
     """
-    # Checked before any request: a bad storage class or encryption sends nothing.
-    archival_fields = archival_headers(dest.bucket.config, archival or Archival())
-    asks_archival = archival is not None and archival != Archival()
-    if _same_object(source, dest) and not (metadata or standard or asks_archival):
+    # Checked before any request: a bad storage class, encryption or header sends nothing.
+    archival_headers(dest.bucket.config, new.archival)
+    new.headers.http()
+    rewrites = bool(new.metadata or new.headers or new.archival != Archival())
+    if _same_object(source, dest) and not rewrites:
         info = await objects.head(source)
-        if visibility_name:
-            await visibility.update(dest, visibility_name)
+        if new.visibility:
+            await visibility.update(dest, new.visibility)
         return info
     if not same_service(source, dest):
-        return await _copy_streamed(
-            source, dest, metadata, visibility_name, _streamed_fields(archival_fields, standard)
-        )
+        return await _copy_streamed(source, dest, new)
     try:
-        return await _copy_on_service(
-            source, dest, metadata, visibility_name, archival_fields, standard
-        )
+        return await _copy_on_service(source, dest, new)
     except StorageError as exc:
         if exc.status != 501 and exc.service_code != "NotImplemented":
             raise
@@ -95,54 +77,36 @@ async def copy(
         dest.bucket.name,
         dest.pathname,
     )
-    return await _copy_streamed(
-        source, dest, metadata, visibility_name, _streamed_fields(archival_fields, standard)
-    )
+    return await _copy_streamed(source, dest, new)
 
 
-async def _copy_streamed(
-    source: ObjectRef,
-    dest: ObjectRef,
-    metadata: Mapping[str, str],
-    visibility_name: str,
-    archival_fields: Mapping[str, str],
-) -> ObjectInfo:
-    result = await streamed.copy(source, dest, metadata, visibility_name, archival_fields)
+async def _copy_streamed(source: ObjectRef, dest: ObjectRef, new: NewObject) -> ObjectInfo:
+    result = await streamed.copy(source, dest, new)
     if result.checksum_stored:
         return result.info
     # A source written by something else: store the checksum computed on the way.
     return await attach_checksum(dest, result.headers, result.info)
 
 
-async def _copy_on_service(
-    source: ObjectRef,
-    dest: ObjectRef,
-    metadata: Mapping[str, str],
-    visibility_name: str,
-    archival_fields: Mapping[str, str],
-    standard: ObjectHeaders = objects.NO_HEADERS,
-) -> ObjectInfo:
+async def _copy_on_service(source: ObjectRef, dest: ObjectRef, new: NewObject) -> ObjectInfo:
     info = await objects.head(source)
-    headers = await visibility.acl_headers(dest.bucket, visibility_name)
-    headers.update(archival_fields)
-    headers["x-amz-copy-source"] = _copy_source(source.bucket, source.key)
-    if metadata or standard:
-        headers["x-amz-metadata-directive"] = "REPLACE"
-        headers["Content-Type"] = info.mime_type or content_type_for(dest.pathname)
+    copy_source = _copy_source(source.bucket, source.key)
+    if info.size > dest.bucket.config.multipart_copy_threshold:
+        return await _copy_multipart(
+            dest, info.size, await objects.copy_headers(dest, info, new), copy_source
+        )
+    if new.metadata or new.headers:
         # What REPLACE would drop and the call did not replace is carried over.
-        headers.update(_merged_headers(info.headers, standard).http())
-        headers.update(metadata_headers(metadata) if metadata else _stored_metadata(info))
-        if info.checksum:
-            # Same bytes: the checksum stays.
-            headers[checksums.METADATA_HEADER] = info.checksum
+        headers = await objects.copy_headers(dest, info, new)
+        headers["x-amz-metadata-directive"] = "REPLACE"
     else:
+        headers = await objects.settings_headers(dest, new)
         headers["x-amz-metadata-directive"] = "COPY"
+    headers["x-amz-copy-source"] = copy_source
     if info.checksum and info.etag:
         # The checksum answered (and for REPLACE, stored) is the one read by
         # HEAD: the copy must be of that very object.
         headers["x-amz-copy-source-if-match"] = info.etag
-    if info.size > dest.bucket.config.multipart_copy_threshold:
-        return await _copy_multipart(dest, info, headers)
     etag, last_modified, date = await _copy_object(dest, headers)
     return ObjectInfo(
         size=info.size,
@@ -151,25 +115,6 @@ async def _copy_on_service(
         etag=etag,
         checksum=info.checksum,
     )
-
-
-def _streamed_fields(archival: Mapping[str, str], standard: ObjectHeaders) -> dict[str, str]:
-    """Headers a streamed copy adds to the source's: lower-case, as it carries the source's
-    own standard headers, so that a header the call gives replaces the source's."""
-    return {**archival, **{name.lower(): value for name, value in standard.http().items()}}
-
-
-def _merged_headers(stored: ObjectHeaders, given: ObjectHeaders) -> ObjectHeaders:
-    return ObjectHeaders(
-        **{name: getattr(given, name) or getattr(stored, name) for name in STANDARD_HEADERS}
-    )
-
-
-def _stored_metadata(info: ObjectInfo) -> dict[str, str]:
-    """The source's user metadata as headers, without the checksum (set apart)."""
-    return {
-        name: value for name, value in info.metadata.items() if name != checksums.METADATA_HEADER
-    }
 
 
 async def _copy_object(dest: ObjectRef, headers: Mapping[str, str]) -> tuple[str, int, str]:
@@ -182,20 +127,13 @@ async def _copy_object(dest: ObjectRef, headers: Mapping[str, str]) -> tuple[str
 
 
 async def _copy_multipart(
-    dest: ObjectRef, source: ObjectInfo, copy_headers: dict[str, str]
+    dest: ObjectRef, size: int, headers: Mapping[str, str], copy_source: str
 ) -> ObjectInfo:
-    """CopyObject stops at 5 GiB: copy larger objects part by part on the service."""
+    """CopyObject stops at 5 GiB: copy larger objects part by part on the service, into
+    an upload created with ``headers``."""
     bucket = dest.bucket
-    copy_source = copy_headers.pop("x-amz-copy-source")
-    directive = copy_headers.pop("x-amz-metadata-directive")
-    copy_headers.pop("x-amz-copy-source-if-match", None)  # not a CreateMultipartUpload header
-    headers = dict(copy_headers)
-    if directive == "COPY":
-        headers["Content-Type"] = source.mime_type or content_type_for(dest.pathname)
-        headers.update(source.headers.http())
-        headers.update(source.metadata)
     with bucket.errors(dest.key):
-        plan = plan_parts(source.size, bucket.config.part_size)
+        plan = plan_parts(size, bucket.config.part_size)
 
         async def spans() -> AsyncIterator[tuple[int, int]]:
             for _, start, length in plan.spans():
@@ -208,23 +146,10 @@ async def _copy_multipart(
             concurrency=bucket.config.concurrency,
             send_part=copy_part_sender(target, copy_source),
         )
-    return ObjectInfo(
-        size=done.size,
-        last_modified=int(time.time()),
-        mime_type=headers.get("Content-Type", ""),
-        etag=done.etag,
-        checksum=headers.get(checksums.METADATA_HEADER, ""),
-    )
+    return ObjectInfo.uploaded(done, headers)
 
 
-async def move(
-    source: ObjectRef,
-    dest: ObjectRef,
-    metadata: Mapping[str, str],
-    visibility_name: str,
-    archival: Archival | None = None,
-    standard: ObjectHeaders = objects.NO_HEADERS,
-) -> ObjectInfo:
+async def move(source: ObjectRef, dest: ObjectRef, new: NewObject) -> ObjectInfo:
     """Copy, check what landed, and only then delete the source.
 
     A failure before the delete leaves the source untouched (and the copy
@@ -234,9 +159,9 @@ async def move(
     """
     if _same_object(source, dest):
         # Onto itself: a Copy onto itself, never the delete.
-        return await copy(source, dest, metadata, visibility_name, archival, standard)
+        return await copy(source, dest, new)
     try:
-        info = await copy(source, dest, metadata, visibility_name, archival, standard)
+        info = await copy(source, dest, new)
     except RPCError as exc:
         raise _source_untouched(exc) from None
     await _verify_landed(dest, info)
@@ -305,17 +230,20 @@ async def attach_checksum(
     failure is logged, not raised: the object is whole, and only later
     reads go unverified. Answers ``written`` with the object's new ETag.
     """
-    copy_headers = dict(headers)
-    copy_headers[checksums.METADATA_HEADER] = written.checksum
-    copy_headers["x-amz-copy-source"] = _copy_source(ref.bucket, ref.key)
-    copy_headers["x-amz-metadata-directive"] = "REPLACE"
-    if written.etag:
-        copy_headers["x-amz-copy-source-if-match"] = written.etag
+    created = {**headers, checksums.METADATA_HEADER: written.checksum}
+    copy_source = _copy_source(ref.bucket, ref.key)
     try:
         if written.size > ref.bucket.config.multipart_copy_threshold:
-            etag = (await _copy_multipart(ref, written, copy_headers)).etag
+            etag = (await _copy_multipart(ref, written.size, created, copy_source)).etag
         else:
-            etag, _, _ = await _copy_object(ref, copy_headers)
+            single = {
+                **created,
+                "x-amz-copy-source": copy_source,
+                "x-amz-metadata-directive": "REPLACE",
+            }
+            if written.etag:
+                single["x-amz-copy-source-if-match"] = written.etag
+            etag, _, _ = await _copy_object(ref, single)
     except RPCError as exc:
         log.warning(
             "event=checksum_not_stored bucket=%s pathname=%r checksum=%s error=%r",

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -38,9 +37,8 @@ from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
 from trio_s3rpc.s3.parts import PartPlan, plan_parts
 from trio_s3rpc.sniff import SNIFF_BYTES
 from trio_s3rpc.storage import copies, objects, ranges
-from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import ObjectRef
-from trio_s3rpc.storage.records import ObjectHeaders, ObjectInfo, verify_checksum
+from trio_s3rpc.storage.records import NewObject, ObjectInfo, verify_checksum
 
 log = logging.getLogger("trio_s3rpc.transfers")
 
@@ -115,13 +113,11 @@ class Files:
         self,
         ref: ObjectRef,
         source_path: str,
-        visibility: str,
-        metadata: Mapping[str, str],
-        content_type: str,
+        new: NewObject,
         resume: bool = False,
-        archival: Archival | None = None,
-        standard: ObjectHeaders = objects.NO_HEADERS,
     ) -> ObjectInfo:
+        """Upload the local file ``source_path`` as ``ref``, created as ``new`` asks;
+        ``resume`` continues an unfinished upload of the same file and part size."""
         bucket = ref.bucket
         path = self.paths.confine(source_path, "source_path")
         try:
@@ -134,16 +130,8 @@ class Files:
                 # A file S3 cannot hold is refused before any request is made.
                 plan = plan_parts(size, bucket.config.part_size)
             # Without a content type or a known extension, the file's first bytes decide.
-            head = b"" if content_type else await _pread(fd, min(size, SNIFF_BYTES), 0)
-            headers = await objects.new_object_headers(
-                ref,
-                metadata,
-                visibility,
-                content_type,
-                archival=archival,
-                head=head,
-                standard=standard,
-            )
+            head = b"" if new.content_type else await _pread(fd, min(size, SNIFF_BYTES), 0)
+            headers = await objects.new_object_headers(ref, new, head)
             tracker = progress.current()
             if size <= bucket.config.part_size:
                 tracker.expect(size, 1)
@@ -166,12 +154,7 @@ class Files:
                 "source_path changed size while it was uploaded",
                 f"expected {size} bytes, sent {done.size}",
             )
-        written = ObjectInfo(
-            size=done.size,
-            last_modified=int(time.time()),
-            mime_type=headers["Content-Type"],
-            etag=done.etag,
-        )
+        written = ObjectInfo.uploaded(done, headers)
         if part_checksums.length != done.size:
             # Some part's bytes went uncounted: storing a wrong checksum would
             # make every later read of a good object fail, so store none.

@@ -19,15 +19,17 @@ import trio
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
+from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import upload_multipart
 from trio_s3rpc.s3.parts import plan_parts
 from trio_s3rpc.sniff import SNIFF_BYTES, content_type_of
 from trio_s3rpc.storage import visibility
-from trio_s3rpc.storage.archival import Archival, archival_headers, archival_of
+from trio_s3rpc.storage.archival import archival_headers, archival_of
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError, validate_pathname
 from trio_s3rpc.storage.records import (
     Listing,
+    NewObject,
     ObjectContent,
     ObjectHeaders,
     ObjectInfo,
@@ -40,28 +42,39 @@ from trio_s3rpc.storage.records import (
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 MAX_LIST_KEYS = 1000
 MAX_POST_SIZE = 5 * 1024**3  # S3 takes at most 5 GiB in one POST upload
-NO_HEADERS = ObjectHeaders()
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-async def new_object_headers(
-    ref: ObjectRef,
-    metadata: Mapping[str, str],
-    visibility_name: str,
-    content_type: str = "",
-    *,
-    archival: Archival | None = None,
-    head: bytes = b"",
-    standard: ObjectHeaders = NO_HEADERS,
-) -> dict[str, str]:
-    """What a new object is created with: content type (from ``content_type``, else the
-    pathname's extension, else the content's first bytes ``head``), user metadata,
-    canned ACL, storage class and encryption (``archival`` over the bucket's defaults)."""
-    headers = {"Content-Type": content_type or content_type_of(ref.pathname, head)}
-    headers.update(standard.http())
-    headers.update(archival_headers(ref.bucket.config, archival or Archival()))
-    headers.update(metadata_headers(metadata))
-    headers.update(await visibility.acl_headers(ref.bucket, visibility_name))
+async def new_object_headers(ref: ObjectRef, new: NewObject, head: bytes = b"") -> dict[str, str]:
+    """What a new object is created with: its content type (``new.content_type``, else
+    the pathname's extension, else the content's first bytes ``head``), standard headers,
+    user metadata, and visibility and archival settings (:func:`settings_headers`)."""
+    content_type = new.content_type or content_type_of(ref.pathname, head)
+    headers = {"Content-Type": content_type, **new.headers.http()}
+    headers.update(metadata_headers(new.metadata))
+    headers.update(await settings_headers(ref, new))
+    return headers
+
+
+async def copy_headers(dest: ObjectRef, source: ObjectInfo, new: NewObject) -> dict[str, str]:
+    """What the copy of ``source`` at ``dest`` is created with: the source's content type,
+    standard headers, user metadata and checksum (the same bytes), the metadata and each
+    header ``new`` gives replacing the source's, and ``new``'s settings."""
+    content_type = source.mime_type or content_type_for(dest.pathname)
+    headers = {"Content-Type": content_type, **new.headers.over(source.headers).http()}
+    headers.update(metadata_headers(new.metadata) if new.metadata else source.user_metadata())
+    if source.checksum:
+        headers[checksums.METADATA_HEADER] = source.checksum
+    headers.update(await settings_headers(dest, new))
+    return headers
+
+
+async def settings_headers(ref: ObjectRef, new: NewObject) -> dict[str, str]:
+    """The canned ACL of ``new.visibility`` and the storage class and encryption of
+    ``new.archival``, over the bucket's defaults: what a copy that keeps its source's
+    metadata (``COPY``) still sets."""
+    headers = archival_headers(ref.bucket.config, new.archival)
+    headers.update(await visibility.acl_headers(ref.bucket, new.visibility))
     return headers
 
 
@@ -84,24 +97,8 @@ async def put_object(ref: ObjectRef, headers: Mapping[str, str], body: bytes) ->
     )
 
 
-async def write(
-    ref: ObjectRef,
-    content: bytes,
-    metadata: Mapping[str, str],
-    visibility_name: str,
-    content_type: str = "",
-    archival: Archival | None = None,
-    standard: ObjectHeaders = NO_HEADERS,
-) -> ObjectInfo:
-    headers = await new_object_headers(
-        ref,
-        metadata,
-        visibility_name,
-        content_type,
-        archival=archival,
-        head=content[:SNIFF_BYTES],
-        standard=standard,
-    )
+async def write(ref: ObjectRef, content: bytes, new: NewObject) -> ObjectInfo:
+    headers = await new_object_headers(ref, new, content[:SNIFF_BYTES])
     if len(content) <= ref.bucket.config.part_size:
         return await put_object(ref, headers, content)
     # The content is all here: its checksum goes with it, even into a multipart upload.
@@ -121,13 +118,7 @@ async def _write_multipart(ref: ObjectRef, content: bytes, headers: dict[str, st
 
         target = bucket.multipart(ref.key, headers)
         done = await upload_multipart(target, parts(), concurrency=bucket.config.concurrency)
-    return ObjectInfo(
-        size=done.size,
-        last_modified=int(time.time()),
-        mime_type=headers["Content-Type"],
-        etag=done.etag,
-        checksum=headers.get(checksums.METADATA_HEADER, ""),
-    )
+    return ObjectInfo.uploaded(done, headers)
 
 
 async def read(
@@ -192,7 +183,6 @@ async def head(ref: ObjectRef) -> ObjectInfo:
 
 def info_from_headers(headers: Mapping[str, str]) -> ObjectInfo:
     """What a HeadObject answer says about the object."""
-    archival = archival_of(headers)
     return ObjectInfo(
         size=int(headers.get("content-length", "0")),
         last_modified=http_date(headers.get("last-modified")),
@@ -200,9 +190,7 @@ def info_from_headers(headers: Mapping[str, str]) -> ObjectInfo:
         etag=headers.get("etag", ""),
         metadata={name: value for name, value in headers.items() if name.startswith("x-amz-meta-")},
         checksum=stored_checksum(headers),
-        storage_class=archival.storage_class,
-        sse=archival.sse,
-        sse_kms_key_id=archival.sse_kms_key_id,
+        archival=archival_of(headers),
         headers=ObjectHeaders.from_response(headers),
     )
 

@@ -1,11 +1,14 @@
-"""What storage operations answer, and how objects' headers are read and written.
+"""What storage operations are asked and answer, and how objects' headers are read
+and written.
 
-The records are the answers of the operations. Those whose fields are the
-contract's wire names (:class:`ObjectContent`, :class:`DeleteManyResult`
+:class:`NewObject` is what a write or copy asks the new object to be created
+with. The other records are the answers of the operations. Those whose fields
+are the contract's wire names (:class:`ObjectContent`, :class:`DeleteManyResult`
 and its :class:`DeleteError`, and a :class:`Listing`'s ``s3/xml.py`` entries) are
-answered as they are by ``rpc/methods.py``, not copied. The helpers translate between an
-object's HTTP headers and what they mean: dates, user metadata, the stored
-checksum.
+answered as they are by ``rpc/methods.py``, not copied; so are the standard
+headers' names (:class:`StandardHeaderFields`), which the write requests take
+as their fields. The helpers translate between an object's HTTP headers and
+what they mean: dates, user metadata, the stored checksum.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import base64
 import email.utils
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ChecksumMismatchError, ErrorCode, RPCError
 from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.multipart import CompletedUpload
+from trio_s3rpc.storage.archival import Archival
 
 log = logging.getLogger("trio_s3rpc.storage")
 
@@ -37,9 +43,11 @@ STANDARD_HEADERS = {
 }
 
 
-@dataclass(slots=True, frozen=True)
-class ObjectHeaders:
-    """An object's standard headers; empty (or 0 for ``expires``) means not set."""
+@dataclass(slots=True, frozen=True, kw_only=True)
+class StandardHeaderFields:
+    """The standard headers by their wire names, declared once: the request fields of
+    every call that writes an object (``rpc/methods.py``) and :class:`ObjectHeaders`.
+    Empty (or 0 for ``expires``) means not set."""
 
     cache_control: str = ""
     content_disposition: str = ""
@@ -47,8 +55,22 @@ class ObjectHeaders:
     content_language: str = ""
     expires: int = 0  # Unix seconds
 
+    def object_headers(self) -> ObjectHeaders:
+        return ObjectHeaders(**{name: getattr(self, name) for name in STANDARD_HEADERS})
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ObjectHeaders(StandardHeaderFields):
+    """An object's standard headers, as a write asks for them or HeadObject answers them."""
+
     def __bool__(self) -> bool:
         return any(getattr(self, name) for name in STANDARD_HEADERS)
+
+    def over(self, stored: ObjectHeaders) -> ObjectHeaders:
+        """These headers, and for those not set here the ``stored`` ones."""
+        return ObjectHeaders(
+            **{name: getattr(self, name) or getattr(stored, name) for name in STANDARD_HEADERS}
+        )
 
     def http(self) -> dict[str, str]:
         """The HTTP headers to store; a value no header can carry is ``INVALID_REQUEST``."""
@@ -98,10 +120,50 @@ class ObjectInfo:
     # "<algorithm>:<hex>" of the object's bytes, when known (see checksums.py).
     checksum: str = ""
     # As HeadObject answers them (see archival.py); "" where not read.
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
+    archival: Archival = Archival()
     headers: ObjectHeaders = ObjectHeaders()
+
+    def user_metadata(self) -> dict[str, str]:
+        """The user metadata as headers, without the checksum (which is set apart)."""
+        return {
+            name: value
+            for name, value in self.metadata.items()
+            if name != checksums.METADATA_HEADER
+        }
+
+    @classmethod
+    def uploaded(
+        cls, done: CompletedUpload, headers: Mapping[str, str], checksum: str | None = None
+    ) -> ObjectInfo:
+        """The object a multipart upload created with ``headers`` completed as; its
+        checksum is the one those headers store unless ``checksum`` is given."""
+        return cls(
+            size=done.size,
+            last_modified=int(time.time()),
+            mime_type=headers.get("Content-Type", ""),
+            etag=done.etag,
+            checksum=headers.get(checksums.METADATA_HEADER, "") if checksum is None else checksum,
+        )
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class NewObject:
+    """What a call that creates an object asks it to be created with: built once by the
+    method from its request and handed down unchanged (Write, WriteFile, UploadStart,
+    Copy, Move).
+
+    Empty means the default: a content type from the pathname's extension or the
+    content's first bytes, the bucket's visibility, storage class and encryption.
+    A copy keeps its source's content type, user metadata (unless ``metadata`` is
+    given: it replaces all of it) and standard headers (each one ``headers`` sets
+    replaces the source's).
+    """
+
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    visibility: str = ""
+    content_type: str = ""
+    headers: ObjectHeaders = ObjectHeaders()
+    archival: Archival = Archival()
 
 
 @dataclass(slots=True, frozen=True)

@@ -31,7 +31,6 @@ bucket's defaults.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -41,15 +40,9 @@ from trio_s3rpc import checksums, progress
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.s3.multipart import upload_multipart, upload_part
 from trio_s3rpc.s3.parts import PartPlan, plan_parts
-from trio_s3rpc.sniff import content_type_of
-from trio_s3rpc.storage import objects, ranges, visibility
+from trio_s3rpc.storage import objects, ranges
 from trio_s3rpc.storage.buckets import ObjectRef, StorageError
-from trio_s3rpc.storage.records import (
-    ObjectHeaders,
-    ObjectInfo,
-    metadata_headers,
-    verify_checksum,
-)
+from trio_s3rpc.storage.records import NewObject, ObjectInfo, verify_checksum
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,20 +56,11 @@ class StreamedCopy:
     checksum_stored: bool
 
 
-async def copy(
-    source: ObjectRef,
-    dest: ObjectRef,
-    metadata: Mapping[str, str],
-    visibility_name: str,
-    archival: Mapping[str, str],
-) -> StreamedCopy:
-    """Stream ``source`` into ``dest`` (see the module docstring); raises RPCError."""
-    response = await source.bucket.request("HeadObject", "HEAD", source.key)
-    found = objects.info_from_headers(response.headers)
-    headers = await _dest_headers(source, dest, response.headers, metadata, visibility_name)
-    headers.update(archival)
-    if found.checksum:
-        headers[checksums.METADATA_HEADER] = found.checksum
+async def copy(source: ObjectRef, dest: ObjectRef, new: NewObject) -> StreamedCopy:
+    """Stream ``source`` into ``dest``, created as ``new`` asks (see the module
+    docstring); raises RPCError."""
+    found = await objects.head(source)
+    headers = await objects.copy_headers(dest, found, new)
     plan = _plan(dest, found.size)
     tracker = progress.current()
     tracker.expect(found.size, max(1, plan.parts))
@@ -158,41 +142,14 @@ async def copy(
             send_part=send,
             before_complete=before_complete,
         )
-    info = ObjectInfo(
-        size=done.size,
-        last_modified=int(time.time()),
-        mime_type=headers["Content-Type"],
-        etag=done.etag,
-        checksum=found.checksum or checksums.format_checksum(pieces.whole()),
-    )
+    checksum = found.checksum or checksums.format_checksum(pieces.whole())
+    info = ObjectInfo.uploaded(done, headers, checksum)
     return StreamedCopy(info, headers, checksum_stored=bool(found.checksum))
 
 
 def _plan(dest: ObjectRef, size: int) -> PartPlan:
     with dest.bucket.errors(dest.key):
         return plan_parts(size, dest.bucket.config.part_size)
-
-
-async def _dest_headers(
-    source: ObjectRef,
-    dest: ObjectRef,
-    source_headers: Mapping[str, str],
-    metadata: Mapping[str, str],
-    visibility_name: str,
-) -> dict[str, str]:
-    headers = {
-        "Content-Type": source_headers.get("content-type") or content_type_of(dest.pathname, b"")
-    }
-    # Cache-Control, Content-Disposition, ...: those the call sets replace these later.
-    headers.update(ObjectHeaders.from_response(source_headers).http())
-    if metadata:
-        headers.update(metadata_headers(metadata))
-    else:
-        for name, value in source_headers.items():
-            if name.startswith("x-amz-meta-") and name != checksums.METADATA_HEADER:
-                headers[name] = value
-    headers.update(await visibility.acl_headers(dest.bucket, visibility_name))
-    return headers
 
 
 async def _fetch(
