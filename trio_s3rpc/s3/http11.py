@@ -55,7 +55,7 @@ import enum
 import socket as stdlib_socket
 import ssl
 import time
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import Any
 
 import h11
@@ -219,7 +219,7 @@ class HTTP11Connection:
 
     def __init__(
         self,
-        origin: tuple[bytes, bytes, int],
+        origin: Origin,
         *,
         ssl_context: ssl.SSLContext | None = None,
         keepalive_expiry: float | None = None,
@@ -260,14 +260,8 @@ class HTTP11Connection:
 
     async def handle_async_request(self, request: httpcore.Request) -> Response:
         """httpcore's interface: the request's method, URL target, headers, stream, timeouts."""
-        timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
-        return await self.request(
-            request.method,
-            request.url.target,
-            request.headers,
-            request.stream,  # type: ignore[arg-type]
-            timeouts,
-        )
+        _, method, target, headers, body, timeouts = unpack(request)
+        return await self.request(method, target, headers, body, timeouts)
 
     async def request(
         self,
@@ -465,6 +459,32 @@ class Body:
             return
         self._closed = True
         await self._connection._response_closed()
+
+
+Origin = tuple[bytes, bytes, int]
+"""(scheme, host, port)."""
+
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+
+
+def unpack(
+    request: httpcore.Request,
+) -> tuple[
+    Origin,
+    bytes,
+    bytes,
+    list[tuple[bytes, bytes]],
+    bytes | AsyncIterable[bytes],
+    Mapping[str, float | None],
+]:
+    """An ``httpcore.Request`` as origin, method, target, headers, body, timeouts."""
+    url = request.url
+    origin = (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 80))
+    stream = request.stream
+    # httpcore keeps whole bodies in a stream that iterates both ways.
+    body = b"".join(stream) if isinstance(stream, Iterable) else stream
+    timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
+    return origin, request.method, url.target, request.headers, body, timeouts
 
 
 def _seconds(timeout: float | None) -> float:

@@ -33,20 +33,19 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import AsyncIterable, Mapping
 
 import httpcore
 import trio
 
-from trio_s3rpc.s3.http11 import Body, HTTP11Connection, Response
+from trio_s3rpc.s3.http11 import Body, HTTP11Connection, Origin, Response, unpack
 
 DEFAULT_KEEPALIVE_EXPIRY = 5.0
-_DEFAULT_PORTS = {b"http": 80, b"https": 443}
 # A request whose connection turns out unusable is repeated on a fresh one;
 # more than this many in a row means something else is wrong.
 MAX_UNAVAILABLE_RETRIES = 3
 
 
-Key = tuple[bytes, bytes, int]
 
 
 class ConnectionPool:
@@ -69,7 +68,7 @@ class ConnectionPool:
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
         self._slots = trio.Semaphore(max_connections)
-        self._idle: dict[Key, list[HTTP11Connection]] = {}
+        self._idle: dict[Origin, list[HTTP11Connection]] = {}
         self._idle_count = 0
         self._active: set[HTTP11Connection] = set()
         self._closed = False
@@ -83,7 +82,20 @@ class ConnectionPool:
         return len(self._active)
 
     async def request(self, request: httpcore.Request) -> Response:
-        """Send ``request`` on a free connection; the caller must close the answer.
+        """Send an ``httpcore.Request`` (httpcore's interface; see :meth:`send`)."""
+        return await self.send(*unpack(request))
+
+    async def send(
+        self,
+        origin: Origin,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes],
+        timeouts: Mapping[str, float | None],
+    ) -> Response:
+        """Send one request on a free connection to ``origin``; the caller must close
+        the answer. ``timeouts`` as httpcore's: connect, read, write, pool (seconds).
 
         Closing the answer's stream (``await response.aclose()``) returns the
         connection to the pool, or closes it when it cannot be reused.
@@ -95,22 +107,19 @@ class ConnectionPool:
             # A free slot means nobody waits (trio hands released slots to waiters first).
             self._slots.acquire_nowait()
         else:
-            pool_timeout = request.extensions.get("timeout", {}).get("pool")
+            pool_timeout = timeouts.get("pool")
             with trio.move_on_after(
                 float("inf") if pool_timeout is None else pool_timeout
             ) as waiting:
                 await self._slots.acquire()
             if waiting.cancelled_caught:
                 raise httpcore.PoolTimeout(f"no free connection within {pool_timeout} s")
-        return await self._send_holding_slot(request)
-
-    async def _send_holding_slot(self, request: httpcore.Request) -> Response:
         try:
             for _ in range(MAX_UNAVAILABLE_RETRIES):
-                connection = await self._checkout(request.url)
+                connection = await self._checkout(origin)
                 self._active.add(connection)
                 try:
-                    response = await connection.handle_async_request(request)
+                    response = await connection.request(method, target, headers, body, timeouts)
                 except httpcore.ConnectionNotAvailable:
                     self._active.discard(connection)
                     await _close_quietly(connection)
@@ -126,11 +135,10 @@ class ConnectionPool:
             self._slots.release()
             raise
 
-    async def _checkout(self, url: httpcore.URL) -> HTTP11Connection:
-        """The most recently used idle connection to the URL's origin that is still good,
-        or a new one. Expired ones (idle too long, or closed by the server) are closed on
-        the way."""
-        key = (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 80))
+    async def _checkout(self, key: Origin) -> HTTP11Connection:
+        """The most recently used idle connection to the origin that is still good, or a
+        new one. Expired ones (idle too long, or closed by the server) are closed on the
+        way."""
         idle = self._idle.get(key)
         while idle:
             connection = idle.pop()

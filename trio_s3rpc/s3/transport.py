@@ -31,10 +31,10 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpcore
@@ -276,7 +276,14 @@ class HTTPResponse:
         await self.aclose()
 
     async def aread(self) -> bytes:
-        return b"".join([chunk async for chunk in self.aiter_raw()])
+        """The whole body (read without an async generator: this is the small reads' path)."""
+        if self._consumed:
+            raise RuntimeError("the body was read already")
+        self._consumed = True
+        try:
+            return b"".join([chunk async for chunk in self._response.stream])
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -294,6 +301,43 @@ class _Target:
     @property
     def target(self) -> bytes:
         return (f"{self.path}?{self.query}" if self.query else self.path).encode("ascii")
+
+
+class _Prepared(NamedTuple):
+    """A signed request, as the pool sends it."""
+
+    origin: tuple[bytes, bytes, int]
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | AsyncIterable[bytes]
+
+
+class _Streamed:
+    """The context of :meth:`S3Transport.stream`: a class rather than an
+    ``asynccontextmanager``, whose generator costs more than the small reads inside."""
+
+    __slots__ = ("_args", "_response", "_transport")
+
+    def __init__(self, transport: S3Transport, *args: Any) -> None:
+        self._transport = transport
+        self._args = args
+        self._response: HTTPResponse | None = None
+
+    async def __aenter__(self) -> HTTPResponse:
+        self._response = await self._transport._open_stream(*self._args)
+        return self._response
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        response = self._response
+        assert response is not None
+        # Closing waits only where it closes a connection, and shields that itself.
+        await response.aclose()
+        if isinstance(exc, HTTP_ERRORS):
+            operation = self._args[0]
+            raise self._transport._transport_failure(operation, exc).error from exc
 
 
 class _BodyLengthError(Exception):
@@ -374,9 +418,7 @@ class S3Transport:
         self._flexible_checksums = server.checksums == "when_supported"
         self._user_agent = f"trio-s3rpc/{__version__}"
         self._bases: dict[str, tuple[str, str, str, tuple[bytes, bytes, int]]] = {}
-        self._extensions = {
-            "timeout": httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)).as_dict()
-        }
+        self._timeouts = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)).as_dict()
         self._pool = ConnectionPool(
             max_connections=max_connections,
             keepalive_expiry=KEEPALIVE_EXPIRY,
@@ -544,10 +586,9 @@ class S3Transport:
         stored) or ``aiter_bytes()``. A connection failure while reading raises
         :class:`S3Error`. Leaving the context closes the response.
         """
-        return self._stream(operation, method, bucket, key, query, headers)
+        return _Streamed(self, operation, method, bucket, key, query, headers)
 
-    @asynccontextmanager
-    async def _stream(
+    async def _open_stream(
         self,
         operation: str,
         method: str,
@@ -555,7 +596,7 @@ class S3Transport:
         key: str | None,
         query: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
-    ) -> AsyncIterator[HTTPResponse]:
+    ) -> HTTPResponse:
         target = self._target(bucket, key, query)
         base_headers = self._base_headers(operation, target.host, headers, b"")
 
@@ -572,14 +613,7 @@ class S3Transport:
                 await response.aclose()
             raise self._failure(operation, method, response.status_code, response.headers, content)
 
-        response = await self._with_retries(operation, True, attempt)
-        try:
-            yield response
-        except HTTP_ERRORS as exc:
-            raise self._transport_failure(operation, exc).error from exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await response.aclose()
+        return await self._with_retries(operation, True, attempt)
 
     # --- one attempt --------------------------------------------------------
 
@@ -620,7 +654,7 @@ class S3Transport:
         base_headers: dict[str, str],
         body: bytes | BodyFactory,
         content_length: int | None,
-    ) -> httpcore.Request:
+    ) -> _Prepared:
         """A request signed now: every attempt is signed afresh (the time moves on)."""
         headers = dict(base_headers)
         content: bytes | AsyncIterable[bytes]
@@ -636,20 +670,19 @@ class S3Transport:
             content_sha256 = UNSIGNED_PAYLOAD
             headers["content-length"] = str(content_length)
         self._signer.sign_headers(method, target.path, target.query, headers, content_sha256)
-        scheme, hostname, port = target.origin
-        return httpcore.Request(
+        return _Prepared(
+            target.origin,
             method.encode("ascii"),
-            httpcore.URL(scheme=scheme, host=hostname, port=port, target=target.target),
+            target.target,
             # UTF-8 as httpx does; h11 refuses a name that is not an HTTP token.
-            headers=[(name.encode(), value.encode()) for name, value in headers.items()],
-            content=content,
-            extensions=self._extensions,
+            [(name.encode(), value.encode()) for name, value in headers.items()],
+            content,
         )
 
-    async def _send(self, operation: str, request: httpcore.Request) -> Response:
+    async def _send(self, operation: str, request: _Prepared) -> Response:
         """Send on a pooled connection; the caller must close the response."""
         try:
-            return await self._pool.request(request)
+            return await self._pool.send(*request, self._timeouts)
         except HTTP_ERRORS as exc:
             raise self._transport_failure(operation, exc) from exc
         except _BodyLengthError as exc:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import trio
 
@@ -67,16 +68,52 @@ def map_s3_error(exc: S3Error, bucket: str, pathname: str = "") -> StorageError:
     return StorageError(code, message, where, status=exc.status, service_code=exc.code)
 
 
-@contextlib.contextmanager
-def map_errors(bucket: str, pathname: str = "") -> Iterator[None]:
-    """Turn a storage failure (or an upload S3 would refuse) inside into a contract error."""
-    try:
-        yield
-    except S3Error as exc:
-        raise map_s3_error(exc, bucket, pathname) from None
-    except PartLimitError as exc:
-        where = f"bucket: {bucket}" + (f", pathname: {pathname}" if pathname else "")
-        raise RPCError(ErrorCode.INVALID_REQUEST, str(exc), where) from None
+class map_errors:
+    """Turn a storage failure (or an upload S3 would refuse) inside into a contract error.
+
+    A class rather than a ``contextmanager`` generator: it wraps every call.
+    """
+
+    __slots__ = ("bucket", "pathname")
+
+    def __init__(self, bucket: str, pathname: str = "") -> None:
+        self.bucket = bucket
+        self.pathname = pathname
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(exc, S3Error):
+            raise map_s3_error(exc, self.bucket, self.pathname) from None
+        if isinstance(exc, PartLimitError):
+            where = f"bucket: {self.bucket}" + (
+                f", pathname: {self.pathname}" if self.pathname else ""
+            )
+            raise RPCError(ErrorCode.INVALID_REQUEST, str(exc), where) from None
+
+
+class Slot:
+    """``async with`` one of a limiter's tokens, without a trip through the scheduler
+    when a token is free (``CapacityLimiter.acquire`` always makes one: 4.3 µs against
+    1.1 µs here). The request inside waits on the network, which is the checkpoint.
+    Waiters keep their order: a free token with tasks waiting is not taken."""
+
+    __slots__ = ("limiter",)
+
+    def __init__(self, limiter: trio.CapacityLimiter) -> None:
+        self.limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self.limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await self.limiter.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.limiter.release()
 
 
 def validate_pathname(pathname: str, field_name: str = "pathname") -> None:
@@ -113,6 +150,10 @@ class Bucket:
     # "acl" or "none" once known; "auto" buckets are probed at first use.
     visibility_mode: str = "acl"
     probe_lock: trio.Lock = field(default_factory=trio.Lock)
+    slot: Slot = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slot = Slot(self.limiter)
 
     @property
     def name(self) -> str:
@@ -150,7 +191,7 @@ class Bucket:
     ) -> S3Response:
         """One request with its whole answer, under the limiter, failures mapped."""
         with self.errors(key):
-            async with self.limiter:
+            async with self.slot:
                 return await self.transport.request(
                     operation,
                     method,
@@ -159,26 +200,56 @@ class Bucket:
                     **kwargs,  # type: ignore[arg-type]
                 )
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self, operation: str, method: str, key: str, headers: Mapping[str, str]
-    ) -> AsyncIterator[HTTPResponse]:
+    ) -> contextlib.AbstractAsyncContextManager[HTTPResponse]:
         """A request whose answer is read as it arrives, under the limiter, failures
         (also those while reading the body inside the context) mapped."""
-        with self.errors(key):
-            async with (
-                self.limiter,
-                self.transport.stream(
-                    operation, method, self.config.bucket, key, headers=headers
-                ) as response,
-            ):
-                yield response
+        return _Streamed(self, operation, method, key, headers)
 
     def multipart(self, key: str, headers: Mapping[str, str]) -> MultipartTarget:
         """Where a multipart upload to ``key`` goes; call it inside :meth:`errors`."""
         return MultipartTarget(
             self.transport, self.config.bucket, key, self.limiter, headers, book=self.book
         )
+
+
+class _Streamed:
+    """The context of :meth:`Bucket.stream` (a class: see :class:`Slot`)."""
+
+    __slots__ = ("_bucket", "_errors", "_inner")
+
+    def __init__(
+        self, bucket: Bucket, operation: str, method: str, key: str, headers: Mapping[str, str]
+    ) -> None:
+        self._bucket = bucket
+        self._errors = bucket.errors(key)
+        self._inner = bucket.transport.stream(
+            operation, method, bucket.config.bucket, key, headers=headers
+        )
+
+    async def __aenter__(self) -> HTTPResponse:
+        with self._errors:
+            await self._bucket.slot.__aenter__()
+            try:
+                return await self._inner.__aenter__()
+            except BaseException:
+                self._bucket.limiter.release()
+                raise
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._errors:
+            try:
+                await self._inner.__aexit__(kind, exc, tb)
+            finally:
+                self._bucket.limiter.release()
+            if isinstance(exc, S3Error | PartLimitError):
+                raise exc  # a failure inside the block: mapped on its way out
 
 
 @dataclass(slots=True, frozen=True)

@@ -147,7 +147,7 @@ async def read(
                     f"bucket: {bucket.name}, pathname: {ref.pathname}",
                 )
             # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
-            content = b"".join([chunk async for chunk in response.aiter_raw()])
+            content = await response.aread()
     except StorageError as exc:
         if exc.status != 416:
             raise
