@@ -372,7 +372,13 @@ class S3Methods:
         add(
             "s3.RegisterBucket", RegisterBucketRequest, RegisterBucketResponse, self.register_bucket
         )
-        add("s3.ListBuckets", ListBucketsRequest, ListBucketsResponse, self.list_buckets)
+        add(
+            "s3.ListBuckets",
+            ListBucketsRequest,
+            ListBucketsResponse,
+            self.list_buckets,
+            inline=True,
+        )
         add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
         add("s3.Read", ReadRequest, ObjectContent, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)

@@ -269,12 +269,21 @@ class ResponseEncoder:
 _encoders: dict[type, ResponseEncoder] = {}
 
 
+# Values passed through as they are: checked first, by exact type, as most are.
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        encoder = _encoders.get(type(value))
-        if encoder is None:
-            encoder = _encoders[type(value)] = ResponseEncoder(type(value))
-        return encoder.encode(value)
-    return value
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        return [item if type(item) in _SCALARS else _plain(item) for item in value]
+    encoder = _encoders.get(kind)
+    if encoder is None:
+        if isinstance(value, list):
+            return [_plain(item) for item in value]
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            return value  # a mapping (metadata), or a subclass of a scalar
+        encoder = _encoders[kind] = ResponseEncoder(kind)
+    return encoder.encode(value)
