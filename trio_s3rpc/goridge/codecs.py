@@ -60,9 +60,19 @@ def codec_name(codec: int) -> str:
     return "+".join(names) if names else "none"
 
 
+# What PHP sends for no arguments ({}, [], null; msgpack's empty map and array).
+_NO_ARGUMENTS = {
+    CODEC_JSON: frozenset({b"{}", b"[]", b"null"}),
+    CODEC_MSGPACK: frozenset({b"\x80", b"\x90", b"\xc0"}),
+}
+
+
 def decode_args(codec: int, body: bytes) -> dict[str, Any]:
     """The argument object encoded in ``body``; raises only CodecError."""
     codec &= CODEC_MASK
+    empty = _NO_ARGUMENTS.get(codec)
+    if empty is not None and body in empty:
+        return {}
     if codec == CODEC_JSON:
         return _decode_json(body)
     if codec == CODEC_MSGPACK:

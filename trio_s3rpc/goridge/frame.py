@@ -196,12 +196,26 @@ def parse_rpc_request(frame: Frame) -> RPCRequest:
     return RPCRequest(seq, method, frame.flags & CODEC_MASK, payload[method_length:])
 
 
+# An RPC frame's header: two options (seq, method length), so one fixed layout.
+_RPC_FIRST = (VERSION << 4) | (_MIN_HEADER_WORDS + 2)
+_RPC_HEADER = struct.Struct("<BBIIBBII")
+
+
 def _rpc_frame(seq: int, method: str, flags: int, body: bytes) -> bytes:
+    """What ``encode_frame(flags, (seq, len(name)), name + body)`` gives, packed in one go
+    (every call's answer goes through here)."""
     name = method.encode("utf-8")
     if not 0 <= seq <= _MAX_UINT32:
         raise ValueError(f"seq must be a uint32, got {seq}")
+    if not 0 <= flags <= 0xFF:
+        raise ValueError(f"flags must fit in one byte, got {flags}")
+    length = len(name) + len(body)
+    if length > _MAX_UINT32:
+        raise ValueError(f"payload of {length} bytes exceeds the 4 GiB frame limit")
+    crc = zlib.crc32(_CRC_PREFIX.pack(_RPC_FIRST, flags, length))
+    header = _RPC_HEADER.pack(_RPC_FIRST, flags, length, crc, 0, 0, seq, len(name))
     # One join copies the (possibly large) body once.
-    return b"".join((_header(flags, (seq, len(name)), len(name) + len(body), 0), name, body))
+    return b"".join((header, name, body))
 
 
 def encode_rpc_request(seq: int, method: str, codec: int, body: bytes) -> bytes:

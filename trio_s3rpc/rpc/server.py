@@ -236,9 +236,11 @@ class Connection:
     async def _send(self, frame: bytes) -> None:
         """Write one whole answer; answers never interleave.
 
-        Fast path: when no other answer is being written, try one plain
-        non-blocking write first; most answers fit in the socket buffer, and
-        this skips the scheduler round trips of a lock and ``send_all``.
+        Fast path: when no other answer is being written, one plain
+        non-blocking write; most answers fit in the socket buffer. Nothing
+        awaits between the check and the write, so no lock is needed for it;
+        only a write that must wait for the rest takes the lock, and answers
+        that come meanwhile queue behind it.
         """
         lock = self._send_lock
         try:
@@ -246,18 +248,15 @@ class Connection:
                 async with lock:
                     await self._stream.send_all(frame)
                 return
-            lock.acquire_nowait()
             try:
-                try:
-                    sent = os.write(self._fd, frame)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    raise trio.BrokenResourceError from None
-                if sent < len(frame):
+                sent = os.write(self._fd, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                raise trio.BrokenResourceError from None
+            if sent < len(frame):
+                async with lock:  # free: nothing awaited since it was checked
                     await self._stream.send_all(memoryview(frame)[sent:])
-            finally:
-                lock.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client is gone: stop reading; run() cancels the other calls.
             self._client_gone = True
