@@ -55,6 +55,7 @@ class StandardHeaderFields:
     expires: int = 0  # Unix seconds
 
     def object_headers(self) -> ObjectHeaders:
+        """These fields as the headers of an object (to store, merge or compare)."""
         return ObjectHeaders(**{name: getattr(self, name) for name in STANDARD_HEADERS})
 
 
