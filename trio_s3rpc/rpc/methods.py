@@ -530,7 +530,7 @@ class S3Methods:
             req.continuation_token,
         )
         return ListObjectsResponse(
-            objects=listing.objects,
+            objects=listing.contents,
             is_truncated=listing.is_truncated,
             key_count=listing.key_count,
             common_prefixes=[PrefixEntry(p) for p in listing.common_prefixes],

@@ -73,6 +73,29 @@ class MultipartTarget:
     create_headers: Mapping[str, str]
     book: UploadBook | None = None
 
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        query: Mapping[str, str],
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | BodyFactory = b"",
+        content_length: int | None = None,
+    ) -> S3Response:
+        """One request about this upload's key, under the bucket's limiter."""
+        async with self.limiter:
+            return await self.transport.request(
+                operation,
+                method,
+                self.bucket,
+                self.key,
+                query=query,
+                headers=headers,
+                body=body,
+                content_length=content_length,
+            )
+
 
 T = TypeVar("T")
 
@@ -123,17 +146,14 @@ async def upload_part(
     ``data`` is the part's bytes, or a :data:`BodyFactory` of its pieces
     with their ``content_length`` (no copy of them is made into one).
     """
-    async with target.limiter:
-        response = await target.transport.request(
-            "UploadPart",
-            "PUT",
-            target.bucket,
-            target.key,
-            query={"partNumber": str(number), "uploadId": upload_id},
-            headers=headers,
-            body=data,
-            content_length=content_length,
-        )
+    response = await target.request(
+        "UploadPart",
+        "PUT",
+        {"partNumber": str(number), "uploadId": upload_id},
+        headers=headers,
+        body=data,
+        content_length=content_length,
+    )
     etag = str(response.headers.get("etag", ""))
     if not etag:
         raise S3Error("UploadPart", response.status, "MalformedResponse", "answer had no ETag")
@@ -142,16 +162,13 @@ async def upload_part(
 
 async def complete_upload(target: MultipartTarget, upload_id: str, etags: Mapping[int, str]) -> str:
     body = s3xml.build_complete_multipart(sorted(etags.items()))
-    async with target.limiter:
-        response = await target.transport.request(
-            "CompleteMultipartUpload",
-            "POST",
-            target.bucket,
-            target.key,
-            query={"uploadId": upload_id},
-            headers={"Content-Type": "application/xml"},
-            body=body,
-        )
+    response = await target.request(
+        "CompleteMultipartUpload",
+        "POST",
+        {"uploadId": upload_id},
+        headers={"Content-Type": "application/xml"},
+        body=body,
+    )
     # S3 may answer 200 and still fail the completion in the body.
     etag, _ = s3xml.parse_copy_result(response.content, "CompleteMultipartUpload")
     return etag
@@ -326,18 +343,15 @@ def copy_part_sender(target: MultipartTarget, copy_source: str) -> PartSender[tu
 
     async def send(upload_id: str, number: int, span: tuple[int, int]) -> tuple[str, int]:
         start, end = span
-        async with target.limiter:
-            response = await target.transport.request(
-                "UploadPartCopy",
-                "PUT",
-                target.bucket,
-                target.key,
-                query={"partNumber": str(number), "uploadId": upload_id},
-                headers={
-                    "x-amz-copy-source": copy_source,
-                    "x-amz-copy-source-range": f"bytes={start}-{end - 1}",
-                },
-            )
+        response = await target.request(
+            "UploadPartCopy",
+            "PUT",
+            {"partNumber": str(number), "uploadId": upload_id},
+            headers={
+                "x-amz-copy-source": copy_source,
+                "x-amz-copy-source-range": f"bytes={start}-{end - 1}",
+            },
+        )
         etag, _ = s3xml.parse_copy_result(response.content, "UploadPartCopy")
         return etag, end - start
 
@@ -372,10 +386,7 @@ async def list_parts(target: MultipartTarget, upload_id: str) -> list[s3xml.Part
     parts: list[s3xml.PartEntry] = []
     query = {"uploadId": upload_id}
     while True:
-        async with target.limiter:
-            response = await target.transport.request(
-                "ListParts", "GET", target.bucket, target.key, query=query
-            )
+        response = await target.request("ListParts", "GET", query)
         page = s3xml.parse_list_parts(response.content)
         parts.extend(page.parts)
         if not page.is_truncated or not page.next_part_number_marker:

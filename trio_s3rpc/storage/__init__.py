@@ -26,7 +26,6 @@ from trio_s3rpc.storage.buckets import (
 from trio_s3rpc.storage.records import (
     DeleteError,
     DeleteManyResult,
-    Listing,
     NewObject,
     ObjectContent,
     ObjectInfo,
@@ -38,7 +37,6 @@ __all__ = [
     "Bucket",
     "DeleteError",
     "DeleteManyResult",
-    "Listing",
     "NewObject",
     "ObjectContent",
     "ObjectInfo",

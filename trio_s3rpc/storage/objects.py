@@ -28,7 +28,6 @@ from trio_s3rpc.storage import visibility
 from trio_s3rpc.storage.archival import archival_headers, archival_of
 from trio_s3rpc.storage.buckets import Bucket, ObjectRef, StorageError, validate_pathname
 from trio_s3rpc.storage.records import (
-    Listing,
     NewObject,
     ObjectContent,
     ObjectHeaders,
@@ -349,7 +348,7 @@ async def upload_form(
 
 async def list_objects(
     bucket: Bucket, prefix: str, delimiter: str, max_keys: int, continuation_token: str
-) -> Listing:
+) -> s3xml.ListObjectsResult:
     if max_keys < 0:
         raise RPCError(ErrorCode.INVALID_REQUEST, f"max_keys must not be negative, got {max_keys}")
     query = {
@@ -364,11 +363,10 @@ async def list_objects(
     response = await bucket.request("ListObjectsV2", "GET", None, query=query)
     with bucket.errors():
         result = s3xml.parse_list_objects_v2(response.content)
+    # Keys are pathnames: the bucket's prefix is taken off.
     strip = len(bucket.config.prefix)
-    return Listing(
-        objects=[replace(item, key=item.key[strip:]) for item in result.contents],
+    return replace(
+        result,
+        contents=[replace(item, key=item.key[strip:]) for item in result.contents],
         common_prefixes=[p[strip:] for p in result.common_prefixes],
-        is_truncated=result.is_truncated,
-        next_continuation_token=result.next_continuation_token,
-        key_count=result.key_count,
     )

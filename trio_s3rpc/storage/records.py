@@ -4,8 +4,8 @@ and written.
 :class:`NewObject` is what a write or copy asks the new object to be created
 with. The other records are the answers of the operations. Those whose fields
 are the contract's wire names (:class:`ObjectContent`, :class:`DeleteManyResult`
-and its :class:`DeleteError`, and a :class:`Listing`'s ``s3/xml.py`` entries) are
-answered as they are by ``rpc/methods.py``, not copied; so are the standard
+and its :class:`DeleteError`) are answered as they are by ``rpc/methods.py``, not
+copied, as are a listing's ``s3/xml.py`` entries; so are the standard
 headers' names (:class:`StandardHeaderFields`), which the write requests take
 as their fields. The helpers translate between an object's HTTP headers and
 what they mean: dates, user metadata, the stored checksum.
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ChecksumMismatchError, ErrorCode, RPCError
-from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import CompletedUpload
 from trio_s3rpc.storage.archival import Archival
 
@@ -57,6 +56,7 @@ class StandardHeaderFields:
     expires: int = 0  # Unix seconds
 
     def object_headers(self) -> ObjectHeaders:
+        """These fields as the headers of an object (to store, merge or compare)."""
         return ObjectHeaders(**{name: getattr(self, name) for name in STANDARD_HEADERS})
 
 
@@ -173,16 +173,6 @@ class ObjectContent:
     size: int
     mime_type: str
     last_modified: int
-
-
-@dataclass(slots=True, frozen=True)
-class Listing:
-    # Keys are pathnames: the bucket's prefix is taken off.
-    objects: list[s3xml.ObjectEntry]
-    common_prefixes: list[str]
-    is_truncated: bool
-    next_continuation_token: str
-    key_count: int
 
 
 @dataclass(slots=True, frozen=True)
