@@ -51,6 +51,9 @@ MAX_UNAVAILABLE_RETRIES = 3
 class ConnectionPool:
     """Connections by origin (scheme, host, port), one request on each at a time."""
 
+    connection_class: type[HTTP11Connection] = HTTP11Connection
+    """What a new connection is (``benchmarks/http_connection.py`` swaps in httpcore's)."""
+
     def __init__(
         self,
         *,
@@ -147,7 +150,7 @@ class ConnectionPool:
                 return connection
             with trio.CancelScope(shield=True):
                 await _close_quietly(connection)
-        return HTTP11Connection(
+        return self.connection_class(
             key, ssl_context=self._ssl_context, keepalive_expiry=self.keepalive_expiry
         )
 
@@ -196,7 +199,7 @@ class _PooledStream:
     def __aiter__(self) -> Body:
         # The connection's own iterator, not a generator around it: one layer
         # less per piece of a large body.
-        return self._stream
+        return self._stream.__aiter__()
 
     async def aclose(self) -> None:
         if self._released:
