@@ -371,7 +371,7 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
             )
             clients = ["rpc", "boto3"] if "boto3" in cell_settings.clients else ["rpc"]
             try:
-                report.large.extend(transfers.run(large_size, clients))
+                report.large.extend(transfers.run(large_size, clients, args.repeat))
             finally:
                 report.profiles.extend(transfers.profiles)
 
