@@ -229,6 +229,9 @@ class LargeTransfers:
         storage = [self.target.storage_pid] if self.target.storage_pid else []
         server = self.server.pids
         pids = [*server, os.getpid(), *storage]
+        # Every transfer starts with no dirty page cache: otherwise one pays for writing
+        # back the file the previous one left (ReadFile fsyncs its own; boto3 does not).
+        os.sync()
         with ExitStack() as stack:
             memories = [stack.enter_context(PeakMemory(pid)) for pid in watched]
             before = CpuReading.take(pids, time.monotonic())
