@@ -100,6 +100,35 @@ async def test_register_bucket_is_seen_by_every_worker_and_a_restarted_one(
     assert service.stop() == 0
 
 
+async def test_connections_are_spread_over_the_workers(
+    tmp_path: Path, services: list[Service]
+) -> None:
+    """32 connections opened at once, as a pool of PHP workers does: each of the two
+    workers serves a fair share (tcp: a SO_REUSEPORT socket per worker). With one
+    shared socket, one worker took nearly all of them."""
+    service = Service(config_dict(OFFLINE_SERVER, s3={"abort_stale_after": 0}), tmp_path, workers=2)
+    services.append(service)
+    pids = list(service.worker_pids().values())
+    clients: list[RPCClient] = []
+
+    async def connect() -> None:
+        clients.append(await RPCClient.connect(service.address))
+
+    async with trio.open_nursery() as nursery:  # all at once: a burst of connections
+        for _ in range(32):
+            nursery.start_soon(connect)
+    for client in clients:
+        assert (await client.call("s3.ListBuckets", []))["buckets"] == ["uploads"]
+    served = [serving_pid(client, pids) for client in clients]
+    counts = {pid: served.count(pid) for pid in pids}
+    # Binomial(32, 1/2): at most 5 on one side happens about once in 10,000 runs.
+    assert all(count >= 6 for count in counts.values()), counts
+    assert sum(counts.values()) == 32
+    for client in clients:
+        await client.aclose()
+    assert service.stop() == 0
+
+
 async def test_transfer_status_and_cancel_reach_a_write_file_on_the_other_worker(
     seaweedfs: Any, tmp_path: Path, services: list[Service]
 ) -> None:

@@ -4,8 +4,9 @@ The supervisor binds the listen address once (tcp or unix) and starts each
 worker as a fresh interpreter (``python -m trio_s3rpc worker``) with the
 bound sockets passed as inherited fds; each worker starts listening on its
 copy when it can serve (so nothing queues before a worker can accept), and
-the kernel spreads incoming connections over the workers: every core serves. It owns what must be
-one per service:
+the kernel spreads incoming connections over the workers (tcp: each worker
+has its own ``SO_REUSEPORT`` socket on the address; unix: one shared
+socket): every core serves. It owns what must be one per service:
 
 - the order of bucket registrations: a RegisterBucket on any worker comes
   here, is applied on every live worker, then answered; a worker that
@@ -101,7 +102,7 @@ class Supervisor:
         self._registry_lock = trio.Lock()
         self._stopping = False
         self._run_dir = ""
-        self._fds: list[int] = []
+        self._fds: list[list[int]] = []
 
     @property
     def stopping(self) -> bool:
@@ -112,8 +113,11 @@ class Supervisor:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until a signal; report the bound address once every worker is ready."""
-        sockets, self.address = bind_sockets(self.config.rpc)
-        self._fds = [sock.fileno() for sock in sockets]
+        per_slot, self.address = bind_sockets(self.config.rpc, len(self._slots))
+        # Each slot's own sockets (tcp: SO_REUSEPORT, so the kernel spreads the
+        # connections over the workers; unix: one socket shared by all).
+        self._fds = [[sock.fileno() for sock in sockets] for sockets in per_slot]
+        sockets = list({id(sock): sock for group in per_slot for sock in group}.values())
         self._run_dir = tempfile.mkdtemp(prefix="trio-s3rpc-")  # mode 0700
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -176,6 +180,7 @@ class Supervisor:
             await trio.sleep(delay)
 
     async def _run_worker(self, slot: _Slot) -> int:
+        fds = self._fds[slot.number]
         command = [
             sys.executable,
             "-m",
@@ -190,12 +195,12 @@ class Supervisor:
             str(self.workers),
             "--run-dir",
             self._run_dir,
-            *(argument for fd in self._fds for argument in ("--listen-fd", str(fd))),
+            *(argument for fd in fds for argument in ("--listen-fd", str(fd))),
         ]
         process = await trio.lowlevel.open_process(
             command,
             stdin=subprocess.PIPE,
-            pass_fds=self._fds,
+            pass_fds=fds,
             start_new_session=True,
             env={**os.environ, **self.worker_env},
         )
