@@ -90,25 +90,36 @@ class _PlainIO:
         self._sock = sock
         self._reads = 0
 
-    async def receive(self, max_bytes: int, timeout: float) -> bytes:  # noqa: ASYNC109
+    async def receive(
+        self,
+        max_bytes: int,
+        timeout: float,  # noqa: ASYNC109
+        wait_first: bool = False,
+    ) -> bytes:
+        """Up to ``max_bytes``; ``wait_first`` when nothing can be there yet (an answer
+        to a request just sent), which saves a read that would fail."""
         sock = self._sock
+        ready = not wait_first
         while True:
-            try:
-                data = sock.recv(max_bytes)
-            except BlockingIOError:
-                self._reads = 0
-                with trio.move_on_after(timeout) as waiting:
-                    await trio.lowlevel.wait_readable(sock)
-                if waiting.cancelled_caught:
-                    raise httpcore.ReadTimeout(f"no data within {timeout} s") from None
-                continue
-            except OSError as exc:
-                raise httpcore.ReadError(str(exc) or type(exc).__name__) from None
-            self._reads += 1
-            if self._reads >= YIELD_EVERY:
-                self._reads = 0
-                await trio.lowlevel.checkpoint()
-            return data
+            if ready:
+                try:
+                    data = sock.recv(max_bytes)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise httpcore.ReadError(str(exc) or type(exc).__name__) from None
+                else:
+                    self._reads += 1
+                    if self._reads >= YIELD_EVERY:
+                        self._reads = 0
+                        await trio.lowlevel.checkpoint()
+                    return data
+            self._reads = 0
+            with trio.move_on_after(timeout) as waiting:
+                await trio.lowlevel.wait_readable(sock)
+            if waiting.cancelled_caught:
+                raise httpcore.ReadTimeout(f"no data within {timeout} s") from None
+            ready = True
 
     async def send(self, data: bytes | memoryview, timeout: float) -> None:  # noqa: ASYNC109
         sock = self._sock
@@ -151,7 +162,12 @@ class _StreamIO:
         self._stream = stream
         self._sock = stream.transport_stream.socket
 
-    async def receive(self, max_bytes: int, timeout: float) -> bytes:  # noqa: ASYNC109
+    async def receive(
+        self,
+        max_bytes: int,
+        timeout: float,  # noqa: ASYNC109
+        wait_first: bool = False,
+    ) -> bytes:
         with trio.move_on_after(timeout) as waiting:
             try:
                 return bytes(await self._stream.receive_some(max_bytes))
@@ -297,7 +313,7 @@ class HTTP11Connection:
             # before taking the whole body; a failed write still reads what it said.
             with contextlib.suppress(httpcore.WriteError):
                 await self._send_request(method, target, headers, body, write_timeout)
-            event = await self._next_event(read_timeout)
+            event = await self._next_event(read_timeout, answer_due=True)
             while not isinstance(event, h11.Response):
                 # 1xx answers (100 Continue) precede the real one.
                 event = await self._next_event(read_timeout)
@@ -385,7 +401,9 @@ class HTTP11Connection:
         for piece in pieces or ():
             await self._io.send(piece, timeout)
 
-    async def _next_event(self, timeout: float) -> Any:  # noqa: ASYNC109
+    async def _next_event(self, timeout: float, answer_due: bool = False) -> Any:  # noqa: ASYNC109
+        """The next h11 event, reading as needed; ``answer_due``: the request was just
+        sent, so the first read waits for the socket before it tries."""
         connection = self._h11
         while True:
             try:
@@ -396,7 +414,8 @@ class HTTP11Connection:
                 return event
             assert self._io is not None
             size = self._read_size
-            data = await self._io.receive(size, timeout)
+            data = await self._io.receive(size, timeout, answer_due)
+            answer_due = False
             if len(data) == size:
                 self._read_size = min(size * 2, MAX_READ_SIZE)
             elif size != READ_SIZE:

@@ -196,7 +196,8 @@ def info_from_headers(headers: Mapping[str, str]) -> ObjectInfo:
 
 async def exists(ref: ObjectRef) -> bool:
     try:
-        await head(ref)
+        # HeadObject, its answer not read into an ObjectInfo: only its status counts.
+        await ref.bucket.request("HeadObject", "HEAD", ref.key)
     except RPCError as exc:
         if exc.code is ErrorCode.FILE_NOT_FOUND:
             return False
