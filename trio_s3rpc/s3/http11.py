@@ -6,7 +6,7 @@ Measured on this project's 2-core machine against SeaweedFS, 16 trio tasks
 GETting one 4 KiB object through :class:`~trio_s3rpc.s3.transport.S3Transport`
 (SigV4-signed, our pool; ``python -m benchmarks.http_connection`` runs both in
 turns, 3 rounds of 3 s): 274 µs of CPU per request over httpcore's
-connection, 146 µs over this one (0.53×), 3,257 against 5,865 requests/s.
+connection, 146 µs over this one (0.53x), 3,257 against 5,865 requests/s.
 h11 itself, one request-response cycle, is about 42 µs of that; what
 goes is httpcore's per-request machinery (a ``Trace`` context manager per
 phase, a state lock, ``map_exceptions`` and a ``fail_after`` scope around
