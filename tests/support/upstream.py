@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -25,7 +26,7 @@ from trio_s3rpc.config import RPCSettings, parse_listen
 from trio_s3rpc.goridge.codecs import decode_args
 from trio_s3rpc.goridge.frame import RPCRequest, encode_rpc_error, encode_rpc_response
 from trio_s3rpc.rpc.dispatch import Dispatcher
-from trio_s3rpc.rpc.registry import MethodRegistry
+from trio_s3rpc.rpc.registry import Method, MethodRegistry
 from trio_s3rpc.rpc.server import RPCServer
 
 FAIL_MESSAGE = "echo failed on purpose"
@@ -40,7 +41,7 @@ class EchoDispatcher(Dispatcher):
         self.sent: dict[int, bytes] = {}  # upstream seq -> answer frame as written
         self.in_progress = 0
 
-    async def answer(self, request: RPCRequest) -> bytes:
+    async def answer(self, request: RPCRequest, method: Method[Any, Any] | None = None) -> bytes:
         self.received.append(request)
         self.in_progress += 1
         try:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from functools import partial
 from time import perf_counter
+from typing import Any
 
 from trio_s3rpc.errors import ErrorCode, RPCError, internal_error
 from trio_s3rpc.goridge.codecs import BINARY_AS_BASE64, CodecError, decode_args, encode_result
 from trio_s3rpc.goridge.frame import RPCRequest, encode_rpc_error, encode_rpc_response
 from trio_s3rpc.metrics import CallMetrics, CallRecord, abandoned_error
 from trio_s3rpc.rpc.control import CallControl, call_options
-from trio_s3rpc.rpc.registry import MethodRegistry
+from trio_s3rpc.rpc.registry import Method, MethodRegistry
 
 
 class Dispatcher:
@@ -35,11 +36,12 @@ class Dispatcher:
         self.control = control or CallControl()
         self.metrics = metrics
 
-    def is_inline(self, name: str) -> bool:
+    def inline_method(self, name: str) -> Method[Any, Any] | None:
+        """The method of this name if it never waits on I/O (for :meth:`answer`)."""
         method = self.registry.get(name)
-        return method is not None and method.inline
+        return method if method is not None and method.inline else None
 
-    async def answer(self, request: RPCRequest) -> bytes:
+    async def answer(self, request: RPCRequest, method: Method[Any, Any] | None = None) -> bytes:
         """Run the request's method and return the whole answer frame.
 
         Cancellation propagates (the caller decides whether anything is sent);
@@ -48,20 +50,22 @@ class Dispatcher:
         """
         metrics = self.metrics
         if metrics is None:
-            return await self._answer(request, None)
+            return await self._answer(request, None, method)
         record = CallRecord()
         started = perf_counter()
         try:
-            frame = await self._answer(request, record)
+            frame = await self._answer(request, record, method)
         except BaseException:
             metrics.finished(request.method, record, abandoned_error(), perf_counter() - started)
             raise
         metrics.finished(request.method, record, record.error, perf_counter() - started)
         return frame
 
-    async def _answer(self, request: RPCRequest, record: CallRecord | None) -> bytes:
+    async def _answer(
+        self, request: RPCRequest, record: CallRecord | None, method: Method[Any, Any] | None
+    ) -> bytes:
         try:
-            body = await self._call(request, record)
+            body = await self._call(request, record, method)
         except RPCError as exc:
             if record is not None:
                 record.error = exc
@@ -73,10 +77,14 @@ class Dispatcher:
             return encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
         return encode_rpc_response(request.seq, request.method, request.codec, body)
 
-    async def _call(self, request: RPCRequest, record: CallRecord | None) -> bytes:
-        method = self.registry.get(request.method)
+    async def _call(
+        self, request: RPCRequest, record: CallRecord | None, method: Method[Any, Any] | None
+    ) -> bytes:
+        """``method``: the request's, when the caller looked it up already."""
         if method is None:
-            raise self.registry.not_found(request.method)
+            method = self.registry.get(request.method)
+            if method is None:
+                raise self.registry.not_found(request.method)
         try:
             args = decode_args(request.codec, request.body)
         except CodecError as exc:

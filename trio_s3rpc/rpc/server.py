@@ -50,6 +50,7 @@ from trio_s3rpc.goridge.frame import (
     parse_rpc_request,
 )
 from trio_s3rpc.rpc.dispatch import Dispatcher
+from trio_s3rpc.rpc.registry import Method
 from trio_s3rpc.rpc.relay import Relay
 
 log = logging.getLogger("trio_s3rpc.rpc")
@@ -125,15 +126,22 @@ class Connection:
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         fd = self._fd
         reads = 0
+        drained = False
         while True:
+            if drained:
+                # The last read emptied the socket: a caller that waits for its
+                # answer has sent nothing since, so wait before trying (a read
+                # that fails costs a system call and an exception per call).
+                await trio.lowlevel.wait_readable(fd)
+                reads = 0
             try:
                 data = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(fd)
-                reads = 0
+                drained = True
                 continue
             except OSError:
                 data = b""
+            drained = len(data) < RECEIVE_SIZE
             reads += 1
             if reads >= 16:
                 await trio.lowlevel.checkpoint()
@@ -163,11 +171,12 @@ class Connection:
                 if self._relay is not None and not request.method.startswith("s3."):
                     await self._start_relayed(nursery, frame, request)
                     continue
-                if self._dispatcher.is_inline(request.method):
+                method = self._dispatcher.inline_method(request.method)
+                if method is not None:
                     # Methods that never wait on I/O are answered right here:
                     # a task per call would cost more than the call itself.
                     self._in_flight += 1
-                    await self._serve_call(request)
+                    await self._serve_call(request, method)
                     continue
                 while self._in_flight >= self._max_in_flight:
                     # Backpressure: stop reading until a call finishes.
@@ -182,10 +191,12 @@ class Connection:
             return None
         return parse_rpc_request(frame)
 
-    async def _serve_call(self, request: RPCRequest) -> None:
+    async def _serve_call(
+        self, request: RPCRequest, method: Method[Any, Any] | None = None
+    ) -> None:
         try:
             try:
-                answer = await self._dispatcher.answer(request)
+                answer = await self._dispatcher.answer(request, method)
             except trio.Cancelled:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
