@@ -9,8 +9,10 @@ download counts only if the file that arrived has the source's digest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import statistics
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -109,7 +111,9 @@ class LargeTransfers:
         of 512 MiB three times: 2.5, 1.2 and 0.6 ms of system CPU per MiB), and
         whichever client went first paid for it. Then ``rounds`` measured
         rounds, the clients' order reversed every other round; each client's
-        median round is reported.
+        median is reported (see :func:`_median`). Measured here: the first
+        download of a round took about twice as long as the second, whichever
+        client made it, which the alternating order shares out evenly.
         """
         self.progress(f"writing a {format_size(size)} source file")
         source = make_source_file(self.workdir / "large-source.bin", size)
@@ -280,6 +284,13 @@ def _round(value: float | None) -> float | None:
 
 
 def _median(results: list[LargeResult]) -> LargeResult:
-    """The round of median speed (the lower middle one of an even count)."""
-    ordered = sorted(results, key=lambda result: result.mib_per_second)
-    return ordered[(len(ordered) - 1) // 2]
+    """The rounds as one result, as ``runner.median_round`` does for every other cell:
+    the median speed (of an even count, the mean of the middle two), the other
+    figures of the round nearest to it."""
+    middle = statistics.median(result.mib_per_second for result in results)
+    kept = min(results, key=lambda result: abs(result.mib_per_second - middle))
+    return dataclasses.replace(
+        kept,
+        mib_per_second=round(middle, 1),
+        seconds=round(kept.size / MIB / middle, 3),
+    )
