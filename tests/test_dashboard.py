@@ -86,9 +86,7 @@ def test_every_query_names_metrics_the_server_exports() -> None:
     ours = {n.removesuffix("_bucket") for n in used if n.startswith("trio_s3rpc_")}
     families = {n for n in exported if n.startswith("trio_s3rpc_") and not n.endswith(
         ("_count", "_sum", "_bucket"))}  # fmt: skip
-    assert {f.removesuffix("_total") for f in families} <= {
-        u.removesuffix("_total") for u in ours
-    }
+    assert {f.removesuffix("_total") for f in families} <= {u.removesuffix("_total") for u in ours}
 
 
 def test_the_go_plugin_guides_queries_are_there_verbatim() -> None:

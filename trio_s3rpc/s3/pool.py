@@ -46,8 +46,6 @@ DEFAULT_KEEPALIVE_EXPIRY = 5.0
 MAX_UNAVAILABLE_RETRIES = 3
 
 
-
-
 class ConnectionPool:
     """Connections by origin (scheme, host, port), one request on each at a time."""
 
