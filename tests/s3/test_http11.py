@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from trio_s3rpc.s3.http11 import MAX_READ_SIZE, HTTP11Connection
+from trio_s3rpc.s3.pool import ConnectionPool
 
 Script = Callable[[trio.abc.Stream, bytes, bytes], Awaitable[bool]]
 """Answers one request (its head and body) on the stream; False ends the connection."""
@@ -417,3 +418,14 @@ async def test_tls_answers_and_a_certificate_not_trusted_are_httpcores(
         assert mine == theirs
         assert mine[0][0] == expected
         assert mine_connection.is_closed()
+
+    # Through the pool, an idle TLS connection is kept and used again.
+    pool = ConnectionPool(max_connections=1, ssl_context=client_context)
+    accepted = server.accepted
+    try:
+        for _ in range(3):
+            response = await pool.request(make())
+            assert await response.aread() == b"secret"
+    finally:
+        await pool.aclose()
+    assert server.accepted - accepted == 1

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import select
 import socket as stdlib_socket
 import ssl
 import time
@@ -80,6 +81,15 @@ class State(enum.Enum):
     ACTIVE = "active"
     IDLE = "idle"
     CLOSED = "closed"
+
+
+def _readable(fd: int) -> bool:
+    """Whether a read would return at once: on an idle connection, the server closed it
+    (or, under TLS, sent something). A poll of the descriptor, as httpcore's
+    ``is_socket_readable``; a closed one (-1) polls as readable."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _PlainIO:
@@ -139,14 +149,7 @@ class _PlainIO:
             view = view[sent:]
 
     def readable(self) -> bool:
-        """Whether a read would return at once: on an idle connection, the server closed it."""
-        try:
-            self._sock.recv(1, stdlib_socket.MSG_PEEK | stdlib_socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        return True
+        return _readable(self._sock.fileno())
 
     async def aclose(self) -> None:
         trio.lowlevel.notify_closing(self._sock)
@@ -189,13 +192,7 @@ class _StreamIO:
 
     def readable(self) -> bool:
         # TLS may hold decrypted bytes; the raw socket tells whether the server spoke or left.
-        try:
-            self._sock.recv(1, stdlib_socket.MSG_PEEK | stdlib_socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
-        return True
+        return _readable(self._sock.fileno())
 
     async def aclose(self) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
