@@ -19,6 +19,7 @@ import httpcore
 import pytest
 import trio
 
+from tests.support.http import content_length, read_body, read_head
 from trio_s3rpc.s3.http11 import MAX_READ_SIZE, HTTP11Connection
 from trio_s3rpc.s3.pool import ConnectionPool
 
@@ -39,25 +40,16 @@ class ScriptedServer:
         try:
             async with stream:
                 while True:
-                    while b"\r\n\r\n" not in buffer:
-                        data = await stream.receive_some(65536)
-                        if not data:
-                            return
-                        buffer += data
-                    head, _, buffer = buffer.partition(b"\r\n\r\n")
-                    length = 0
-                    for line in head.split(b"\r\n")[1:]:
-                        name, _, value = line.partition(b":")
-                        if name.strip().lower() == b"content-length":
-                            length = int(value)
+                    got = await read_head(stream, buffer)
+                    if got is None:
+                        return
+                    head, buffer = got
                     body = b""
                     if not head.startswith(b"PUT /early"):
-                        while len(buffer) < length:
-                            data = await stream.receive_some(65536)
-                            if not data:
-                                return
-                            buffer += data
-                        body, buffer = buffer[:length], buffer[length:]
+                        read = await read_body(stream, buffer, content_length(head))
+                        if read is None:
+                            return
+                        body, buffer = read
                     self.received.append(head + b"\r\n\r\n" + body)
                     if not await self.script(stream, head, body):
                         return

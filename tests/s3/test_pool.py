@@ -11,6 +11,7 @@ import httpcore
 import pytest
 import trio
 
+from tests.support.http import content_length, read_body, read_head
 from trio_s3rpc.s3.pool import ConnectionPool
 
 
@@ -38,22 +39,17 @@ class Server:
         try:
             async with stream:
                 while True:
-                    while b"\r\n\r\n" not in buffer:
-                        data = await stream.receive_some(65536)
-                        if not data:
-                            self.closed_by_client += 1
-                            return
-                        buffer += data
-                    head, _, buffer = buffer.partition(b"\r\n\r\n")
-                    length = 0
-                    for line in head.split(b"\r\n")[1:]:
-                        name, _, value = line.partition(b":")
-                        if name.strip().lower() == b"content-length":
-                            length = int(value)
-                    while len(buffer) < length:
-                        buffer += await stream.receive_some(65536)
-                    self.raw_requests.append(head + b"\r\n\r\n" + buffer[:length])
-                    buffer = buffer[length:]
+                    got = await read_head(stream, buffer)
+                    if got is None:
+                        self.closed_by_client += 1
+                        return
+                    head, buffer = got
+                    read = await read_body(stream, buffer, content_length(head))
+                    if read is None:
+                        self.closed_by_client += 1
+                        return
+                    body, buffer = read
+                    self.raw_requests.append(head + b"\r\n\r\n" + body)
                     await trio.sleep(self.delay)
                     payload = b"" if head.startswith(b"HEAD ") else self.body
                     await stream.send_all(
@@ -94,7 +90,7 @@ async def server(nursery: trio.Nursery) -> Server:
 async def fetch(pool: ConnectionPool, request: httpcore.Request) -> bytes:
     response = await pool.request(request)
     try:
-        return b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+        return b"".join([chunk async for chunk in response.stream])
     finally:
         await response.aclose()
 
@@ -215,7 +211,7 @@ async def test_an_answer_closed_before_its_end_does_not_return_its_connection(
     pool = ConnectionPool(max_connections=1)
     try:
         response = await pool.request(server.request())
-        async for _ in response.stream:  # type: ignore[union-attr]
+        async for _ in response.stream:
             break
         await response.aclose()
         assert (pool.idle_count, pool.active_count) == (0, 0)

@@ -21,6 +21,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.http import read_body, read_head
 from trio_s3rpc.config import Credentials, ServerConfig
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3 import transport as transport_module
@@ -235,12 +236,10 @@ class ScriptedServer:
         buffer = b""
         async with stream:
             while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                got = await read_head(stream, buffer)
+                if got is None:
+                    return
+                head, buffer = got
                 request_line, *lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = request_line.split(" ", 2)
                 headers = {}
@@ -250,13 +249,10 @@ class ScriptedServer:
                 if "transfer-encoding" in headers:
                     self.received.append(Received(method, target, headers, b""))
                     return
-                length = int(headers.get("content-length", "0"))
-                while len(buffer) < length:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buffer += data
-                body, buffer = buffer[:length], buffer[length:]
+                read = await read_body(stream, buffer, int(headers.get("content-length", "0")))
+                if read is None:
+                    return
+                body, buffer = read
                 self.received.append(Received(method, target, headers, body))
                 reply = self.script.pop(0) if self.script else Reply()
                 if reply is None:

@@ -202,21 +202,12 @@ class _StreamIO:
 class Response:
     """An answer whose body (``stream``) is read as it arrives; what the pool hands out."""
 
-    __slots__ = ("headers", "http_version", "reason", "status", "stream")
+    __slots__ = ("headers", "status", "stream")
 
-    def __init__(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        stream: Body,
-        http_version: bytes,
-        reason: bytes,
-    ) -> None:
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], stream: Body) -> None:
         self.status = status
         self.headers = headers
         self.stream: Any = stream
-        self.http_version = http_version
-        self.reason = reason
 
     async def aread(self) -> bytes:
         try:
@@ -319,13 +310,7 @@ class HTTP11Connection:
             with trio.CancelScope(shield=True):
                 await self.aclose()
             raise
-        return Response(
-            event.status_code,
-            event.headers.raw_items(),
-            Body(self, read_timeout),
-            b"HTTP/" + event.http_version,
-            event.reason,
-        )
+        return Response(event.status_code, event.headers.raw_items(), Body(self, read_timeout))
 
     async def _connect(self, timeout: float | None) -> None:  # noqa: ASYNC109
         scheme, host, port = self.origin

@@ -317,15 +317,17 @@ class _Streamed:
     """The context of :meth:`S3Transport.stream`: a class rather than an
     ``asynccontextmanager``, whose generator costs more than the small reads inside."""
 
-    __slots__ = ("_args", "_response", "_transport")
+    __slots__ = ("_operation", "_request", "_response", "_transport")
 
-    def __init__(self, transport: S3Transport, *args: Any) -> None:
+    def __init__(self, transport: S3Transport, operation: str, *request: Any) -> None:
+        """``request``: the rest of :meth:`S3Transport._open_stream`'s arguments."""
         self._transport = transport
-        self._args = args
+        self._operation = operation
+        self._request = request
         self._response: HTTPResponse | None = None
 
     async def __aenter__(self) -> HTTPResponse:
-        self._response = await self._transport._open_stream(*self._args)
+        self._response = await self._transport._open_stream(self._operation, *self._request)
         return self._response
 
     async def __aexit__(
@@ -336,8 +338,7 @@ class _Streamed:
         # Closing waits only where it closes a connection, and shields that itself.
         await response.aclose()
         if isinstance(exc, HTTP_ERRORS):
-            operation = self._args[0]
-            raise self._transport._transport_failure(operation, exc).error from exc
+            raise self._transport._transport_failure(self._operation, exc).error from exc
 
 
 class _BodyLengthError(Exception):
