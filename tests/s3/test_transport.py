@@ -610,6 +610,22 @@ async def test_stream_checks_the_status_before_yielding(
     assert (caught.value.code, caught.value.message) == ("NoSuchKey", "gone")
 
 
+async def test_the_observer_is_told_each_request_and_its_status(
+    scripted: ScriptedServer, fake_s3: S3Transport, delays: list[int]
+) -> None:
+    """What the S3 request metrics count: streamed answers too, retries counted."""
+    seen: list[tuple[str, str, int]] = []
+    fake_s3.observer = lambda operation, status, seconds, retries: seen.append(
+        (operation, status, retries)
+    )
+    scripted.script = [Reply(503, error_xml("SlowDown")), Reply(206, b"part")]
+    async with fake_s3.stream("GetObject", "GET", "b", "k") as response:
+        assert await response.aread() == b"part"
+    scripted.script = [Reply(200, b"")]
+    await fake_s3.request("HeadObject", "HEAD", "b", "k")
+    assert seen == [("GetObject", "206", 1), ("HeadObject", "200", 0)]
+
+
 async def test_cancelled_request_leaves_the_transport_usable(
     scripted: ScriptedServer, fake_s3: S3Transport
 ) -> None:

@@ -816,11 +816,11 @@ class S3Transport:
 
 
 def _status_of(result: object) -> str:
-    """The HTTP status of what an attempt returned: an S3Response or a (pool, response)."""
+    """The HTTP status of what an attempt returned: an S3Response or an HTTPResponse."""
     if isinstance(result, S3Response):
         return str(result.status)
-    if isinstance(result, tuple):
-        return str(result[1].status_code)
+    if isinstance(result, HTTPResponse):
+        return str(result.status_code)
     return "?"
 
 
