@@ -80,6 +80,7 @@ GO_OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
 # Methods the Go plugin does not have (or does not count): values of our own.
 OUR_OPERATIONS: Final[Mapping[str, str]] = {
     "s3.ListBuckets": "list_buckets",
+    "s3.GetBucketInfo": "get_bucket_info",
     "s3.RegisterBucket": "register_bucket",
     "s3.DeleteMany": "delete_many",
     "s3.WriteFile": "write_file",

@@ -86,7 +86,7 @@ class Dispatcher:
             if method is None:
                 raise self.registry.not_found(request.method)
         try:
-            args = decode_args(request.codec, request.body)
+            args = decode_args(request.codec, request.body, method.decoder.binary_fields)
         except CodecError as exc:
             raise RPCError(ErrorCode.INVALID_REQUEST, f"cannot decode arguments: {exc}") from None
         if record is not None:

@@ -67,6 +67,22 @@ class ListBucketsResponse:
     default: str
 
 
+@dataclass(slots=True, frozen=True)
+class BucketRequest:
+    bucket: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class BucketInfoResponse:
+    """What a client needs to know of a bucket to write to it as the server will."""
+
+    name: str
+    # acl | none: an ``auto`` bucket is probed first, so the answer is what writes do.
+    visibility_mode: str
+    # The bucket's default visibility, every object's under ``none``.
+    visibility: str
+
+
 # -- objects ---------------------------------------------------------------
 
 
@@ -117,6 +133,8 @@ class ReadRequest:
     bucket: str = ""
     offset: int = 0
     length: int | None = None
+    # An ETag: the bytes must be of that version, else OBJECT_CHANGED.
+    if_match: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -159,6 +177,8 @@ class MetadataResponse:
     content_encoding: str = omitempty("")
     content_language: str = omitempty("")
     expires: int = omitempty(0)
+    # User metadata, as a write's ``config`` set it.
+    config: dict[str, str] = omitempty(None)
 
 
 @dataclass(slots=True, frozen=True)
@@ -379,6 +399,7 @@ class S3Methods:
             self.list_buckets,
             inline=True,
         )
+        add("s3.GetBucketInfo", BucketRequest, BucketInfoResponse, self.get_bucket_info)
         add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
         add("s3.Read", ReadRequest, ObjectContent, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)
@@ -432,6 +453,11 @@ class S3Methods:
     async def list_buckets(self, req: ListBucketsRequest) -> ListBucketsResponse:
         return ListBucketsResponse(sorted(self.storage.buckets), self.storage.default)
 
+    async def get_bucket_info(self, req: BucketRequest) -> BucketInfoResponse:
+        bucket = self.storage.bucket(req.bucket)
+        mode = await visibility.mode(bucket)
+        return BucketInfoResponse(bucket.name, mode, bucket.config.visibility)
+
     async def write(self, req: WriteRequest) -> ObjectWrittenResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
         info = await objects.write(ref, req.content, req.new_object(req.content_type))
@@ -441,8 +467,10 @@ class S3Methods:
 
     async def read(self, req: ReadRequest) -> ObjectContent:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        # Answered as it is: content, size, mime_type, last_modified.
-        return await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
+        # Answered as it is: content, size, mime_type, last_modified, etag.
+        return await objects.read(
+            ref, req.offset, req.length, max_size=self.storage.max_read_size, if_match=req.if_match
+        )
 
     async def exists(self, req: PathRequest) -> ExistsResponse:
         return ExistsResponse(await objects.exists(self.storage.resolve(req.bucket, req.pathname)))
@@ -489,6 +517,7 @@ class S3Methods:
             info.headers.content_encoding,
             info.headers.content_language,
             info.headers.expires,
+            info.user_fields(),
         )
 
     async def set_visibility(self, req: SetVisibilityRequest) -> SuccessResponse:

@@ -132,6 +132,14 @@ class ObjectInfo:
             if name != checksums.METADATA_HEADER
         }
 
+    def user_fields(self) -> dict[str, str]:
+        """The user metadata as a write's ``config`` gave it: names without
+        ``x-amz-meta-``, values as written (a non-ASCII one travels RFC 2047-encoded)."""
+        prefix = len("x-amz-meta-")
+        return {
+            name[prefix:]: _from_rfc2047(value) for name, value in self.user_metadata().items()
+        }
+
     @classmethod
     def uploaded(
         cls, done: CompletedUpload, headers: Mapping[str, str], checksum: str | None = None
@@ -173,6 +181,8 @@ class ObjectContent:
     size: int
     mime_type: str
     last_modified: int
+    # The version these bytes are of: a later ranged Read passes it as ``if_match``.
+    etag: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -234,6 +244,20 @@ def http_date(value: str | None) -> int:
         return int(email.utils.parsedate_to_datetime(value).timestamp())
     except (TypeError, ValueError):
         return 0
+
+
+_RFC2047_UTF8 = re.compile(r"^=\?UTF-8\?B\?([A-Za-z0-9+/=]*)\?=$", re.IGNORECASE)
+
+
+def _from_rfc2047(value: str) -> str:
+    """A value :func:`metadata_headers` encoded, decoded back; any other as it is."""
+    match = _RFC2047_UTF8.match(value)
+    if match is None:
+        return value
+    try:
+        return base64.b64decode(match[1], validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return value
 
 
 def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
