@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace TrioS3Rpc\Transport;
 
 use TrioS3Rpc\Exception\ConnectionFailed;
+use TrioS3Rpc\Exception\InvalidArgument;
 use TrioS3Rpc\Exception\RpcError;
 
 /**
@@ -16,8 +17,10 @@ use TrioS3Rpc\Exception\RpcError;
  * then the method name followed by the encoded argument. An error answer carries the UTF-8
  * text "CODE: message (details)" after the method name.
  *
- * The connection opens at the first call. Any failure to send or receive closes it and
- * raises ConnectionFailed; the next call opens a new one.
+ * The connection opens at the first call. Before each call an idle connection is checked:
+ * one the server closed meanwhile (a restart, its idle timeout) is replaced by a new one,
+ * so the call is not lost on it. Any failure to send or receive closes it and raises
+ * ConnectionFailed; the next call opens a new one.
  */
 final class GoridgeTransport implements Transport
 {
@@ -32,16 +35,16 @@ final class GoridgeTransport implements Transport
     /**
      * @param string $address        tcp://host:port or unix:///path/to.sock (RoadRunner's rpc.listen syntax)
      * @param float  $connectTimeout seconds to wait for the connection
-     * @param float  $readTimeout    seconds to wait for an answer (a WriteFile of a big file takes a while); 0 waits forever
+     * @param float  $readTimeout    seconds to wait for an answer (a call may ask for longer); 0 waits forever
      */
     public function __construct(
         private readonly string $address,
         private readonly Codec $codec = Codec::Json,
         private readonly float $connectTimeout = 5.0,
-        private readonly float $readTimeout = 600.0,
+        private readonly float $readTimeout = 30.0,
     ) {
         if (!\preg_match('~^(tcp://[^/]+:\d+|unix:///?.+)$~', $address)) {
-            throw new \InvalidArgumentException("address must be tcp://host:port or unix:///path, got '$address'");
+            throw new InvalidArgument("address must be tcp://host:port or unix:///path, got '$address'");
         }
     }
 
@@ -73,14 +76,28 @@ final class GoridgeTransport implements Transport
         $this->reset();
     }
 
-    public function call(string $method, mixed $payload): mixed
+    /**
+     * @param float|null $timeout seconds to wait for this call's answer, when longer than the
+     *                            transport's readTimeout (a call with a server-side timeout)
+     *
+     * @throws RpcError         the server answered an error
+     * @throws ConnectionFailed the call could not be sent or its answer not received
+     */
+    public function call(string $method, mixed $payload, ?float $timeout = null): mixed
     {
         $body = $this->codec->encode($payload);
-        $socket = $this->connect();
-        $seq = ++$this->seq;
         $length = \strlen($method) + \strlen($body);
         if ($length > self::MAX_PAYLOAD) {
-            throw new \InvalidArgumentException("the call's payload of $length bytes exceeds Goridge's 4 GiB frame limit");
+            throw new InvalidArgument("the call's payload of $length bytes exceeds Goridge's 4 GiB frame limit");
+        }
+        if ($this->socket !== null && !$this->idleAndOpen($this->socket)) {
+            $this->reset();
+        }
+        $socket = $this->connect();
+        $seq = ++$this->seq;
+        $wait = $timeout !== null && $this->readTimeout > 0 && $timeout > $this->readTimeout ? $timeout : null;
+        if ($wait !== null) {
+            self::setTimeout($socket, $wait);
         }
         try {
             // Header and argument are written apart so a large argument is never copied once more.
@@ -92,6 +109,9 @@ final class GoridgeTransport implements Transport
         } catch (ConnectionFailed $e) {
             $this->reset();
             throw $e;
+        }
+        if ($wait !== null) {
+            self::setTimeout($socket, $this->readTimeout);
         }
         if ($options[0] !== $seq || $options[1] > \strlen($answer)) {
             $this->reset();
@@ -113,6 +133,30 @@ final class GoridgeTransport implements Transport
         return $head . \pack('V', \crc32($head)) . "\0\0" . \pack('VV', $seq, $methodLength);
     }
 
+    /**
+     * Whether a connection between two calls is still usable: nothing may be readable on
+     * it (the server sends only answers), so readable means closed (EOF) or out of step.
+     *
+     * @param resource $socket
+     */
+    private function idleAndOpen($socket): bool
+    {
+        $read = [$socket];
+        $write = $except = null;
+        $ready = @\stream_select($read, $write, $except, 0, 0);
+        if ($ready === false) {
+            return false;
+        }
+        return $ready === 0;
+    }
+
+    /** @param resource $socket */
+    private static function setTimeout($socket, float $seconds): void
+    {
+        $whole = (int) $seconds;
+        \stream_set_timeout($socket, $whole, (int) (($seconds - $whole) * 1e6));
+    }
+
     /** @return resource */
     private function connect()
     {
@@ -123,11 +167,13 @@ final class GoridgeTransport implements Transport
         $error = '';
         $socket = @\stream_socket_client($this->address, $errno, $error, $this->connectTimeout);
         if ($socket === false) {
-            throw new ConnectionFailed("cannot connect to {$this->address}: $error" . ($errno ? " (errno $errno)" : ''));
+            throw new ConnectionFailed(
+                "cannot connect to {$this->address}: $error" . ($errno ? " (errno $errno)" : ''),
+                callSent: false,
+            );
         }
         if ($this->readTimeout > 0) {
-            $seconds = (int) $this->readTimeout;
-            \stream_set_timeout($socket, $seconds, (int) (($this->readTimeout - $seconds) * 1e6));
+            self::setTimeout($socket, $this->readTimeout);
         }
         if (\str_starts_with($this->address, 'tcp://') && \function_exists('socket_import_stream')) {
             $raw = @\socket_import_stream($socket);
