@@ -96,3 +96,15 @@ async def test_user_metadata_comes_back_from_get_metadata_as_written(
     )
     plain = await rpc.call("s3.GetMetadata", {"bucket": bucket, "pathname": "plain.txt"})
     assert "config" not in plain
+
+
+@pytest.mark.parametrize("method", ["s3.Write", "s3.UploadStart"])
+async def test_tagging_is_refused_by_name_not_ignored(rpc: RPCClient, method: str) -> None:
+    args = {"bucket": "sw", "pathname": "tagged.txt", "tagging": "project=x"}
+    if method == "s3.Write":
+        args["content"] = base64.b64encode(b"x").decode()
+    with pytest.raises(RemoteError) as refused:
+        await rpc.call(method, args)
+    assert refused.value.code == "INVALID_REQUEST"
+    assert "field 'tagging' is not supported" in str(refused.value)
+    assert not (await rpc.call("s3.Exists", {"bucket": "sw", "pathname": "tagged.txt"}))["exists"]

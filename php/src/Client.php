@@ -131,8 +131,11 @@ final class Client implements ClientInterface
 
     /**
      * The raw call, for methods of a newer server: the argument and answer as arrays.
+     * A read-only method (IDEMPOTENT) whose connection broke is retried once.
      *
      * @param array<string, mixed> $args
+     *
+     * @throws RpcError|ConnectionFailed
      */
     public function call(string $method, array $args = []): mixed
     {

@@ -34,8 +34,18 @@ GIB = 1 << 30
 
 
 def php_config(
-    seaweedfs: Any, moto: Any, run_id: str, local_root: Path, listen: str
+    seaweedfs: Any,
+    moto: Any,
+    run_id: str,
+    local_root: Path,
+    listen: str,
+    *,
+    extra_servers: dict[str, Any] | None = None,
+    extra_buckets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The server the PHP suites run against. ``extra_servers``/``extra_buckets`` add
+    services and buckets (another S3 service's, say); a suite is pointed at such a
+    bucket with ``TRIO_S3RPC_BUCKET_<NAME>`` (``LiveServer::bucket``)."""
     sw = endpoint_server(seaweedfs)
     wrong = {**sw, "credentials": {"key": seaweedfs.access_key, "secret": "not-the-secret"}}
 
@@ -53,7 +63,12 @@ def php_config(
         "s3": {
             "default": "sw",
             "local_roots": [str(local_root)],
-            "servers": {"seaweedfs": sw, "moto": endpoint_server(moto), "wrong-secret": wrong},
+            "servers": {
+                "seaweedfs": sw,
+                "moto": endpoint_server(moto),
+                "wrong-secret": wrong,
+                **(extra_servers or {}),
+            },
             "buckets": {
                 "sw": bucket("seaweedfs", "test-bucket", "client", "none"),
                 "moto": bucket("moto", MOTO_ACL_BUCKET, "client", "acl"),
@@ -62,6 +77,7 @@ def php_config(
                 "denied": bucket("wrong-secret", "test-bucket", "denied", "none"),
                 # SeaweedFS creates a bucket on first write; moto answers NoSuchBucket.
                 "no-such-bucket": bucket("moto", f"absent-{run_id}", "x", "none"),
+                **(extra_buckets or {}),
             },
         },
     }

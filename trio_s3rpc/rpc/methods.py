@@ -97,9 +97,17 @@ class NewObjectFields(StandardHeaderFields):
     storage_class: str = ""
     sse: str = ""
     sse_kms_key_id: str = ""
+    # Not supported: named so that a caller sending it is told, not ignored.
+    tagging: str = ""
 
     def new_object(self, content_type: str = "") -> NewObject:
         """What storage is to create the object with (a copy has no ``content_type``)."""
+        if self.tagging:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                "field 'tagging' is not supported: this server sets no object tags; "
+                "send the write without it",
+            )
         return NewObject(
             metadata=self.config,
             visibility=self.visibility,

@@ -136,9 +136,7 @@ class ObjectInfo:
         """The user metadata as a write's ``config`` gave it: names without
         ``x-amz-meta-``, values as written (a non-ASCII one travels RFC 2047-encoded)."""
         prefix = len("x-amz-meta-")
-        return {
-            name[prefix:]: _from_rfc2047(value) for name, value in self.user_metadata().items()
-        }
+        return {name[prefix:]: _from_rfc2047(value) for name, value in self.user_metadata().items()}
 
     @classmethod
     def uploaded(

@@ -85,8 +85,9 @@ final class GoridgeTransport implements Transport
      */
     public function call(string $method, mixed $payload, ?float $timeout = null): mixed
     {
-        $body = $this->codec->encode($payload);
-        $length = \strlen($method) + \strlen($body);
+        $parts = $this->codec->encodeParts($payload);
+        unset($payload);
+        $length = \strlen($method) + \array_sum(\array_map('strlen', $parts));
         if ($length > self::MAX_PAYLOAD) {
             throw new InvalidArgument("the call's payload of $length bytes exceeds Goridge's 4 GiB frame limit");
         }
@@ -100,12 +101,22 @@ final class GoridgeTransport implements Transport
             self::setTimeout($socket, $wait);
         }
         try {
-            // Header and argument are written apart so a large argument is never copied once more.
+            // Header and argument pieces are written apart so a large argument is never
+            // copied once more.
             $this->send($socket, self::header($this->codec->value, $length, $seq, \strlen($method)) . $method);
-            $this->send($socket, $body);
-            unset($body);
+            foreach ($parts as $index => $part) {
+                $this->send($socket, $part);
+                unset($parts[$index], $part);
+            }
             [$flags, $options, $answerLength] = $this->receiveHeader($socket);
-            $answer = $answerLength > 0 ? $this->receive($socket, $answerLength) : '';
+            if ($options[0] !== $seq || $options[1] > $answerLength) {
+                throw new ConnectionFailed(
+                    "the answer from {$this->address} does not match the call (seq {$options[0]}, expected $seq)"
+                );
+            }
+            // The method name apart from the result, so the result is not copied out of it.
+            $this->receive($socket, $options[1]);
+            $result = $answerLength > $options[1] ? $this->receive($socket, $answerLength - $options[1]) : '';
         } catch (ConnectionFailed $e) {
             $this->reset();
             throw $e;
@@ -113,14 +124,6 @@ final class GoridgeTransport implements Transport
         if ($wait !== null) {
             self::setTimeout($socket, $this->readTimeout);
         }
-        if ($options[0] !== $seq || $options[1] > \strlen($answer)) {
-            $this->reset();
-            throw new ConnectionFailed(
-                "the answer from {$this->address} does not match the call (seq {$options[0]}, expected $seq)"
-            );
-        }
-        $result = \substr($answer, $options[1]);
-        unset($answer);
         if ($flags & self::FLAG_ERROR) {
             throw RpcError::fromWireText($result);
         }

@@ -18,7 +18,7 @@ final class SpiralLikeRelay
     }
 
     /** @return array{int, string} flags and the answer after the method name */
-    public function exchange(string $method, string $body, int $seq): array
+    public function exchange(string $method, string $body, int $seq, int $codecFlag = 0x08): array
     {
         if ($this->socket === null) {
             $socket = @stream_socket_client($this->address, $errno, $error, 5.0);
@@ -29,7 +29,7 @@ final class SpiralLikeRelay
             $this->socket = $socket;
             $this->connections++;
         }
-        $frame = GoridgeTransport::header(0x08, strlen($method) + strlen($body), $seq, strlen($method)) . $method . $body;
+        $frame = GoridgeTransport::header($codecFlag, strlen($method) + strlen($body), $seq, strlen($method)) . $method . $body;
         if (@fwrite($this->socket, $frame) !== strlen($frame)) {
             throw new SpiralLikeRelayException('socket_send(): Broken pipe');
         }
