@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 PART = 5 * MIB
-BUCKETS = {"moto": "acl-bucket", "seaweedfs": "test-bucket"}
+BUCKETS = {"moto": "acl-bucket", "seaweedfs": "test-bucket", "rgw": "acl-bucket"}
 
 
 def b64(data: bytes) -> str:
@@ -78,7 +78,7 @@ async def chunked(rpc: Client, pathname: str, data: bytes, chunk_size: int) -> A
 
 
 @pytest.mark.parametrize("checksums", ["when_required", "when_supported"])
-@pytest.mark.parametrize("service", ["seaweedfs", "moto"])
+@pytest.mark.parametrize("service", ["seaweedfs", "moto", "rgw"])
 async def test_every_write_path_stores_and_answers_the_checksum(
     service: str, checksums: str, request: pytest.FixtureRequest, prefix: str, tmp_path: Path
 ) -> None:
@@ -213,7 +213,7 @@ def corrupt(endpoint: Any, bucket: str, key: str, data: bytes) -> None:
     )
 
 
-@pytest.mark.parametrize("service", ["seaweedfs", "moto"])
+@pytest.mark.parametrize("service", ["seaweedfs", "moto", "rgw"])
 async def test_an_object_changed_behind_the_servers_back_is_refused(
     service: str, request: pytest.FixtureRequest, prefix: str, tmp_path: Path
 ) -> None:
