@@ -1,4 +1,4 @@
-"""End-to-end integrity against SeaweedFS and moto, under both checksum policies.
+"""End-to-end integrity against SeaweedFS, moto and Ceph RGW, under both checksum policies.
 
 Every write path answers the CRC32C of the bytes it stored and stores it in
 the object's metadata; whole-object reads check it, so an object changed
@@ -77,8 +77,16 @@ async def chunked(rpc: Client, pathname: str, data: bytes, chunk_size: int) -> A
     return await rpc.call("s3.UploadFinish", {"upload_id": upload_id, "size": len(data)})
 
 
-@pytest.mark.parametrize("checksums", ["when_required", "when_supported"])
-@pytest.mark.parametrize("service", ["seaweedfs", "moto", "rgw"])
+@pytest.mark.parametrize(
+    ("service", "checksums"),
+    [
+        (service, checksums)
+        for service in ("seaweedfs", "moto", "rgw")
+        for checksums in ("when_required", "when_supported")
+        # RGW under when_required: test_rgw_e2e's multipart ETag test.
+        if (service, checksums) != ("rgw", "when_required")
+    ],
+)
 async def test_every_write_path_stores_and_answers_the_checksum(
     service: str, checksums: str, request: pytest.FixtureRequest, prefix: str, tmp_path: Path
 ) -> None:

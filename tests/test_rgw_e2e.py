@@ -29,9 +29,11 @@ from tests.conftest import RGW_ACL_BUCKET
 from tests.support.rgw import RadosGateway
 from tests.support.server import endpoint_server
 from tests.support.services import admin_client
+from tests.test_integrity_e2e import assert_checksum_headers
 from tests.test_visibility_e2e import app_behind_proxy, heads
 from trio_s3rpc.checksums import header_value
-from trio_s3rpc.config import parse_config
+from trio_s3rpc.config import Credentials, parse_config
+from trio_s3rpc.s3.signing import RequestSigner
 from trio_s3rpc.s3.transport import S3Transport
 
 pytestmark = pytest.mark.integration
@@ -119,19 +121,18 @@ def test_rgw_completes_a_multipart_upload_with_an_empty_etag(rgw: Any, prefix: s
     assert head["ETag"] == part_etag_of(b"x" * 100)
 
 
-@pytest.mark.parametrize("checksums", ["when_required", "when_supported"])
 async def test_multipart_writes_learn_the_etag_rgw_does_not_answer(
-    rgw: Any, prefix: str, tmp_path: Path, checksums: str
+    rgw: Any, prefix: str, tmp_path: Path
 ) -> None:
     """WriteFile, a chunked upload and a large Write complete on RGW; each gets the
-    object's real ETag (the checksum's self-copy is conditional on it, and succeeds)."""
+    object's real ETag (the checksum's self-copy is conditional on it, and succeeds).
+    Under when_required here; test_integrity_e2e runs every write path on RGW under
+    when_supported."""
     data = secrets.token_bytes(2 * PART + 777)
     source = tmp_path / "big.bin"
     source.write_bytes(data)
     bucket = {"bucket": RGW_ACL_BUCKET, "prefix": prefix, "visibility_mode": "acl"}
-    async with app_behind_proxy(
-        rgw, {"uploads": bucket}, tmp_path, server={"checksums": checksums}
-    ) as (rpc, proxy):
+    async with app_behind_proxy(rgw, {"uploads": bucket}, tmp_path) as (rpc, proxy):
         written = {
             "file.bin": await rpc.call(
                 "s3.WriteFile", {"pathname": "file.bin", "source_path": str(source)}
@@ -162,6 +163,7 @@ async def test_multipart_writes_learn_the_etag_rgw_does_not_answer(
         assert len(streamed) == 2
         for head in streamed:
             assert head.headers["x-amz-copy-source-if-match"] == part_etag_of(data)
+        assert_checksum_headers(heads(proxy), "when_required")  # and never aws-chunked
 
 
 async def test_rgw_ignores_checksums_and_the_server_says_so(
@@ -215,3 +217,37 @@ async def test_rgw_ignores_checksums_and_the_server_says_so(
                 await rpc.call("s3.Read", {"pathname": "w0.txt"})
         # SeaweedFS echoes what it verified; RGW does not, and that is said once.
         assert caplog.text.count(noticed) == (0 if verifies else 1), caplog.text
+
+
+def signed_put(
+    endpoint: Any, key: str, body: bytes, content_sha256: str, headers: dict[str, str]
+) -> httpx.Response:
+    """A PutObject signed as given, sent by plain httpx."""
+    sent = {"host": endpoint.endpoint.removeprefix("http://"), **headers}
+    signer = RequestSigner(Credentials(endpoint.access_key, endpoint.secret_key), endpoint.region)
+    signer.sign_headers("PUT", f"/{RGW_ACL_BUCKET}/{key}", "", sent, content_sha256)
+    return httpx.put(f"{endpoint.endpoint}/{RGW_ACL_BUCKET}/{key}", content=body, headers=sent)
+
+
+def test_rgw_checks_the_payload_signature_and_refuses_trailers(rgw: Any, prefix: str) -> None:
+    """What the README's table of checks says of RGW: the SHA-256 payload signature is
+    verified, and aws-chunked trailer uploads (which the server never sends) are refused."""
+    wrong_sha = signed_put(rgw, prefix + "sha", b"bytes", hashlib.sha256(b"other").hexdigest(), {})
+    assert wrong_sha.status_code == 400
+    assert "XAmzContentSHA256Mismatch" in wrong_sha.text
+    data = b"a body with a trailing checksum"
+    trailer = f"x-amz-checksum-crc32c:{header_value(crc32c.crc32c(data))}"
+    chunked = f"{len(data):x}\r\n".encode() + data + f"\r\n0\r\n{trailer}\r\n\r\n".encode()
+    refused = signed_put(
+        rgw,
+        prefix + "trailer",
+        chunked,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        {
+            "content-encoding": "aws-chunked",
+            "x-amz-decoded-content-length": str(len(data)),
+            "x-amz-trailer": "x-amz-checksum-crc32c",
+        },
+    )
+    assert refused.status_code == 400
+    assert "XAmzContentSHA256Mismatch" in refused.text
