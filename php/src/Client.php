@@ -428,6 +428,17 @@ final class Client implements ClientInterface
         return (int) $this->call('s3.UploadChunk', $args)['size'];
     }
 
+    /**
+     * uploadChunk that lets go of $chunk once it is encoded, so a stream holds the chunk
+     * or its base64 text, not both (a resumed upload reads the chunk again from the stream).
+     */
+    private function sendChunk(string $uploadId, string &$chunk, int $offset): int
+    {
+        $args = ['upload_id' => $uploadId, 'content' => $this->bytesOut($chunk), 'offset' => $offset];
+        $chunk = '';
+        return (int) $this->call('s3.UploadChunk', $args)['size'];
+    }
+
     /** @throws UploadNotFound|RpcError|ConnectionFailed */
     public function uploadStatus(string $uploadId): UploadStatus
     {
@@ -497,10 +508,11 @@ final class Client implements ClientInterface
             $offset = 0;
             $failures = 0;
             while ($chunk !== '') {
+                $length = \strlen($chunk);
                 try {
-                    $received = $this->uploadChunk($uploadId, $chunk, $offset);
+                    $received = $this->sendChunk($uploadId, $chunk, $offset);
                     $failures = 0;
-                    $offset += \strlen($chunk);
+                    $offset += $length;
                     if ($received !== $offset) {
                         // A resent range the server had already received (its answer was lost
                         // with the connection): continue from where the server is.

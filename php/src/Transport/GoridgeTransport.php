@@ -27,6 +27,8 @@ final class GoridgeTransport implements Transport
     private const VERSION_AND_HEADER_WORDS = 0x15; // version 1, 5 words: 3 of header + 2 options
     private const FLAG_ERROR = 0x40;
     private const MAX_PAYLOAD = 0xFFFFFFFF;
+    /** The largest piece of an argument written (and so copied) at once. */
+    private const SLICE = 1 << 20;
 
     /** @var resource|null */
     private $socket = null;
@@ -193,8 +195,8 @@ final class GoridgeTransport implements Transport
         $total = \strlen($bytes);
         $done = 0;
         while ($done < $total) {
-            // fwrite of a huge string writes a piece; slicing 8 MiB at a time bounds the copies.
-            $piece = $done === 0 && $total <= 8 << 20 ? $bytes : \substr($bytes, $done, 8 << 20);
+            // fwrite of a huge string writes a piece; slicing 1 MiB at a time bounds the copies.
+            $piece = $done === 0 && $total <= self::SLICE ? $bytes : \substr($bytes, $done, self::SLICE);
             $written = @\fwrite($socket, $piece);
             if ($written === false || $written === 0) {
                 throw new ConnectionFailed("the connection to {$this->address} broke while sending a call");

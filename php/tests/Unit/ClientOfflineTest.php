@@ -15,6 +15,7 @@ use TrioS3Rpc\Exception\ObjectChanged;
 use TrioS3Rpc\Exception\RpcError;
 use TrioS3Rpc\Exception\TrioS3RpcException;
 use TrioS3Rpc\Exception\UnknownError;
+use TrioS3Rpc\TransferState;
 use TrioS3Rpc\Transport\GoridgeTransport;
 use TrioS3Rpc\Visibility;
 use TrioS3Rpc\WriteOptions;
@@ -129,6 +130,18 @@ final class ClientOfflineTest extends TestCase
         self::assertSame(['STANDARD', 'AES256'], [$m->storageClass, $m->sse]);
         self::assertSame(['cache_control' => 'no-store'], $m->headers);
         self::assertSame('2023-11-14T22:13:20+00:00', $m->modifiedAt()->format(\DATE_ATOM));
+    }
+
+    public function testTransferStatesAreAnEnumAndTimesAreDates(): void
+    {
+        $fake = (new FakeTransport())->answer('s3.TransferStatus', ['state' => 'timed_out', 'started_at' => 1700000000], ['state' => 'paused-in-a-newer-server']);
+        $client = new Client($fake);
+        $status = $client->transferStatus('t');
+        self::assertSame(TransferState::TimedOut, $status->transferState());
+        self::assertTrue($status->transferState()->finished());
+        self::assertSame('2023-11-14', $status->startedAtDate()?->format('Y-m-d'));
+        self::assertNull($status->finishedAtDate());
+        self::assertNull($client->transferStatus('t')->transferState());
     }
 
     public function testListAllWalksEveryPage(): void
