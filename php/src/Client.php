@@ -209,9 +209,21 @@ final class Client implements ClientInterface
      */
     public function write(string $bucket, string $pathname, string $content, Visibility|string|null $visibility = null, array $metadata = [], ?string $contentType = null, array $headers = [], ?WriteOptions $options = null): WriteResult
     {
+        return $this->writeEncoded($bucket, $pathname, $this->bytesOut($content), $visibility, $metadata, $contentType, $headers, $options);
+    }
+
+    /**
+     * s3.Write of content already in its wire form (base64 under JSON).
+     *
+     * @param array<string, string> $metadata
+     * @param array<string, string|int> $headers
+     */
+    private function writeEncoded(string $bucket, string $pathname, string $wireContent, Visibility|string|null $visibility, array $metadata, ?string $contentType, array $headers, ?WriteOptions $options): WriteResult
+    {
         $args = self::compact(['bucket' => $bucket, 'pathname' => $pathname, 'visibility' => self::visibility($visibility), 'content_type' => $contentType])
             + $this->objectOptions($metadata, $headers, $options);
-        $args['content'] = $this->bytesOut($content);
+        $args['content'] = $wireContent;
+        unset($wireContent);
         return WriteResult::fromArray($this->call('s3.Write', $args));
     }
 
@@ -429,13 +441,13 @@ final class Client implements ClientInterface
     }
 
     /**
-     * uploadChunk that lets go of $chunk once it is encoded, so a stream holds the chunk
-     * or its base64 text, not both (a resumed upload reads the chunk again from the stream).
+     * s3.UploadChunk of a chunk in its wire form, let go of once it is in the arguments (a
+     * resumed upload reads the chunk again from the stream).
      */
-    private function sendChunk(string $uploadId, string &$chunk, int $offset): int
+    private function sendChunk(string $uploadId, string &$wireChunk, int $offset): int
     {
-        $args = ['upload_id' => $uploadId, 'content' => $this->bytesOut($chunk), 'offset' => $offset];
-        $chunk = '';
+        $args = ['upload_id' => $uploadId, 'content' => $wireChunk, 'offset' => $offset];
+        $wireChunk = '';
         return (int) $this->call('s3.UploadChunk', $args)['size'];
     }
 
@@ -499,16 +511,15 @@ final class Client implements ClientInterface
         $chunkSize = $this->options->chunkSize;
         $seekable = (bool) \stream_get_meta_data($stream)['seekable'];
         $start = $seekable ? (int) \ftell($stream) : 0;
-        $chunk = self::readChunk($stream, $chunkSize);
-        if (\feof($stream) && \strlen($chunk) < $chunkSize) {
-            return $this->write($bucket, $pathname, $chunk, $visibility, $metadata, $contentType, $headers, $options);
+        [$chunk, $length] = $this->readChunk($stream, $chunkSize);
+        if (\feof($stream) && $length < $chunkSize) {
+            return $this->writeEncoded($bucket, $pathname, $chunk, $visibility, $metadata, $contentType, $headers, $options);
         }
         $uploadId = $this->uploadStart($bucket, $pathname, $visibility, $metadata, $contentType, $headers, $options);
         try {
             $offset = 0;
             $failures = 0;
-            while ($chunk !== '') {
-                $length = \strlen($chunk);
+            while ($length > 0) {
                 try {
                     $received = $this->sendChunk($uploadId, $chunk, $offset);
                     $failures = 0;
@@ -530,7 +541,7 @@ final class Client implements ClientInterface
                         throw $broken;
                     }
                 }
-                $chunk = self::readChunk($stream, $chunkSize);
+                [$chunk, $length] = $this->readChunk($stream, $chunkSize);
             }
             return $this->finishUpload($uploadId, $bucket, $pathname, $offset);
         } catch (\Throwable $e) {
@@ -612,21 +623,48 @@ final class Client implements ClientInterface
         }
     }
 
-    /** @param resource $stream */
-    private static function readChunk($stream, int $length): string
+    /** Bytes read from a stream and base64-encoded at a time: a multiple of 3. */
+    private const ENCODE_PIECE = 3 << 18;
+
+    /**
+     * Up to $length bytes of $stream in their wire form (base64 under JSON, encoded piece
+     * by piece as they are read, so the raw chunk and its text never both exist whole),
+     * and how many bytes they are.
+     *
+     * @param resource $stream
+     * @return array{string, int}
+     */
+    private function readChunk($stream, int $length): array
     {
-        $chunk = '';
-        while (\strlen($chunk) < $length && !\feof($stream)) {
-            $piece = \fread($stream, $length - \strlen($chunk));
+        $base64 = $this->transport->bytesAsBase64();
+        $wire = '';
+        $pending = '';
+        $read = 0;
+        while ($read < $length && !\feof($stream)) {
+            $piece = \fread($stream, \min($length - $read, self::ENCODE_PIECE));
             if ($piece === false) {
                 throw new \RuntimeException('reading the stream to upload failed');
             }
             if ($piece === '' && \feof($stream)) {
                 break;
             }
-            $chunk .= $piece;
+            $read += \strlen($piece);
+            if (!$base64) {
+                $wire .= $piece;
+                continue;
+            }
+            $pending .= $piece;
+            unset($piece);
+            $whole = \strlen($pending) - \strlen($pending) % 3;
+            if ($whole >= self::ENCODE_PIECE || ($read >= $length && $whole > 0)) {
+                $wire .= \base64_encode(\substr($pending, 0, $whole));
+                $pending = (string) \substr($pending, $whole);
+            }
         }
-        return $chunk;
+        if ($pending !== '') {
+            $wire .= \base64_encode($pending);
+        }
+        return [$wire, $read];
     }
 
     /**

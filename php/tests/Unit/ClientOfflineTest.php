@@ -16,6 +16,7 @@ use TrioS3Rpc\Exception\RpcError;
 use TrioS3Rpc\Exception\TrioS3RpcException;
 use TrioS3Rpc\Exception\UnknownError;
 use TrioS3Rpc\TransferState;
+use TrioS3Rpc\Transport\Codec;
 use TrioS3Rpc\Transport\GoridgeTransport;
 use TrioS3Rpc\Visibility;
 use TrioS3Rpc\WriteOptions;
@@ -205,6 +206,53 @@ final class ClientOfflineTest extends TestCase
         $error = RpcError::fromWireText($text);
         self::assertInstanceOf($class, $error);
         self::assertSame([$message, $details], [$error->errorMessage, $error->details]);
+    }
+
+    /** @return array<string, array{bool, int, int}> */
+    public static function chunkings(): array
+    {
+        return [
+            'json, tiny chunks' => [true, 25, 10],
+            'json, pieces across chunks' => [true, (2 << 20) + 7, (1 << 20) + 1],
+            'msgpack' => [false, (2 << 20) + 7, (1 << 20) + 1],
+        ];
+    }
+
+    /** @dataProvider chunkings */
+    public function testWriteStreamSendsEveryByteOnceInOrder(bool $base64, int $size, int $chunkSize): void
+    {
+        $bytes = \random_bytes($size);
+        $chunks = (int) \ceil($size / $chunkSize);
+        $fake = (new FakeTransport($base64))->answer('s3.UploadStart', ['upload_id' => 'u']);
+        for ($i = 1; $i <= $chunks; $i++) {
+            $fake->answer('s3.UploadChunk', ['size' => \min($size, $i * $chunkSize)]);
+        }
+        $fake->answer('s3.UploadFinish', ['success' => true, 'pathname' => 'a', 'size' => $size, 'last_modified' => 1]);
+        $source = \fopen('php://temp', 'w+b');
+        \fwrite($source, $bytes);
+        \rewind($source);
+        (new Client($fake, new ClientOptions(chunkSize: $chunkSize)))->writeStream('b', 'a', $source);
+        $sent = '';
+        foreach ($fake->calls as [$method, $args]) {
+            if ($method === 's3.UploadChunk') {
+                self::assertSame(\strlen($sent), $args['offset']);
+                $sent .= $base64 ? \base64_decode($args['content'], true) : $args['content'];
+            }
+        }
+        self::assertSame(\strlen($bytes), \strlen($sent));
+        self::assertTrue($bytes === $sent);
+    }
+
+    public function testSplicedArgumentsAreTheCodecsOwnEncoding(): void
+    {
+        $payload = ['upload_id' => 'u', 'offset' => 5, 'config' => ['a' => 'b'], 'content' => \random_bytes(100 << 10)];
+        self::assertTrue(\implode('', Codec::Msgpack->encodeParts($payload)) === \msgpack_pack($payload));
+        self::assertCount(2, Codec::Msgpack->encodeParts($payload));
+        $payload['content'] = \base64_encode($payload['content']);
+        self::assertSame(Codec::Json->encode($payload), \implode('', Codec::Json->encodeParts($payload)));
+        self::assertCount(3, Codec::Json->encodeParts($payload));
+        $payload['content'] = \str_repeat('"', 100 << 10);   // not base64: encoded whole
+        self::assertSame([Codec::Json->encode($payload)], Codec::Json->encodeParts($payload));
     }
 
     public function testFramesAreGoridgesLayout(): void
