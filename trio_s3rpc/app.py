@@ -82,7 +82,10 @@ class Application:
         # One stale-upload reaper per service: a lone process, or the worker in slot 0.
         reaps = link is None or link.place.runs_reaper
         self.janitor = Janitor(
-            self.storage, config.s3.abort_stale_after if reaps else 0.0, self._busy_elsewhere
+            self.storage,
+            config.s3.abort_stale_after if reaps else 0.0,
+            self._busy_elsewhere,
+            local_leftovers=self.files.paths.remove_leftover_parts,
         )
         self.registry = build_registry(self.storage, self.files, self.uploads, link)
         self.control = CallControl()
