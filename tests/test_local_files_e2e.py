@@ -51,7 +51,9 @@ def outside(tmp_path: Path) -> Path:
     return outside
 
 
-def local_config(seaweedfs: Any, *roots: Path, **s3: Any) -> dict[str, Any]:
+def local_config(
+    seaweedfs: Any, *roots: Path, listen: str = "tcp://127.0.0.1:0", **s3: Any
+) -> dict[str, Any]:
     return config_dict(
         endpoint_server(seaweedfs),
         {
@@ -61,6 +63,7 @@ def local_config(seaweedfs: Any, *roots: Path, **s3: Any) -> dict[str, Any]:
                 "visibility_mode": "none",
             }
         },
+        listen=listen,
         s3={"local_roots": [str(r) for r in roots], **s3},
     )
 
@@ -286,3 +289,164 @@ async def test_leftover_part_files_are_removed_at_start_within_the_roots_only(
             while any(path.exists() for path in stale):
                 await trio.sleep(0.02)
     assert all(path.read_bytes() == b"partial" for path in kept)
+
+
+async def test_read_file_mode_is_asked_within_local_file_mode(seaweedfs: Any, root: Path) -> None:
+    config = local_config(seaweedfs, root, local_file_mode="0640")
+    async with running_app(config) as (_, address), await RPCClient.connect(address) as rpc:
+        await rpc.call("s3.Write", {"pathname": "m.txt", "content": "bmV3"})
+        shared = root / "shared.txt"
+        await rpc.call(
+            "s3.ReadFile", {"pathname": "m.txt", "destination_path": str(shared), "mode": 0o640}
+        )
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+        for mode in (0o644, 0o4600, -1):
+            with pytest.raises(RemoteError) as error:
+                await rpc.call(
+                    "s3.ReadFile",
+                    {"pathname": "m.txt", "destination_path": str(root / "x"), "mode": mode},
+                )
+            assert error.value.code == "INVALID_REQUEST", mode
+            assert "'mode'" in error.value.text
+        assert sorted(p.name for p in root.iterdir()) == ["shared.txt"]
+
+
+async def test_in_root_links_are_entries_never_followed(rpc: RPCClient, root: Path) -> None:
+    await rpc.call("s3.Write", {"pathname": "n.txt", "content": "bmV3"})
+    (root / "sub").mkdir()
+    target = root / "target.txt"
+    target.write_bytes(b"target")
+    link = root / "link.txt"
+    link.symlink_to(target)
+    hard = root / "hard.txt"
+    os.link(target, hard)
+    # ReadFile onto an in-root symlink or a hard link replaces only that entry.
+    for destination in (link, hard):
+        await rpc.call("s3.ReadFile", {"pathname": "n.txt", "destination_path": str(destination)})
+        assert not destination.is_symlink()
+        assert destination.read_bytes() == b"new"
+    assert target.read_bytes() == b"target"
+    # '..' goes back where the walk came from, within the root.
+    back = f"{root}/sub/../back.txt"
+    await rpc.call("s3.ReadFile", {"pathname": "n.txt", "destination_path": back})
+    assert (root / "back.txt").read_bytes() == b"new"
+    # A symlink below the root is not followed as a source or a directory, even inside.
+    (root / "sub-link").symlink_to(root / "sub")
+    for field, method, path in [
+        ("source_path", "s3.WriteFile", root / "link.txt.2"),
+        ("source_path", "s3.WriteFile", root / "sub-link" / "x"),
+        ("destination_path", "s3.ReadFile", root / "sub-link" / "x"),
+    ]:
+        if path.name == "link.txt.2":
+            path.symlink_to(target)
+        with pytest.raises(RemoteError) as error:
+            await rpc.call(method, {"pathname": "n.txt", field: str(path)})
+        assert error.value.code == "PERMISSION_DENIED", path
+        assert "symbolic link" in error.value.text
+    assert not (root / "sub" / "x").exists()
+
+
+PEER_UID = 54321  # a user with no other files on the machine; no passwd entry needed
+
+
+def connect_as(uid: int, path: Path) -> RPCClient:
+    """A connection made by user ``uid``: the kernel records the effective ids at
+    ``connect`` (what ``SO_PEERCRED`` answers), so this process takes them for that
+    one system call."""
+    sock = socket.socket(socket.AF_UNIX)
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        sock.connect(str(path))
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    return RPCClient(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
+
+
+async def calls_as(uid: int, path: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Make ``calls`` as user ``uid``; the answers: "ok" or the error text."""
+    answers = []
+    async with connect_as(uid, path) as rpc:
+        for method, args in calls:
+            try:
+                await rpc.call(method, args)
+                answers.append("ok")
+            except RemoteError as error:
+                answers.append(error.text)
+    return answers
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making calls as a second user needs root")
+async def test_a_unix_socket_caller_has_its_own_rights_under_local_files_peer(
+    seaweedfs: Any,
+) -> None:
+    import shutil
+    import tempfile
+
+    # Under /tmp, not pytest's 0700 directory, so that the second user can reach it.
+    base = Path(tempfile.mkdtemp(prefix="peer-"))
+    try:
+        base.chmod(0o755)
+        shared = base / "root"
+        shared.mkdir(mode=0o755)
+        private = shared / "private.txt"  # the server's user's, 0600
+        private.write_bytes(b"secret")
+        private.chmod(0o600)
+        mine = shared / "mine.txt"
+        mine.write_bytes(b"mine")
+        mine.chmod(0o600)
+        os.chown(mine, PEER_UID, PEER_UID)
+        home = shared / "home"  # the second user's directory
+        home.mkdir()
+        os.chown(home, PEER_UID, PEER_UID)
+        sticky = shared / "sticky"  # like /tmp: anyone may write, only owners replace
+        sticky.mkdir()
+        sticky.chmod(0o1777)
+        (sticky / "theirs.txt").write_bytes(b"root's")
+        socket_path = base / "rpc.sock"
+        read = ("s3.WriteFile", "source_path")
+        write = ("s3.ReadFile", "destination_path")
+        calls = [
+            (read, private),
+            (read, mine),
+            (write, shared / "planted.txt"),
+            (write, home / "restored.txt"),
+            (write, sticky / "theirs.txt"),
+            (write, sticky / "new.txt"),
+        ]
+        wire = [
+            (method, {"pathname": "p.txt", field: str(path)}) for (method, field), path in calls
+        ]
+        answers: dict[str, list[str]] = {}
+        owners: dict[str, tuple[int, int, int]] = {}
+        for local_files in ("peer", "server"):
+            config = local_config(
+                seaweedfs,
+                shared,
+                listen=f"unix://{socket_path}",
+                socket_mode="0666",
+                local_files=local_files,
+            )
+            async with running_app(config) as (_, address):
+                async with await RPCClient.connect(address) as rpc:
+                    await rpc.call("s3.Write", {"pathname": "p.txt", "content": "bmV3"})
+                answers[local_files] = await calls_as(PEER_UID, socket_path, wire)
+            restored = (home / "restored.txt").stat()
+            owners[local_files] = (restored.st_uid, restored.st_gid, stat.S_IMODE(restored.st_mode))
+            for path in (shared / "planted.txt", home / "restored.txt", sticky / "new.txt"):
+                path.unlink(missing_ok=True)
+        peer = answers["peer"]
+        assert peer[0].startswith("PERMISSION_DENIED: source_path is not readable by the calling")
+        assert "uid 54321" in peer[0]
+        assert peer[1] == "ok"
+        assert peer[2].startswith("PERMISSION_DENIED: the directory of destination_path is not")
+        assert peer[3] == "ok"
+        # A file the second user had restored is that user's, as if it had written it.
+        assert owners["peer"] == (PEER_UID, PEER_UID, 0o600)
+        assert peer[4].startswith("PERMISSION_DENIED: destination_path is another user's file")
+        assert peer[5] == "ok"
+        # Under "server" the caller has the server's rights over the roots, as over tcp.
+        assert answers["server"] == ["ok"] * 6
+    finally:
+        shutil.rmtree(base)

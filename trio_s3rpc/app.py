@@ -77,7 +77,7 @@ class Application:
         self.storage = Storage(
             config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4, book=book
         )
-        self.files = Files(config.s3.local_roots)
+        self.files = Files(config.s3.local_roots, config.s3.local_file_mode, config.s3.local_files)
         self.uploads = ChunkedUploads(self.storage, config.s3.upload_idle_timeout)
         # One stale-upload reaper per service: a lone process, or the worker in slot 0.
         reaps = link is None or link.place.runs_reaper

@@ -32,7 +32,9 @@ from dataclasses import replace
 
 import trio
 
-from trio_s3rpc import checksums, progress
+from trio_s3rpc import callers, checksums, progress
+from trio_s3rpc.callers import Caller
+from trio_s3rpc.config import DEFAULT_LOCAL_FILE_MODE, LOCAL_FILES
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
@@ -63,18 +65,15 @@ def _create_temporary(dir_fd: int, name: str, size: int) -> int:
     return fd
 
 
-def _settle(fd: int, existing: os.stat_result | None) -> None:
-    """Give the finished file the replaced file's owner and permission bits, then fsync.
-
-    The owner is kept where this server may set it (as root, or a group it
-    is in); set-user-ID and set-group-ID bits are never carried over to
-    bytes the caller chose.
-    """
-    if existing is not None:
-        if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
-            with contextlib.suppress(PermissionError):
-                os.fchown(fd, existing.st_uid, existing.st_gid)
-        os.fchmod(fd, stat.S_IMODE(existing.st_mode) & 0o777)
+def _settle(fd: int, owner: tuple[int, int] | None, mode: int | None) -> None:
+    """Give the finished file its owner (where this server may set it: as root, or a
+    group it is in) and permission bits, then fsync. Set-user-ID and set-group-ID
+    bits are never given to bytes a caller chose."""
+    if owner is not None and owner != (os.geteuid(), os.getegid()):
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, *owner)
+    if mode is not None:
+        os.fchmod(fd, mode)
     os.fsync(fd)
 
 
@@ -93,8 +92,37 @@ async def _pwrite(fd: int, data: bytes, offset: int) -> None:
 class Files:
     """WriteFile and ReadFile: objects to and from local files under ``local_roots``."""
 
-    def __init__(self, local_roots: Sequence[str]) -> None:
+    def __init__(
+        self,
+        local_roots: Sequence[str],
+        local_file_mode: int = DEFAULT_LOCAL_FILE_MODE,
+        local_files: str = LOCAL_FILES[0],
+    ) -> None:
         self.paths = LocalRoots(local_roots)
+        self.local_file_mode = local_file_mode
+        # Under "peer", a unix-socket caller's files are opened with that user's rights.
+        self.peer_rights = local_files == "peer"
+
+    def _caller(self) -> Caller | None:
+        return callers.current() if self.peer_rights else None
+
+    def _asked_mode(self, mode: int | None) -> int | None:
+        """The mode a ReadFile caller asks for, within ``s3.local_file_mode``."""
+        if mode is None:
+            return None
+        if not 0 <= mode <= 0o777:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                "field 'mode' must be a file mode from 0 to 0777 (in PHP an octal literal: 0640)",
+                f"mode: {mode}",
+            )
+        if mode & ~self.local_file_mode:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"field 'mode' {mode:04o} asks for permission bits that s3.local_file_mode "
+                f"({self.local_file_mode:04o}) does not allow",
+            )
+        return mode
 
     async def write_file(
         self,
@@ -106,7 +134,9 @@ class Files:
         """Upload the local file ``source_path`` as ``ref``, created as ``new`` asks;
         ``resume`` continues an unfinished upload of the same file and part size."""
         bucket = ref.bucket
-        fd, size = await trio.to_thread.run_sync(self.paths.open_source, source_path)
+        fd, size = await trio.to_thread.run_sync(
+            self.paths.open_source, source_path, self._caller()
+        )
         try:
             with bucket.errors(ref.key):
                 # A file S3 cannot hold is refused before any request is made.
@@ -229,18 +259,26 @@ class Files:
             return upload.upload_id, reuse
         return None
 
-    async def read_file(self, ref: ObjectRef, destination_path: str) -> ObjectInfo:
-        """Download ``ref`` into ``destination_path``, replacing only that entry."""
-        destination = await trio.to_thread.run_sync(self.paths.open_destination, destination_path)
+    async def read_file(
+        self, ref: ObjectRef, destination_path: str, mode: int | None = None
+    ) -> ObjectInfo:
+        """Download ``ref`` into ``destination_path``, replacing only that entry; the file
+        gets ``mode``, or the replaced file's mode, or 0600 less the umask."""
+        asked = self._asked_mode(mode)
+        destination = await trio.to_thread.run_sync(
+            self.paths.open_destination, destination_path, self._caller()
+        )
+        if asked is None and destination.existing is not None:
+            asked = stat.S_IMODE(destination.existing.st_mode) & 0o777
         try:
             info = await objects.head(ref)
-            await self._download_to(ref, info, destination)
+            await self._download_to(ref, info, destination, asked)
         finally:
             destination.close()
         return info
 
     async def _download_to(
-        self, ref: ObjectRef, info: ObjectInfo, destination: Destination
+        self, ref: ObjectRef, info: ObjectInfo, destination: Destination, mode: int | None
     ) -> None:
         """Fill a temporary file beside the destination and rename it into place, all
         relative to the destination's directory handle."""
@@ -265,7 +303,7 @@ class Files:
                     verify_checksum(
                         info.checksum, range_checksums.whole(), ref.bucket.name, ref.pathname
                     )
-                await trio.to_thread.run_sync(_settle, fd, destination.existing)
+                await trio.to_thread.run_sync(_settle, fd, destination.owner, mode)
             finally:
                 os.close(fd)
             await trio.to_thread.run_sync(

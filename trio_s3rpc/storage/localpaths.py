@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from trio_s3rpc.callers import Caller
 from trio_s3rpc.errors import ErrorCode, RPCError
 
 PART_SUFFIX = ".trio-s3rpc-part"
@@ -97,9 +99,55 @@ class Destination:
     name: str
     path: str
     existing: os.stat_result | None  # a regular file being replaced; None for a new entry
+    # The owner the new file gets: the replaced file's, or the calling user's under
+    # s3.local_files: peer; None keeps the server's.
+    owner: tuple[int, int] | None = None
 
     def close(self) -> None:
         os.close(self.dir_fd)
+
+
+READ, WRITE, SEARCH = 4, 2, 1
+
+
+@dataclass(slots=True, frozen=True)
+class Rights:
+    """Another user's rights (``s3.local_files: peer``), checked on opened handles from
+    their owner, group and permission bits; POSIX ACLs are not consulted, so an
+    ACL can only make the check refuse what the user could do, never allow more."""
+
+    uid: int
+    groups: frozenset[int]
+
+    @classmethod
+    def of(cls, caller: Caller | None) -> Rights | None:
+        """The caller's rights; None (the server's own) for no caller or the server's user.
+        Looks the user's groups up (NSS): call it in a thread."""
+        if caller is None or caller.uid == os.geteuid():
+            return None
+        try:
+            groups = frozenset(os.getgrouplist(pwd.getpwuid(caller.uid).pw_name, caller.gid))
+        except (KeyError, OSError):
+            groups = frozenset({caller.gid})
+        return cls(caller.uid, groups | {caller.gid})
+
+    def allows(self, info: os.stat_result, wanted: int) -> bool:
+        if self.uid == 0:
+            return True
+        if info.st_uid == self.uid:
+            granted = info.st_mode >> 6
+        elif info.st_gid in self.groups:
+            granted = info.st_mode >> 3
+        else:
+            granted = info.st_mode
+        return granted & wanted == wanted
+
+    def refusal(self, what: str, path: str) -> RPCError:
+        return RPCError(
+            ErrorCode.PERMISSION_DENIED,
+            f"{what} by the calling user (uid {self.uid}; s3.local_files: peer)",
+            f"path: {path}",
+        )
 
 
 class LocalRoots:
@@ -142,8 +190,11 @@ class LocalRoots:
             f"path: {path}",
         )
 
-    def _walk(self, root: str, parts: Sequence[str], field_name: str, path: str) -> int:
-        """A handle on the directory ``parts`` lead to from ``root``, never leaving it."""
+    def _walk(
+        self, root: str, parts: Sequence[str], field_name: str, path: str, rights: Rights | None
+    ) -> int:
+        """A handle on the directory ``parts`` lead to from ``root``, never leaving it;
+        with ``rights``, each directory on the way must be searchable by that user."""
         try:
             opened = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
         except OSError as exc:
@@ -153,6 +204,8 @@ class LocalRoots:
                 f"path: {path}",
             ) from None
         try:
+            if rights is not None and not rights.allows(os.fstat(opened[0]), SEARCH):
+                raise rights.refusal(f"the local root of {field_name} is not searchable", path)
             for part in parts:
                 if part == "..":
                     if len(opened) == 1:
@@ -160,6 +213,8 @@ class LocalRoots:
                     os.close(opened.pop())
                     continue
                 opened.append(self._open_directory(opened[-1], part, field_name, path))
+                if rights is not None and not rights.allows(os.fstat(opened[-1]), SEARCH):
+                    raise rights.refusal(f"a directory of {field_name} is not searchable", path)
         except BaseException:
             _close_all(opened)
             raise
@@ -200,14 +255,18 @@ class LocalRoots:
             f"path: {path}",
         )
 
-    def open_source(self, path: str, field_name: str = "source_path") -> tuple[int, int]:
-        """A read handle on the regular file ``path``, and its size (call it in a thread)."""
+    def open_source(
+        self, path: str, caller: Caller | None = None, field_name: str = "source_path"
+    ) -> tuple[int, int]:
+        """A read handle on the regular file ``path``, and its size (call it in a thread);
+        with a ``caller``, only a file that user may read."""
+        rights = Rights.of(caller)
         root, parts = self._locate(path, field_name)
         if not parts or parts[-1] == "..":
             raise RPCError(
                 ErrorCode.INVALID_REQUEST, f"{field_name} is a directory", f"path: {path}"
             )
-        dir_fd = self._walk(root, parts[:-1], field_name, path)
+        dir_fd = self._walk(root, parts[:-1], field_name, path, rights)
         try:
             try:
                 fd = os.open(parts[-1], _SOURCE_FLAGS, dir_fd=dir_fd)
@@ -225,6 +284,8 @@ class LocalRoots:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise not_regular(field_name, path, info.st_mode)
+            if rights is not None and not rights.allows(info, READ):
+                raise rights.refusal(f"{field_name} is not readable", path)
             # O_NONBLOCK only kept the open from waiting; reads of a regular file ignore it.
             os.set_blocking(fd, True)
         except BaseException:
@@ -232,25 +293,50 @@ class LocalRoots:
             raise
         return fd, info.st_size
 
-    def open_destination(self, path: str, field_name: str = "destination_path") -> Destination:
+    def open_destination(
+        self, path: str, caller: Caller | None = None, field_name: str = "destination_path"
+    ) -> Destination:
         """The directory a ReadFile of ``path`` writes in, by handle (call it in a thread).
 
         The final entry is never followed: an existing regular file or hard
         link is replaced as an entry, and so is a symbolic link, which is
         accepted only when its target, read as written, lies under a root.
+        With a ``caller``, that user must be able to write in the directory
+        (and, in a sticky one like /tmp, own the entry replaced).
         """
+        rights = Rights.of(caller)
         root, parts = self._locate(path, field_name)
         if path.endswith("/") or not parts or parts[-1] == "..":
             raise RPCError(
                 ErrorCode.INVALID_REQUEST, f"field '{field_name}' must name a file", f"path: {path}"
             )
-        dir_fd = self._walk(root, parts[:-1], field_name, path)
+        dir_fd = self._walk(root, parts[:-1], field_name, path, rights)
         try:
             existing = self._entry(dir_fd, parts[-1], field_name, path)
+            owner = None if existing is None else (existing.st_uid, existing.st_gid)
+            if rights is not None and caller is not None:
+                self._check_may_replace(dir_fd, parts[-1], rights, path)
+                owner = owner or (caller.uid, caller.gid)
         except BaseException:
             os.close(dir_fd)
             raise
-        return Destination(dir_fd, parts[-1], path, existing)
+        return Destination(dir_fd, parts[-1], path, existing, owner)
+
+    @staticmethod
+    def _check_may_replace(dir_fd: int, name: str, rights: Rights, path: str) -> None:
+        directory = os.fstat(dir_fd)
+        if not rights.allows(directory, WRITE | SEARCH):
+            raise rights.refusal("the directory of destination_path is not writable", path)
+        try:
+            entry = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        sticky = directory.st_mode & stat.S_ISVTX
+        if sticky and rights.uid not in (0, entry.st_uid, directory.st_uid):
+            raise rights.refusal(
+                "destination_path is another user's file in a sticky directory: not replaceable",
+                path,
+            )
 
     def _entry(self, dir_fd: int, name: str, field_name: str, path: str) -> os.stat_result | None:
         try:
