@@ -189,6 +189,17 @@ final class ClientOfflineTest extends TestCase
         }
     }
 
+    public function testTextThatIsNotUtf8UnderJsonIsAnInvalidArgumentOfThePackage(): void
+    {
+        try {
+            Codec::Json->encode(['bucket' => 'b', 'pathname' => "caf\xe9.txt"]);
+            self::fail('expected InvalidArgument');
+        } catch (InvalidArgument $e) {
+            self::assertInstanceOf(TrioS3RpcException::class, $e);
+            self::assertStringContainsString('UTF-8', $e->getMessage());
+        }
+    }
+
     /** @return array<string, array{string, class-string, string, string}> */
     public static function wireTexts(): array
     {
