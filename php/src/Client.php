@@ -641,7 +641,8 @@ final class Client implements ClientInterface
         $pending = '';
         $read = 0;
         while ($read < $length && !\feof($stream)) {
-            $piece = \fread($stream, \min($length - $read, self::ENCODE_PIECE));
+            // Raw bytes in one read where the stream gives them (no growing string to copy).
+            $piece = \fread($stream, $base64 ? \min($length - $read, self::ENCODE_PIECE) : $length - $read);
             if ($piece === false) {
                 throw new \RuntimeException('reading the stream to upload failed');
             }
