@@ -84,7 +84,7 @@ class Dispatcher:
         if method is None:
             method = self.registry.get(request.method)
             if method is None:
-                raise self.registry.not_found(request.method)
+                raise _invalid_name(request.method) or self.registry.not_found(request.method)
         try:
             args = decode_args(request.codec, request.body)
         except CodecError as exc:
@@ -103,3 +103,18 @@ class Dispatcher:
             record.request = typed
             record.response = response
         return encode_result(request.codec, method.encoder.encode(response))
+
+
+def _invalid_name(name: str) -> RPCError | None:
+    """The error for a method name that is not UTF-8 (its bytes came as surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = name.encode("utf-8", "surrogateescape")
+        at = len(name[: exc.start].encode("utf-8", "surrogateescape"))
+        return RPCError(
+            ErrorCode.INVALID_REQUEST,
+            "the method name is not valid UTF-8",
+            f"byte {at} of {raw[:80]!r}",
+        )
+    return None
