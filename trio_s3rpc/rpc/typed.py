@@ -216,6 +216,11 @@ class RequestDecoder(typing.Generic[T]):
         self.binary_fields = frozenset(f.name for f in fields if f.convert is _to_binary)
 
     @property
+    def request_type(self) -> type[T]:
+        """The dataclass this decoder builds (its fields are the wire names)."""
+        return self._type
+
+    @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self._fields)
 
