@@ -79,7 +79,18 @@ def holds_many(codec: int, body: bytes, values: int) -> bool:
     codec &= CODEC_MASK
     if codec == CODEC_MSGPACK:
         return bool(_msgpack_excess(body, values, values))
-    return body.count(b",") + body.count(b":") > values
+    return _occurs_more_than(body, b",", values) or _occurs_more_than(body, b":", values)
+
+
+def _occurs_more_than(body: bytes, byte: bytes, times: int) -> bool:
+    """``body.count(byte) > times``, stopping at the first past it (``find`` is a memchr,
+    several times faster than ``count`` over a large content with few of them)."""
+    position = -1
+    for _ in range(times + 1):
+        position = body.find(byte, position + 1)
+        if position < 0:
+            return False
+    return True
 
 
 def _refuse(values: int, entries: int) -> CodecError:

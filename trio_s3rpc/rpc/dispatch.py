@@ -119,10 +119,10 @@ class Dispatcher:
         large = _large(request)
         if large:
             args, typed = await trio.to_thread.run_sync(
-                _decode, method, request, record, limiter=self._threads
+                _decode, method, request, record, True, limiter=self._threads
             )
         else:
-            args, typed = _decode(method, request, record)
+            args, typed = _decode(method, request, record, False)
         if method.controllable and ("transfer_id" in args or "timeout" in args):
             transfer_id, timeout = call_options(args)
             response = await self.control.run(
@@ -157,11 +157,12 @@ def _invalid_name(name: str) -> RPCError | None:
 
 
 def _decode(
-    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None
+    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None, large: bool
 ) -> tuple[dict[str, Any], Any]:
-    """The argument (``record.args`` too, for the metrics) and the typed request."""
+    """The argument (``record.args`` too, for the metrics) and the typed request; a
+    ``large`` one is counted first (a small one cannot hold too many values)."""
     try:
-        if len(request.body) >= LARGE_ARGUMENT:
+        if large:
             check_counts(request.codec, request.body)
         args = decode_args(request.codec, request.body)
     except CodecError as exc:
