@@ -44,7 +44,7 @@ def b64(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Case:
-    service: str  # the session fixture: "moto" or "seaweedfs"
+    service: str  # the session fixture: "moto", "rgw" or "seaweedfs"
     bucket: str
     mode: str  # as configured
     resolves_to: str
@@ -55,8 +55,11 @@ class Case:
 
 CASES = [
     Case("moto", "acl-bucket", "acl", "acl"),
+    Case("rgw", "acl-bucket", "acl", "acl"),
     Case("seaweedfs", "test-bucket", "none", "none"),
+    Case("rgw", "acl-bucket", "none", "none"),
     Case("moto", "acl-bucket", "auto", "acl"),
+    Case("rgw", "acl-bucket", "auto", "acl"),
     Case("seaweedfs", "test-bucket", "auto", "none"),
 ]
 
