@@ -182,7 +182,7 @@ def test_raw_empty_body_is_no_arguments() -> None:
 
 
 def test_raw_body_is_json_text() -> None:
-    assert decode_args(CODEC_RAW, b'{"bucket":"b"}') == {"bucket": "bkt"}
+    assert decode_args(CODEC_RAW, b'{"bucket":"b"}') == {"bucket": "b"}
     with pytest.raises(CodecError, match="arguments must be a JSON object, got list"):
         decode_args(CODEC_RAW, b"[1,2]")
 
