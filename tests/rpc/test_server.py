@@ -324,6 +324,41 @@ async def test_undecodable_argument_and_unsupported_codec_are_error_answers() ->
         await stream.aclose()
 
 
+def _request_with_raw_method(seq: int, name: bytes, codec: int, body: bytes) -> bytes:
+    """A request frame whose method name is ``name`` as it is, valid UTF-8 or not."""
+    payload = name + body
+    head = struct.pack("<BBI", 0x15, codec, len(payload))
+    return (
+        head
+        + struct.pack("<I", zlib.crc32(head))
+        + b"\x00\x00"
+        + struct.pack("<II", seq, len(name))
+        + payload
+    )
+
+
+async def test_an_invalid_utf8_method_name_is_answered_on_its_seq_and_the_connection_kept() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        stream = await open_stream(address)
+        await stream.send_all(
+            encode_rpc_request(1, "s3.ListBuckets", CODEC_JSON, b"[]")
+            + _request_with_raw_method(2, b"s3.List\xffBuckets", CODEC_JSON, b"[]")
+            + _request_with_raw_method(3, b"s3.\xc3", CODEC_MSGPACK, b"\x80")
+            + encode_rpc_request(4, "s3.ListBuckets", CODEC_MSGPACK, b"\x80")
+        )
+        answers = {seq: (flags, body) for flags, seq, body in await read_answers(stream, 4)}
+        assert sorted(answers) == [1, 2, 3, 4]
+        for seq in (2, 3):
+            flags, text = answers[seq]
+            assert flags & FLAG_ERROR
+            assert text.startswith(b"INVALID_REQUEST: the method name is not valid UTF-8")
+        assert not answers[1][0] & FLAG_ERROR and not answers[4][0] & FLAG_ERROR
+        await stream.send_all(encode_rpc_request(5, "s3.ListBuckets", CODEC_JSON, b"[]"))
+        ((flags, seq, body),) = await read_answers(stream, 1)
+        assert (seq, flags & FLAG_ERROR) == (5, 0) and json.loads(body)["default"] == "uploads"
+        await stream.aclose()
+
+
 async def test_unix_socket_mode_stale_file_and_cleanup(tmp_path: Path) -> None:
     path = tmp_path / "rpc.sock"
     # A stale socket file, as a crashed server leaves behind.

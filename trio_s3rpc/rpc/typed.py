@@ -212,6 +212,11 @@ class RequestDecoder(typing.Generic[T]):
         self._type = request_type
 
     @property
+    def request_type(self) -> type[T]:
+        """The dataclass this decoder builds (its fields are the wire names)."""
+        return self._type
+
+    @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self._fields)
 

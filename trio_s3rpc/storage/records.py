@@ -33,6 +33,9 @@ _METADATA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# 9999-12-31T23:59:59Z: an HTTP date has a four-digit year.
+LAST_HTTP_DATE = 253402300799
+
 # The standard headers an object is stored with and served with: request field -> HTTP header.
 STANDARD_HEADERS = {
     "cache_control": "Cache-Control",
@@ -79,10 +82,12 @@ class ObjectHeaders(StandardHeaderFields):
         for name, header in STANDARD_HEADERS.items():
             value = getattr(self, name)
             if name == "expires":
-                if value < 0:
+                if not 0 <= value <= LAST_HTTP_DATE:
                     raise RPCError(
                         ErrorCode.INVALID_REQUEST,
-                        f"field 'expires' must be Unix seconds (0 = none), got {value}",
+                        f"field 'expires' must be Unix seconds from 0 (none) to "
+                        f"{LAST_HTTP_DATE} (the last second of year 9999, the latest an HTTP "
+                        f"date can carry), got {value}",
                     )
                 if value:
                     headers[header] = email.utils.formatdate(value, usegmt=True)
