@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import httpx
+
 from trio_s3rpc.embedded import S3Endpoint, s3_client
 
 from .services import free_port
@@ -273,8 +275,6 @@ class RadosGateway:
 
     def _wait_for_gateway(self, deadline: float) -> None:
         """Poll until radosgw answers an anonymous ListBuckets (it opens its port last)."""
-        import httpx
-
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             for name, process in self._processes.items():
