@@ -38,6 +38,7 @@ from typing import Any
 
 import trio
 
+from trio_s3rpc import callers
 from trio_s3rpc.config import ListenAddress, RPCSettings, exposure_warning
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
@@ -111,6 +112,8 @@ class Connection:
         Cancellation (the server's shutdown deadline) cancels every call on the
         connection; each tries to answer ``SHUTTING_DOWN`` first.
         """
+        # Every call of this connection runs as (a copy of) this task's context.
+        callers.enter(callers.of_socket(self._stream.socket))
         try:
             async with trio.open_nursery() as nursery:
                 with self._read_scope:
