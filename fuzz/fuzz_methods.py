@@ -140,10 +140,14 @@ def _config() -> Any:
                     }
                 },
                 "buckets": {
-                    "uploads": {"server": "fake", "bucket": "b", "visibility_mode": "none"},
+                    "uploads": {
+                        "server": "fake",
+                        "bucket": "fuzz-bucket",
+                        "visibility_mode": "none",
+                    },
                     "public": {
                         "server": "fake",
-                        "bucket": "p",
+                        "bucket": "public-bucket",
                         "prefix": "pre/",
                         "public_url": "https://cdn.example.com/",
                     },

@@ -217,7 +217,7 @@ async def test_ten_thousand_registered_buckets_scrape_bounded_without_stalling(
             index + 1,
             "s3.RegisterBucket",
             CODEC_JSON,
-            json.dumps({"name": f"t{index:05d}", "server": "main", "bucket": "b"}).encode(),
+            json.dumps({"name": f"t{index:05d}", "server": "main", "bucket": "bkt"}).encode(),
         )
         for index in range(count)
     )

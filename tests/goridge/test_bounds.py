@@ -111,3 +111,14 @@ def test_an_answer_encoded_in_pieces_is_the_same_bytes(answer: dict[str, Any]) -
         except (TypeError, ValueError):  # e.g. NaN or bytes keys JSON cannot carry
             continue
         assert encode_result_in_pieces(codec, answer) == whole
+
+
+def test_a_write_of_large_content_is_not_many_values_and_300k_pathnames_are() -> None:
+    content = b"\x00" * (512 * 1024)
+    write = {"pathname": "a.bin", "content": content, "config": {"a": "b"}}
+    assert not bounds.holds_many(CODEC_MSGPACK, _msgpack(write), 2000)
+    as_json = json.dumps({"pathname": "a.bin", "content": "QUJD" * 100_000}).encode()
+    assert not bounds.holds_many(CODEC_JSON, as_json, 2000)
+    pathnames = {"pathnames": [f"p/{index}" for index in range(3000)]}
+    assert bounds.holds_many(CODEC_MSGPACK, _msgpack(pathnames), 2000)
+    assert bounds.holds_many(CODEC_JSON, json.dumps(pathnames).encode(), 2000)

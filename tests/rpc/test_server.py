@@ -30,7 +30,7 @@ from trio_s3rpc.goridge.frame import (
 )
 from trio_s3rpc.rpc.typed import omitempty
 
-BUCKETS = {"uploads": {"bucket": "b1"}, "avatars": {"bucket": "b2", "prefix": "av/"}}
+BUCKETS = {"uploads": {"bucket": "bkt1"}, "avatars": {"bucket": "bkt2", "prefix": "av/"}}
 
 
 @dataclass(slots=True, frozen=True)
@@ -128,7 +128,7 @@ async def test_register_bucket_then_listed_and_duplicates_refused() -> None:
                 {
                     "name": "docs",
                     "server": "main",
-                    "bucket": "b3",
+                    "bucket": "bkt3",
                     "prefix": "d/",
                     "visibility": "public",
                 },
@@ -138,18 +138,20 @@ async def test_register_bucket_then_listed_and_duplicates_refused() -> None:
             assert listed["buckets"] == ["avatars", "docs", "uploads"]
             with pytest.raises(RemoteError) as duplicate:
                 await rpc.call(
-                    "s3.RegisterBucket", {"name": "docs", "server": "main", "bucket": "b3"}
+                    "s3.RegisterBucket", {"name": "docs", "server": "main", "bucket": "bkt3"}
                 )
             assert duplicate.value.code == "BUCKET_ALREADY_EXISTS"
             assert "docs" in duplicate.value.text
             with pytest.raises(RemoteError) as unknown:
-                await rpc.call("s3.RegisterBucket", {"name": "x", "server": "nope", "bucket": "b4"})
+                await rpc.call(
+                    "s3.RegisterBucket", {"name": "x", "server": "nope", "bucket": "bkt4"}
+                )
             assert unknown.value.code == "INVALID_CONFIG"
             assert "nope" in unknown.value.text
             with pytest.raises(RemoteError) as bad_visibility:
                 await rpc.call(
                     "s3.RegisterBucket",
-                    {"name": "y", "server": "main", "bucket": "b5", "visibility": "publik"},
+                    {"name": "y", "server": "main", "bucket": "bkt5", "visibility": "publik"},
                 )
             assert bad_visibility.value.code == "INVALID_CONFIG"
             assert "publik" in bad_visibility.value.text

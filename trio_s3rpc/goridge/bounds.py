@@ -72,6 +72,27 @@ def check_counts(codec: int, body: bytes) -> None:
         _check_json(body)
 
 
+def holds_many(codec: int, body: bytes, values: int) -> bool:
+    """Whether the argument may hold more than ``values`` values: worth decoding in a
+    worker thread. Cheap for any body: msgpack is scanned only that far, and JSON's
+    commas and colons are counted in C (an upper bound)."""
+    codec &= CODEC_MASK
+    if codec == CODEC_MSGPACK:
+        return bool(_msgpack_excess(body, values, values))
+    return _occurs_more_than(body, b",", values) or _occurs_more_than(body, b":", values)
+
+
+def _occurs_more_than(body: bytes, byte: bytes, times: int) -> bool:
+    """``body.count(byte) > times``, stopping at the first past it (``find`` is a memchr,
+    several times faster than ``count`` over a large content with few of them)."""
+    position = -1
+    for _ in range(times + 1):
+        position = body.find(byte, position + 1)
+        if position < 0:
+            return False
+    return True
+
+
 def _refuse(values: int, entries: int) -> CodecError:
     if entries > MAX_MAP_ENTRIES:
         return CodecError(
@@ -96,6 +117,14 @@ def _check_json(body: bytes) -> None:
 
 
 def _check_msgpack(body: bytes) -> None:
+    excess = _msgpack_excess(body, MAX_VALUES, MAX_MAP_ENTRIES)
+    if excess:
+        raise _refuse(0, MAX_MAP_ENTRIES + 1) if excess == "entries" else _refuse(MAX_VALUES + 1, 0)
+
+
+def _msgpack_excess(body: bytes, max_values: int, max_entries: int) -> str:
+    """``"entries"`` or ``"values"`` when the msgpack value in ``body`` holds more map
+    entries or values than allowed, scanned only until it does; else (malformed too) ""."""
     end = len(body)
     position = 0
     pending = 1  # values still to read; containers add theirs
@@ -120,7 +149,7 @@ def _check_msgpack(body: bytes) -> None:
         elif kind in _LENGTH:
             size = _LENGTH[kind]
             if position + size > end:
-                return  # truncated: the decoder says so
+                return ""  # truncated: the decoder says so
             (length,) = _UNSIGNED[size].unpack_from(body, position)
             position += size
             if kind <= 0xC9:
@@ -130,7 +159,7 @@ def _check_msgpack(body: bytes) -> None:
             else:
                 added = length if kind <= 0xDD else 2 * length
         else:
-            return  # 0xC1, never used: the decoder says so
+            return ""  # 0xC1, never used: the decoder says so
         if added:
             if kind <= 0x8F or kind >= 0xDE:
                 entries += added // 2
@@ -138,6 +167,9 @@ def _check_msgpack(body: bytes) -> None:
             # Each value takes at least a byte: more announced than the body holds
             # is malformed, and the decoder says so.
             if pending > end - position:
-                return
-            if values + pending > MAX_VALUES or entries > MAX_MAP_ENTRIES:
-                raise _refuse(values + pending, entries)
+                return ""
+            if entries > max_entries:
+                return "entries"
+            if values + pending > max_values:
+                return "values"
+    return ""

@@ -7,9 +7,9 @@ codec, builds the typed request, awaits the handler (under the call's
 cancellation becomes an error frame; unexpected exceptions are logged with
 an incident id and answered as ``INTERNAL_ERROR``, never a traceback.
 With metrics on, each call's outcome and time are counted once it is answered.
-An argument of :data:`LARGE_ARGUMENT` bytes or more is counted
-(``goridge/bounds.py``), decoded and typed in a worker thread, and its answer
-encoded there in small pieces, so the event loop keeps serving other calls.
+A large argument (see :func:`_large`) is counted (``goridge/bounds.py``),
+decoded and typed in a worker thread, and its answer encoded there in small
+pieces, so the event loop keeps serving other calls.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from trio_s3rpc.errors import ErrorCode, RPCError, internal_error
-from trio_s3rpc.goridge.bounds import check_counts
+from trio_s3rpc.goridge.bounds import check_counts, holds_many
 from trio_s3rpc.goridge.codecs import (
     BINARY_AS_BASE64,
     CodecError,
@@ -34,10 +34,21 @@ from trio_s3rpc.metrics import CallMetrics, CallRecord, abandoned_error
 from trio_s3rpc.rpc.control import CallControl, call_options
 from trio_s3rpc.rpc.registry import Method, MethodRegistry
 
-# Arguments from this size on are decoded (and their answers encoded) in a worker
-# thread: a few milliseconds of work or more, which the event loop must not wait on.
+# Arguments from this size on that hold many values, and all from MANY_BYTES on,
+# are decoded (and their answers encoded) in a worker thread: milliseconds of work
+# or more, which the event loop must not wait on. A Write's content alone is one
+# value, cheaper to decode here than a thread's hand-off.
 LARGE_ARGUMENT = 64 * 1024
+MANY_VALUES = 2000
+MANY_BYTES = 1024 * 1024
 DECODING_THREADS = 2
+
+
+def _large(request: RPCRequest) -> bool:
+    size = len(request.body)
+    return size >= LARGE_ARGUMENT and (
+        size >= MANY_BYTES or holds_many(request.codec, request.body, MANY_VALUES)
+    )
 
 
 class Dispatcher:
@@ -105,13 +116,13 @@ class Dispatcher:
             method = self.registry.get(request.method)
             if method is None:
                 raise _invalid_name(request.method) or self.registry.not_found(request.method)
-        large = len(request.body) >= LARGE_ARGUMENT
+        large = _large(request)
         if large:
             args, typed = await trio.to_thread.run_sync(
-                _decode, method, request, record, limiter=self._threads
+                _decode, method, request, record, True, limiter=self._threads
             )
         else:
-            args, typed = _decode(method, request, record)
+            args, typed = _decode(method, request, record, False)
         if method.controllable and ("transfer_id" in args or "timeout" in args):
             transfer_id, timeout = call_options(args)
             response = await self.control.run(
@@ -146,11 +157,12 @@ def _invalid_name(name: str) -> RPCError | None:
 
 
 def _decode(
-    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None
+    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None, large: bool
 ) -> tuple[dict[str, Any], Any]:
-    """The argument (``record.args`` too, for the metrics) and the typed request."""
+    """The argument (``record.args`` too, for the metrics) and the typed request; a
+    ``large`` one is counted first (a small one cannot hold too many values)."""
     try:
-        if len(request.body) >= LARGE_ARGUMENT:
+        if large:
             check_counts(request.codec, request.body)
         args = decode_args(request.codec, request.body, method.decoder.binary_fields)
     except CodecError as exc:

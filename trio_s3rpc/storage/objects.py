@@ -37,6 +37,7 @@ from trio_s3rpc.storage.records import (
     stored_checksum,
     verify_checksum,
 )
+from trio_s3rpc.storage.tokens import open_continuation, seal_continuation
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 MAX_LIST_KEYS = 1000
@@ -404,15 +405,19 @@ async def list_objects(
     }
     if delimiter:
         query["delimiter"] = delimiter
+    secret = bucket.server.credentials.secret
     if continuation_token:
-        query["continuation-token"] = continuation_token
+        query["continuation-token"] = open_continuation(continuation_token, bucket.name, secret)
     response = await bucket.request("ListObjectsV2", "GET", None, query=query)
     with bucket.errors():
         result = s3xml.parse_list_objects_v2(response.content)
-    # Keys are pathnames: the bucket's prefix is taken off.
+    # Keys are pathnames: the bucket's prefix is taken off, and the service's
+    # token, which may spell it out, is sealed.
     strip = len(bucket.config.prefix)
+    token = result.next_continuation_token
     return replace(
         result,
         contents=[replace(item, key=item.key[strip:]) for item in result.contents],
         common_prefixes=[p[strip:] for p in result.common_prefixes],
+        next_continuation_token=seal_continuation(bucket.name, token, secret) if token else "",
     )
