@@ -199,6 +199,8 @@ class Files:
             concurrency=ref.bucket.config.concurrency,
             existing=existing,
             keep_on_failure=resume,
+            # Each part is read from disk only once the call's memory budget holds it.
+            part_memory=plan.part_size,
         )
 
     async def _find_resumable(
