@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trio_s3rpc.config import parse_bucket
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.control import CallControl, Transfer
 from trio_s3rpc.rpc.registry import MethodRegistry
@@ -417,15 +416,7 @@ class S3Methods:
             self.storage.register_bucket(req.name, raw)
         else:
             # Refuse here what every worker would refuse, then let the supervisor order it.
-            if not req.name:
-                raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
-            if req.name in self.storage.buckets:
-                raise RPCError(
-                    ErrorCode.BUCKET_ALREADY_EXISTS,
-                    "Bucket already registered",
-                    f"bucket: {req.name}",
-                )
-            parse_bucket(req.name, raw, self.storage.settings.servers)
+            self.storage.registration(req.name, raw)
             await self.register_everywhere(req.name, raw)
         return RegisterBucketResponse(True, "Bucket registered successfully")
 
@@ -453,6 +444,13 @@ class S3Methods:
 
     async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResult:
         # Answered as it is: deleted, and errors of pathname, code, message.
+        limit = self.storage.settings.max_delete_pathnames
+        if len(req.pathnames) > limit:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"{len(req.pathnames)} pathnames in one s3.DeleteMany, more than "
+                f"s3.max_delete_pathnames allows ({limit}); send them in several calls",
+            )
         return await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:

@@ -321,13 +321,40 @@ class Storage:
         """The object ``pathname`` of bucket ``bucket_name``, validated."""
         return self.bucket(bucket_name).ref(pathname)
 
-    def register_bucket(self, name: str, raw: Mapping[str, object]) -> None:
+    def registration(self, name: str, raw: Mapping[str, object]) -> BucketConfig:
+        """The settings of a bucket s3.RegisterBucket may add as ``name``, or why not.
+
+        Caller-registered buckets are bounded in number
+        (``s3.max_registered_buckets``) and in ``part_size``
+        (``s3.max_registered_part_size``: a chunked upload's tail is a part).
+        """
         if not name:
             raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
         if name in self.buckets:
             raise RPCError(
                 ErrorCode.BUCKET_ALREADY_EXISTS, "Bucket already registered", f"bucket: {name}"
             )
+        limit = self.settings.max_registered_buckets
+        registered = len(self.buckets) - len(self.settings.buckets)
+        if registered >= limit:
+            raise RPCError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{registered} buckets are registered by s3.RegisterBucket, the most "
+                f"s3.max_registered_buckets allows ({limit})",
+                f"bucket: {name}",
+            )
         config = parse_bucket(name, raw, self.settings.servers)
+        ceiling = self.settings.max_registered_part_size
+        if config.part_size > ceiling:
+            raise RPCError(
+                ErrorCode.INVALID_CONFIG,
+                f"part_size {config.part_size} is more than s3.max_registered_part_size "
+                f"({ceiling}) allows for a bucket registered by s3.RegisterBucket",
+                f"bucket: {name}",
+            )
+        return config
+
+    def register_bucket(self, name: str, raw: Mapping[str, object]) -> None:
+        config = self.registration(name, raw)
         self.buckets[name] = self._make_bucket(config)
         log.info("event=bucket_registered name=%s server=%s", name, config.server)
