@@ -583,18 +583,20 @@ class RPCServer:
                 muted,
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
-        if self._spare_fd >= 0:
-            os.close(self._spare_fd)
-            self._spare_fd = -1
-            try:
-                stream = await listener.accept()
-            except OSError:
-                pass
-            else:
-                stream.socket.close()
-            self._keep_spare_fd()
-        # Connections that close free descriptors; try again soon, without spinning.
-        await trio.sleep(0.1)
+        if self._spare_fd < 0:
+            # No spare to give up: connections that close free descriptors; try
+            # again soon, without spinning.
+            await trio.sleep(0.1)
+            return
+        os.close(self._spare_fd)
+        self._spare_fd = -1
+        try:
+            stream = await listener.accept()
+        except OSError:
+            await trio.sleep(0.1)
+        else:
+            stream.socket.close()
+        self._keep_spare_fd()
 
     async def _run_connection(self, connection: Connection) -> None:
         self._connections.add(connection)

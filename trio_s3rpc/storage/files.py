@@ -191,6 +191,8 @@ class Files:
                     data = await _pread(fd, length, offset)
                     part_checksums.add(number, data)
                     yield number, data
+                    # The part in flight holds it; kept here, it would outlive its budget.
+                    del data
 
         return await multipart.finish_multipart(
             target,
