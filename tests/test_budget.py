@@ -89,7 +89,9 @@ def test_take_now_refuses_retryably_when_the_budget_is_spent() -> None:
     assert budget.in_use == 64 * MIB
 
 
-async def test_the_budget_falling_idle_after_a_burst_trims_the_heap() -> None:
+async def test_the_budget_falling_idle_after_a_burst_trims_the_heap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     budget = MemoryBudget(256 * MIB, 64 * MIB)
     if budget._trim is None:
         pytest.skip("not glibc: no malloc_trim")

@@ -46,6 +46,9 @@ FLOOR = 1 * MIB
 TRIM_AFTER = 32 * MIB
 # "Idle": what may still be held while the budget counts as fallen idle.
 IDLE_BELOW = 4 * MIB
+# From falling idle to the trim: the burst's last buffers are freed by then, and
+# bursts in a row share one trim.
+TRIM_DELAY = 1.0
 
 
 def default_memory_limit(workers: int = 1) -> int:
@@ -167,6 +170,7 @@ class MemoryBudget:
         assert trim is not None
         while True:
             await self._idle_after_burst.wait()
+            await trio.sleep(TRIM_DELAY)
             self._idle_after_burst = trio.Event()
             self._since_trim = self.in_use
             await trio.to_thread.run_sync(trim, 0)
