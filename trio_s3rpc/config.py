@@ -1259,6 +1259,17 @@ def _describe_rpc(rpc: RPCSettings) -> list[str]:
     lines += [
         f"  max_frame_size: {_format_size(rpc.max_frame_size)}",
         f"  max_in_flight: {rpc.max_in_flight}",
+        "  memory_limit: "
+        + (_format_size(rpc.memory_limit) if rpc.memory_limit else "(a quarter of the memory)"),
+        "  connection_memory: "
+        + (
+            _format_size(rpc.connection_memory)
+            if rpc.connection_memory
+            else "(a quarter of memory_limit)"
+        ),
+        f"  max_connections: {rpc.max_connections}",
+        f"  frame_timeout: {_format_duration(rpc.frame_timeout)}",
+        f"  idle_timeout: {_format_duration(rpc.idle_timeout) if rpc.idle_timeout else 'off'}",
     ]
     relay = rpc.relay
     if relay is None:

@@ -40,7 +40,14 @@ from typing import Any
 
 import trio
 
-from trio_s3rpc.budget import Hold, MemoryBudget, Share, current_hold, default_memory_limit
+from trio_s3rpc.budget import (
+    FLOOR,
+    Hold,
+    MemoryBudget,
+    Share,
+    current_hold,
+    default_memory_limit,
+)
 from trio_s3rpc.config import ListenAddress, RPCSettings, exposure_warning
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
@@ -86,6 +93,14 @@ def raise_open_files_limit() -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+# Frames and answers under this are not counted in the memory budget: counting
+# costs more than a small call itself, and what they hold is bounded by
+# s3.max_in_flight per connection and s3.max_connections.
+_COUNTED_FROM = 64 * 1024
+# A share holding at most this may always read RECEIVE_SIZE more (under FLOOR).
+_ROOM_ALWAYS = FLOOR - RECEIVE_SIZE
 
 
 def _frame_size(frame: Frame) -> int:
@@ -196,7 +211,12 @@ class Connection:
     async def _wait_readable(self, frame_started: float) -> bool:
         """Wait for bytes and for room to hold them; False when a time limit passed."""
         share = self._share
-        with trio.CancelScope(deadline=self._wait_deadline(frame_started)) as scope:
+        deadline = self._wait_deadline(frame_started)
+        if deadline == math.inf and not self._idle_timeout and share.has_room(1):
+            # The common case, kept cheap: nothing to time, room to read.
+            await trio.lowlevel.wait_readable(self._fd)
+            return True
+        with trio.CancelScope(deadline=deadline) as scope:
             self._wait_scope = scope
             # Backpressure: answers unsent and calls' bytes fill the share, or the
             # process's budget is spent; wait (without reading) for room.
@@ -231,13 +251,17 @@ class Connection:
         drained = False
         frame_started = 0.0
         while True:
-            if drained or not share.has_room(RECEIVE_SIZE):
+            # Under the floor there is always room: one comparison on the hot path.
+            if drained or (share.in_use > _ROOM_ALWAYS and not share.has_room(RECEIVE_SIZE)):
                 # The last read emptied the socket: a caller that waits for its
                 # answer has sent nothing since, so wait before trying (a read
                 # that fails costs a system call and an exception per call).
-                if not await self._wait_readable(frame_started):
-                    self._timed_out()
-                    return
+                if decoder.buffered or self._idle_timeout or not share.has_room(1):
+                    if not await self._wait_readable(frame_started):
+                        self._timed_out()
+                        return
+                else:
+                    await trio.lowlevel.wait_readable(fd)
                 reads = 0
             try:
                 data = os.read(fd, RECEIVE_SIZE)
@@ -254,12 +278,9 @@ class Connection:
             if not data:
                 self._client_gone = True
                 return
-            # Counted as it arrives (never the size a header announces).
-            if not decoder.buffered:
-                frame_started = trio.current_time()
-            share.force(len(data))
-            self._receiving += len(data)
+            was_empty = not decoder.buffered
             decoder.receive_data(data)
+            parsed = False
             while True:
                 try:
                     frame = decoder.next_frame()
@@ -276,30 +297,46 @@ class Connection:
                     self.frame_refused = True
                     self._client_gone = True
                     return
-                # The frame's bytes pass to its call, held until it is answered.
-                size = _frame_size(frame)
-                self._receiving -= size
-                frame_started = trio.current_time()
+                parsed = True
                 if request is None:
-                    share.release(size)
                     continue
-                hold = Hold(share, size)
+                # A large frame's bytes pass to its call, held until it is answered;
+                # small ones are not counted (see _COUNTED_FROM).
+                size = _frame_size(frame)
                 if self._relay is not None and not request.method.startswith("s3."):
-                    await self._start_relayed(nursery, frame, request, hold)
+                    await self._start_relayed(nursery, frame, request, self._hold(size))
                     continue
                 method = self._dispatcher.inline_method(request.method)
-                if method is not None:
+                if method is not None and size < _COUNTED_FROM:
                     # Methods that never wait on I/O are answered right here:
                     # a task per call would cost more than the call itself.
                     self._in_flight += 1
-                    await self._serve_call(request, hold, method)
+                    await self._serve_inline(request, method)
                     continue
                 while self._in_flight >= self._max_in_flight:
                     # Backpressure: stop reading until a call finishes.
                     self._slot_freed = trio.Event()
                     await self._slot_freed.wait()
                 self._in_flight += 1
-                nursery.start_soon(self._serve_call, request, hold)
+                nursery.start_soon(self._serve_call, request, self._hold(size), method)
+            buffered = decoder.buffered
+            if buffered != self._receiving and (buffered >= _COUNTED_FROM or self._receiving):
+                # What is buffered of a frame not yet whole, counted as it arrives
+                # (never the size its header announces).
+                if buffered > self._receiving:
+                    share.force(buffered - self._receiving)
+                else:
+                    share.release(self._receiving - buffered)
+                self._receiving = buffered
+            if buffered and (was_empty or parsed):
+                frame_started = trio.current_time()
+
+    def _hold(self, frame_size: int) -> Hold:
+        """A new call's hold: its frame's bytes when they are counted."""
+        if frame_size < _COUNTED_FROM:
+            return Hold(self._share)
+        self._share.force(frame_size)
+        return Hold(self._share, frame_size)
 
     def _request_from(self, frame: Frame) -> RPCRequest | None:
         if frame.flags & FLAG_CONTROL:
@@ -307,15 +344,23 @@ class Connection:
             return None
         return parse_rpc_request(frame)
 
-    def _call_done(self, hold: Hold) -> None:
-        hold.release_all()
+    def _call_done(self, hold: Hold | None) -> None:
+        if hold is not None and hold.held:
+            hold.release_all()
         self._in_flight -= 1
         self._slot_freed.set()
-        if self.idle:
+        if (self._closing or self._idle_timeout) and self.idle:
             if self._closing:
                 self._read_scope.cancel()
-            elif self._idle_timeout:
+            else:
                 self._wait_scope.deadline = trio.current_time() + self._idle_timeout
+
+    async def _serve_inline(self, request: RPCRequest, method: Method[Any, Any]) -> None:
+        """A call that never waits on I/O, with a small frame: nothing to hold."""
+        try:
+            await self._send(await self._dispatcher.answer(request, method))
+        finally:
+            self._call_done(None)
 
     async def _serve_call(
         self, request: RPCRequest, hold: Hold, method: Method[Any, Any] | None = None
@@ -328,8 +373,9 @@ class Connection:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
                 raise
-            # Held until it has left: a peer that reads no answers fills its share.
-            hold.at_least(len(answer))
+            if len(answer) >= _COUNTED_FROM:
+                # Held until it has left: a peer that reads no answers fills its share.
+                hold.at_least(len(answer))
             await self._send(answer)
         finally:
             current_hold.reset(token)
@@ -354,7 +400,8 @@ class Connection:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
                 raise
-            hold.at_least(len(answer))
+            if len(answer) >= _COUNTED_FROM:
+                hold.at_least(len(answer))
             await self._send(answer)
         finally:
             self._call_done(hold)
