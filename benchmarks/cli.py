@@ -54,7 +54,7 @@ from benchmarks.runner import (
     plan,
 )
 from benchmarks.server import BucketSettings, ServerProcess
-from benchmarks.target import ExternalService, S3Target, open_target
+from benchmarks.target import BACKENDS, ExternalService, S3Target, open_target
 from benchmarks.units import MIB, format_size, parse_int_list, parse_size
 from benchmarks.workers import WorkerPool
 from trio_s3rpc.embedded import find_weed_binary
@@ -162,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("storage (default: an embedded SeaweedFS)")
+    group.add_argument(
+        "--backend",
+        default="seaweedfs",
+        choices=BACKENDS,
+        help="the store started for the run: SeaweedFS (weed mini) or Ceph RGW "
+        "(mon, memstore OSD, radosgw; .ci/install-rgw installs it)",
+    )
     group.add_argument("--endpoint", help="S3 endpoint URL, e.g. http://127.0.0.1:9000")
     group.add_argument("--key", default=os.environ.get("BENCH_S3_KEY"), help="or BENCH_S3_KEY")
     group.add_argument(
@@ -219,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _external(args: argparse.Namespace) -> ExternalService | None:
     if not args.endpoint:
         return None
+    if args.backend != "seaweedfs":
+        raise ValueError("--backend starts a store of its own; leave it out with --endpoint")
     if not args.key or not args.secret:
         raise ValueError("--endpoint needs --key and --secret (or BENCH_S3_KEY/BENCH_S3_SECRET)")
     return ExternalService(
@@ -245,7 +254,10 @@ def _new_report(kind: str, args: argparse.Namespace, settings: dict[str, object]
         command=["python", "-m", "benchmarks", *sys.argv[1:]],
         started=time.strftime("%Y-%m-%d %H:%M:%S"),
         machine=machine_info(),
-        versions=versions(_weed() if not args.endpoint else None),
+        versions=versions(
+            _weed() if not args.endpoint and args.backend == "seaweedfs" else None,
+            ceph=not args.endpoint and args.backend == "rgw",
+        ),
         settings=settings,
     )
 
@@ -611,8 +623,9 @@ def _execute(
         workdir = Path(tempfile.mkdtemp(prefix="trio-s3rpc-bench-", dir=args.workdir))
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         try:
-            log("starting SeaweedFS" if external is None else f"using {external.endpoint}")
-            target = stack.enter_context(open_target(workdir, external))
+            starting = {"seaweedfs": "SeaweedFS", "rgw": "Ceph RGW"}[args.backend]
+            log(f"starting {starting}" if external is None else f"using {external.endpoint}")
+            target = stack.enter_context(open_target(workdir, external, args.backend))
             report.target = target.describe()
             server = stack.enter_context(
                 ServerProcess(target, bucket, workdir, workers=args.workers, s3_extra=s3_extra)

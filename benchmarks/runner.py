@@ -252,7 +252,7 @@ class CellRunner:
         self, window: Window, cell: PlannedCell, profiled: bool
     ) -> tuple[CellCores, int | None, Profile | None]:
         server = self._server_pids(cell.client)
-        storage = [self.target.storage_pid] if self.target.storage_pid else []
+        storage = list(self.target.storage_pids)
         clients = self.pool.pids
         # Our server and the started peers idle while another's cell runs, but
         # they are the benchmark's own processes, not outside load.

@@ -1,10 +1,12 @@
-"""The S3 service under test: the embedded SeaweedFS, or an endpoint the user names.
+"""The S3 service under test: the embedded SeaweedFS, a private Ceph RGW, or an endpoint
+the user names.
 
 :func:`open_target` yields an :class:`S3Target` (where the service answers,
 its credentials, the bucket, and a key prefix private to this run) and stops
-what it started on exit: the embedded SeaweedFS is terminated with its data
-directory; on a user's endpoint only the objects under the run's prefix are
-deleted, never the bucket.
+what it started on exit: the embedded SeaweedFS, or the RGW cluster (one mon,
+one memstore OSD, radosgw: ``tests/support/rgw.py``, as the test suite starts
+it), is terminated with its data directory; on a user's endpoint only the
+objects under the run's prefix are deleted, never the bucket.
 """
 
 from __future__ import annotations
@@ -21,16 +23,21 @@ from urllib.parse import quote, urlsplit
 import boto3  # type: ignore[import-untyped]
 import botocore.config
 
+from tests.support.rgw import RadosGateway
 from trio_s3rpc.embedded import EmbeddedSeaweedFS
 
 EMBEDDED_BUCKET = "bench"
+BACKENDS = ("seaweedfs", "rgw")
+# The OSD keeps every object in RAM: enough for the small cells, 1 GiB large files and
+# what the gateway's garbage collector has not freed yet.
+RGW_MEMORY_BYTES = 4 << 30
 
 
 @dataclass(slots=True, frozen=True)
 class S3Target:
     """One bucket on one S3 service, and the key prefix this run writes under."""
 
-    kind: str  # "seaweedfs" (embedded) or "external"
+    kind: str  # "seaweedfs" (embedded), "rgw" (started here) or "external"
     endpoint: str
     region: str
     bucket: str
@@ -39,7 +46,7 @@ class S3Target:
     visibility_mode: str
     access_key: str = field(repr=False)
     secret_key: str = field(repr=False)
-    storage_pid: int | None = None
+    storage_pids: tuple[int, ...] = ()  # the service's processes, when started here
 
     def describe(self) -> dict[str, Any]:
         """Everything but the credentials, for the results file."""
@@ -90,9 +97,32 @@ class ExternalService:
 
 
 @contextmanager
-def open_target(workdir: Path, external: ExternalService | None) -> Iterator[S3Target]:
+def open_target(
+    workdir: Path, external: ExternalService | None, backend: str = "seaweedfs"
+) -> Iterator[S3Target]:
     """Start (or reach) the service and yield it; stop it or clean the run's prefix on exit."""
     prefix = f"trio-s3rpc-bench/{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}/"
+    if external is None and backend == "rgw":
+        gateway = RadosGateway(
+            workdir / "rgw", user_names=("bench",), memory_bytes=RGW_MEMORY_BYTES
+        )
+        with gateway as endpoint:
+            target = S3Target(
+                kind="rgw",
+                endpoint=endpoint.endpoint,
+                region=endpoint.region,
+                bucket=EMBEDDED_BUCKET,
+                path_style=True,
+                prefix=prefix,
+                # As on SeaweedFS, so the two stores get the same requests (RGW keeps ACLs).
+                visibility_mode="none",
+                access_key=endpoint.access_key,
+                secret_key=endpoint.secret_key,
+                storage_pids=tuple(gateway.pids.values()),
+            )
+            ensure_bucket(target)
+            yield target
+        return
     if external is None:
         seaweed = EmbeddedSeaweedFS(workdir / "seaweedfs", buckets=[EMBEDDED_BUCKET])
         with seaweed as endpoint:
@@ -107,7 +137,7 @@ def open_target(workdir: Path, external: ExternalService | None) -> Iterator[S3T
                 visibility_mode="none",
                 access_key=endpoint.access_key,
                 secret_key=endpoint.secret_key,
-                storage_pid=seaweed.pid,
+                storage_pids=(seaweed.pid,) if seaweed.pid else (),
             )
         return
     target = S3Target(

@@ -26,6 +26,7 @@ from trio_s3rpc.config import (
     ServerConfig,
     describe,
     expand_vars,
+    exposure_warning,
     load_config,
     parse_bucket,
     parse_config,
@@ -1073,6 +1074,58 @@ def test_relay_settings_and_their_defaults() -> None:
     assert "relay: (none: calls to services other than s3 answer METHOD_NOT_FOUND)" in describe(
         parse_config(beside(), {})
     )
+
+
+def test_relay_services_default_leaves_out_what_starts_processes() -> None:
+    config = parse_config(beside(listen="tcp://127.0.0.1:6002", relay="tcp://127.0.0.1:6001"), {})
+    relay = config.rpc.relay
+    assert relay is not None
+    for allowed in ("informer.Workers", "informer.List", "jobs.Push", "kv.Get", "lock.Lock"):
+        assert relay.allows(allowed), allowed
+    # service.Create starts any command; resetter and informer.AddWorker start workers.
+    for refused in ("service.Create", "service.Restart", "resetter.Reset", "informer.AddWorker"):
+        assert not relay.allows(refused), refused
+    assert "relay_services: informer.List, informer.Workers, jobs, kv, lock, metrics" in (
+        describe(config)
+    )
+    everything = parse_config(
+        beside(listen="tcp://127.0.0.1:6002", relay="tcp://127.0.0.1:6001", relay_services="*"),
+        {},
+    ).rpc.relay
+    assert everything is not None and everything.allows("service.Create")
+
+
+@pytest.mark.parametrize(
+    ("services", "message"),
+    [
+        (["s3"], "s3.relay_services[0]: 's3' is served here, never relayed"),
+        (["kv", "service Create"], "s3.relay_services[1]: 'service Create' is not a service"),
+        ([""], "s3.relay_services[0]: '' is not a service"),
+        ({"kv": 1}, "s3.relay_services: must be a list of RoadRunner services"),
+    ],
+)
+def test_bad_relay_services_name_the_entry(services: Any, message: str) -> None:
+    data = beside(listen="tcp://127.0.0.1:6002", relay="tcp://127.0.0.1:6001")
+    data["s3"]["relay_services"] = services
+    assert error_of(data).message.startswith(message)
+
+
+def test_relay_services_without_a_relay_warns() -> None:
+    config = parse_config(beside(relay_services=["kv"]), {})
+    assert config.warnings == ("s3.relay_services: has no effect without s3.relay",)
+
+
+def test_exposure_warning_names_the_relay_and_what_it_allows() -> None:
+    config = parse_config(
+        beside(listen="tcp://0.0.0.0:6002", relay="tcp://127.0.0.1:6001", relay_services=["kv"]),
+        {},
+    )
+    risk = exposure_warning(config.rpc)
+    assert "every s3.* method" in risk
+    assert (
+        "s3.listen is wider than rpc.listen (tcp://127.0.0.1:6001): through s3.relay it hands "
+        "them RoadRunner's RPC at tcp://127.0.0.1:6001 for kv (s3.relay_services)"
+    ) in risk
 
 
 def test_a_relay_to_this_servers_own_address_is_refused() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -58,6 +60,46 @@ def decode_proc_address(text: str) -> tuple[str, int]:
     return str(ipaddress.ip_address(host)), int(port_hex, 16)
 
 
+def listening_unix_paths(pid: int) -> list[str]:
+    """The filesystem paths of the unix sockets on which process ``pid`` listens."""
+    inodes = {
+        os.readlink(fd)[len("socket:[") : -1]
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if os.readlink(fd).startswith("socket:[")
+    }
+    paths = []
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        columns = line.split()
+        # Flags 00010000 is __SO_ACCEPTCON: a listening socket.
+        if len(columns) == 8 and columns[6] in inodes and columns[3] == "00010000":
+            paths.append(columns[7])
+    return paths
+
+
+def plain_http(port: int, request: bytes) -> bytes:
+    """What a port answers to one plain HTTP request (b"" when it just closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return answer
+
+
+def tls_without_a_certificate(port: int) -> bytes:
+    """One request over TLS without a client certificate (any server certificate taken)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw) as sock:
+            sock.sendall(b"GET /dir/assign HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            return sock.recv(65536)
+
+
 def weed_processes(data_dir: Path) -> list[int]:
     """Pids of any process whose command line serves ``data_dir``."""
     marker = f"-dir={data_dir}".encode()
@@ -93,6 +135,50 @@ def test_listens_only_on_loopback(weed: EmbeddedSeaweedFS) -> None:
     s3_port = int(weed.endpoint.endpoint.rsplit(":", 1)[1])
     assert ("127.0.0.1", s3_port) in addresses
     assert {host for host, _ in addresses} == {"127.0.0.1"}
+
+
+@integration
+@linux_only
+def test_nothing_but_signed_s3_requests_reaches_the_store(weed: EmbeddedSeaweedFS) -> None:
+    """An attacker on this machine tries every port and socket the store opens."""
+    assert weed.pid is not None
+    secret = os.urandom(16).hex().encode()
+    admin_client(weed.endpoint).put_object(Bucket="first-bucket", Key="secret.txt", Body=secret)
+    s3_port = int(weed.endpoint.endpoint.rsplit(":", 1)[1])
+    ports = sorted(port for _, port in listening_addresses(weed.pid))
+    assert s3_port in ports and len(ports) >= 5  # master, volume, filer, S3, admin at least
+    head = b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    attacks = [
+        b"GET /buckets/first-bucket/secret.txt" + head + b"\r\n",  # the filer's path
+        b"GET /first-bucket/secret.txt" + head + b"\r\n",  # S3's path
+        b"GET /dir/assign" + head + b"\r\n",  # the master hands out write locations
+        b"PUT /buckets/first-bucket/planted.txt" + head + b"Content-Length: 4\r\n\r\nevil",
+    ]
+    for port in ports:
+        for attack in attacks:
+            answer = plain_http(port, attack)
+            assert secret not in answer, (port, attack)
+            if port == s3_port:
+                # The one port that stays: every unsigned request is refused.
+                assert answer.startswith(b"HTTP/1.1 403 "), (port, attack, answer[:200])
+            else:
+                # TLS only: a plain request gets Go's "HTTP request to an HTTPS
+                # server" or, on a gRPC port, a closed connection.
+                assert answer in (b"",) or answer.startswith(b"HTTP/1.0 400 "), (
+                    port,
+                    attack,
+                    answer[:200],
+                )
+        if port != s3_port:
+            # ... and TLS without the generated client certificate fails the handshake.
+            with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+                tls_without_a_certificate(port)
+    planted = admin_client(weed.endpoint).list_objects_v2(Bucket="first-bucket")
+    assert "planted.txt" not in [item["Key"] for item in planted.get("Contents", [])]
+    # Its unix sockets and files: only this user may connect or read.
+    for path in listening_unix_paths(weed.pid):
+        assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, path
+    assert stat.S_IMODE(weed.data_dir.stat().st_mode) == 0o700
 
 
 @integration

@@ -1,4 +1,4 @@
-"""Object headers, presigned uploads and named downloads, end to end on SeaweedFS and moto.
+"""Object headers, presigned uploads and named downloads, end to end on SeaweedFS, moto and RGW.
 
 What a browser or plain HTTP client does with the URLs and forms the server
 signs (httpx here, as any HTTP client would), and what the service then holds,
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import MOTO_ACL_BUCKET
+from tests.conftest import MOTO_ACL_BUCKET, RGW_ACL_BUCKET
 from tests.support.server import endpoint_server, running_app
 from tests.support.services import admin_client
 from trio_s3rpc.client import RemoteError, RPCClient
@@ -42,7 +42,7 @@ def run() -> str:
 
 
 @pytest.fixture
-async def rpc(seaweedfs: Any, moto: Any, run: str) -> AsyncIterator[RPCClient]:
+async def rpc(seaweedfs: Any, moto: Any, rgw: Any, run: str) -> AsyncIterator[RPCClient]:
     sw = endpoint_server(seaweedfs)
     # The same SeaweedFS under another host name, as browsers would reach a service
     # that this server reaches inside a container network.
@@ -52,7 +52,12 @@ async def rpc(seaweedfs: Any, moto: Any, run: str) -> AsyncIterator[RPCClient]:
         "rpc": {"listen": "tcp://127.0.0.1:0"},
         "s3": {
             "default": "sw",
-            "servers": {"sw": sw, "published": published, "moto": endpoint_server(moto)},
+            "servers": {
+                "sw": sw,
+                "published": published,
+                "moto": endpoint_server(moto),
+                "rgw": endpoint_server(rgw),
+            },
             "buckets": {
                 "sw": {
                     "server": "sw",
@@ -67,6 +72,12 @@ async def rpc(seaweedfs: Any, moto: Any, run: str) -> AsyncIterator[RPCClient]:
                     "visibility_mode": "none",
                 },
                 "moto": {"server": "moto", "bucket": MOTO_ACL_BUCKET, "prefix": f"pre-{run}/"},
+                "rgw": {
+                    "server": "rgw",
+                    "bucket": RGW_ACL_BUCKET,
+                    "prefix": f"pre-{run}/",
+                    "visibility_mode": "acl",
+                },
             },
         },
     }
@@ -74,7 +85,7 @@ async def rpc(seaweedfs: Any, moto: Any, run: str) -> AsyncIterator[RPCClient]:
         yield client
 
 
-@pytest.mark.parametrize("bucket", ["sw", "moto"])
+@pytest.mark.parametrize("bucket", ["sw", "moto", "rgw"])
 async def test_standard_headers_are_stored_answered_and_served(rpc: RPCClient, bucket: str) -> None:
     await rpc.call(
         "s3.Write",
@@ -185,7 +196,7 @@ async def test_a_header_that_cannot_be_an_http_header_is_refused(rpc: RPCClient)
     assert not (await rpc.call("s3.Exists", {"pathname": "x.txt"}))["exists"]
 
 
-@pytest.mark.parametrize("bucket", ["sw", "moto"])
+@pytest.mark.parametrize("bucket", ["sw", "moto", "rgw"])
 async def test_copy_and_move_onto_themselves_succeed_and_change_nothing(
     rpc: RPCClient, bucket: str
 ) -> None:
@@ -206,6 +217,43 @@ async def test_copy_and_move_onto_themselves_succeed_and_change_nothing(
     assert after["last_modified"] == before["last_modified"]
     read = await rpc.call("s3.Read", {"bucket": bucket, "pathname": "self.txt"})
     assert base64.b64decode(read["content"]) == b"me"
+
+
+async def test_permanent_urls_serve_public_objects_only(rpc: RPCClient) -> None:
+    """On a service that enforces ACLs (RGW; moto serves anonymous reads whatever the
+    ACL), as a browser without credentials meets the URLs GetPublicURL answers."""
+    bucket = {"bucket": "rgw"}
+    await rpc.call(
+        "s3.Write",
+        {
+            **bucket,
+            "pathname": "acl/public.txt",
+            "content": b64(b"for all"),
+            "visibility": "public",
+        },
+    )
+    await rpc.call("s3.Write", {**bucket, "pathname": "acl/private.txt", "content": b64(b"mine")})
+
+    async def fetch(pathname: str, **args: Any) -> httpx.Response:
+        answer = await rpc.call("s3.GetPublicURL", {**bucket, "pathname": pathname, **args})
+        async with httpx.AsyncClient() as http:
+            return await http.get(answer["url"])
+
+    public = await fetch("acl/public.txt")
+    assert (public.status_code, public.content) == (200, b"for all")
+    assert (await fetch("acl/private.txt")).status_code == 403
+    # A presigned URL serves the private object; SetVisibility opens and closes it.
+    assert (await fetch("acl/private.txt", expires_in=60)).content == b"mine"
+    await rpc.call(
+        "s3.SetVisibility", {**bucket, "pathname": "acl/private.txt", "visibility": "public"}
+    )
+    assert (await fetch("acl/private.txt")).status_code == 200
+    await rpc.call(
+        "s3.SetVisibility", {**bucket, "pathname": "acl/private.txt", "visibility": "private"}
+    )
+    assert (await fetch("acl/private.txt")).status_code == 403
+    meta = await rpc.call("s3.GetMetadata", {**bucket, "pathname": "acl/public.txt"})
+    assert meta["visibility"] == "public"
 
 
 async def test_named_download_through_get_public_url(rpc: RPCClient) -> None:
@@ -232,7 +280,7 @@ async def test_named_download_through_get_public_url(rpc: RPCClient) -> None:
     assert "expires_in" in str(caught.value)
 
 
-@pytest.mark.parametrize("bucket", ["sw", "moto"])
+@pytest.mark.parametrize("bucket", ["sw", "moto", "rgw"])
 async def test_presigned_put_uploads_with_the_answered_headers(rpc: RPCClient, bucket: str) -> None:
     answer = await rpc.call(
         "s3.GetUploadURL",
@@ -256,22 +304,28 @@ async def test_presigned_put_uploads_with_the_answered_headers(rpc: RPCClient, b
     assert caught.value.code == "INVALID_REQUEST"
 
 
-async def test_presigned_put_signs_its_content_type(rpc: RPCClient) -> None:
+# moto checks neither signatures nor POST policies: these run where they are enforced.
+@pytest.mark.parametrize("bucket", ["sw", "rgw"])
+async def test_presigned_put_signs_its_content_type(rpc: RPCClient, bucket: str) -> None:
     answer = await rpc.call(
-        "s3.GetUploadURL", {"pathname": "put/typed.txt", "content_type": "text/plain"}
+        "s3.GetUploadURL",
+        {"bucket": bucket, "pathname": "put/typed.txt", "content_type": "text/plain"},
     )
     async with httpx.AsyncClient() as http:
         put = await http.put(answer["url"], content=b"x", headers={"Content-Type": "text/html"})
     assert put.status_code == 403
-    assert not (await rpc.call("s3.Exists", {"pathname": "put/typed.txt"}))["exists"]
+    exists = await rpc.call("s3.Exists", {"bucket": bucket, "pathname": "put/typed.txt"})
+    assert not exists["exists"]
 
 
+@pytest.mark.parametrize("bucket", ["sw", "rgw"])
 async def test_upload_form_takes_a_file_within_its_limits_and_refuses_others(
-    rpc: RPCClient,
+    rpc: RPCClient, bucket: str
 ) -> None:
     form = await rpc.call(
         "s3.GetUploadForm",
         {
+            "bucket": bucket,
             "key_prefix": "inbox/",
             "max_size": 1000,
             "content_type_prefix": "image/",
@@ -288,13 +342,14 @@ async def test_upload_form_takes_a_file_within_its_limits_and_refuses_others(
 
     ok = await post("cat.png", b"\x89PNG" + b"x" * 500, "image/png")
     assert ok.status_code in (200, 201, 204), ok.text
-    meta = await rpc.call("s3.GetMetadata", {"pathname": "inbox/cat.png"})
+    meta = await rpc.call("s3.GetMetadata", {"bucket": bucket, "pathname": "inbox/cat.png"})
     assert meta["size"] == 504
     assert meta["mime_type"] == "image/png"
 
     too_big = await post("big.png", b"x" * 1001, "image/png")
     assert too_big.status_code in (400, 403), too_big.text
-    assert not (await rpc.call("s3.Exists", {"pathname": "inbox/big.png"}))["exists"]
+    exists = await rpc.call("s3.Exists", {"bucket": bucket, "pathname": "inbox/big.png"})
+    assert not exists["exists"]
     wrong_type = await post("page.html", b"<p>", "text/html")
     assert wrong_type.status_code in (400, 403), wrong_type.text
     outside = await post(

@@ -44,7 +44,7 @@ def b64(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Case:
-    service: str  # the session fixture: "moto" or "seaweedfs"
+    service: str  # the session fixture: "moto", "rgw" or "seaweedfs"
     bucket: str
     mode: str  # as configured
     resolves_to: str
@@ -55,8 +55,11 @@ class Case:
 
 CASES = [
     Case("moto", "acl-bucket", "acl", "acl"),
+    Case("rgw", "acl-bucket", "acl", "acl"),
     Case("seaweedfs", "test-bucket", "none", "none"),
+    Case("rgw", "acl-bucket", "none", "none"),
     Case("moto", "acl-bucket", "auto", "acl"),
+    Case("rgw", "acl-bucket", "auto", "acl"),
     Case("seaweedfs", "test-bucket", "auto", "none"),
 ]
 
@@ -356,3 +359,57 @@ def test_check_config_probe_shows_each_buckets_decision(
     output = capsys.readouterr().out
     assert "bucket moto-acl: visibility_mode resolves to acl" in output
     assert "bucket seaweed: visibility_mode resolves to none" in output
+
+
+def test_check_config_probe_with_a_wrong_secret_decides_nothing(
+    seaweedfs: Any, tmp_path: Path, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SeaweedFS refuses the bad signature with a 403: that says nothing about ACLs.
+    server = endpoint_server(seaweedfs)
+    server["credentials"] = {**server["credentials"], "secret": "not-the-secret"}
+    config = {
+        "s3": {
+            "servers": {"seaweed": server},
+            "buckets": {
+                "seaweed": {
+                    "server": "seaweed",
+                    "bucket": "test-bucket",
+                    "prefix": prefix,
+                    "visibility_mode": "auto",
+                }
+            },
+        }
+    }
+    path = tmp_path / "rr.yaml"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    assert cli.main(["check-config", "--config", str(path), "--probe"]) == 1
+    output = capsys.readouterr().out
+    assert "resolves to" not in output
+    assert (
+        "bucket seaweed: probe failed: PERMISSION_DENIED: bucket 'seaweed': visibility_mode "
+        "auto is not decided: the ACL probe failed: the storage service refused PutObject: "
+        "SignatureDoesNotMatch" in output
+    )
+    assert "not-the-secret" not in output
+
+
+async def test_an_undecided_auto_bucket_fails_the_calls_that_need_it_and_probes_again(
+    seaweedfs: Any, prefix: str
+) -> None:
+    # A registered bucket with a wrong secret: every call that needs the
+    # decision fails clearly, none is taken as "no ACLs".
+    wrong = endpoint_server(seaweedfs)
+    wrong["credentials"] = {**wrong["credentials"], "secret": "not-the-secret"}
+    bucket = {"bucket": "test-bucket", "prefix": prefix, "visibility_mode": "auto"}
+    async with running_app(config_dict(wrong, {"uploads": bucket})) as (app, address):
+        async with await RPCClient.connect(address) as rpc:
+            for _ in range(2):
+                with pytest.raises(RemoteError) as failed:
+                    await rpc.call(
+                        "s3.SetVisibility", {"pathname": "x.txt", "visibility": "public"}
+                    )
+                assert failed.value.code == "PERMISSION_DENIED"
+                assert "visibility_mode auto is not decided" in failed.value.text
+            assert app.storage.bucket("uploads").visibility_mode == "auto"
+            assert app.storage.bucket("uploads").probe_attempts == 2  # retried, not held

@@ -328,10 +328,10 @@ var_dump($rpc->call('s3.Read', ['bucket' => 'uploads', 'pathname' => 'hello.txt'
 
 
 def _serve_embedded(args: argparse.Namespace, workers: int | None) -> int:
-    from trio_s3rpc.embedded import EmbeddedSeaweedFS
+    from trio_s3rpc.embedded import EXPOSURE_NOTE, EmbeddedSeaweedFS
 
     data_dir = Path(args.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     seaweed = EmbeddedSeaweedFS(data_dir, buckets=[EMBEDDED_BUCKET])
     log_format = args.log_format or "text"
     if log_format == "json":
@@ -341,9 +341,17 @@ def _serve_embedded(args: argparse.Namespace, workers: int | None) -> int:
     try:
         endpoint = seaweed.start()
         if log_format == "json":
-            log.info("event=seaweedfs_started endpoint=%s pid=%s", endpoint.endpoint, seaweed.pid)
+            log.info(
+                "event=seaweedfs_started endpoint=%s pid=%s exposure=%r",
+                endpoint.endpoint,
+                seaweed.pid,
+                EXPOSURE_NOTE,
+            )
         else:
-            print(f"SeaweedFS S3 on {endpoint.endpoint} (pid {seaweed.pid})", file=sys.stderr)
+            print(
+                f"SeaweedFS S3 on {endpoint.endpoint} (pid {seaweed.pid}): {EXPOSURE_NOTE}",
+                file=sys.stderr,
+            )
         document = embedded_document(endpoint, args.listen or EMBEDDED_LISTEN)
         config = parse_config(document, source="--embedded")
 

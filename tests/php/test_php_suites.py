@@ -1,8 +1,9 @@
 """The PHP package ``php/`` run by PHP itself against live servers.
 
 Each test starts this server (on a TCP port and on a unix socket, buckets on
-SeaweedFS and on moto), hands the addresses to a PHPUnit suite in environment
-variables, and asserts that PHPUnit passed with nothing skipped. The suites
+SeaweedFS and on moto; for the RGW run, one on Ceph's RADOS Gateway), hands the
+addresses to a PHPUnit suite in environment variables, and asserts that
+PHPUnit passed with nothing skipped. The suites
 are in ``php/tests``; Flysystem's own ``FilesystemAdapterTestCase`` comes from
 Flysystem's source as Debian ships it (see ``.ci/install-php``).
 """
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.conftest import MOTO_ACL_BUCKET
+from tests.conftest import MOTO_ACL_BUCKET, RGW_ACL_BUCKET
 from tests.support.php import PHP_DIR, require_php
 from tests.support.proxy import TCPProxy
 from tests.support.server import endpoint_server, running_app
@@ -138,6 +139,31 @@ async def test_flysystem_adapter_test_case_against_moto_acl(php_env: dict[str, s
 
 async def test_flysystem_adapter_test_case_against_seaweedfs_none(php_env: dict[str, str]) -> None:
     await run_phpunit(php_env, "tests/Flysystem/SeaweedFsAdapterTest.php")
+
+
+async def test_flysystem_adapter_test_case_against_rgw_acl(
+    php_env: dict[str, str], rgw: Any
+) -> None:
+    """The same suite on a production store with real object ACLs (Ceph RGW)."""
+    config = {
+        "rpc": {"listen": "tcp://127.0.0.1:0"},
+        "s3": {
+            "default": "fly-rgw",
+            "servers": {"rgw": endpoint_server(rgw)},
+            "buckets": {
+                "fly-rgw": {
+                    "server": "rgw",
+                    "bucket": RGW_ACL_BUCKET,
+                    "prefix": f"php-{secrets.token_hex(4)}/flysystem/",
+                    "visibility_mode": "acl",
+                }
+            },
+        },
+    }
+    async with running_app(config) as (_, address):
+        await run_phpunit(
+            {**php_env, "TRIO_S3RPC_RGW_TCP": address}, "tests/Flysystem/RgwAdapterTest.php"
+        )
 
 
 async def test_laravel_and_symfony_recipes_of_the_php_readme(php_env: dict[str, str]) -> None:

@@ -41,8 +41,9 @@ BUCKETS = {"uploads": {"bucket": "test-bucket", "prefix": "relay-tests/"}}
 
 
 def relay_config(upstream: str, endpoint: S3Endpoint | None = None, **s3: Any) -> dict[str, Any]:
+    """A server relaying to ``upstream``; its ``echo`` service is allowed unless ``s3`` says."""
     server = endpoint_server(endpoint) if endpoint is not None else None
-    return config_dict(server, BUCKETS, s3={"relay": upstream, **s3})
+    return config_dict(server, BUCKETS, s3={"relay": upstream, "relay_services": ["echo"], **s3})
 
 
 async def read_frames(stream: trio.SocketStream, count: int) -> list[tuple[Frame, bytes]]:
@@ -374,6 +375,43 @@ async def test_without_a_relay_other_services_are_unknown_methods() -> None:
             with pytest.raises(RemoteError) as unknown:
                 await rpc.call("informer.Workers", {"plugin": "http"})
     assert unknown.value.code == "METHOD_NOT_FOUND"
+
+
+async def test_a_service_not_in_relay_services_is_not_relayed_and_names_the_setting() -> None:
+    # The default list: RoadRunner's service plugin (service.Create starts any
+    # command) and a service nobody named never reach RoadRunner.
+    async with (
+        running_upstream() as upstream,
+        running_app(config_dict(buckets=BUCKETS, s3={"relay": upstream.address})) as (_, address),
+    ):
+        async with await RPCClient.connect(address) as rpc:
+            for method in ("service.Create", "echo.Echo", "resetter.Reset", "informer.AddWorker"):
+                with pytest.raises(RemoteError) as refused:
+                    await rpc.call(method, {"name": "x", "command": "touch /tmp/owned"})
+                assert refused.value.code == "METHOD_NOT_FOUND"
+                assert method in refused.value.text and "s3.relay_services" in refused.value.text
+            # What the default allows still goes through.
+            assert await rpc.call("informer.Workers", {"plugin": "http"}) == {"plugin": "http"}
+            assert await rpc.call("kv.Has", {"keys": ["a"]}) == {"keys": ["a"]}
+    assert [request.method for request in upstream.dispatcher.received] == [
+        "informer.Workers",
+        "kv.Has",
+    ]
+
+
+async def test_relay_services_take_services_and_single_methods() -> None:
+    async with (
+        running_upstream() as upstream,
+        app_beside(upstream, relay_services=["echo.Echo", "kv"]) as (_, address),
+    ):
+        async with await RPCClient.connect(address) as rpc:
+            assert await rpc.call("echo.Echo", {"n": 1}) == {"n": 1}
+            assert await rpc.call("kv.Get", {"n": 2}) == {"n": 2}
+            with pytest.raises(RemoteError) as refused:
+                await rpc.call("echo.Sleep", {"seconds": 0})
+            assert refused.value.code == "METHOD_NOT_FOUND"
+            assert "s3.relay_services (echo.Echo, kv)" in refused.value.text
+    assert [request.method for request in upstream.dispatcher.received] == ["echo.Echo", "kv.Get"]
 
 
 async def test_relay_to_a_unix_socket(tmp_path: Path) -> None:

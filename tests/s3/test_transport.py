@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.http import read_body, read_head
+from trio_s3rpc import checksums
 from trio_s3rpc.config import Credentials, ServerConfig
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3 import transport as transport_module
@@ -842,3 +843,48 @@ async def test_large_signed_payload_is_accepted(seaweedfs: Any, prefix: str) -> 
     finally:
         await transport.aclose()
     assert got.content == body
+
+
+# --- what the service answers to a checksum -------------------------------
+
+
+async def test_an_upload_whose_checksum_is_not_echoed_is_noticed_once(
+    scripted: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ceph RGW answers a PutObject with x-amz-checksum-crc32c without one: it did not
+    verify, and the server says so (once per server) instead of taking it as verified."""
+    crc = checksums.header_value(checksums.crc32c(b"hello"))
+    scripted.script = [Reply(headers={"x-amz-checksum-crc32c": crc}), Reply(), Reply()]
+    transport = S3Transport(server_config(scripted.endpoint, checksums="when_supported"))
+    try:
+        await transport.request("PutObject", "PUT", "b", "echoed", body=b"hello")
+        assert transport.unconfirmed_checksums == 0
+        assert "checksum_not_verified" not in caplog.text
+        await transport.request("PutObject", "PUT", "b", "silent", body=b"hello")
+        await transport.request("PutObject", "PUT", "b", "silent-2", body=b"hello")
+    finally:
+        await transport.aclose()
+    assert transport.unconfirmed_checksums == 2
+    noticed = [r.getMessage() for r in caplog.records if "checksum_not_verified" in r.getMessage()]
+    assert len(noticed) == 1
+    assert "server=test operation=PutObject" in noticed[0]
+    assert "did not verify" in noticed[0]
+
+
+async def test_an_upload_answered_with_another_checksum_is_a_bad_digest(
+    scripted: ScriptedServer, delays: list[int]
+) -> None:
+    wrong = checksums.header_value(checksums.crc32c(b"other"))
+    scripted.script = [Reply(headers={"x-amz-checksum-crc32c": wrong})] * 4
+    transport = S3Transport(
+        server_config(scripted.endpoint, checksums="when_supported"), retry_attempts=3
+    )
+    try:
+        with pytest.raises(S3Error) as caught:
+            await transport.request("UploadPart", "PUT", "b", "k", body=b"hello")
+    finally:
+        await transport.aclose()
+    assert caught.value.code == "BadDigest"
+    assert wrong in caught.value.message
+    assert len(scripted.received) == 4  # retried: the bytes are sent again
+    assert delays == [0, 1, 2]

@@ -44,6 +44,10 @@ class FakeTransport:
     fails_after: dict[str, int] = field(default_factory=dict)
     # Operation -> an event its requests wait for once received (a slow service).
     holds: dict[str, trio.Event] = field(default_factory=dict)
+    # The ETag in the CompleteMultipartUpload answer ("" as Ceph RGW 16 answers), and
+    # the one HeadObject answers.
+    complete_etag: str = '"whole-2"'
+    head_etag: str = '"source"'
 
     def operations(self) -> list[str]:
         return [request.operation for request in self.sent]
@@ -90,7 +94,7 @@ class FakeTransport:
                 "<LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyObjectResult>"
             ),
             "CompleteMultipartUpload": lambda: _xml(
-                '<CompleteMultipartUploadResult><ETag>"whole-2"</ETag>'
+                f"<CompleteMultipartUploadResult><ETag>{self.complete_etag}</ETag>"
                 "</CompleteMultipartUploadResult>"
             ),
             "AbortMultipartUpload": lambda: S3Response(204, httpx.Headers(), b""),
@@ -115,7 +119,7 @@ class FakeTransport:
         return _xml(f"<ListPartsResult><UploadId>up-1</UploadId>{listed}</ListPartsResult>")
 
     def _head(self, key: str) -> S3Response:
-        headers = {"content-length": str(self.sizes[key]), "etag": '"source"'}
+        headers = {"content-length": str(self.sizes.get(key, 0)), "etag": self.head_etag}
         return S3Response(200, httpx.Headers(headers), b"")
 
     async def aclose(self) -> None:

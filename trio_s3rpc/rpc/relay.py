@@ -2,7 +2,10 @@
 
 Beside RoadRunner, the PHP application's one RPC address (``RR_RPC``) is this
 server's, and ``s3.relay`` names RoadRunner's own. The connection hands every
-call whose service is not ``s3`` to :meth:`Relay.forward` with its frame; the
+call whose service is not ``s3`` to :meth:`Relay.forward` with its frame. Only
+what ``s3.relay_services`` names is forwarded (RoadRunner's RPC can start
+processes: ``service.Create`` runs any command); anything else answers
+``METHOD_NOT_FOUND`` naming the setting, as an unknown method would. The
 frame goes upstream as it came (flags, method, argument bytes and stream byte
 unchanged, the reserved header byte written as 0) except for its ``seq``, and
 the upstream's answer comes back the same way with the caller's ``seq``
@@ -272,8 +275,13 @@ class Relay:
     async def forward(self, frame: Frame, request: RPCRequest) -> bytes:
         """The answer frame for a call to another service, or an error frame naming the relay.
 
-        Cancellation propagates (the caller answers SHUTTING_DOWN or nothing).
+        Cancellation propagates (the caller answers SHUTTING_DOWN or nothing). A
+        method that ``s3.relay_services`` does not name never leaves this server.
         """
+        if not self.settings.allows(request.method):
+            return encode_rpc_error(
+                request.seq, request.method, request.codec, self._refusal(request.method)
+            )
         timeout = self.settings.timeout
         try:
             with trio.move_on_after(timeout):
@@ -290,6 +298,16 @@ class Relay:
         except Exception as exc:  # a bug: logged with an id, answered without a traceback
             error = internal_error(exc, f"relayed method={request.method}")
             return encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
+
+    def _refusal(self, method: str) -> str:
+        """The answer to a call this relay may not forward, naming the setting."""
+        service = method.partition(".")[0]
+        return RPCError(
+            ErrorCode.METHOD_NOT_FOUND,
+            f"unknown method '{method}': not relayed to RoadRunner, {service!r} is not in "
+            f"s3.relay_services ({', '.join(self.settings.services)})",
+            "name the service or method in s3.relay_services to relay it",
+        ).wire_text()
 
     async def _choose(self) -> _Upstream:
         """The least busy open connection, or a new one while there are fewer than allowed."""

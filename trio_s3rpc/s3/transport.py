@@ -134,6 +134,7 @@ _CHECKSUM_REQUIRED_OPERATIONS = frozenset(
 # checksum, which needs no part list of checksums at completion, only the same
 # type. Never aws-chunked trailers: several S3-compatible services mishandle them.
 _BODY_CHECKSUM_OPERATIONS = frozenset({"PutObject", "UploadPart"})
+_CRC32C_HEADER = "x-amz-checksum-crc32c"
 _CHECKSUM_TYPE = "FULL_OBJECT"
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SIGNATURE = re.compile(r"(Signature=)[0-9a-fA-F]+")
@@ -417,6 +418,9 @@ class S3Transport:
         # verifies too where it ignores a wrong payload signature (measured).
         self._sign_large_payloads = server.checksums == "when_supported"
         self._flexible_checksums = server.checksums == "when_supported"
+        # Uploads sent with x-amz-checksum-crc32c whose answer did not confirm it: the
+        # service did not say it verified them (Ceph RGW ignores the header). Logged once.
+        self.unconfirmed_checksums = 0
         self._user_agent = f"trio-s3rpc/{__version__}"
         self._bases: dict[str, tuple[str, str, str, tuple[bytes, bytes, int]]] = {}
         self._timeouts = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)).as_dict()
@@ -565,6 +569,9 @@ class S3Transport:
                 await response.aclose()
             headers = ResponseHeaders(response.headers)
             self._check(operation, method, response.status, headers, content, ok_statuses)
+            sent_checksum = base_headers.get(_CRC32C_HEADER)
+            if sent_checksum and 200 <= response.status < 300:
+                self._check_checksum_answer(operation, sent_checksum, headers)
             return S3Response(response.status, headers, content)
 
         give_up = None if raise_errors else S3Response.failed
@@ -709,6 +716,35 @@ class S3Transport:
             if error is not None:
                 raise self._answer_failure(error, headers)
 
+    def _check_checksum_answer(self, operation: str, sent: str, headers: ResponseHeaders) -> None:
+        """What the service answered to an upload sent with its CRC32C.
+
+        S3 (and SeaweedFS) echo the checksum they verified; another value means the
+        service took other bytes than were sent (retried). No value means it did not
+        verify: nothing is claimed then, and the server's own end-to-end CRC32C, stored
+        with the object and checked on reads, is the only check.
+        """
+        answered = headers.get(_CRC32C_HEADER, "")
+        if answered == sent:
+            return
+        if answered:
+            message = (
+                f"the service answered {_CRC32C_HEADER} {answered} to the {sent} sent: "
+                "it received other bytes"
+            )
+            raise _AttemptFailed(
+                S3Error(operation, 200, "BadDigest", message), sent=True, retryable=True
+            )
+        self.unconfirmed_checksums += 1
+        if self.unconfirmed_checksums == 1:
+            log.warning(
+                "event=checksum_not_verified server=%s operation=%s detail=%r",
+                self._server_name,
+                operation,
+                f"the answer carried no {_CRC32C_HEADER}: the service did not verify "
+                "the upload; only this server's stored CRC32C checks it, on reads",
+            )
+
     def _failure(
         self, operation: str, method: str, status: int, headers: ResponseHeaders, content: bytes
     ) -> _AttemptFailed:
@@ -827,7 +863,7 @@ def _status_of(result: object) -> str:
 def _flexible_checksum_headers(operation: str, body: bytes | BodyFactory) -> dict[str, str]:
     """The ``x-amz-checksum-*`` headers of an operation under ``when_supported``."""
     if operation in _BODY_CHECKSUM_OPERATIONS and isinstance(body, bytes):
-        return {"x-amz-checksum-crc32c": checksums.header_value(checksums.crc32c(body))}
+        return {_CRC32C_HEADER: checksums.header_value(checksums.crc32c(body))}
     if operation == "CreateMultipartUpload":
         return {"x-amz-checksum-algorithm": "CRC32C", "x-amz-checksum-type": _CHECKSUM_TYPE}
     if operation == "CompleteMultipartUpload":

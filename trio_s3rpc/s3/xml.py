@@ -249,14 +249,19 @@ def parse_initiate_multipart(content: bytes) -> str:
 
 
 def parse_copy_result(content: bytes, operation: str = "CopyObject") -> tuple[str, int]:
-    """``(etag, last_modified)`` from a CopyObject, UploadPartCopy or
-    CompleteMultipartUpload answer; an ``<Error>`` in a 200 body raises S3Error.
-
-    ``last_modified`` is 0 when the answer has none (CompleteMultipartUpload).
-    """
+    """``(etag, last_modified)`` from a CopyObject or UploadPartCopy answer; an ``<Error>``
+    in a 200 body raises S3Error. ``last_modified`` is 0 when the answer has none."""
     raise_if_error_body(content, operation)
     root = _parse(content, operation, None)
     return _required(root, "ETag", operation), iso_to_unix(_text(root, "LastModified"))
+
+
+def parse_complete_multipart(content: bytes) -> str:
+    """The ETag of a CompleteMultipartUpload answer: "" when the answer carries an empty
+    ``<ETag></ETag>`` or none (Ceph RGW 16 does); an ``<Error>`` in a 200 body raises S3Error."""
+    operation = "CompleteMultipartUpload"
+    raise_if_error_body(content, operation)
+    return _text(_parse(content, operation, None), "ETag")
 
 
 def parse_list_parts(content: bytes) -> ListPartsResult:

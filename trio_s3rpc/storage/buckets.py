@@ -147,9 +147,12 @@ class Bucket:
     transport: S3Transport
     limiter: trio.CapacityLimiter
     book: UploadBook
-    # "acl" or "none" once known; "auto" buckets are probed at first use.
+    # "acl" or "none" once known; "auto" buckets are probed until they have an answer.
     visibility_mode: str = "acl"
     probe_lock: trio.Lock = field(default_factory=trio.Lock)
+    # Probes sent, and the last one's failure (shared by callers that waited for it).
+    probe_attempts: int = 0
+    probe_error: RPCError | None = None
     slot: Slot = field(init=False)
 
     def __post_init__(self) -> None:
