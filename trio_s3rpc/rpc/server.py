@@ -52,7 +52,6 @@ from trio_s3rpc.config import ListenAddress, RPCSettings, exposure_warning
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
     FLAG_CONTROL,
-    HEADER_SIZE,
     Frame,
     FrameDecoder,
     FrameError,
@@ -101,10 +100,6 @@ def raise_open_files_limit() -> int:
 _COUNTED_FROM = 64 * 1024
 # A share holding at most this may always read RECEIVE_SIZE more (under FLOOR).
 _ROOM_ALWAYS = FLOOR - RECEIVE_SIZE
-
-
-def _frame_size(frame: Frame) -> int:
-    return HEADER_SIZE + 4 * len(frame.options) + len(frame.payload)
 
 
 class _Throttled:
@@ -250,13 +245,15 @@ class Connection:
         reads = 0
         drained = False
         frame_started = 0.0
+        buffered = 0  # what the decoder holds after the last read's frames
+        timed = self._idle_timeout > 0
         while True:
             # Under the floor there is always room: one comparison on the hot path.
             if drained or (share.in_use > _ROOM_ALWAYS and not share.has_room(RECEIVE_SIZE)):
                 # The last read emptied the socket: a caller that waits for its
                 # answer has sent nothing since, so wait before trying (a read
                 # that fails costs a system call and an exception per call).
-                if decoder.buffered or self._idle_timeout or not share.has_room(1):
+                if buffered or timed or share.in_use > _ROOM_ALWAYS:
                     if not await self._wait_readable(frame_started):
                         self._timed_out()
                         return
@@ -278,7 +275,7 @@ class Connection:
             if not data:
                 self._client_gone = True
                 return
-            was_empty = not decoder.buffered
+            was_empty = not buffered
             decoder.receive_data(data)
             parsed = False
             while True:
@@ -300,9 +297,9 @@ class Connection:
                 parsed = True
                 if request is None:
                     continue
-                # A large frame's bytes pass to its call, held until it is answered;
-                # small ones are not counted (see _COUNTED_FROM).
-                size = _frame_size(frame)
+                # A large frame's payload passes to its call, held until it is
+                # answered; small ones are not counted (see _COUNTED_FROM).
+                size = len(frame.payload)
                 if self._relay is not None and not request.method.startswith("s3."):
                     await self._start_relayed(nursery, frame, request, self._hold(size))
                     continue
@@ -320,23 +317,26 @@ class Connection:
                 self._in_flight += 1
                 nursery.start_soon(self._serve_call, request, self._hold(size), method)
             buffered = decoder.buffered
-            if buffered != self._receiving and (buffered >= _COUNTED_FROM or self._receiving):
+            if buffered >= _COUNTED_FROM or self._receiving:
                 # What is buffered of a frame not yet whole, counted as it arrives
                 # (never the size its header announces).
-                if buffered > self._receiving:
-                    share.force(buffered - self._receiving)
-                else:
-                    share.release(self._receiving - buffered)
-                self._receiving = buffered
+                self._count_receiving(buffered)
             if buffered and (was_empty or parsed):
                 frame_started = trio.current_time()
 
-    def _hold(self, frame_size: int) -> Hold:
-        """A new call's hold: its frame's bytes when they are counted."""
-        if frame_size < _COUNTED_FROM:
+    def _count_receiving(self, buffered: int) -> None:
+        if buffered > self._receiving:
+            self._share.force(buffered - self._receiving)
+        elif buffered < self._receiving:
+            self._share.release(self._receiving - buffered)
+        self._receiving = buffered
+
+    def _hold(self, payload_size: int) -> Hold:
+        """A new call's hold: its frame's payload when it is counted."""
+        if payload_size < _COUNTED_FROM:
             return Hold(self._share)
-        self._share.force(frame_size)
-        return Hold(self._share, frame_size)
+        self._share.force(payload_size)
+        return Hold(self._share, payload_size)
 
     def _request_from(self, frame: Frame) -> RPCRequest | None:
         if frame.flags & FLAG_CONTROL:
@@ -344,23 +344,30 @@ class Connection:
             return None
         return parse_rpc_request(frame)
 
-    def _call_done(self, hold: Hold | None) -> None:
-        if hold is not None and hold.held:
+    def _call_done(self, hold: Hold) -> None:
+        if hold.held:
             hold.release_all()
         self._in_flight -= 1
         self._slot_freed.set()
         if (self._closing or self._idle_timeout) and self.idle:
-            if self._closing:
-                self._read_scope.cancel()
-            else:
-                self._wait_scope.deadline = trio.current_time() + self._idle_timeout
+            self._now_idle()
+
+    def _now_idle(self) -> None:
+        """No call in flight, no frame begun: close if asked to, or time the idleness."""
+        if self._closing:
+            self._read_scope.cancel()
+        else:
+            self._wait_scope.deadline = trio.current_time() + self._idle_timeout
 
     async def _serve_inline(self, request: RPCRequest, method: Method[Any, Any]) -> None:
         """A call that never waits on I/O, with a small frame: nothing to hold."""
         try:
             await self._send(await self._dispatcher.answer(request, method))
         finally:
-            self._call_done(None)
+            self._in_flight -= 1
+            self._slot_freed.set()
+            if (self._closing or self._idle_timeout) and self.idle:
+                self._now_idle()
 
     async def _serve_call(
         self, request: RPCRequest, hold: Hold, method: Method[Any, Any] | None = None
