@@ -42,6 +42,10 @@ log = logging.getLogger("trio_s3rpc.memory")
 MIB = 1024 * 1024
 # What a connection may always hold, whatever the others hold: a small call gets through.
 FLOOR = 1 * MIB
+# Frames, answers and bodies under this are not counted: counting costs more than
+# a small call itself, and what they hold is bounded by s3.max_in_flight per
+# connection and s3.max_connections.
+COUNTED_FROM = 64 * 1024
 # A burst above this, followed by an idle budget, is trimmed back to the system.
 TRIM_AFTER = 32 * MIB
 # "Idle": what may still be held while the budget counts as fallen idle.

@@ -41,6 +41,7 @@ from typing import Any
 import trio
 
 from trio_s3rpc.budget import (
+    COUNTED_FROM,
     FLOOR,
     Hold,
     MemoryBudget,
@@ -94,10 +95,6 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-# Frames and answers under this are not counted in the memory budget: counting
-# costs more than a small call itself, and what they hold is bounded by
-# s3.max_in_flight per connection and s3.max_connections.
-_COUNTED_FROM = 64 * 1024
 # A share holding at most this may always read RECEIVE_SIZE more (under FLOOR).
 _ROOM_ALWAYS = FLOOR - RECEIVE_SIZE
 
@@ -298,13 +295,13 @@ class Connection:
                 if request is None:
                     continue
                 # A large frame's payload passes to its call, held until it is
-                # answered; small ones are not counted (see _COUNTED_FROM).
+                # answered; small ones are not counted (budget.COUNTED_FROM).
                 size = len(frame.payload)
                 if self._relay is not None and not request.method.startswith("s3."):
                     await self._start_relayed(nursery, frame, request, self._hold(size))
                     continue
                 method = self._dispatcher.inline_method(request.method)
-                if method is not None and size < _COUNTED_FROM:
+                if method is not None and size < COUNTED_FROM:
                     # Methods that never wait on I/O are answered right here:
                     # a task per call would cost more than the call itself.
                     self._in_flight += 1
@@ -317,7 +314,7 @@ class Connection:
                 self._in_flight += 1
                 nursery.start_soon(self._serve_call, request, self._hold(size), method)
             buffered = decoder.buffered
-            if buffered >= _COUNTED_FROM or self._receiving:
+            if buffered >= COUNTED_FROM or self._receiving:
                 # What is buffered of a frame not yet whole, counted as it arrives
                 # (never the size its header announces).
                 self._count_receiving(buffered)
@@ -333,7 +330,7 @@ class Connection:
 
     def _hold(self, payload_size: int) -> Hold:
         """A new call's hold: its frame's payload when it is counted."""
-        if payload_size < _COUNTED_FROM:
+        if payload_size < COUNTED_FROM:
             return Hold(self._share)
         self._share.force(payload_size)
         return Hold(self._share, payload_size)
@@ -380,7 +377,7 @@ class Connection:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
                 raise
-            if len(answer) >= _COUNTED_FROM:
+            if len(answer) >= COUNTED_FROM:
                 # Held until it has left: a peer that reads no answers fills its share.
                 hold.at_least(len(answer))
             await self._send(answer)
@@ -407,7 +404,7 @@ class Connection:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
                 raise
-            if len(answer) >= _COUNTED_FROM:
+            if len(answer) >= COUNTED_FROM:
                 hold.at_least(len(answer))
             await self._send(answer)
         finally:

@@ -145,9 +145,10 @@ async def read(
                     f"({max_size}); use s3.ReadFile or a ranged s3.Read (offset, length)",
                     f"bucket: {bucket.name}, pathname: {ref.pathname}",
                 )
-            # Counted (and waited for) before any byte is read, held until answered:
-            # the body, and the answer it is encoded into while both exist.
-            await budget.keep(2 * announced, f"s3.Read of {ref.pathname}")
+            if announced >= budget.COUNTED_FROM:
+                # Counted (and waited for) before any byte is read, held until
+                # answered: the body, and the answer it is encoded into meanwhile.
+                await budget.keep(2 * announced, f"s3.Read of {ref.pathname}")
             # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
             content = await response.aread()
     except StorageError as exc:
