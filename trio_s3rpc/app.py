@@ -79,7 +79,7 @@ class Application:
         self.storage = Storage(
             config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4, book=book
         )
-        self.files = Files(config.s3.local_roots)
+        self.files = Files(config.s3.local_roots, config.s3.local_file_mode, config.s3.local_files)
         self.uploads = ChunkedUploads(
             self.storage,
             config.s3.upload_idle_timeout,
@@ -89,7 +89,10 @@ class Application:
         # One stale-upload reaper per service: a lone process, or the worker in slot 0.
         reaps = link is None or link.place.runs_reaper
         self.janitor = Janitor(
-            self.storage, config.s3.abort_stale_after if reaps else 0.0, self._busy_elsewhere
+            self.storage,
+            config.s3.abort_stale_after if reaps else 0.0,
+            self._busy_elsewhere,
+            local_leftovers=self.files.paths.remove_leftover_parts,
         )
         self.registry = build_registry(self.storage, self.files, self.uploads, link)
         self.control = CallControl()

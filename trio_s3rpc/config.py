@@ -70,6 +70,10 @@ VISIBILITIES = ("public", "private")
 VISIBILITY_MODES = ("acl", "none", "auto")
 CHECKSUM_MODES = ("when_required", "when_supported")
 LOG_FORMATS = ("text", "json")
+# s3.local_files: whose rights a WriteFile/ReadFile over a unix socket has.
+LOCAL_FILES = ("peer", "server")
+# s3.local_file_mode: the widest mode a ReadFile caller may ask for a file.
+DEFAULT_LOCAL_FILE_MODE = 0o644
 # S3's storage classes (x-amz-storage-class), as the service spells them.
 STORAGE_CLASSES = (
     "STANDARD",
@@ -221,6 +225,8 @@ class S3Settings:
     buckets: Mapping[str, BucketConfig]
     shutdown_timeout: float = 30.0
     local_roots: tuple[str, ...] = (tempfile.gettempdir(),)
+    local_file_mode: int = DEFAULT_LOCAL_FILE_MODE
+    local_files: str = LOCAL_FILES[0]
     upload_idle_timeout: float = 600.0
     abort_stale_after: float = 86400.0
     # Server processes sharing the listen socket; 1 serves from this process alone.
@@ -725,8 +731,8 @@ def _parse_rpc(rpc: _Section, s3: _Section, workers_rpc: str) -> RPCSettings:
     frame_section = _own_setting(rpc, s3, "max_frame_size")
     settings = RPCSettings(
         listen=listen,
-        socket_mode=_socket_mode(
-            mode_section.get("socket_mode"), mode_section.where("socket_mode")
+        socket_mode=_file_mode(
+            mode_section.get("socket_mode"), mode_section.where("socket_mode"), 0o600
         ),
         max_frame_size=frame_section.size(
             "max_frame_size", 256 * MIB, MIN_FRAME_SIZE, MAX_FRAME_SIZE
@@ -1018,10 +1024,10 @@ def _relay_exposure(settings: RPCSettings) -> str:
     )
 
 
-def _socket_mode(value: Any, where: str) -> int:
+def _file_mode(value: Any, where: str, default: int) -> int:
     """A file mode: an int (YAML reads 0660 as octal) or an octal string like "0660"."""
     if value is None:
-        return 0o600
+        return default
     if isinstance(value, str) and re.fullmatch(r"(0o?)?[0-7]{1,4}", value.strip()):
         mode = int(value.strip().removeprefix("0o"), 8)
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -1052,6 +1058,12 @@ def _parse_s3(section: _Section) -> S3Settings:
         buckets=MappingProxyType(buckets),
         shutdown_timeout=section.duration("shutdown_timeout", 30.0),
         local_roots=_local_roots(section),
+        local_file_mode=_file_mode(
+            section.get("local_file_mode"),
+            section.where("local_file_mode"),
+            DEFAULT_LOCAL_FILE_MODE,
+        ),
+        local_files=section.choice("local_files", LOCAL_FILES, LOCAL_FILES[0]),
         upload_idle_timeout=section.duration("upload_idle_timeout", 600.0, positive=True),
         abort_stale_after=section.duration("abort_stale_after", 86400.0),
         workers=section.integer(
@@ -1310,6 +1322,8 @@ def describe(config: Config) -> str:
         f"abort_stale_after: {_format_duration(s3.abort_stale_after)}",
         f"workers: {s3.workers}",
         f"local_roots: {', '.join(s3.local_roots) or '(none: local file transfers disabled)'}",
+        f"  local_files: {s3.local_files}",
+        f"  local_file_mode: {s3.local_file_mode:04o}",
         "servers:",
     ]
     for server in s3.servers.values():

@@ -256,6 +256,9 @@ class ReadFileRequest:
     pathname: str
     destination_path: str
     bucket: str = ""
+    # The new file's permission bits (within s3.local_file_mode); unset: a replaced
+    # file's, or 0600 less the umask.
+    mode: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -548,7 +551,7 @@ class S3Methods:
 
     async def read_file(self, req: ReadFileRequest) -> ReadFileResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        info = await self.files.read_file(ref, req.destination_path)
+        info = await self.files.read_file(ref, req.destination_path, req.mode)
         return ReadFileResponse(True, info.size, info.mime_type, info.last_modified, info.checksum)
 
     async def upload_start(self, req: UploadStartRequest) -> UploadStartResponse:

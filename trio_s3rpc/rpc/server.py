@@ -40,6 +40,7 @@ from typing import Any
 
 import trio
 
+from trio_s3rpc import callers
 from trio_s3rpc.budget import (
     COUNTED_FROM,
     FLOOR,
@@ -178,6 +179,8 @@ class Connection:
         Cancellation (the server's shutdown deadline) cancels every call on the
         connection; each tries to answer ``SHUTTING_DOWN`` first.
         """
+        # Every call of this connection runs as (a copy of) this task's context.
+        callers.enter(callers.of_socket(self._stream.socket))
         try:
             async with trio.open_nursery() as nursery:
                 with self._read_scope:

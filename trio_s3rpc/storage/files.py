@@ -14,7 +14,9 @@ file's size:
   and renames it into place only when every byte has arrived and the CRCs
   of the ranges, combined in order, match the object's stored checksum.
 
-Local paths are confined to ``s3.local_roots`` after resolving symlinks.
+Local paths are opened by handle beneath ``s3.local_roots`` (``localpaths.py``):
+what was checked is what is read or written, whatever the caller renames
+meanwhile.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ import hashlib
 import logging
 import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import trio
 
-from trio_s3rpc import checksums, progress
+from trio_s3rpc import callers, checksums, progress
+from trio_s3rpc.callers import Caller
+from trio_s3rpc.config import DEFAULT_LOCAL_FILE_MODE, LOCAL_FILES
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
@@ -38,57 +42,39 @@ from trio_s3rpc.s3.parts import PartPlan, plan_parts
 from trio_s3rpc.sniff import SNIFF_BYTES
 from trio_s3rpc.storage import copies, objects, ranges
 from trio_s3rpc.storage.buckets import ObjectRef
+from trio_s3rpc.storage.localpaths import PART_SUFFIX, Destination, LocalRoots, local_error
 from trio_s3rpc.storage.records import NewObject, ObjectInfo, verify_checksum
 
 log = logging.getLogger("trio_s3rpc.transfers")
-
-
-class LocalPaths:
-    """Confines local file access to configured roots, checked after resolving symlinks."""
-
-    def __init__(self, roots: Sequence[str]) -> None:
-        self.roots = tuple(Path(os.path.realpath(root)) for root in roots)
-
-    def confine(self, path: str, field_name: str) -> Path:
-        if not path:
-            raise RPCError(ErrorCode.INVALID_REQUEST, f"field '{field_name}' is empty")
-        if "\x00" in path:
-            raise RPCError(ErrorCode.INVALID_REQUEST, f"field '{field_name}' contains a NUL byte")
-        if not os.path.isabs(path):
-            raise RPCError(
-                ErrorCode.INVALID_REQUEST,
-                f"field '{field_name}' must be an absolute path",
-                f"path: {path}",
-            )
-        resolved = Path(os.path.realpath(path))
-        for root in self.roots:
-            if resolved == root or root in resolved.parents:
-                return resolved
-        raise RPCError(
-            ErrorCode.PERMISSION_DENIED,
-            f"{field_name} is outside the directories this server may use (s3.local_roots)",
-            f"path: {path}",
-        )
 
 
 def _md5_hex(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def _local_error(exc: OSError, field_name: str, path: Path) -> RPCError:
-    if isinstance(exc, FileNotFoundError):
-        return RPCError(ErrorCode.FILE_NOT_FOUND, f"{field_name} does not exist", f"path: {path}")
-    if isinstance(exc, PermissionError):
-        return RPCError(
-            ErrorCode.PERMISSION_DENIED, f"{field_name} is not accessible", f"path: {path}"
-        )
-    if isinstance(exc, IsADirectoryError):
-        return RPCError(ErrorCode.INVALID_REQUEST, f"{field_name} is a directory", f"path: {path}")
-    return RPCError(
-        ErrorCode.S3_OPERATION_FAILED,
-        f"local file error on {field_name}: {exc.strerror or exc}",
-        f"path: {path}",
-    )
+def _create_temporary(dir_fd: int, name: str, size: int) -> int:
+    """A new file only this server's user can read (0600 less the umask), ``size`` long."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name, dir_fd=dir_fd)
+        raise
+    return fd
+
+
+def _settle(fd: int, owner: tuple[int, int] | None, mode: int | None) -> None:
+    """Give the finished file its owner (where this server may set it: as root, or a
+    group it is in) and permission bits, then fsync. Set-user-ID and set-group-ID
+    bits are never given to bytes a caller chose."""
+    if owner is not None and owner != (os.geteuid(), os.getegid()):
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, *owner)
+    if mode is not None:
+        os.fchmod(fd, mode)
+    os.fsync(fd)
 
 
 async def _pread(fd: int, size: int, offset: int) -> bytes:
@@ -106,8 +92,37 @@ async def _pwrite(fd: int, data: bytes, offset: int) -> None:
 class Files:
     """WriteFile and ReadFile: objects to and from local files under ``local_roots``."""
 
-    def __init__(self, local_roots: Sequence[str]) -> None:
-        self.paths = LocalPaths(local_roots)
+    def __init__(
+        self,
+        local_roots: Sequence[str],
+        local_file_mode: int = DEFAULT_LOCAL_FILE_MODE,
+        local_files: str = LOCAL_FILES[0],
+    ) -> None:
+        self.paths = LocalRoots(local_roots)
+        self.local_file_mode = local_file_mode
+        # Under "peer", a unix-socket caller's files are opened with that user's rights.
+        self.peer_rights = local_files == "peer"
+
+    def _caller(self) -> Caller | None:
+        return callers.current() if self.peer_rights else None
+
+    def _asked_mode(self, mode: int | None) -> int | None:
+        """The mode a ReadFile caller asks for, within ``s3.local_file_mode``."""
+        if mode is None:
+            return None
+        if not 0 <= mode <= 0o777:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                "field 'mode' must be a file mode from 0 to 0777 (in PHP an octal literal: 0640)",
+                f"mode: {mode}",
+            )
+        if mode & ~self.local_file_mode:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"field 'mode' {mode:04o} asks for permission bits that s3.local_file_mode "
+                f"({self.local_file_mode:04o}) does not allow",
+            )
+        return mode
 
     async def write_file(
         self,
@@ -119,13 +134,10 @@ class Files:
         """Upload the local file ``source_path`` as ``ref``, created as ``new`` asks;
         ``resume`` continues an unfinished upload of the same file and part size."""
         bucket = ref.bucket
-        path = self.paths.confine(source_path, "source_path")
+        fd, size = await trio.to_thread.run_sync(
+            self.paths.open_source, source_path, self._caller()
+        )
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise _local_error(exc, "source_path", path) from None
-        try:
-            size = os.fstat(fd).st_size
             with bucket.errors(ref.key):
                 # A file S3 cannot hold is refused before any request is made.
                 plan = plan_parts(size, bucket.config.part_size)
@@ -145,7 +157,7 @@ class Files:
                     ref, headers, fd, plan, resume, part_checksums=part_checksums
                 )
         except OSError as exc:
-            raise _local_error(exc, "source_path", path) from None
+            raise local_error(exc, "source_path", source_path) from None
         finally:
             os.close(fd)
         if done.size != size:
@@ -251,19 +263,37 @@ class Files:
             return upload.upload_id, reuse
         return None
 
-    async def read_file(self, ref: ObjectRef, destination_path: str) -> ObjectInfo:
-        destination = self._destination(destination_path)
-        info = await objects.head(ref)
-        temporary = destination.with_name(
-            f".{destination.name}.{secrets.token_hex(6)}.trio-s3rpc-part"
+    async def read_file(
+        self, ref: ObjectRef, destination_path: str, mode: int | None = None
+    ) -> ObjectInfo:
+        """Download ``ref`` into ``destination_path``, replacing only that entry; the file
+        gets ``mode``, or the replaced file's mode, or 0600 less the umask."""
+        asked = self._asked_mode(mode)
+        destination = await trio.to_thread.run_sync(
+            self.paths.open_destination, destination_path, self._caller()
         )
+        if asked is None and destination.existing is not None:
+            asked = stat.S_IMODE(destination.existing.st_mode) & 0o777
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            info = await objects.head(ref)
+            await self._download_to(ref, info, destination, asked)
+        finally:
+            destination.close()
+        return info
+
+    async def _download_to(
+        self, ref: ObjectRef, info: ObjectInfo, destination: Destination, mode: int | None
+    ) -> None:
+        """Fill a temporary file beside the destination and rename it into place, all
+        relative to the destination's directory handle."""
+        temporary = f".{destination.name}.{secrets.token_hex(6)}{PART_SUFFIX}"
+        dir_fd = destination.dir_fd
+        try:
+            fd = await trio.to_thread.run_sync(_create_temporary, dir_fd, temporary, info.size)
         except OSError as exc:
-            raise _local_error(exc, "destination_path", destination) from None
+            raise local_error(exc, "destination_path", destination.path) from None
         try:
             try:
-                os.ftruncate(fd, info.size)
                 range_checksums = checksums.PartChecksums()
                 written = await self._download_into(ref, info, fd, range_checksums)
                 if written != info.size:
@@ -277,41 +307,18 @@ class Files:
                     verify_checksum(
                         info.checksum, range_checksums.whole(), ref.bucket.name, ref.pathname
                     )
-                await trio.to_thread.run_sync(os.fsync, fd)
+                await trio.to_thread.run_sync(_settle, fd, destination.owner, mode)
             finally:
                 os.close(fd)
-            os.replace(temporary, destination)
+            await trio.to_thread.run_sync(
+                lambda: os.replace(
+                    temporary, destination.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd
+                )
+            )
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(temporary)
+                os.unlink(temporary, dir_fd=dir_fd)
             raise
-        return info
-
-    def _destination(self, destination_path: str) -> Path:
-        # The destination may not exist yet: confine its directory, keep its name.
-        if not destination_path or destination_path.endswith("/"):
-            raise RPCError(
-                ErrorCode.INVALID_REQUEST,
-                "field 'destination_path' must name a file",
-                f"path: {destination_path}",
-            )
-        parent = self.paths.confine(os.path.dirname(destination_path) or "/", "destination_path")
-        destination = parent / os.path.basename(destination_path)
-        if destination.is_symlink() or destination.exists():
-            destination = self.paths.confine(str(destination), "destination_path")
-            if destination.is_dir():
-                raise RPCError(
-                    ErrorCode.INVALID_REQUEST,
-                    "destination_path is a directory",
-                    f"path: {destination_path}",
-                )
-        if not parent.is_dir():
-            raise RPCError(
-                ErrorCode.FILE_NOT_FOUND,
-                "the directory of destination_path does not exist",
-                f"path: {destination_path}",
-            )
-        return destination
 
     async def _download_into(
         self,

@@ -11,6 +11,9 @@ Two background duties, run by the application next to the RPC server:
   this process is working on are never touched, nor (under workers) those
   another worker of the service is working on: ``elsewhere`` asks them, and
   a round in which one cannot say aborts nothing.
+- In the same rounds, ReadFile's temporary ``*.trio-s3rpc-part`` files
+  under ``s3.local_roots`` not written for ``s3.abort_stale_after`` are
+  removed (those a killed download left behind).
 """
 
 from __future__ import annotations
@@ -46,12 +49,15 @@ class Janitor:
         storage: Storage,
         stale_after: float,
         elsewhere: Callable[[], Awaitable[set[str] | None]] | None = None,
+        local_leftovers: Callable[[float], list[str]] | None = None,
     ) -> None:
         self.storage = storage
         self.book: UploadBook = storage.book
         self.stale_after = stale_after
         # The upload ids the service's other processes work on; None when unknown.
         self.elsewhere = elsewhere
+        # Removes temporary local files older than a Unix time (blocking: run in a thread).
+        self.local_leftovers = local_leftovers
         self.reaped: list[str] = []
 
     @property
@@ -100,11 +106,27 @@ class Janitor:
 
     async def _reap_periodically(self) -> None:
         while True:
+            await self.sweep_local_files()
             try:
                 await self.reap_once()
             except Exception as exc:  # the service may be down; try again next round
                 log.warning("event=reap_failed error=%r", str(exc))
             await trio.sleep(reap_interval(self.stale_after))
+
+    async def sweep_local_files(self) -> list[str]:
+        """Remove the stale temporary files of downloads; answer their paths."""
+        if self.local_leftovers is None:
+            return []
+        try:
+            removed = await trio.to_thread.run_sync(
+                self.local_leftovers, time.time() - self.stale_after
+            )
+        except OSError as exc:  # a root that went away: the next round tries again
+            log.warning("event=local_sweep_failed error=%r", str(exc))
+            return []
+        for path in removed:
+            log.info("event=stale_part_file_removed path=%r", path)
+        return removed
 
     async def reap_once(self) -> list[str]:
         """Abort every stale upload under the buckets' prefixes; answer the keys aborted."""
