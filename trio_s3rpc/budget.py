@@ -174,11 +174,16 @@ class MemoryBudget:
         assert trim is not None
         while True:
             await self._idle_after_burst.wait()
-            await trio.sleep(TRIM_DELAY)
-            self._idle_after_burst = trio.Event()
-            self._since_trim = self.in_use
-            await trio.to_thread.run_sync(trim, 0)
-            self.trims += 1
+            # Twice: what the burst's callers free after the first trim (buffers
+            # of connections, the threads' last results) goes back with the second.
+            for _ in range(2):
+                await trio.sleep(TRIM_DELAY)
+                if self.in_use >= IDLE_BELOW:
+                    break
+                self._idle_after_burst = trio.Event()
+                self._since_trim = self.in_use
+                await trio.to_thread.run_sync(trim, 0)
+                self.trims += 1
             log.debug("event=memory_trimmed held=%d peak=%d", self.in_use, self.peak)
 
 
