@@ -22,7 +22,14 @@ from types import TracebackType
 
 import trio
 
-from trio_s3rpc.config import BucketConfig, S3Settings, ServerConfig, parse_bucket
+from trio_s3rpc.config import (
+    BucketConfig,
+    RegisterScope,
+    S3Settings,
+    ServerConfig,
+    check_bucket_name,
+    parse_bucket,
+)
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook
 from trio_s3rpc.s3.parts import PartLimitError
@@ -324,15 +331,24 @@ class Storage:
         """The object ``pathname`` of bucket ``bucket_name``, validated."""
         return self.bucket(bucket_name).ref(pathname)
 
-    def registration(self, name: str, raw: Mapping[str, object]) -> BucketConfig:
-        """The settings of a bucket s3.RegisterBucket may add as ``name``, or why not.
+    def register_bucket(self, name: str, raw: Mapping[str, object]) -> None:
+        config = self.admit(name, raw)
+        self.buckets[name] = self._make_bucket(config)
+        log.info("event=bucket_registered name=%s server=%s", name, config.server)
 
-        Caller-registered buckets are bounded in number
+    def admit(self, name: str, raw: Mapping[str, object]) -> BucketConfig:
+        """The settings of a bucket a caller asks to register, or why it may not be.
+
+        The name is checked first (it goes into logs, metric labels and
+        errors), then the settings as in the config file, then
+        ``s3.register_buckets``: a prefix is no tenant boundary unless that
+        setting makes it one. Caller-registered buckets are bounded in number
         (``s3.max_registered_buckets``) and in ``part_size``
         (``s3.max_registered_part_size``: a chunked upload's tail is a part).
         """
         if not name:
             raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
+        check_bucket_name(name, "name")
         if name in self.buckets:
             raise RPCError(
                 ErrorCode.BUCKET_ALREADY_EXISTS, "Bucket already registered", f"bucket: {name}"
@@ -355,9 +371,19 @@ class Storage:
                 f"({ceiling}) allows for a bucket registered by s3.RegisterBucket",
                 f"bucket: {name}",
             )
-        return config
-
-    def register_bucket(self, name: str, raw: Mapping[str, object]) -> None:
-        config = self.registration(name, raw)
-        self.buckets[name] = self._make_bucket(config)
-        log.info("event=bucket_registered name=%s server=%s", name, config.server)
+        scopes = self.settings.register_scopes
+        if scopes is None or any(scope.admits(config) for scope in scopes):
+            return config
+        if not scopes:
+            raise RPCError(
+                ErrorCode.PERMISSION_DENIED,
+                "s3.RegisterBucket is turned off on this server (s3.register_buckets: off)",
+                f"bucket: {name}",
+            )
+        reach = RegisterScope(config.server, config.bucket, config.prefix)
+        raise RPCError(
+            ErrorCode.PERMISSION_DENIED,
+            f"bucket '{name}' would reach {reach}, outside what s3.register_buckets allows "
+            f"({', '.join(map(str, scopes))})",
+            f"bucket: {name}",
+        )
