@@ -174,6 +174,8 @@ class TCPProxy:
         self.cut_after_bytes: int | None = None
         self.cut_responses_after_bytes: int | None = None
         self.refuse = False
+        # While set to an event, requests wait for it before they are passed on.
+        self.held: trio.Event | None = None
         self._links: set[_Link] = set()
 
     async def start(self, nursery: trio.Nursery) -> int:
@@ -219,6 +221,8 @@ class TCPProxy:
             data = await self._receive(link, link.client)
             if data is None:
                 return
+            while self.held is not None:
+                await self.held.wait()
             passing = allowed(link.sent, self.cut_after_bytes, len(data))
             self.requests.extend(recorder.feed(data[:passing]))
             link.sent += passing
