@@ -120,11 +120,14 @@ class ServerProcess(ManagedProcess):
         name: str = "server",
         s3_extra: dict[str, Any] | None = None,
         workers: int = 1,
+        tree: Path | None = None,
     ) -> None:
         """``s3_extra`` adds keys to the config's ``s3`` section (``metrics``, say);
         ``name`` tells apart the files of several servers in one workdir; ``workers``
-        is ``serve --workers``."""
+        is ``serve --workers``; ``tree``, another checkout whose server code runs
+        (a before/after peer in the same run)."""
         self.workers = workers
+        self.tree = tree
         self.config_path = workdir / f"bench-{name}.rr.yaml"
         self.log_path = workdir / f"{name}.log"
         self._document = server_config(target, bucket, workdir)
@@ -158,9 +161,12 @@ class ServerProcess(ManagedProcess):
             yaml.safe_dump(self._document, handle)
         command = [sys.executable, "-m", "trio_s3rpc", "serve", "--config", str(self.config_path)]
         command += ["--workers", str(self.workers)]
+        env = None if self.tree is None else {**os.environ, "PYTHONPATH": str(self.tree)}
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 command,
+                env=env,
+                cwd=self.tree,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

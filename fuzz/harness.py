@@ -40,6 +40,11 @@ class Target:
     seeds: Sequence[bytes]
     repair: Callable[[bytes], bytes] = bytes
     """Re-validates what a mutation broke on purpose (e.g. a frame's CRC) so deeper code runs."""
+    generate: Callable[[random.Random], bytes] | None = None
+    """Makes a fresh well-typed input (a record of the target's own grammar), when it has one:
+    plain-random rounds then alternate generated inputs with mutated ones."""
+    extra: st.SearchStrategy[bytes] | None = None
+    """More inputs for the hypothesis batches (e.g. the generated ones, shrinkable)."""
 
 
 class Failure(Exception):
@@ -101,12 +106,15 @@ def inputs(target: Target) -> st.SearchStrategy[bytes]:
         st.randoms(use_true_random=False),
         st.just(target),
     )
-    return st.one_of(
+    strategies = [
         st.binary(max_size=256),
         st.sampled_from(list(target.seeds)),
         mutated,
         st.binary(max_size=64).map(target.repair),
-    )
+    ]
+    if target.extra is not None:
+        strategies.append(target.extra)
+    return st.one_of(strategies)
 
 
 # --- running --------------------------------------------------------------------------
@@ -142,8 +150,13 @@ def random_batch(target: Target, rng: random.Random, until: float) -> int:
     count = 0
     while time.monotonic() < until:
         for _ in range(200):
-            seed = rng.choice(target.seeds)
-            run_once(target, mutated_seed(seed, rng, target))
+            if target.generate is not None and rng.random() < 0.5:
+                generated = target.generate(rng)
+                run_once(target, generated)
+                run_once(target, mutated_seed(generated, rng, target))
+                count += 1
+            else:
+                run_once(target, mutated_seed(rng.choice(target.seeds), rng, target))
         count += 200
     return count
 

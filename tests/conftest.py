@@ -14,12 +14,11 @@ under ``CI=true`` they fail instead (``.ci/install-rgw`` installs it).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.rgw import RadosGateway, missing_commands
+from tests.support.rgw import RadosGateway, require_rgw
 from tests.support.services import MotoServer, admin_client, open_multipart_uploads
 from trio_s3rpc.embedded import EmbeddedSeaweedFS, S3Endpoint
 
@@ -66,15 +65,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
 def rgw_gateway(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[RadosGateway]:
-    missing = missing_commands()
-    if missing:
-        reason = (
-            f"Ceph RGW is absent ({', '.join(missing)} not found); "
-            "run .ci/install-rgw to install it"
-        )
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true but {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_rgw()
     gateway = RadosGateway(tmp_path_factory.mktemp("rgw"))
     endpoint = gateway.start()
     pytestconfig.stash[RGW_STARTED_IN] = gateway.started_in

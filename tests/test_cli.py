@@ -33,7 +33,7 @@ def write_config(path: Path, listen: str, **s3: object) -> Path:
                             "credentials": {"key": "AKIAEXAMPLEKEY", "secret": SECRET},
                         }
                     },
-                    "buckets": {"uploads": {"server": "main", "bucket": "b", "partsize": 1}},
+                    "buckets": {"uploads": {"server": "main", "bucket": "bkt", "partsize": 1}},
                     **s3,
                 },
             }

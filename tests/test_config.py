@@ -22,6 +22,7 @@ from trio_s3rpc.config import (
     ConfigError,
     Credentials,
     ListenAddress,
+    RegisterScope,
     RelaySettings,
     ServerConfig,
     describe,
@@ -198,7 +199,7 @@ def test_every_setting_is_read() -> None:
 
 def test_default_names_a_bucket_among_several() -> None:
     data = minimal()
-    data["s3"]["buckets"]["avatars"] = {"server": "minio", "bucket": "b2"}
+    data["s3"]["buckets"]["avatars"] = {"server": "minio", "bucket": "bkt2"}
     data["s3"]["default"] = "avatars"
     config = parse_config(data, {})
     assert config.s3.default == "avatars"
@@ -388,11 +389,13 @@ def test_other_sections_and_keys_are_not_expanded_or_checked() -> None:
         http={"address": "${UNSET_HTTP}"},
         logs=["anything"],
     )
-    data["s3"]["buckets"]["${NAME}"] = {"server": "minio", "bucket": "b"}
+    data["s3"]["buckets"]["${NAME}"] = {"server": "minio", "bucket": "bkt"}
     data["s3"]["default"] = "uploads"
-    config = parse_config(data, {"NAME": "expanded"})
-    assert "${NAME}" in config.s3.buckets  # names are keys, never expanded
-    assert config.warnings == ()
+    # Names are keys, never expanded: "${NAME}" stays itself, which no bucket may be named.
+    error = error_of(data, {"NAME": "expanded"})
+    assert error.message.startswith("s3.buckets: '${NAME}' is not a bucket name")
+    del data["s3"]["buckets"]["${NAME}"]
+    assert parse_config(data, {}).warnings == ()
 
 
 def test_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -475,7 +478,7 @@ SERVER = "s3.servers.minio"
             f"{BUCKET}.server: unknown server 'x' (known: minio)",
         ),
         (drop(f"{BUCKET}.bucket"), f"{BUCKET}.bucket: required"),
-        (put(f"{BUCKET}.bucket", "a/b"), f"{BUCKET}.bucket: must be an S3 bucket name"),
+        (put(f"{BUCKET}.bucket", "a/b"), f"{BUCKET}.bucket: 'a/b' is not an S3 bucket name"),
         (put(f"{BUCKET}", "dev-bucket"), f"{BUCKET}: must be a mapping, got a string"),
         (
             put(f"{BUCKET}.visibility", "publik"),
@@ -565,7 +568,7 @@ def test_each_invalid_setting_is_named(mutate: Any, message: str) -> None:
 
 def test_default_is_required_with_several_buckets() -> None:
     data = minimal()
-    data["s3"]["buckets"]["avatars"] = {"server": "minio", "bucket": "b2"}
+    data["s3"]["buckets"]["avatars"] = {"server": "minio", "bucket": "bkt2"}
     assert error_of(data).message == (
         "s3.default: required when more than one bucket is configured (buckets: uploads, avatars)"
     )
@@ -590,15 +593,15 @@ def test_document_must_be_a_mapping(document: Any) -> None:
 
 def test_parse_bucket_for_register_bucket() -> None:
     servers = parse_config(minimal(), {}).s3.servers
-    bucket = parse_bucket("docs", {"server": "minio", "bucket": "b3", "prefix": "d/"}, servers)
-    assert bucket == BucketConfig("docs", "minio", "b3", prefix="d/")
+    bucket = parse_bucket("docs", {"server": "minio", "bucket": "bkt3", "prefix": "d/"}, servers)
+    assert bucket == BucketConfig("docs", "minio", "bkt3", prefix="d/")
     with pytest.raises(ConfigError) as caught:
-        parse_bucket("docs", {"server": "nope", "bucket": "b3"}, servers)
+        parse_bucket("docs", {"server": "nope", "bucket": "bkt3"}, servers)
     assert caught.value.wire_text() == (
         "INVALID_CONFIG: s3.buckets.docs.server: unknown server 'nope' (known: minio)"
     )
     with pytest.raises(ConfigError, match="visibility: must be public or private, got 'publik'"):
-        parse_bucket("docs", {"server": "minio", "bucket": "b", "visibility": "publik"}, servers)
+        parse_bucket("docs", {"server": "minio", "bucket": "bkt", "visibility": "publik"}, servers)
 
 
 def test_endpoint_with_credentials_is_refused_without_echoing_them() -> None:
@@ -956,7 +959,7 @@ def test_abort_stale_after_zero_turns_the_reaper_off() -> None:
         "s3": {
             "abort_stale_after": 0,
             "servers": {"m": {"region": "r", "credentials": {"key": "k", "secret": "s"}}},
-            "buckets": {"b": {"server": "m", "bucket": "x"}},
+            "buckets": {"b": {"server": "m", "bucket": "xxx"}},
         }
     }
     assert parse_config(data, {}).s3.abort_stale_after == 0
@@ -1223,3 +1226,107 @@ def test_a_relay_elsewhere_than_rpc_listen_warns() -> None:
         "s3.relay: tcp://127.0.0.1:7001 is not rpc.listen (tcp://127.0.0.1:6001): calls to "
         "RoadRunner's services will go to another RoadRunner than this file's",
     )
+
+
+# -- names from callers and config: registered bucket names, S3 bucket names --------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a\nlevel=ERROR forged", "x\x1b[2J", "a b", "caf\u00e9", "line\u2028break", "n" * 65, "a/b"],
+)
+def test_registered_bucket_names_follow_one_rule(name: str) -> None:
+    data = minimal()
+    data["s3"]["buckets"] = {name: {"server": "minio", "bucket": "test-bucket"}}
+    data["s3"].pop("default", None)
+    error = error_of(data)
+    assert error.message == (
+        f"s3.buckets: {name!r} is not a bucket name: use 1 to 64 letters, digits, '-', '_' and '.'"
+    )
+    assert "\n" not in error.message and "\x1b" not in error.message  # shown as repr
+    servers = parse_config(minimal(), {}).s3.servers
+    with pytest.raises(ConfigError, match=r"^INVALID_CONFIG: name: .* is not a bucket name"):
+        parse_bucket(name, {"server": "minio", "bucket": "test-bucket"}, servers)
+
+
+def test_registered_bucket_names_may_use_letters_digits_dashes_underscores_dots() -> None:
+    servers = parse_config(minimal(), {}).s3.servers
+    for name in ("a", "Avatars_2024.v-1", "n" * 64):
+        assert (
+            parse_bucket(name, {"server": "minio", "bucket": "test-bucket"}, servers).name == name
+        )
+
+
+@pytest.mark.parametrize(
+    ("bucket", "why"),
+    [
+        ("x" * 10_000, "must be 3 to 63 characters long, not 10000"),
+        ("ab", "must be 3 to 63 characters long, not 2"),
+        ("Uploads", "may hold only lowercase letters, digits, '.' and '-'"),
+        ("my_bucket", "may hold only lowercase letters"),
+        ("-bucket", "must begin and end with a letter or digit"),
+        ("bucket-", "must begin and end with a letter or digit"),
+        ("my..bucket", "must not have two adjacent periods"),
+        ("192.168.1.7", "must not be formatted as an IP address"),
+        ("bucket/folder", "has a '/'; use prefix for a folder inside the bucket"),
+        ("my bucket", "may hold only lowercase letters"),
+    ],
+)
+def test_s3_bucket_names_follow_s3s_rules(bucket: str, why: str) -> None:
+    data = minimal()
+    data["s3"]["buckets"]["uploads"]["bucket"] = bucket
+    error = error_of(data)
+    assert error.message.startswith("s3.buckets.uploads.bucket: ")
+    assert "is not an S3 bucket name: it " in error.message and why in error.message
+    assert len(error.message) < 300  # the 10,000 characters are not echoed
+    servers = parse_config(minimal(), {}).s3.servers
+    with pytest.raises(ConfigError, match="is not an S3 bucket name"):
+        parse_bucket("docs", {"server": "minio", "bucket": bucket}, servers)
+
+
+def test_ipv4_mapped_allow_from_entries_are_read_as_ipv4() -> None:
+    config = parse_config(
+        beside(allow_from=["::ffff:127.0.0.1/128", "::ffff:10.0.0.0/104", "::1"]), {}
+    )
+    assert config.rpc.allow_from == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert config.warnings[0] == (
+        "s3.allow_from[0]: ::ffff:127.0.0.1/128 is an IPv4-mapped IPv6 range, which never "
+        "matches (IPv4 peers arrive as IPv4); read as 127.0.0.1/32"
+    )
+    assert len(config.warnings) == 2
+
+
+def test_register_buckets_on_off_or_scopes() -> None:
+    assert parse_config(minimal(), {}).s3.register_scopes is None
+    assert "register_buckets: on (s3.RegisterBucket may name any prefix" in describe(
+        parse_config(minimal(), {})
+    )
+    for off in (False, "off"):
+        data = minimal()
+        data["s3"]["register_buckets"] = off
+        assert parse_config(data, {}).s3.register_scopes == ()
+    data = minimal()
+    data["s3"]["register_buckets"] = [
+        {"server": "minio", "bucket": "tenant-bucket", "prefix": "tenants/"}
+    ]
+    config = parse_config(data, {})
+    assert config.s3.register_scopes == (RegisterScope("minio", "tenant-bucket", "tenants/"),)
+    assert "register_buckets: minio:tenant-bucket/tenants/" in describe(config)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("sometimes", "s3.register_buckets: must be on, off, or a list of {server, bucket"),
+        ([{"server": "nope", "bucket": "abc"}], "s3.register_buckets[0].server: unknown server"),
+        ([{"server": "minio", "bucket": "A_B"}], "s3.register_buckets[0].bucket: 'A_B' is not"),
+    ],
+)
+def test_bad_register_buckets_name_the_key(value: Any, message: str) -> None:
+    data = minimal()
+    data["s3"]["register_buckets"] = value
+    assert error_of(data).message.startswith(message)

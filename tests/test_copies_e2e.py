@@ -484,3 +484,30 @@ async def test_same_server_copies_stay_on_the_service(
         assert s.moto.get_object(Bucket=MOTO_BUCKET, Key=s.prefix + "b.bin")["Body"].read() == (
             b"a" * 1000
         )
+
+
+async def test_a_source_body_cut_mid_range_resumes_and_the_copy_is_whole(
+    seaweedfs: Any, moto: Any, root: Path
+) -> None:
+    """The source (moto, behind the proxy) breaks one range's body: the copy resumes it
+    from the byte reached, on the same ETag, and the object and its checksum are whole."""
+    sha, checksum = make_file(root / "src.bin", 2 * PART + 777)
+    async with two_services(seaweedfs, moto, root, concurrency=1) as s:
+        written = await s.rpc.call(
+            "s3.WriteFile",
+            {"bucket": "moto", "pathname": "src.bin", "source_path": str(root / "src.bin")},
+        )
+        assert written["checksum"] == checksum
+        s.moto_proxy.requests.clear()
+        s.moto_proxy.cut_responses_after_bytes = 3 * MIB
+        s.moto_proxy.cuts_left = 1
+        answer = await s.rpc.call("s3.Copy", copy_args("moto", "src.bin", "weed", "dst.bin"))
+        assert s.moto_proxy.cuts_left == 0, "nothing was cut"
+        assert answer["size"] == 2 * PART + 777 and answer["checksum"] == checksum
+        assert object_sha256(s.weed, WEED_BUCKET, s.prefix + "dst.bin") == sha
+        gets = [r for r in s.moto_proxy.requests if r.startswith(b"GET ") and b"ange:" in r]
+        etags = {
+            line for r in gets for line in r.split(b"\r\n") if line.lower().startswith(b"if-match:")
+        }
+        assert len(gets) == 4 and len(etags) == 1  # three ranges, one of them resumed
+        assert open_uploads(s.weed, WEED_BUCKET, s.prefix) == []

@@ -11,7 +11,7 @@ import pytest
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 
 
-@pytest.mark.parametrize("target", ["fuzz_frame.py", "fuzz_codecs.py"])
+@pytest.mark.parametrize("target", ["fuzz_frame.py", "fuzz_codecs.py", "fuzz_methods.py"])
 def test_fuzz_target_runs_clean(target: str, tmp_path: Path) -> None:
     # tmp_path as the working directory keeps any crash-*.bin out of the tree.
     result = subprocess.run(

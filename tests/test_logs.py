@@ -203,3 +203,29 @@ async def test_serve_writes_json_lines_without_secrets(
     assert probe["bucket"] == "uploads" and probe["mode"] in ("acl", "none")
     assert seaweedfs.secret_key not in output
     assert seaweedfs.access_key not in output
+
+
+HOSTILE = "x\nlevel=ERROR logger=forged event=owned\x1b[2J\r\u2028y\u2029\x85\x7f\x00z"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_value_can_break_a_line_or_drive_a_terminal(log_format: str) -> None:
+    out = io.StringIO()
+    setup_logging("info", log_format, out)
+    try:
+        logging.getLogger("trio_s3rpc.storage").info(
+            "event=bucket_registered name=%s server=%s", HOSTILE, "main"
+        )
+    finally:
+        setup_logging("warning", "text")
+    text = out.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n")  # one record, one line
+    for raw in ("\x1b", "\r", "\u2028", "\u2029", "\x85", "\x7f", "\x00"):
+        assert raw not in text, repr(raw)
+    if log_format == "json":
+        assert json.loads(text)["name"] == HOSTILE  # the value itself, escaped as JSON
+    else:
+        assert (
+            "name=x\\x0alevel=ERROR logger=forged event=owned\\x1b[2J\\x0d\\u2028y\\u2029"
+            "\\x85\\x7f\\x00z server=main"
+        ) in text

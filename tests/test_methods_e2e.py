@@ -8,6 +8,7 @@ matters what landed on the storage service, inspected directly.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import time
@@ -406,7 +407,7 @@ async def test_wrong_credentials_are_permission_denied_without_the_secret(seawee
 
 
 async def test_service_down_is_s3_operation_failed_after_retries() -> None:
-    config = config_dict(buckets={"uploads": {"bucket": "b", "visibility_mode": "none"}})
+    config = config_dict(buckets={"uploads": {"bucket": "bkt", "visibility_mode": "none"}})
     async with running_app(config) as (app, address):
         for transport in app.storage._transports.values():
             transport.retry_attempts = 2  # keep the test short
@@ -425,3 +426,38 @@ async def test_json_answers_are_what_php_decodes(rpc: RPCClient) -> None:
     listing = await rpc.call("s3.ListObjects", {"prefix": "shape"})
     assert set(listing) == {"objects", "is_truncated", "key_count"}
     assert json.dumps(listing)  # plain JSON types only
+
+
+def decodings(token: str) -> list[bytes]:
+    """What a curious caller gets by base64-decoding a token, or any dot-separated part."""
+    found = [token.encode()]
+    for part in [token, *token.split(".")]:
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            for pad in range(3):
+                with contextlib.suppress(ValueError):
+                    found.append(decode(part + "=" * pad))
+    return found
+
+
+async def test_continuation_tokens_do_not_reveal_the_bucket_prefix(
+    rpc: RPCClient, run_id: str
+) -> None:
+    for name in ["tok/a.txt", "tok/b.txt", "tok/c.txt"]:
+        await rpc.call("s3.Write", {"pathname": name, "content": b64(b"x")})
+    first = await rpc.call("s3.ListObjects", {"prefix": "tok/", "max_keys": 1})
+    token = first["next_continuation_token"]
+    assert first["is_truncated"] and token
+    prefix = f"e2e-{run_id}".encode()  # the bucket's configured prefix
+    assert all(prefix not in decoded for decoded in decodings(token)), token
+    assert all(b"tok/a.txt" not in decoded for decoded in decodings(token)), token
+    second = await rpc.call(
+        "s3.ListObjects", {"prefix": "tok/", "max_keys": 1, "continuation_token": token}
+    )
+    assert [o["key"] for o in second["objects"]] == ["tok/b.txt"]
+    # A token that was altered, or made up from a key, is refused clearly.
+    altered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for bad in (altered, f"e2e-{run_id}/tok/a.txt"):
+        with pytest.raises(RemoteError) as refused:
+            await rpc.call("s3.ListObjects", {"prefix": "tok/", "continuation_token": bad})
+        assert refused.value.code == "INVALID_REQUEST"
+        assert "continuation_token is not one this server gave for bucket" in refused.value.text

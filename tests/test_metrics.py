@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,10 +35,14 @@ from trio_s3rpc.embedded import S3Endpoint
 from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
 from trio_s3rpc.metrics import (
     CALL_BUCKETS,
+    MAX_REGISTERED_BUCKET_LABELS,
+    NO_BUCKET,
+    BucketLabels,
     CallMetrics,
     CallRecord,
     Metrics,
     abandoned_error,
+    bucket_sampler,
     mark_worker_dead,
     render_multiprocess,
 )
@@ -145,6 +150,64 @@ def test_label_values_are_bounded() -> None:
     assert (
         latency[("trio_s3rpc_call_duration_seconds_count", (("bucket", ""), ("method", "")))] == 3
     )  # the unknown methods, under no name of theirs
+
+
+def test_registered_buckets_past_the_cap_share_one_label() -> None:
+    metrics = Metrics()
+    buckets: dict[str, Any] = {
+        name: SimpleNamespace(limiter=trio.CapacityLimiter(2)) for name in ("uploads", "archive")
+    }
+    labels = BucketLabels(buckets, ["uploads", "archive"])
+    calls = CallMetrics(metrics, buckets, "uploads", labels=labels)
+    metrics.add_sampler(bucket_sampler(buckets, labels))
+    for index in range(10_000):
+        name = f"tenant-{index:05d}"
+        buckets[name] = SimpleNamespace(limiter=trio.CapacityLimiter(3))
+        finish(calls, "s3.RegisterBucket", {"name": name})
+        finish(
+            calls,
+            "s3.Write",
+            {"bucket": name, "pathname": "a"},
+            request=SimpleNamespace(content=b""),
+        )
+    finish(
+        calls,
+        "s3.Write",
+        {"bucket": "uploads", "pathname": "a"},
+        request=SimpleNamespace(content=b""),
+    )
+    exposition = metrics.render()
+    written = values(exposition, "rr_s3_operations_total")
+    labelled = {dict(key[1])["bucket"] for key in written}
+    cap = MAX_REGISTERED_BUCKET_LABELS
+    first = {f"tenant-{index:05d}" for index in range(cap)}
+    assert labelled == first | {"uploads", NO_BUCKET}
+    assert written[ops(("write", NO_BUCKET, "success", 0)).popitem()[0]] == 10_000 - cap
+    limits = values(exposition, "trio_s3rpc_bucket_max_concurrent_operations")
+    shared = ("trio_s3rpc_bucket_max_concurrent_operations", (("bucket", NO_BUCKET),))
+    assert limits[shared] == 3 * (10_000 - cap)  # summed over the buckets that share it
+    assert len(limits) == 2 + cap + 1
+    # What a scrape costs stays bounded by the cap, not by the buckets registered.
+    assert len(exposition) < 2_000_000
+
+
+async def test_a_scrape_samples_on_the_loop_and_renders_in_a_thread() -> None:
+    metrics = Metrics()
+    sampled_in: list[threading.Thread] = []
+    rendered_in: list[threading.Thread] = []
+
+    class Probe:
+        def collect(self) -> list[Any]:
+            rendered_in.append(threading.current_thread())
+            return []
+
+    metrics.registry.register(Probe())  # type: ignore[arg-type]
+    rendered_in.clear()  # registering described it, on this thread
+    metrics.add_sampler(lambda metrics: sampled_in.append(threading.current_thread()))
+    exposition = await metrics.render_in_thread()
+    assert b"trio_s3rpc_rpc_connections_total" in exposition
+    assert sampled_in == [threading.main_thread()]
+    assert rendered_in and threading.main_thread() not in rendered_in
 
 
 def test_batched_counts_scrape_exactly_as_direct_observations() -> None:

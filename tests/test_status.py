@@ -9,7 +9,15 @@ import trio.lowlevel
 
 from trio_s3rpc.config import ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.status import HTTPServer, Readiness, Response, routes_for
+from trio_s3rpc.status import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    HTTPServer,
+    Readiness,
+    Response,
+    routes_for,
+)
 
 LOOPBACK = ListenAddress("tcp", host="127.0.0.1", port=0)
 
@@ -100,3 +108,88 @@ async def test_a_probe_that_hangs_fails_after_its_timeout(autojump_clock: object
     readiness = Readiness(["slow"], hangs, interval=1, timeout=0.2)
     result = await readiness.probe_once("slow")
     assert not result.ok and "did not answer within 0.2 s" in result.error
+
+
+async def _open_idle(port: int, count: int, first_bytes: bytes = b"") -> list[trio.SocketStream]:
+    streams = []
+    for _ in range(count):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        if first_bytes:
+            await stream.send_all(first_bytes)
+        streams.append(stream)
+    return streams
+
+
+async def _get(port: int, path: str) -> tuple[int, bytes]:
+    """One request on a new connection, read to the end (the server closes it)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        request = f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode()
+        await stream.send_all(request)
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    status = int(received.split(b" ", 2)[1]) if received else 0
+    return status, received.partition(b"\r\n\r\n")[2]
+
+
+def _status_server() -> HTTPServer:
+    async def answered(name: str) -> None:
+        await trio.lowlevel.checkpoint()
+
+    readiness = Readiness(["b"], answered, interval=60, timeout=1)
+    return HTTPServer(LOOPBACK, routes_for(metrics=None, readiness=readiness, serving=lambda: True))
+
+
+async def test_idle_and_half_sent_connections_cannot_lock_out_a_probe() -> None:
+    server = _status_server()
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(server.run)
+        held = await _open_idle(bound.port, MAX_CONNECTIONS)
+        held += await _open_idle(bound.port, 20, b"GET /health HTTP/1.1\r\nhos")
+        keep_alive = await _open_idle(bound.port, 5)
+        for stream in keep_alive:  # answered once, then idle on a kept-alive connection
+            await stream.send_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
+        with trio.fail_after(5):
+            for _ in range(3):
+                status, body = await _get(bound.port, "/health")
+                assert (status, body) == (200, b'{"status": "serving"}\n')
+        for stream in held + keep_alive:
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def _closed_by_server(stream: trio.SocketStream) -> bool:
+    try:
+        while await stream.receive_some(65536):
+            pass
+    except trio.BrokenResourceError:
+        pass
+    return True
+
+
+async def test_idle_keep_alive_and_slow_heads_are_closed_after_their_timeouts(
+    autojump_clock: object,
+) -> None:
+    server = _status_server()
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(server.run)
+        (idle,) = await _open_idle(bound.port, 1)
+        await idle.send_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await idle.receive_some(65536)).startswith(b"HTTP/1.1 200")
+        started = trio.current_time()
+        assert await _closed_by_server(idle)
+        assert trio.current_time() - started == pytest.approx(IDLE_TIMEOUT, abs=0.5)
+        # A head sent one byte a second is cut at HEADER_TIMEOUT, however steady.
+        (slow,) = await _open_idle(bound.port, 1)
+        started = trio.current_time()
+        with pytest.raises((trio.BrokenResourceError, trio.ClosedResourceError)):
+            for byte in b"GET /health HTTP/1.1\r\n" + b"x" * 10_000:
+                await slow.send_all(bytes([byte]))
+                await trio.sleep(1)
+                if trio.current_time() - started > HEADER_TIMEOUT + 2:
+                    break
+        assert trio.current_time() - started <= HEADER_TIMEOUT + 2
+        await slow.aclose()
+        nursery.cancel_scope.cancel()

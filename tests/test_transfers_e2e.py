@@ -257,3 +257,71 @@ async def test_part_failure_mid_upload_aborts_and_leaves_nothing(
                 assert "pathname: whole.bin" in error.value.text
                 assert os.listdir(destination.parent) == []
         nursery.cancel_scope.cancel()
+
+
+def _ranges_asked(proxy: TCPProxy) -> list[tuple[bytes, bytes]]:
+    """(Range, If-Match) of every GetObject that went through the proxy."""
+    asked = []
+    for head in proxy.requests:
+        if not head.startswith(b"GET ") or b"range:" not in head.lower():
+            continue
+        fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+        fields = {name.strip().lower(): value.strip() for name, value in fields.items()}
+        asked.append((fields[b"range"], fields[b"if-match"]))
+    return asked
+
+
+async def test_a_read_file_body_cut_mid_range_resumes_where_it_broke(
+    seaweedfs: Any, prefix: str, roots: Path
+) -> None:
+    host, port = seaweedfs.endpoint.removeprefix("http://").split(":")
+    proxy = TCPProxy(host, int(port))
+    data = secrets.token_bytes(2 * PART + 12345)
+    source = roots / "source.bin"
+    source.write_bytes(data)
+    async with trio.open_nursery() as nursery:
+        proxy_port = await proxy.start(nursery)
+        server = endpoint_server(seaweedfs)
+        server["endpoint"] = f"http://127.0.0.1:{proxy_port}"
+        config = transfer_config(server, prefix, roots, concurrency=1)
+        async with running_app(config) as (_, address), await RPCClient.connect(address) as rpc:
+            # Stored with its CRC32C, which ReadFile checks against the ranges' combined.
+            written = await rpc.call(
+                "s3.WriteFile", {"pathname": "cut.bin", "source_path": str(source)}
+            )
+            assert written["checksum"] == f"crc32c:{crc32c.crc32c(data):08x}"
+            proxy.requests.clear()
+            # The first connection whose answers pass 3 MiB is cut: the first range's body.
+            proxy.cut_responses_after_bytes = 3 * MIB
+            proxy.cuts_left = 1
+            destination = roots / "cut.bin"
+            answer = await rpc.call(
+                "s3.ReadFile", {"pathname": "cut.bin", "destination_path": str(destination)}
+            )
+            assert proxy.cuts_left == 0, "nothing was cut"
+            assert destination.read_bytes() == data
+            assert answer["size"] == len(data)
+            assert answer["checksum"] == written["checksum"]  # verified against the stored one
+            asked = _ranges_asked(proxy)
+            first_range = f"bytes=0-{PART - 1}".encode()
+            assert asked[0][0] == first_range
+            # The resumed request starts past what arrived, on the same ETag.
+            resumed = [r for r in asked[1:] if r[0].endswith(f"-{PART - 1}".encode())]
+            assert len(resumed) == 1 and resumed[0][0] != first_range
+            resumed_from = int(resumed[0][0].removeprefix(b"bytes=").split(b"-")[0])
+            assert 0 < resumed_from < PART
+            assert {etag for _, etag in asked} == {asked[0][1]}
+
+            # Retries are bounded: a body that breaks every time fails the call, clearly.
+            proxy.cuts_left = None
+            proxy.cut_responses_after_bytes = MIB
+            again = roots / "again.bin"
+            with pytest.raises(RemoteError) as error:
+                await rpc.call(
+                    "s3.ReadFile", {"pathname": "cut.bin", "destination_path": str(again)}
+                )
+            assert error.value.code in ("S3_OPERATION_FAILED", "OPERATION_TIMEOUT")
+            assert not again.exists()
+            proxy.cut_responses_after_bytes = None
+            assert (await rpc.call("s3.Exists", {"pathname": "cut.bin"}))["exists"] is True
+        nursery.cancel_scope.cancel()

@@ -325,7 +325,7 @@ async def test_register_bucket_takes_a_visibility_mode(
         with pytest.raises(RemoteError) as error:
             await rpc.call(
                 "s3.RegisterBucket",
-                {"name": "bad", "server": "main", "bucket": "b", "visibility_mode": "acls"},
+                {"name": "bad", "server": "main", "bucket": "bkt", "visibility_mode": "acls"},
             )
         assert error.value.code == "INVALID_CONFIG"
 

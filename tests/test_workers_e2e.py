@@ -81,10 +81,10 @@ async def test_register_bucket_is_seen_by_every_worker_and_a_restarted_one(
     # Answered only once every worker has it: the other connection sees it at once.
     assert (await second.call("s3.ListBuckets", []))["buckets"] == ["tmp", "uploads"]
     with pytest.raises(RemoteError) as twice:
-        await second.call("s3.RegisterBucket", {"name": "tmp", "server": "main", "bucket": "b"})
+        await second.call("s3.RegisterBucket", {"name": "tmp", "server": "main", "bucket": "bkt"})
     assert twice.value.code == "BUCKET_ALREADY_EXISTS"
     with pytest.raises(RemoteError) as unknown:
-        await second.call("s3.RegisterBucket", {"name": "t2", "server": "nope", "bucket": "b"})
+        await second.call("s3.RegisterBucket", {"name": "t2", "server": "nope", "bucket": "bkt"})
     assert unknown.value.code == "INVALID_CONFIG"
     for client in clients.values():
         await client.aclose()

@@ -32,7 +32,7 @@ from trio_s3rpc.cluster import wire
 from trio_s3rpc.cluster.worker import WorkerLink, watch_lifeline, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.metrics import CallMetrics, Metrics
+from trio_s3rpc.metrics import BucketLabels, CallMetrics, Metrics
 from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.methods import (
@@ -96,6 +96,7 @@ class Application:
         self.metrics: Metrics | None = None
         if observability.metrics_address is not None or metrics_module.multiprocess_enabled():
             self.metrics = Metrics()
+        self.bucket_labels = BucketLabels(self.storage.buckets, list(config.s3.buckets))
         self.server = RPCServer(
             config.rpc,
             Dispatcher(self.registry, self.control, self._call_metrics()),
@@ -118,6 +119,7 @@ class Application:
             self.storage.default,
             upload_bucket=self.uploads.bucket_of,
             pathname_valid=_pathname_valid,
+            labels=self.bucket_labels,
         )
 
     def _watch_state(self) -> None:
@@ -125,7 +127,7 @@ class Application:
         metrics = self.metrics
         if metrics is None:
             return
-        metrics.add_sampler(metrics_module.bucket_sampler(self.storage.buckets))
+        metrics.add_sampler(metrics_module.bucket_sampler(self.storage.buckets, self.bucket_labels))
         metrics.add_sampler(metrics_module.rpc_sampler(self.server))
         metrics.add_sampler(
             metrics_module.uploads_sampler(
@@ -143,7 +145,7 @@ class Application:
     def _http_servers(self) -> list[HTTPServer]:
         """One server per address; metrics and status share one when their addresses match."""
         observability = self.config.s3.observability
-        render = self.metrics.render if self.metrics is not None else None
+        render = self.metrics.render_in_thread if self.metrics is not None else None
         by_address: dict[ListenAddress, dict[str, Any]] = {}
         if observability.metrics_address is not None:
             by_address.setdefault(observability.metrics_address, {})["metrics"] = render

@@ -204,6 +204,26 @@ class RPCSettings:
 
 
 @dataclass(slots=True, frozen=True)
+class RegisterScope:
+    """One place ``s3.RegisterBucket`` may point (``s3.register_buckets``): a server's
+    S3 bucket, and a prefix every registered bucket's own prefix must start with."""
+
+    server: str
+    bucket: str
+    prefix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.server}:{self.bucket}/{self.prefix}"
+
+    def admits(self, bucket: BucketConfig) -> bool:
+        return (
+            bucket.server == self.server
+            and bucket.bucket == self.bucket
+            and bucket.prefix.startswith(self.prefix)
+        )
+
+
+@dataclass(slots=True, frozen=True)
 class S3Settings:
     default: str
     servers: Mapping[str, ServerConfig]
@@ -217,6 +237,9 @@ class S3Settings:
     # Server processes sharing the listen socket; 1 serves from this process alone.
     workers: int = 1
     observability: ObservabilitySettings = field(default_factory=lambda: ObservabilitySettings())
+    # s3.register_buckets: None = on (any server, bucket and prefix), () = off,
+    # else the scopes a registered bucket must fall in.
+    register_scopes: tuple[RegisterScope, ...] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -294,8 +317,52 @@ def parse_bucket(
 
     Values are taken as given (no ``${VAR}`` expansion); warnings are dropped.
     """
+    check_bucket_name(name, "name")
     context = _Context({})
     return _parse_bucket(name, _Section(raw, f"s3.buckets.{name}", context), servers)
+
+
+# A registered bucket's name (a key of s3.buckets, RegisterBucket's name): it
+# goes into logs, metric labels, error messages and config paths, so one rule.
+MAX_BUCKET_NAME = 64
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_bucket_name(name: object, where: str) -> None:
+    """Refuse a registered bucket name other than 1-64 letters, digits, '-', '_', '.'."""
+    if (
+        not isinstance(name, str)
+        or not 0 < len(name) <= MAX_BUCKET_NAME
+        or not _BUCKET_NAME.fullmatch(name)
+    ):
+        raise ConfigError(
+            f"{where}: {_show(name)} is not a bucket name: use 1 to {MAX_BUCKET_NAME} "
+            "letters, digits, '-', '_' and '.'"
+        )
+
+
+# S3's rules for general purpose bucket names (AWS S3 User Guide, "Bucket naming
+# rules"), which MinIO, SeaweedFS and R2 follow too.
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
+
+
+def s3_bucket_problem(bucket: str) -> str:
+    """Why ``bucket`` is not a valid S3 bucket name, or "" when it is."""
+    if "/" in bucket:
+        return "has a '/'; use prefix for a folder inside the bucket"
+    if not 3 <= len(bucket) <= 63:
+        return f"must be 3 to 63 characters long, not {len(bucket)}"
+    if not _S3_BUCKET.fullmatch(bucket):
+        return (
+            "may hold only lowercase letters, digits, '.' and '-', and must begin and end "
+            "with a letter or digit"
+        )
+    if ".." in bucket:
+        return "must not have two adjacent periods"
+    if _IPV4_LIKE.fullmatch(bucket):
+        return "must not be formatted as an IP address"
+    return ""
 
 
 class _Loader(yaml.SafeLoader):
@@ -804,18 +871,45 @@ def _allow_from(section: _Section, listen: ListenAddress) -> tuple[IPNetwork, ..
     networks: list[IPNetwork] = []
     for index, text in enumerate(ranges):
         try:
-            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+            network = ipaddress.ip_network(text.strip(), strict=False)
         except ValueError:
             raise ConfigError(
                 f"{where}[{index}]: {_show(text)} is not a CIDR range such as 10.0.0.0/8, "
                 "192.168.1.7 or fd00::/8"
             ) from None
+        networks.append(_unmapped(network, text.strip(), f"{where}[{index}]", section.context))
     if listen.scheme == "unix":
         section.context.warnings.append(
             f"{where}: has no effect on a unix socket; its file mode, owner and group "
             "(s3.socket_mode, s3.socket_owner, s3.socket_group) say who may connect"
         )
     return tuple(networks)
+
+
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: IPNetwork, text: str, where: str, context: _Context) -> IPNetwork:
+    """An IPv4-mapped IPv6 range (``::ffff:127.0.0.1/128``) as the IPv4 range it means.
+
+    IPv6 listening sockets are IPv6-only here, so an IPv4 peer always arrives
+    as an IPv4 address: the mapped form would never match anyone.
+    """
+    if not isinstance(network, ipaddress.IPv6Network) or not network.subnet_of(_IPV4_MAPPED):
+        if isinstance(network, ipaddress.IPv6Network) and network.overlaps(_IPV4_MAPPED):
+            context.warnings.append(
+                f"{where}: {text} covers IPv4-mapped addresses (::ffff:0:0/96), which "
+                "never match: IPv4 peers arrive as IPv4; add the IPv4 range too"
+            )
+        return network
+    mapped = network.network_address.ipv4_mapped
+    assert mapped is not None
+    normalised = ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    context.warnings.append(
+        f"{where}: {text} is an IPv4-mapped IPv6 range, which never matches (IPv4 peers "
+        f"arrive as IPv4); read as {normalised}"
+    )
+    return normalised
 
 
 def _relay(
@@ -1004,6 +1098,7 @@ def _parse_s3(section: _Section) -> S3Settings:
     }
     buckets: dict[str, BucketConfig] = {}
     for name, raw in section.named("buckets", "bucket").items():
+        check_bucket_name(name, section.where("buckets"))
         bucket_section = _Section(raw, f"s3.buckets.{name}", section.context)
         buckets[name] = _parse_bucket(name, bucket_section, servers)
         bucket_section.warn_unknown()
@@ -1025,9 +1120,39 @@ def _parse_s3(section: _Section) -> S3Settings:
             "workers", min(available_cores(), MAX_WORKERS), minimum=1, maximum=MAX_WORKERS
         ),
         observability=_parse_observability(section),
+        register_scopes=_register_scopes(section, servers),
     )
     section.warn_unknown()
     return settings
+
+
+def _register_scopes(
+    section: _Section, servers: Mapping[str, ServerConfig]
+) -> tuple[RegisterScope, ...] | None:
+    """``s3.register_buckets``: on (None), off (()), or a list of server/bucket/prefix."""
+    where = section.where("register_buckets")
+    value = section.get("register_buckets")
+    # YAML reads a bare on/off as a boolean.
+    if value is None or value is True or value == "on":
+        return None
+    if value is False or value == "off":
+        return ()
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"{where}: must be on, off, or a list of {{server, bucket, prefix}} that "
+            f"s3.RegisterBucket may name, got {_show(value)}"
+        )
+    scopes = []
+    for index, raw in enumerate(value):
+        item = _Section(raw, f"{where}[{index}]", section.context)
+        server = item.required_text("server")
+        if server not in servers:
+            raise ConfigError(
+                f"{item.where('server')}: unknown server {server!r} (known: {', '.join(servers)})"
+            )
+        scopes.append(RegisterScope(server, _bucket_name(item), _prefix(item)))
+        item.warn_unknown()
+    return tuple(scopes)
 
 
 def _parse_observability(section: _Section) -> ObservabilitySettings:
@@ -1220,10 +1345,10 @@ def _archival(section: _Section) -> dict[str, str]:
 
 def _bucket_name(section: _Section) -> str:
     bucket = section.required_text("bucket")
-    if "/" in bucket or any(char.isspace() for char in bucket):
+    problem = s3_bucket_problem(bucket)
+    if problem:
         raise ConfigError(
-            f"{section.where('bucket')}: must be an S3 bucket name without '/' or spaces, "
-            f"got {bucket!r}; use prefix for a folder inside the bucket"
+            f"{section.where('bucket')}: {_show(bucket)} is not an S3 bucket name: it {problem}"
         )
     return bucket
 
@@ -1264,6 +1389,7 @@ def describe(config: Config) -> str:
         f"local_roots: {', '.join(s3.local_roots) or '(none: local file transfers disabled)'}",
         f"  local_files: {s3.local_files}",
         f"  local_file_mode: {s3.local_file_mode:04o}",
+        f"register_buckets: {_describe_scopes(s3.register_scopes)}",
         "servers:",
     ]
     for server in s3.servers.values():
@@ -1272,6 +1398,14 @@ def describe(config: Config) -> str:
     for bucket in s3.buckets.values():
         lines += _describe_bucket(bucket)
     return "\n".join(lines)
+
+
+def _describe_scopes(scopes: tuple[RegisterScope, ...] | None) -> str:
+    if scopes is None:
+        return "on (s3.RegisterBucket may name any prefix of any configured server's bucket)"
+    if not scopes:
+        return "off (s3.RegisterBucket is refused)"
+    return ", ".join(map(str, scopes))
 
 
 def _describe_rpc(rpc: RPCSettings) -> list[str]:

@@ -11,6 +11,12 @@ word (``internal_error id=...``) has that word as its event. Records from
 libraries are ``{"event": "log", "message": ...}``. Nothing here adds data
 to what the text line carries, so what keeps secrets out of one keeps them
 out of the other.
+
+Values come from callers (bucket names, pathnames, methods), so neither format
+lets one break a line or drive a terminal: control characters (C0, DEL, C1
+such as U+0085 NEL, ANSI escapes), U+2028 and U+2029, which many log readers
+take for line breaks, are written as ``\\xNN``/``\\uNNNN`` escapes in text,
+and as ``\\uNNNN`` in JSON (which escapes only C0 itself).
 """
 
 from __future__ import annotations
@@ -31,6 +37,35 @@ _SPEC = re.compile(r"%[#0\- +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?([diouxXeEfFgGc
 _KEY_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)=(.*)", re.DOTALL)
 _BARE_EVENT = re.compile(r"[a-z][a-z0-9_]*")
 _TRAILING = ";,"
+# What must never reach a log line raw: C0 and C1 controls, DEL, and the Unicode
+# line and paragraph separators.
+UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every :data:`UNSAFE_CHARACTERS` written as an escape."""
+    return UNSAFE_CHARACTERS.sub(_escape_one, text)
+
+
+def _escape_json(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """``key=value`` lines whose message cannot hold a line break or a terminal control.
+
+    The record's message (with its arguments merged in: every value) is
+    escaped; a traceback that follows keeps its own line breaks.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_text(record.message)
+        return super().formatMessage(record)
 
 
 class JSONFormatter(logging.Formatter):
@@ -51,7 +86,10 @@ class JSONFormatter(logging.Formatter):
         document.update(record_fields(record))
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str, ensure_ascii=False)
+        # json escapes C0 controls itself; DEL, C1 and the separators stay raw.
+        return UNSAFE_CHARACTERS.sub(
+            _escape_json, json.dumps(document, default=str, ensure_ascii=False)
+        )
 
 
 def _timestamp(created: float) -> str:
@@ -143,7 +181,7 @@ def setup_logging(
     else:
         extra = "".join(f"{key}={value} " for key, value in (fields or {}).items())
         handler.setFormatter(
-            logging.Formatter(TEXT_FORMAT.replace("%(message)s", extra + "%(message)s"))
+            TextFormatter(TEXT_FORMAT.replace("%(message)s", extra + "%(message)s"))
         )
     root = logging.getLogger()
     for old in list(root.handlers):

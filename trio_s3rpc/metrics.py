@@ -7,6 +7,12 @@ queries of its ``metrics.md`` work unchanged); everything else is named
 ``trio_s3rpc_*``. Label values are bounded: configured bucket and server
 names, method names, S3 operation names, status codes and contract error
 codes; never a pathname, an upload id or a bucket name a caller made up.
+Buckets registered at run time (``s3.RegisterBucket``) get a label of their
+own up to :data:`MAX_REGISTERED_BUCKET_LABELS`; later ones share the empty
+label with made-up names (:class:`BucketLabels`), so a caller registering
+thousands of buckets cannot grow a scrape without bound. A scrape samples
+the live state on the event loop and renders the exposition in a worker
+thread (:meth:`Metrics.render_in_thread`).
 
 Hot paths stay cheap: :class:`CallMetrics` binds the label children of a
 (method, bucket) once and caches them, so a call costs two counter
@@ -28,7 +34,8 @@ from __future__ import annotations
 import os
 import shutil
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -51,7 +58,10 @@ from trio_s3rpc.errors import ChecksumMismatchError, ErrorCode, PartialMoveError
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "GO_OPERATIONS",
+    "MAX_REGISTERED_BUCKET_LABELS",
+    "NO_BUCKET",
     "OUR_OPERATIONS",
+    "BucketLabels",
     "CallMetrics",
     "Metrics",
     "SupervisorMetrics",
@@ -80,6 +90,7 @@ GO_OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
 # Methods the Go plugin does not have (or does not count): values of our own.
 OUR_OPERATIONS: Final[Mapping[str, str]] = {
     "s3.ListBuckets": "list_buckets",
+    "s3.GetBucketInfo": "get_bucket_info",
     "s3.RegisterBucket": "register_bucket",
     "s3.DeleteMany": "delete_many",
     "s3.WriteFile": "write_file",
@@ -107,6 +118,12 @@ REQUEST_BUCKETS: Final = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 SAMPLE_INTERVAL: Final = 1.0
+# Registered buckets (beyond the configured ones) with a bucket label of their
+# own; the rest share NO_BUCKET.
+MAX_REGISTERED_BUCKET_LABELS: Final = 100
+# The bucket label of a call without a bucket, of a name nobody configured, and
+# of registered buckets past the cap.
+NO_BUCKET: Final = ""
 
 Sampler = Callable[["Metrics"], None]
 
@@ -120,6 +137,8 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self._samplers: list[Sampler] = []
+        # One rendering thread at a time: concurrent scrapes queue for it.
+        self._renderer = trio.CapacityLimiter(1)
         r = self.registry
         # -- the Go plugin's, unchanged ----------------------------------------
         self.operations = Counter(
@@ -271,10 +290,22 @@ class Metrics:
 
     def render(self) -> bytes:
         """The text exposition of this process (every worker's, in multi-process mode)."""
-        if multiprocess_enabled():
-            self.sample()
-            return render_multiprocess()
         self.sample()
+        return self._exposition()
+
+    async def render_in_thread(self) -> bytes:
+        """:meth:`render` for a scrape: state sampled here, the text made in a worker thread.
+
+        Sampling reads the server's live state, so it stays on the event loop
+        (bounded by the label cap); rendering and reading the multi-process
+        files take the registry's locks only, so they run beside the RPC traffic.
+        """
+        self.sample()
+        return await trio.to_thread.run_sync(self._exposition, limiter=self._renderer)
+
+    def _exposition(self) -> bytes:
+        if multiprocess_enabled():
+            return render_multiprocess()
         return bytes(generate_latest(self.registry))
 
     # -- storage requests ------------------------------------------------------
@@ -423,6 +454,40 @@ class _Series:
             self.pending_sum = 0.0
 
 
+class BucketLabels:
+    """The bucket label of a bucket name, one rule for every metric.
+
+    Configured buckets, and the first :data:`MAX_REGISTERED_BUCKET_LABELS`
+    registered ones (in registration order), are labelled with their name;
+    every other name, registered or made up, gets :data:`NO_BUCKET`.
+    ``buckets`` is the live registry (it only grows, in registration order).
+    """
+
+    def __init__(
+        self,
+        buckets: Mapping[str, object],
+        configured: Collection[str],
+        registered_cap: int = MAX_REGISTERED_BUCKET_LABELS,
+    ) -> None:
+        self._buckets = buckets
+        self._cap = len(configured) + registered_cap
+        self._labelled = set(configured)
+        self._seen = -1
+
+    def __call__(self, name: str) -> str:
+        if name in self._labelled:
+            return name
+        if len(self._labelled) < self._cap and len(self._buckets) != self._seen:
+            self._seen = len(self._buckets)
+            for registered in list(self._buckets)[: self._cap]:
+                if len(self._labelled) >= self._cap:
+                    break
+                self._labelled.add(registered)
+            if name in self._labelled:
+                return name
+        return NO_BUCKET
+
+
 class CallMetrics:
     """Records each answered call under the Go plugin's labels and ours.
 
@@ -431,7 +496,8 @@ class CallMetrics:
     ``upload_bucket`` the bucket of a chunked upload this process holds ("" if
     none), and ``pathname_valid`` the server's own pathname rule (a Copy's
     failure is the source bucket's when its source pathname is invalid, as
-    in the Go plugin).
+    in the Go plugin). ``labels`` names buckets in labels (by default the
+    buckets in ``buckets`` now count as configured).
     """
 
     def __init__(
@@ -442,9 +508,11 @@ class CallMetrics:
         *,
         upload_bucket: Callable[[str], str] = lambda upload_id: "",
         pathname_valid: Callable[[str], bool] = lambda pathname: True,
+        labels: BucketLabels | None = None,
     ) -> None:
         self.metrics = metrics
         self._buckets = buckets
+        self._bucket_label = labels or BucketLabels(buckets, list(buckets))
         self._default = default
         self._upload_bucket = upload_bucket
         self._pathname_valid = pathname_valid
@@ -460,7 +528,7 @@ class CallMetrics:
     def label(self, requested: object) -> str:
         """The bucket label of a requested bucket name: "" unless it is configured."""
         name = (requested if isinstance(requested, str) else "") or self._default
-        return name if name in self._buckets else ""
+        return self._bucket_label(name)
 
     def _labels(self, method: str, args: Any) -> tuple[str, str]:
         if not isinstance(args, dict) or method in _BUCKETLESS:
@@ -471,10 +539,11 @@ class CallMetrics:
             return self.label(args.get("dest_bucket")), self.label(args.get("source_bucket"))
         if method in _UPLOAD_ID_METHODS:
             upload_id = args.get("upload_id")
-            return (self._upload_bucket(upload_id) if isinstance(upload_id, str) else ""), ""
+            bucket = self._upload_bucket(upload_id) if isinstance(upload_id, str) else ""
+            return (self._bucket_label(bucket) if bucket else NO_BUCKET), ""
         if method == "s3.RegisterBucket":
             name = args.get("name")
-            return (name if isinstance(name, str) and name in self._buckets else ""), ""
+            return (self._bucket_label(name) if isinstance(name, str) else NO_BUCKET), ""
         return self.label(args.get("bucket")), ""
 
     def series(self, method: str, args: Any) -> _Series:
@@ -545,16 +614,24 @@ def abandoned_error() -> RPCError:
 # -- samplers for the server's live state ------------------------------------------
 
 
-def bucket_sampler(buckets: Mapping[str, Any]) -> Sampler:
-    """Gauges from each bucket's ``limiter`` (a trio.CapacityLimiter)."""
+def bucket_sampler(buckets: Mapping[str, Any], labels: BucketLabels | None = None) -> Sampler:
+    """Gauges from each bucket's ``limiter`` (a trio.CapacityLimiter), summed by label
+    (the buckets past the label cap add up under one)."""
+    label = labels or BucketLabels(buckets, list(buckets))
 
     def sample(metrics: Metrics) -> None:
+        totals: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for name, bucket in list(buckets.items()):
             limiter: trio.CapacityLimiter = bucket.limiter
             statistics = limiter.statistics()
-            metrics.bucket_in_flight.labels(name).set(statistics.borrowed_tokens)
-            metrics.bucket_waiting.labels(name).set(statistics.tasks_waiting)
-            metrics.bucket_limit.labels(name).set(statistics.total_tokens)
+            total = totals[label(name)]
+            total[0] += statistics.borrowed_tokens
+            total[1] += statistics.tasks_waiting
+            total[2] += int(statistics.total_tokens)
+        for name, (in_flight, waiting, limit) in totals.items():
+            metrics.bucket_in_flight.labels(name).set(in_flight)
+            metrics.bucket_waiting.labels(name).set(waiting)
+            metrics.bucket_limit.labels(name).set(limit)
 
     return sample
 
@@ -677,3 +754,7 @@ class SupervisorMetrics:
 
     def render(self) -> bytes:
         return render_multiprocess(self.directory)
+
+    async def render_in_thread(self) -> bytes:
+        """:meth:`render` in a worker thread: reading every worker's files takes a while."""
+        return await trio.to_thread.run_sync(self.render)

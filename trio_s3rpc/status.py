@@ -1,9 +1,13 @@
 """The HTTP side: ``/metrics``, ``/health`` and ``/ready``, and the readiness prober.
 
-A small HTTP/1.1 server (h11 over trio streams, no threads) answers GET and
-HEAD on a fixed set of paths; the metrics exposition is rendered in the
-serving task, which takes well under a millisecond for this registry, so a
-scrape never waits on the RPC traffic nor holds it up. :class:`Readiness`
+A small HTTP/1.1 server (h11 over trio streams) answers GET and HEAD on a
+fixed set of paths; a route may be async (the metrics exposition is rendered
+in a worker thread, so a scrape never holds up the RPC traffic). A probe
+always gets through: a request head must arrive within ``HEADER_TIMEOUT``, a
+kept-alive connection may idle ``IDLE_TIMEOUT`` between requests, and when
+``MAX_CONNECTIONS`` are open a new one closes the connection that has waited
+longest for its next request instead of being refused (only connections whose
+answer is being made are never evicted). :class:`Readiness`
 probes every configured bucket's service with one cheap request (a
 ListObjectsV2 of at most one key under the bucket's prefix) every
 ``probe_interval``; ``/ready`` is 200 only while every bucket's last probe
@@ -28,10 +32,14 @@ from trio_s3rpc.errors import ErrorCode, RPCError
 log = logging.getLogger("trio_s3rpc.status")
 
 MAX_REQUEST_HEAD = 16 * 1024
-# A client gets this long to send a request head, and an idle keep-alive
-# connection is closed after it.
-REQUEST_TIMEOUT = 30.0
-MAX_CONNECTIONS = 64
+# A request head must be whole this long after its connection opened, or after
+# its first byte on a kept-alive connection.
+HEADER_TIMEOUT = 10.0
+# A kept-alive connection that sends no next request for this long is closed
+# (Prometheus scrapes every 15 s or more and reconnects; kubelet probes do not
+# keep connections alive).
+IDLE_TIMEOUT = 5.0
+MAX_CONNECTIONS = 256
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
@@ -50,6 +58,28 @@ def json_response(status: int, document: object) -> Response:
     return Response(status, JSON, json.dumps(document, sort_keys=True).encode() + b"\n")
 
 
+class _Waiting:
+    """The connections waiting for a request, longest-waiting first, by their cancel scope."""
+
+    def __init__(self) -> None:
+        self._scopes: dict[object, trio.CancelScope] = {}
+
+    def enter(self, key: object, scope: trio.CancelScope) -> None:
+        self._scopes.pop(key, None)
+        self._scopes[key] = scope
+
+    def leave(self, key: object) -> None:
+        self._scopes.pop(key, None)
+
+    def evict_oldest(self) -> bool:
+        """Close the longest-waiting connection (False: none is waiting)."""
+        for key, scope in self._scopes.items():
+            del self._scopes[key]
+            scope.cancel()
+            return True
+        return False
+
+
 class HTTPServer:
     """Serves ``routes`` (path -> handler) on one TCP address until cancelled."""
 
@@ -57,7 +87,8 @@ class HTTPServer:
         self.address = address
         self.routes = dict(routes)
         self.bound: ListenAddress | None = None
-        self._slots = trio.CapacityLimiter(MAX_CONNECTIONS)
+        self.open_connections = 0
+        self._waiting = _Waiting()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, report the bound address (the real port for port 0), serve until cancelled."""
@@ -84,28 +115,45 @@ class HTTPServer:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.bound.port}{path}"
 
     async def _serve(self, stream: trio.SocketStream) -> None:
-        if self._slots.available_tokens == 0:
-            await stream.aclose()  # a client that opens more connections than this is broken
+        if self.open_connections >= MAX_CONNECTIONS and not self._waiting.evict_oldest():
+            await stream.aclose()  # every connection is being answered: come back later
             return
-        async with self._slots:
-            try:
-                await serve_connection(stream, self.routes)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-                pass
-            finally:
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
+        self.open_connections += 1
+        try:
+            await serve_connection(stream, self.routes, self._waiting)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
+            pass
+        finally:
+            self.open_connections -= 1
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
 
 
-async def serve_connection(stream: trio.abc.Stream, routes: Mapping[str, Route]) -> None:
-    """Answer the requests of one connection, keep-alive included."""
+async def serve_connection(
+    stream: trio.abc.Stream, routes: Mapping[str, Route], waiting: _Waiting | None = None
+) -> None:
+    """Answer the requests of one connection, keep-alive included, within the timeouts.
+
+    While it waits for a request the connection is in ``waiting``, whose
+    eviction cancels the wait and so ends the connection.
+    """
+    waiting = waiting or _Waiting()
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+    key = object()
+    first = True
     while True:
         request: h11.Request | None = None
-        with trio.move_on_after(REQUEST_TIMEOUT):
-            request = await _next_request(stream, connection)
+        # A new connection is there to send a request: its whole head is due at
+        # once; a kept-alive one may idle, then has HEADER_TIMEOUT for its head.
+        with trio.move_on_after(HEADER_TIMEOUT if first else IDLE_TIMEOUT) as scope:
+            waiting.enter(key, scope)
+            try:
+                request = await _next_request(stream, connection, scope, started=first)
+            finally:
+                waiting.leave(key)
         if request is None:
             return
+        first = False
         response = await _respond(request, routes)
         head_only = request.method == b"HEAD"
         headers = [
@@ -128,12 +176,22 @@ async def serve_connection(stream: trio.abc.Stream, routes: Mapping[str, Route])
             return
 
 
-async def _next_request(stream: trio.abc.Stream, connection: h11.Connection) -> h11.Request | None:
+async def _next_request(
+    stream: trio.abc.Stream, connection: h11.Connection, scope: trio.CancelScope, *, started: bool
+) -> h11.Request | None:
+    """The next request, or None when the client ends the connection.
+
+    ``started``: the head's deadline already runs; otherwise it starts with
+    the first byte received (the wait before it is idling).
+    """
     request: h11.Request | None = None
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
             data = await stream.receive_some(64 * 1024)
+            if data and not started:
+                scope.deadline = trio.current_time() + HEADER_TIMEOUT
+                started = True
             connection.receive_data(bytes(data))
             continue
         if isinstance(event, h11.Request):
@@ -267,7 +325,7 @@ def health_response(serving: Callable[[], bool]) -> Response:
 
 def routes_for(
     *,
-    metrics: Callable[[], bytes] | None,
+    metrics: Callable[[], bytes | Awaitable[bytes]] | None,
     readiness: Readiness | None,
     serving: Callable[[], bool],
     content_type: str = "",
@@ -275,7 +333,15 @@ def routes_for(
     """The paths one address serves: ``/metrics`` and/or ``/health`` and ``/ready``."""
     routes: dict[str, Route] = {}
     if metrics is not None:
-        routes["/metrics"] = lambda: Response(200, content_type, metrics())
+        render = metrics
+
+        async def scrape() -> Response:
+            exposition = render()
+            if not isinstance(exposition, bytes):
+                exposition = await exposition
+            return Response(200, content_type, exposition)
+
+        routes["/metrics"] = scrape
     if readiness is not None:
         routes["/health"] = partial(health_response, serving)
         routes["/ready"] = readiness.ready_response

@@ -36,6 +36,17 @@ final class LiveServer
         return $cases;
     }
 
+    /**
+     * The server's bucket to run a suite on: $name, unless TRIO_S3RPC_BUCKET_<NAME> (upper
+     * case, "-" as "_") names another, so that the same suite runs on another service's
+     * bucket (a harness that starts one, such as Ceph RGW's) without a copy of the suite.
+     */
+    public static function bucket(string $name): string
+    {
+        $override = getenv('TRIO_S3RPC_BUCKET_' . strtoupper(str_replace('-', '_', $name)));
+        return $override === false || $override === '' ? $name : $override;
+    }
+
     public static function unique(string $name): string
     {
         return bin2hex(random_bytes(4)) . '/' . $name;

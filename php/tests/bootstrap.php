@@ -45,7 +45,7 @@ if (is_file(__DIR__ . '/../vendor/autoload.php')) {
     }
     // Debian's packages of psr/container (for Laravel's container) and Symfony's
     // dependency-injection (for the Symfony recipe test), where installed.
-    foreach (['Psr/Container', 'Symfony/Component/DependencyInjection', 'Symfony/Component/Yaml', 'Symfony/Component/Config'] as $package) {
+    foreach (['Psr/Container', 'Psr/Http/Message', 'Symfony/Component/DependencyInjection', 'Symfony/Component/Yaml', 'Symfony/Component/Config'] as $package) {
         if (is_file("/usr/share/php/$package/autoload.php")) {
             require_once "/usr/share/php/$package/autoload.php";
         }

@@ -213,16 +213,23 @@ def test_msgpack_top_level_must_be_a_map(body: bytes, got: str) -> None:
         (b"\x80\x00", "1 byte of trailing data"),
         (b"\xc1", "malformed data"),
         (b"\x81\x01\x02", "map keys must be strings, got int"),
-        (b"\x81\xc4\x01k\x01", "map keys must be strings, got bytes"),
+        (b"\x81\xc4\x01k\x01", "map keys must be strings, got bytes|^$"),
         (b"\xdf\xff\xff\xff\xff", "exceeds max_map_len"),
         (b"\x81\xa1a\xd4\x05\x00", "extension type 5"),
         (b"\x81\xa1a\xd6\xff\x00\x00\x00\x01", "Timestamp"),
         (b"\x81\xa1a" + b"\x91" * 2000 + b"\xc0", "nested"),
     ],
 )
-def test_msgpack_malformed_input_is_a_codec_error(body: bytes, problem: str) -> None:
+@pytest.mark.parametrize("binary_fields", [frozenset(), frozenset({"content"})])
+def test_msgpack_malformed_input_is_a_codec_error(
+    body: bytes, problem: str, binary_fields: frozenset[str]
+) -> None:
+    if problem.endswith("|^$") and binary_fields:
+        # Taking strings raw, a bin key cannot be told from a str one: it is a name.
+        assert decode_args(CODEC_MSGPACK, body, binary_fields) == {"k": 1}
+        return
     with pytest.raises(CodecError, match=problem):
-        decode_args(CODEC_MSGPACK, body)
+        decode_args(CODEC_MSGPACK, body, binary_fields)
 
 
 def test_msgpack_nesting_over_the_limit_is_refused() -> None:
@@ -245,6 +252,36 @@ def test_msgpack_str_holding_any_bytes_is_recovered(raw: bytes) -> None:
     body = msgpack.packb({"content": raw}, use_bin_type=False)  # as PHP packs strings
     content = decode_args(CODEC_MSGPACK, body)["content"]
     assert content.encode("utf-8", "surrogateescape") == raw
+
+
+@given(st.binary(max_size=64), st.booleans())
+def test_msgpack_byte_fields_are_the_bytes_sent_as_str_or_bin(raw: bytes, as_bin: bool) -> None:
+    body = msgpack.packb({"content": raw, "pathname": "a.bin"}, use_bin_type=as_bin)
+    args = decode_args(CODEC_MSGPACK, body, frozenset({"content"}))
+    assert type(args["content"]) is bytes
+    assert args["content"] == raw
+    assert args["pathname"] == "a.bin"
+
+
+@given(trees(st.none() | st.booleans() | msgpack_ints | finite_floats | php_strings))
+def test_msgpack_fields_other_than_byte_fields_decode_as_before(tree: dict[str, Any]) -> None:
+    """PHP packs every string as str: naming byte fields changes only those fields."""
+    body = msgpack.packb(tree, use_bin_type=False, unicode_errors="surrogateescape")
+    plain = decode_args(CODEC_MSGPACK, body)
+    with_bytes = decode_args(CODEC_MSGPACK, body, frozenset({"content"}))
+    assert {k: v for k, v in with_bytes.items() if k != "content"} == {
+        k: v for k, v in plain.items() if k != "content"
+    }
+    if isinstance(plain.get("content"), str):
+        assert with_bytes["content"] == plain["content"].encode("utf-8", "surrogateescape")
+
+
+def test_msgpack_nested_byte_field_names_stay_text() -> None:
+    body = msgpack.packb({"config": {"content": "x"}, "list": ["\u00e9"]}, use_bin_type=False)
+    assert decode_args(CODEC_MSGPACK, body, frozenset({"content"})) == {
+        "config": {"content": "x"},
+        "list": ["\u00e9"],
+    }
 
 
 # --- codecs we do not speak, and arbitrary input ----------------------------------------

@@ -285,10 +285,12 @@ def test_method_length_beyond_the_payload_is_refused() -> None:
         parse_rpc_request(frame)
 
 
-def test_method_name_must_be_utf8() -> None:
-    frame = Frame(CODEC_JSON, (1, 3), b"s3\xff{}")
-    with pytest.raises(FrameError, match="not valid UTF-8"):
-        parse_rpc_request(frame)
+def test_a_method_name_that_is_not_utf8_is_kept_and_echoed_byte_for_byte() -> None:
+    # Not a framing error: the dispatcher answers it on its seq (INVALID_REQUEST).
+    request = parse_rpc_request(Frame(CODEC_JSON, (1, 3), b"s3\xff{}"))
+    assert (request.method, request.body) == ("s3\udcff", b"{}")
+    (answer,) = decode_all(encode_rpc_error(1, request.method, CODEC_JSON, "x"))
+    assert answer.payload[: answer.options[1]] == b"s3\xff"
 
 
 def test_method_length_equal_to_payload_leaves_an_empty_body() -> None:

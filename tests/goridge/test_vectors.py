@@ -90,6 +90,19 @@ def test_msgpack_base64_looking_content_stays_as_sent() -> None:
     assert content.encode("utf-8", "surrogateescape") == b"AP/+aGVsbG8="
 
 
+@pytest.mark.parametrize(
+    ("seq", "expected"), [(6, b"AP/+aGVsbG8="), (7, b"\x00\xff\xfehello")], ids=["base64", "binary"]
+)
+def test_msgpack_content_of_a_write_is_taken_as_raw_bytes(seq: int, expected: bytes) -> None:
+    """What the server's dispatcher does: s3.Write names ``content`` as its byte field."""
+    request = decode_one(VECTORS_BY_SEQ[seq].frame)
+    args = decode_args(request.codec, request.body, frozenset({"content"}))
+    assert args["content"] == expected
+    assert type(args["content"]) is bytes
+    others = {key: value for key, value in EXPECTED[seq][2].items() if key != "content"}
+    assert {key: value for key, value in args.items() if key != "content"} == others
+
+
 def test_all_vectors_in_one_read_come_out_in_order() -> None:
     decoder = FrameDecoder()
     decoder.receive_data(b"".join(vector.frame for vector in VECTORS))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from functools import partial
@@ -34,8 +35,18 @@ GIB = 1 << 30
 
 
 def php_config(
-    seaweedfs: Any, moto: Any, run_id: str, local_root: Path, listen: str
+    seaweedfs: Any,
+    moto: Any,
+    run_id: str,
+    local_root: Path,
+    listen: str,
+    *,
+    extra_servers: dict[str, Any] | None = None,
+    extra_buckets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The server the PHP suites run against. ``extra_servers``/``extra_buckets`` add
+    services and buckets (another S3 service's, say); a suite is pointed at such a
+    bucket with ``TRIO_S3RPC_BUCKET_<NAME>`` (``LiveServer::bucket``)."""
     sw = endpoint_server(seaweedfs)
     wrong = {**sw, "credentials": {"key": seaweedfs.access_key, "secret": "not-the-secret"}}
 
@@ -53,7 +64,12 @@ def php_config(
         "s3": {
             "default": "sw",
             "local_roots": [str(local_root)],
-            "servers": {"seaweedfs": sw, "moto": endpoint_server(moto), "wrong-secret": wrong},
+            "servers": {
+                "seaweedfs": sw,
+                "moto": endpoint_server(moto),
+                "wrong-secret": wrong,
+                **(extra_servers or {}),
+            },
             "buckets": {
                 "sw": bucket("seaweedfs", "test-bucket", "client", "none"),
                 "moto": bucket("moto", MOTO_ACL_BUCKET, "client", "acl"),
@@ -62,6 +78,7 @@ def php_config(
                 "denied": bucket("wrong-secret", "test-bucket", "denied", "none"),
                 # SeaweedFS creates a bucket on first write; moto answers NoSuchBucket.
                 "no-such-bucket": bucket("moto", f"absent-{run_id}", "x", "none"),
+                **(extra_buckets or {}),
             },
         },
     }
@@ -127,6 +144,11 @@ async def run_phpunit(env: dict[str, str], *args: str) -> str:
     assert "OK (" in output, output
     print(output)
     return output
+
+
+async def test_php_unit_suite_offline_against_a_fake_transport() -> None:
+    """Frames, error parsing, retries, resume and option mapping: no server, no network."""
+    await run_phpunit({}, "--testsuite", "unit")
 
 
 async def test_php_client_every_method_both_codecs_both_sockets(php_env: dict[str, str]) -> None:
@@ -278,3 +300,59 @@ async def test_one_gib_stream_round_trip_under_64m(
     assert received.hexdigest() == expected.hexdigest(), report
     print(report)  # the figures: seconds and PHP's peak memory for each direction
     source.unlink()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_php_clients_survive_a_server_restart_mid_use(
+    php_env: dict[str, str], seaweedfs: Any, moto: Any, tmp_path: Path
+) -> None:
+    """The server stopped and started again on its address while PHP holds connections and
+    a readStream one range in: every kind of client works again, the stream resumes."""
+    php, _ = require_php()
+    listen = f"tcp://127.0.0.1:{free_port()}"
+    local_root = Path(php_env["TRIO_S3RPC_LOCAL_ROOT"])
+    config = php_config(seaweedfs, moto, secrets.token_hex(4), local_root, listen)
+    env = {**os.environ, **php_env, "TRIO_S3RPC_RESTARTING": listen}
+    argv = [php, "tests/scripts/restart.php"]
+    output = bytearray()
+    ready = trio.Event()
+
+    async def collect(stdout: trio.abc.ReceiveStream) -> None:
+        async for data in stdout:
+            output.extend(data)
+            if b"ready\n" in output:
+                ready.set()
+        ready.set()  # the script ended (failed) before it was ready
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            async with running_app(config):
+                process = await nursery.start(
+                    partial(
+                        trio.run_process,
+                        argv,
+                        env=env,
+                        cwd=PHP_DIR,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        check=False,
+                    )
+                )
+                nursery.start_soon(collect, process.stdout)
+                await ready.wait()
+            assert b"ready\n" in output, output.decode(errors="replace")
+            # Stopped: the stream's next range and every connection meet a closed server.
+            await process.stdin.send_all(b"go\n")
+            async with running_app(config):
+                await process.wait()
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert text.rstrip().endswith("done"), text
+    print(text)

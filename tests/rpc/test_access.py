@@ -3,18 +3,21 @@ beyond loopback, and a unix socket's mode, owner and group."""
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import logging
 import os
 import pwd
+import socket
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.rpc.test_server import assert_closed
 from tests.support.server import config_dict, running_app
-from trio_s3rpc.client import RPCClient, open_stream
+from trio_s3rpc.client import RemoteError, RPCClient, open_stream
 from trio_s3rpc.config import ConfigError
 from trio_s3rpc.errors import RPCError
 from trio_s3rpc.goridge.frame import CODEC_JSON, encode_rpc_request
@@ -120,3 +123,102 @@ async def test_a_socket_owner_that_cannot_be_set_fails_clearly(tmp_path: Path) -
     assert refused.value.code == "INVALID_CONFIG"
     assert "s3.socket_owner" in refused.value.message
     assert not path.exists()
+
+
+async def test_the_unix_socket_is_never_reachable_before_it_has_its_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Someone who may write the socket's directory swaps the path for a link to
+    # a file of the server's user the moment the socket is bound: the mode
+    # meant for the socket must never land on that file.
+    victim = tmp_path / "victim"
+    victim.write_text("the server user's own file")
+    victim.chmod(0o600)
+    path = tmp_path / "rpc.sock"
+    at_bind: list[bool] = []
+    real_bind = socket.socket.bind
+
+    def bind_then_attack(self: socket.socket, address: Any) -> None:
+        real_bind(self, address)
+        if self.family == socket.AF_UNIX:
+            at_bind.append(os.path.lexists(path))  # reachable at its path already?
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.symlink(victim, path)
+
+    monkeypatch.setattr(socket.socket, "bind", bind_then_attack)
+    config = config_dict(listen=f"unix://{path}", s3={"socket_mode": "0666"})
+    async with running_app(config) as (_, address):
+        monkeypatch.undo()
+        async with await RPCClient.connect(address) as rpc:
+            assert await rpc.call("s3.ListBuckets") == LISTED
+        info = os.lstat(path)
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o666
+    assert at_bind == [False]
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert victim.read_text() == "the server user's own file"
+    # Nothing is left beside it: the private directory it was bound in is gone.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]
+
+
+async def test_an_ipv4_mapped_allow_from_entry_admits_its_ipv4_peer() -> None:
+    config = config_dict(s3={"allow_from": ["::ffff:127.0.0.1/128"]})
+    async with running_app(config) as (_, address):
+        async with await RPCClient.connect(address) as rpc:
+            assert await rpc.call("s3.ListBuckets") == LISTED
+
+
+async def test_register_bucket_refuses_names_that_would_forge_logs_or_labels() -> None:
+    async with running_app(config_dict()) as (app, address):
+        async with await RPCClient.connect(address) as rpc:
+            for name in ("x\nlevel=ERROR forged", "\x1b[2Jclear", "n" * 10_000):
+                with pytest.raises(RemoteError) as refused:
+                    await rpc.call(
+                        "s3.RegisterBucket", {"name": name, "server": "main", "bucket": "abc"}
+                    )
+                assert refused.value.code == "INVALID_CONFIG"
+                assert "is not a bucket name" in refused.value.text
+                assert "\n" not in refused.value.text and "\x1b" not in refused.value.text
+            with pytest.raises(RemoteError) as refused:
+                await rpc.call(
+                    "s3.RegisterBucket",
+                    {"name": "docs", "server": "main", "bucket": "x" * 10_000},
+                )
+            assert refused.value.code == "INVALID_CONFIG"
+            assert "is not an S3 bucket name: it must be 3 to 63 characters" in refused.value.text
+            assert await rpc.call("s3.ListBuckets") == LISTED
+        assert sorted(app.storage.buckets) == ["uploads"]
+
+
+async def test_register_buckets_off_refuses_every_registration() -> None:
+    async with running_app(config_dict(s3={"register_buckets": "off"})) as (_, address):
+        async with await RPCClient.connect(address) as rpc:
+            with pytest.raises(RemoteError) as refused:
+                await rpc.call(
+                    "s3.RegisterBucket", {"name": "docs", "server": "main", "bucket": "test-bucket"}
+                )
+            assert refused.value.code == "PERMISSION_DENIED"
+            assert "s3.register_buckets: off" in refused.value.text
+            assert await rpc.call("s3.ListBuckets") == LISTED
+
+
+async def test_register_buckets_scopes_admit_only_their_prefixes() -> None:
+    scope = {"server": "main", "bucket": "tenant-bucket", "prefix": "tenants/"}
+    async with running_app(config_dict(s3={"register_buckets": [scope]})) as (_, address):
+        async with await RPCClient.connect(address) as rpc:
+            inside = {"server": "main", "bucket": "tenant-bucket", "prefix": "tenants/42/"}
+            assert (await rpc.call("s3.RegisterBucket", {"name": "t42", **inside}))["success"]
+            for outside in (
+                {"server": "main", "bucket": "tenant-bucket", "prefix": "other/"},
+                {"server": "main", "bucket": "tenant-bucket"},
+                {"server": "main", "bucket": "test-bucket", "prefix": "tenants/"},
+            ):
+                with pytest.raises(RemoteError) as refused:
+                    await rpc.call("s3.RegisterBucket", {"name": "sneaky", **outside})
+                assert refused.value.code == "PERMISSION_DENIED"
+                assert (
+                    "outside what s3.register_buckets allows (main:tenant-bucket/tenants/)"
+                    in refused.value.text
+                )
+            listed = await rpc.call("s3.ListBuckets")
+            assert listed["buckets"] == ["t42", "uploads"]

@@ -15,7 +15,7 @@ from tests.support.server import config_dict, running_app
 from trio_s3rpc import progress
 from trio_s3rpc.client import RemoteError, RPCClient
 
-BUCKETS = {"uploads": {"bucket": "b1"}}
+BUCKETS = {"uploads": {"bucket": "bkt1"}}
 
 
 @dataclass(slots=True, frozen=True)

@@ -30,7 +30,7 @@ from trio_s3rpc.goridge.frame import (
 )
 from trio_s3rpc.rpc.typed import omitempty
 
-BUCKETS = {"uploads": {"bucket": "b1"}, "avatars": {"bucket": "b2", "prefix": "av/"}}
+BUCKETS = {"uploads": {"bucket": "bkt1"}, "avatars": {"bucket": "bkt2", "prefix": "av/"}}
 
 
 @dataclass(slots=True, frozen=True)
@@ -128,7 +128,7 @@ async def test_register_bucket_then_listed_and_duplicates_refused() -> None:
                 {
                     "name": "docs",
                     "server": "main",
-                    "bucket": "b3",
+                    "bucket": "bkt3",
                     "prefix": "d/",
                     "visibility": "public",
                 },
@@ -138,18 +138,20 @@ async def test_register_bucket_then_listed_and_duplicates_refused() -> None:
             assert listed["buckets"] == ["avatars", "docs", "uploads"]
             with pytest.raises(RemoteError) as duplicate:
                 await rpc.call(
-                    "s3.RegisterBucket", {"name": "docs", "server": "main", "bucket": "b3"}
+                    "s3.RegisterBucket", {"name": "docs", "server": "main", "bucket": "bkt3"}
                 )
             assert duplicate.value.code == "BUCKET_ALREADY_EXISTS"
             assert "docs" in duplicate.value.text
             with pytest.raises(RemoteError) as unknown:
-                await rpc.call("s3.RegisterBucket", {"name": "x", "server": "nope", "bucket": "b4"})
+                await rpc.call(
+                    "s3.RegisterBucket", {"name": "x", "server": "nope", "bucket": "bkt4"}
+                )
             assert unknown.value.code == "INVALID_CONFIG"
             assert "nope" in unknown.value.text
             with pytest.raises(RemoteError) as bad_visibility:
                 await rpc.call(
                     "s3.RegisterBucket",
-                    {"name": "y", "server": "main", "bucket": "b5", "visibility": "publik"},
+                    {"name": "y", "server": "main", "bucket": "bkt5", "visibility": "publik"},
                 )
             assert bad_visibility.value.code == "INVALID_CONFIG"
             assert "publik" in bad_visibility.value.text
@@ -319,6 +321,41 @@ async def test_undecodable_argument_and_unsupported_codec_are_error_answers() ->
         flags, _, body = answers[2]
         assert not flags & FLAG_ERROR
         assert msgpack.unpackb(body)["default"] == "uploads"
+        await stream.aclose()
+
+
+def _request_with_raw_method(seq: int, name: bytes, codec: int, body: bytes) -> bytes:
+    """A request frame whose method name is ``name`` as it is, valid UTF-8 or not."""
+    payload = name + body
+    head = struct.pack("<BBI", 0x15, codec, len(payload))
+    return (
+        head
+        + struct.pack("<I", zlib.crc32(head))
+        + b"\x00\x00"
+        + struct.pack("<II", seq, len(name))
+        + payload
+    )
+
+
+async def test_an_invalid_utf8_method_name_is_answered_on_its_seq_and_the_connection_kept() -> None:
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        stream = await open_stream(address)
+        await stream.send_all(
+            encode_rpc_request(1, "s3.ListBuckets", CODEC_JSON, b"[]")
+            + _request_with_raw_method(2, b"s3.List\xffBuckets", CODEC_JSON, b"[]")
+            + _request_with_raw_method(3, b"s3.\xc3", CODEC_MSGPACK, b"\x80")
+            + encode_rpc_request(4, "s3.ListBuckets", CODEC_MSGPACK, b"\x80")
+        )
+        answers = {seq: (flags, body) for flags, seq, body in await read_answers(stream, 4)}
+        assert sorted(answers) == [1, 2, 3, 4]
+        for seq in (2, 3):
+            flags, text = answers[seq]
+            assert flags & FLAG_ERROR
+            assert text.startswith(b"INVALID_REQUEST: the method name is not valid UTF-8")
+        assert not answers[1][0] & FLAG_ERROR and not answers[4][0] & FLAG_ERROR
+        await stream.send_all(encode_rpc_request(5, "s3.ListBuckets", CODEC_JSON, b"[]"))
+        ((flags, seq, body),) = await read_answers(stream, 1)
+        assert (seq, flags & FLAG_ERROR) == (5, 0) and json.loads(body)["default"] == "uploads"
         await stream.aclose()
 
 

@@ -145,7 +145,7 @@ def fake_storage(**bucket: Any) -> tuple[Storage, FakeTransport]:
                     }
                 },
                 "buckets": {
-                    "b": {"server": "fake", "bucket": "b", "visibility_mode": "none", **bucket}
+                    "b": {"server": "fake", "bucket": "bkt", "visibility_mode": "none", **bucket}
                 },
             }
         },

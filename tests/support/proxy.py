@@ -173,6 +173,8 @@ class TCPProxy:
         self.requests: list[bytes] = []
         self.cut_after_bytes: int | None = None
         self.cut_responses_after_bytes: int | None = None
+        # How many more connections the byte limits may cut (None: every one).
+        self.cuts_left: int | None = None
         self.refuse = False
         # While set to an event, requests wait for it before they are passed on.
         self.held: trio.Event | None = None
@@ -223,7 +225,7 @@ class TCPProxy:
                 return
             while self.held is not None:
                 await self.held.wait()
-            passing = allowed(link.sent, self.cut_after_bytes, len(data))
+            passing = self._passing(link.sent, self.cut_after_bytes, len(data))
             self.requests.extend(recorder.feed(data[:passing]))
             link.sent += passing
             if not await self._send(link, link.server, data[:passing], whole=len(data)):
@@ -234,10 +236,19 @@ class TCPProxy:
             data = await self._receive(link, link.server)
             if data is None:
                 return
-            passing = allowed(link.received, self.cut_responses_after_bytes, len(data))
+            passing = self._passing(link.received, self.cut_responses_after_bytes, len(data))
             link.received += passing
             if not await self._send(link, link.client, data[:passing], whole=len(data)):
                 return
+
+    def _passing(self, count: int, limit: int | None, size: int) -> int:
+        """``allowed``, while cuts are left; a cut it decides uses one up."""
+        if self.cuts_left == 0:
+            return size
+        passing = allowed(count, limit, size)
+        if passing < size and self.cuts_left is not None:
+            self.cuts_left -= 1
+        return passing
 
     async def _receive(self, link: _Link, source: trio.SocketStream) -> bytes | None:
         """The next bytes, or None at the end: an orderly end is passed on to the other side."""

@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import httpx
+import pytest
+
 from trio_s3rpc.embedded import S3Endpoint, s3_client
 
 from .services import free_port
@@ -62,6 +65,19 @@ class RGWUser:
 def missing_commands() -> list[str]:
     """The Ceph commands this machine lacks (``.ci/install-rgw`` installs them)."""
     return [name for name in REQUIRED_COMMANDS if shutil.which(name) is None]
+
+
+def require_rgw() -> None:
+    """Skip (or, under ``CI=true``, fail) the calling test where Ceph is not installed."""
+    missing = missing_commands()
+    if not missing:
+        return
+    reason = (
+        f"Ceph RGW is absent ({', '.join(missing)} not found); run .ci/install-rgw to install it"
+    )
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def new_user(uid: str) -> RGWUser:
@@ -273,8 +289,6 @@ class RadosGateway:
 
     def _wait_for_gateway(self, deadline: float) -> None:
         """Poll until radosgw answers an anonymous ListBuckets (it opens its port last)."""
-        import httpx
-
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             for name, process in self._processes.items():

@@ -54,10 +54,10 @@ class SupervisorObservability:
                 self.readiness.on_change = lambda bucket, ok: ready.labels(bucket).set(int(ok))
         self.http_servers = self._http_servers()
 
-    def _render(self) -> bytes:
+    async def _render(self) -> bytes:
         assert self.metrics is not None
         self.metrics.count_restarts(self.supervisor.restarts)
-        return self.metrics.render()
+        return await self.metrics.render_in_thread()
 
     def _serving(self) -> bool:
         if self.readiness is not None and self.supervisor.stopping:

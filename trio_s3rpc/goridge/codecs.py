@@ -6,8 +6,12 @@ method name into a ``dict`` and raises only :class:`CodecError`, whatever the
 input, so a bad argument becomes an error answer and never a dropped
 connection. It follows what PHP really sends: an empty PHP array arrives as
 ``[]`` (JSON) or ``0x90`` (msgpack) and means no arguments, and msgpack strings
-may hold arbitrary bytes, which are kept as surrogate escapes so the method
-layer can recover them exactly. Under JSON and raw, byte values cannot travel
+may hold arbitrary bytes. A method's byte fields (``binary_fields``: Write's
+``content``) are taken from msgpack *str* or *bin* as the bytes they are, with
+no UTF-8 pass: PHP packs every string as *str*, and decoding 4 MiB of content
+as text only to encode it back cost several times the call's own work. Every
+other string is text, with undecodable bytes kept as surrogate escapes so the
+method layer can name the field that is not UTF-8. Under JSON and raw, byte values cannot travel
 as such and go as base64 text (:data:`BINARY_AS_BASE64`); under msgpack they
 are packed as bin. Go-only codecs (gob, proto) are refused with a clear message.
 """
@@ -67,8 +71,14 @@ _NO_ARGUMENTS = {
 }
 
 
-def decode_args(codec: int, body: bytes) -> dict[str, Any]:
-    """The argument object encoded in ``body``; raises only CodecError."""
+def decode_args(
+    codec: int, body: bytes, binary_fields: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The argument object encoded in ``body``; raises only CodecError.
+
+    ``binary_fields``: top-level fields that carry bytes; under msgpack they
+    are answered as ``bytes`` whether PHP packed them as str or bin.
+    """
     codec &= CODEC_MASK
     empty = _NO_ARGUMENTS.get(codec)
     if empty is not None and body in empty:
@@ -76,7 +86,7 @@ def decode_args(codec: int, body: bytes) -> dict[str, Any]:
     if codec == CODEC_JSON:
         return _decode_json(body)
     if codec == CODEC_MSGPACK:
-        return _decode_msgpack(body)
+        return _decode_msgpack(body, binary_fields)
     if codec == CODEC_RAW:
         return _decode_json(body) if body else {}
     _unsupported(codec)
@@ -90,6 +100,32 @@ def encode_result(codec: int, result: Mapping[str, Any]) -> bytes:
     if codec == CODEC_MSGPACK:
         packed: bytes = msgpack.packb(result, use_bin_type=True, unicode_errors="surrogateescape")
         return packed
+    _unsupported(codec)
+
+
+def encode_result_in_pieces(codec: int, result: Mapping[str, Any]) -> bytes:
+    """What :func:`encode_result` gives, made in many small steps.
+
+    For a large answer encoded in a worker thread: one C call over a list of
+    hundreds of thousands of entries holds the interpreter lock (and so the
+    event loop) throughout, while between small steps the lock passes.
+    """
+    codec &= CODEC_MASK
+    if codec in BINARY_AS_BASE64:
+        if any(isinstance(value, bytes) for value in result.values()):
+            return _encode_json(result)  # one large string: cheap whole
+        return "".join(_JSON_ENCODER.iterencode(result)).encode("ascii")
+    if codec == CODEC_MSGPACK:
+        packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
+        pieces = [packer.pack_map_header(len(result))]
+        for key, value in result.items():
+            pieces.append(packer.pack(key))
+            if isinstance(value, list):
+                pieces.append(packer.pack_array_header(len(value)))
+                pieces.extend(packer.pack(item) for item in value)
+            else:
+                pieces.append(packer.pack(value))
+        return b"".join(pieces)
     _unsupported(codec)
 
 
@@ -181,12 +217,14 @@ def _refuse_extension(code: int, data: bytes) -> NoReturn:
 _STRICT_KEY_SUFFIX = " is not allowed for map key when strict_map_key=True"
 
 
-def _decode_msgpack(body: bytes) -> dict[str, Any]:
+def _decode_msgpack(body: bytes, binary_fields: frozenset[str]) -> dict[str, Any]:
     # unpackb caps every length at len(body), so a lying length cannot allocate
-    # more than the frame already holds.
+    # more than the frame already holds. With byte fields to keep, every string
+    # comes out as bytes and only the text ones are decoded afterwards.
+    raw = bool(binary_fields)
     try:
         value = msgpack.unpackb(
-            body, raw=False, unicode_errors="surrogateescape", ext_hook=_refuse_extension
+            body, raw=raw, unicode_errors="surrogateescape", ext_hook=_refuse_extension
         )
     except msgpack.ExtraData as exc:
         extra = len(exc.extra)
@@ -203,7 +241,36 @@ def _decode_msgpack(body: bytes) -> dict[str, Any]:
         if text.endswith(_STRICT_KEY_SUFFIX):
             text = f"map keys must be strings, got {text.removesuffix(_STRICT_KEY_SUFFIX)}"
         raise CodecError(f"invalid msgpack: {text}") from None
+    if raw and isinstance(value, dict):
+        _texts_of_raw(value, binary_fields)
     return _as_arguments(value, "a msgpack map")
+
+
+def _texts_of_raw(root: dict[Any, Any], binary_fields: frozenset[str]) -> None:
+    """Decode, in place, every string of a ``raw=True`` unpack but ``root``'s
+    ``binary_fields`` as text (undecodable bytes as surrogate escapes, as
+    ``raw=False`` gives them). Iterative, so nesting cannot exhaust the stack."""
+    pending: list[dict[Any, Any] | list[Any]] = [root]
+    while pending:
+        container = pending.pop()
+        if isinstance(container, dict):
+            items = list(container.items())
+            container.clear()
+            for key, item in items:
+                if isinstance(key, bytes):
+                    key = key.decode("utf-8", "surrogateescape")
+                if isinstance(item, bytes):
+                    if container is not root or key not in binary_fields:
+                        item = item.decode("utf-8", "surrogateescape")
+                elif isinstance(item, dict | list):
+                    pending.append(item)
+                container[key] = item
+        else:
+            for index, item in enumerate(container):
+                if isinstance(item, bytes):
+                    container[index] = item.decode("utf-8", "surrogateescape")
+                elif isinstance(item, dict | list):
+                    pending.append(item)
 
 
 def _kind(value: object) -> str:

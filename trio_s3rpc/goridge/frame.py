@@ -169,6 +169,7 @@ class FrameDecoder:
 class RPCRequest:
     seq: int
     method: str
+    """Bytes of the name that are not UTF-8 are surrogate escapes (see parse_rpc_request)."""
     codec: int
     """``flags & CODEC_MASK``: 0 when the frame names no codec."""
     body: bytes
@@ -187,12 +188,10 @@ def parse_rpc_request(frame: Frame) -> RPCRequest:
         raise FrameError(
             f"method length {method_length} exceeds the payload of {len(payload)} bytes"
         )
-    try:
-        method = payload[:method_length].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FrameError(
-            f"method name is not valid UTF-8 ({exc.reason} at byte {exc.start})"
-        ) from None
+    # A name that is not UTF-8 is the call's problem, not the connection's: its
+    # bytes are kept as surrogate escapes, so the error answer (on its seq) carries
+    # them back as they came.
+    method = payload[:method_length].decode("utf-8", "surrogateescape")
     return RPCRequest(seq, method, frame.flags & CODEC_MASK, payload[method_length:])
 
 
@@ -204,7 +203,7 @@ _RPC_HEADER = struct.Struct("<BBIIBBII")
 def _rpc_frame(seq: int, method: str, flags: int, body: bytes) -> bytes:
     """What ``encode_frame(flags, (seq, len(name)), name + body)`` gives, packed in one go
     (every call's answer goes through here)."""
-    name = method.encode("utf-8")
+    name = method.encode("utf-8", "surrogateescape")
     if not 0 <= seq <= _MAX_UINT32:
         raise ValueError(f"seq must be a uint32, got {seq}")
     if not 0 <= flags <= 0xFF:

@@ -7,6 +7,9 @@ codec, builds the typed request, awaits the handler (under the call's
 cancellation becomes an error frame; unexpected exceptions are logged with
 an incident id and answered as ``INTERNAL_ERROR``, never a traceback.
 With metrics on, each call's outcome and time are counted once it is answered.
+A large argument (see :func:`_large`) is counted (``goridge/bounds.py``),
+decoded and typed in a worker thread, and its answer encoded there in small
+pieces, so the event loop keeps serving other calls.
 """
 
 from __future__ import annotations
@@ -15,12 +18,37 @@ from functools import partial
 from time import perf_counter
 from typing import Any
 
+import trio
+
 from trio_s3rpc.errors import ErrorCode, RPCError, internal_error
-from trio_s3rpc.goridge.codecs import BINARY_AS_BASE64, CodecError, decode_args, encode_result
+from trio_s3rpc.goridge.bounds import check_counts, holds_many
+from trio_s3rpc.goridge.codecs import (
+    BINARY_AS_BASE64,
+    CodecError,
+    decode_args,
+    encode_result,
+    encode_result_in_pieces,
+)
 from trio_s3rpc.goridge.frame import RPCRequest, encode_rpc_error, encode_rpc_response
 from trio_s3rpc.metrics import CallMetrics, CallRecord, abandoned_error
 from trio_s3rpc.rpc.control import CallControl, call_options
 from trio_s3rpc.rpc.registry import Method, MethodRegistry
+
+# Arguments from this size on that hold many values, and all from MANY_BYTES on,
+# are decoded (and their answers encoded) in a worker thread: milliseconds of work
+# or more, which the event loop must not wait on. A Write's content alone is one
+# value, cheaper to decode here than a thread's hand-off.
+LARGE_ARGUMENT = 64 * 1024
+MANY_VALUES = 2000
+MANY_BYTES = 1024 * 1024
+DECODING_THREADS = 2
+
+
+def _large(request: RPCRequest) -> bool:
+    size = len(request.body)
+    return size >= LARGE_ARGUMENT and (
+        size >= MANY_BYTES or holds_many(request.codec, request.body, MANY_VALUES)
+    )
 
 
 class Dispatcher:
@@ -35,6 +63,9 @@ class Dispatcher:
         self.registry = registry
         self.control = control or CallControl()
         self.metrics = metrics
+        # Worker threads for large arguments: they share one interpreter lock, so
+        # a few suffice, and more would only hold more frames decoded at once.
+        self._threads = trio.CapacityLimiter(DECODING_THREADS)
 
     def inline_method(self, name: str) -> Method[Any, Any] | None:
         """The method of this name if it never waits on I/O (for :meth:`answer`)."""
@@ -84,14 +115,14 @@ class Dispatcher:
         if method is None:
             method = self.registry.get(request.method)
             if method is None:
-                raise self.registry.not_found(request.method)
-        try:
-            args = decode_args(request.codec, request.body)
-        except CodecError as exc:
-            raise RPCError(ErrorCode.INVALID_REQUEST, f"cannot decode arguments: {exc}") from None
-        if record is not None:
-            record.args = args
-        typed = method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
+                raise _invalid_name(request.method) or self.registry.not_found(request.method)
+        large = _large(request)
+        if large:
+            args, typed = await trio.to_thread.run_sync(
+                _decode, method, request, record, True, limiter=self._threads
+            )
+        else:
+            args, typed = _decode(method, request, record, False)
         if method.controllable and ("transfer_id" in args or "timeout" in args):
             transfer_id, timeout = call_options(args)
             response = await self.control.run(
@@ -102,4 +133,44 @@ class Dispatcher:
         if record is not None:
             record.request = typed
             record.response = response
+        if large:
+            # A large argument tends to a large answer (DeleteMany's errors).
+            return await trio.to_thread.run_sync(
+                _encode_in_pieces, method, request.codec, response, limiter=self._threads
+            )
         return encode_result(request.codec, method.encoder.encode(response))
+
+
+def _invalid_name(name: str) -> RPCError | None:
+    """The error for a method name that is not UTF-8 (its bytes came as surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = name.encode("utf-8", "surrogateescape")
+        at = len(name[: exc.start].encode("utf-8", "surrogateescape"))
+        return RPCError(
+            ErrorCode.INVALID_REQUEST,
+            "the method name is not valid UTF-8",
+            f"byte {at} of {raw[:80]!r}",
+        )
+    return None
+
+
+def _decode(
+    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None, large: bool
+) -> tuple[dict[str, Any], Any]:
+    """The argument (``record.args`` too, for the metrics) and the typed request; a
+    ``large`` one is counted first (a small one cannot hold too many values)."""
+    try:
+        if large:
+            check_counts(request.codec, request.body)
+        args = decode_args(request.codec, request.body, method.decoder.binary_fields)
+    except CodecError as exc:
+        raise RPCError(ErrorCode.INVALID_REQUEST, f"cannot decode arguments: {exc}") from None
+    if record is not None:
+        record.args = args
+    return args, method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
+
+
+def _encode_in_pieces(method: Method[Any, Any], codec: int, response: Any) -> bytes:
+    return encode_result_in_pieces(codec, method.encoder.encode(response))

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trio_s3rpc.config import parse_bucket
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.control import CallControl, Transfer
 from trio_s3rpc.rpc.registry import MethodRegistry
@@ -67,6 +66,22 @@ class ListBucketsResponse:
     default: str
 
 
+@dataclass(slots=True, frozen=True)
+class BucketRequest:
+    bucket: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class BucketInfoResponse:
+    """What a client needs to know of a bucket to write to it as the server will."""
+
+    name: str
+    # acl | none: an ``auto`` bucket is probed first, so the answer is what writes do.
+    visibility_mode: str
+    # The bucket's default visibility, every object's under ``none``.
+    visibility: str
+
+
 # -- objects ---------------------------------------------------------------
 
 
@@ -81,9 +96,17 @@ class NewObjectFields(StandardHeaderFields):
     storage_class: str = ""
     sse: str = ""
     sse_kms_key_id: str = ""
+    # Not supported: named so that a caller sending it is told, not ignored.
+    tagging: str = ""
 
     def new_object(self, content_type: str = "") -> NewObject:
         """What storage is to create the object with (a copy has no ``content_type``)."""
+        if self.tagging:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                "field 'tagging' is not supported: this server sets no object tags; "
+                "send the write without it",
+            )
         return NewObject(
             metadata=self.config,
             visibility=self.visibility,
@@ -117,6 +140,8 @@ class ReadRequest:
     bucket: str = ""
     offset: int = 0
     length: int | None = None
+    # An ETag: the bytes must be of that version, else OBJECT_CHANGED.
+    if_match: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -159,6 +184,8 @@ class MetadataResponse:
     content_encoding: str = omitempty("")
     content_language: str = omitempty("")
     expires: int = omitempty(0)
+    # User metadata, as a write's ``config`` set it.
+    config: dict[str, str] = omitempty(None)
 
 
 @dataclass(slots=True, frozen=True)
@@ -382,6 +409,7 @@ class S3Methods:
             self.list_buckets,
             inline=True,
         )
+        add("s3.GetBucketInfo", BucketRequest, BucketInfoResponse, self.get_bucket_info)
         add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
         add("s3.Read", ReadRequest, ObjectContent, self.read)
         add("s3.Exists", PathRequest, ExistsResponse, self.exists)
@@ -420,20 +448,17 @@ class S3Methods:
             self.storage.register_bucket(req.name, raw)
         else:
             # Refuse here what every worker would refuse, then let the supervisor order it.
-            if not req.name:
-                raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
-            if req.name in self.storage.buckets:
-                raise RPCError(
-                    ErrorCode.BUCKET_ALREADY_EXISTS,
-                    "Bucket already registered",
-                    f"bucket: {req.name}",
-                )
-            parse_bucket(req.name, raw, self.storage.settings.servers)
+            self.storage.admit(req.name, raw)
             await self.register_everywhere(req.name, raw)
         return RegisterBucketResponse(True, "Bucket registered successfully")
 
     async def list_buckets(self, req: ListBucketsRequest) -> ListBucketsResponse:
         return ListBucketsResponse(sorted(self.storage.buckets), self.storage.default)
+
+    async def get_bucket_info(self, req: BucketRequest) -> BucketInfoResponse:
+        bucket = self.storage.bucket(req.bucket)
+        mode = await visibility.mode(bucket)
+        return BucketInfoResponse(bucket.name, mode, bucket.config.visibility)
 
     async def write(self, req: WriteRequest) -> ObjectWrittenResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
@@ -444,8 +469,10 @@ class S3Methods:
 
     async def read(self, req: ReadRequest) -> ObjectContent:
         ref = self.storage.resolve(req.bucket, req.pathname)
-        # Answered as it is: content, size, mime_type, last_modified.
-        return await objects.read(ref, req.offset, req.length, max_size=self.storage.max_read_size)
+        # Answered as it is: content, size, mime_type, last_modified, etag.
+        return await objects.read(
+            ref, req.offset, req.length, max_size=self.storage.max_read_size, if_match=req.if_match
+        )
 
     async def exists(self, req: PathRequest) -> ExistsResponse:
         return ExistsResponse(await objects.exists(self.storage.resolve(req.bucket, req.pathname)))
@@ -492,6 +519,7 @@ class S3Methods:
             info.headers.content_encoding,
             info.headers.content_language,
             info.headers.expires,
+            info.user_fields(),
         )
 
     async def set_visibility(self, req: SetVisibilityRequest) -> SuccessResponse:

@@ -15,6 +15,8 @@ from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.typed import RequestDecoder, ResponseEncoder
 
 Req = TypeVar("Req")
+# Unknown names up to this long get a "did you mean" (method names are about 20).
+MAX_SUGGESTED_LENGTH = 64
 Resp = TypeVar("Resp")
 
 
@@ -64,6 +66,13 @@ class MethodRegistry:
         return sorted(self._methods)
 
     def not_found(self, name: str) -> RPCError:
-        close = difflib.get_close_matches(name, self._methods, n=1, cutoff=0.6)
+        # A name far longer than any method's is no typo of one (and difflib's
+        # time grows with its length).
+        close = (
+            difflib.get_close_matches(name, self._methods, n=1, cutoff=0.6)
+            if len(name) <= MAX_SUGGESTED_LENGTH
+            else []
+        )
         hint = f"did you mean {close[0]}?" if close else "available: " + ", ".join(self.names())
-        return RPCError(ErrorCode.METHOD_NOT_FOUND, f"unknown method '{name}'", hint)
+        shown = name if len(name) <= MAX_SUGGESTED_LENGTH else f"{name[:MAX_SUGGESTED_LENGTH]}..."
+        return RPCError(ErrorCode.METHOD_NOT_FOUND, f"unknown method '{shown}'", hint)

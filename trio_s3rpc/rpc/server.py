@@ -33,13 +33,14 @@ import logging
 import os
 import socket as stdlib_socket
 import stat
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import trio
 
 from trio_s3rpc import callers
-from trio_s3rpc.config import ListenAddress, RPCSettings, exposure_warning
+from trio_s3rpc.config import MAX_UNIX_PATH, ListenAddress, RPCSettings, exposure_warning
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
     FLAG_CONTROL,
@@ -482,24 +483,50 @@ async def _open_unix_listener(path: str, settings: RPCSettings) -> trio.SocketLi
 
 
 def _bind_unix(path: str, settings: RPCSettings) -> stdlib_socket.socket:
+    """A unix socket bound at ``path`` that nobody could reach before it had its mode.
+
+    It is bound in a private (0700) directory beside ``path``, under a umask
+    that gives it ``s3.socket_mode`` at once, given its owner and group there
+    (through the directory's handle, never following a link), and only then
+    renamed into place: nobody else can replace the file or reach the socket
+    between bind and chmod, and a link planted at ``path`` is replaced, never
+    followed. (On Linux, fchmod/fchown of the socket's own descriptor do not
+    touch the file that connect() checks.)
+    """
     _clear_stale_socket(path)
-    sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
-    bound = False
+    parent = os.path.dirname(os.path.abspath(path))
     try:
-        with _umask(0o177):
-            sock.bind(path)
-        bound = True
-        os.chmod(path, settings.socket_mode)
-        _chown_socket(path, settings)
+        private = tempfile.mkdtemp(prefix=".trio-s3rpc-", dir=parent)
+    except OSError as exc:
+        raise RPCError(
+            ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: {exc.strerror}"
+        ) from None
+    sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    directory = os.open(private, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # A path short enough for sun_path whatever the directory's length.
+        bind_path = os.path.join(private, "s")
+        if len(os.fsencode(bind_path)) > MAX_UNIX_PATH:
+            bind_path = f"/proc/self/fd/{directory}/s"
+        with _umask(0o777 & ~settings.socket_mode):
+            sock.bind(bind_path)
+        # The directory is ours alone, so nothing there can be a planted link.
+        os.chmod("s", settings.socket_mode, dir_fd=directory)
+        _chown_socket(path, settings, directory)
+        os.rename("s", path, src_dir_fd=directory)
     except (OSError, RPCError) as exc:
         sock.close()
-        if bound:
-            remove_socket_file(path)
+        with contextlib.suppress(OSError):
+            os.unlink("s", dir_fd=directory)
         if isinstance(exc, RPCError):
             raise
         raise RPCError(
             ErrorCode.INVALID_CONFIG, f"cannot listen on unix://{path}: {exc.strerror}"
         ) from None
+    finally:
+        os.close(directory)
+        with contextlib.suppress(OSError):
+            os.rmdir(private)
     return sock
 
 
@@ -560,12 +587,19 @@ def bind_sockets(
     return per_copy, ListenAddress("tcp", host=address.host, port=port)
 
 
-def _chown_socket(path: str, settings: RPCSettings) -> None:
-    """Give the socket file ``s3.socket_owner``/``s3.socket_group``, when set."""
+def _chown_socket(path: str, settings: RPCSettings, directory: int) -> None:
+    """Give the socket file ``s`` in ``directory`` (a handle) ``s3.socket_owner`` and
+    ``s3.socket_group``, when set; ``path`` is where it will be, for the message."""
     if settings.socket_owner < 0 and settings.socket_group < 0:
         return
     try:
-        os.chown(path, settings.socket_owner, settings.socket_group)
+        os.chown(
+            "s",
+            settings.socket_owner,
+            settings.socket_group,
+            dir_fd=directory,
+            follow_symlinks=False,
+        )
     except OSError as exc:
         raise RPCError(
             ErrorCode.INVALID_CONFIG,

@@ -6,7 +6,8 @@ so decoding a request is one pass over a dict with no introspection on the hot
 path. A missing or mistyped field becomes an ``INVALID_REQUEST`` error naming
 the field. Byte fields (annotated :data:`Binary`) follow the codec: base64
 text under JSON, raw bytes under msgpack, where PHP packs arbitrary bytes as
-msgpack *str* (kept intact by the codec's surrogateescape decoding).
+msgpack *str*: the codec is told which fields those are
+(:attr:`RequestDecoder.binary_fields`) and hands them over as bytes.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _to_binary(value: Any, binary_as_base64: bool) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        # msgpack str from PHP: the codec kept undecodable bytes as surrogates.
+        # msgpack str decoded as text (a caller that did not name its byte fields):
+        # the codec kept undecodable bytes as surrogates.
         return value.encode("utf-8", "surrogateescape")
     raise _FieldError(f"must be bytes, got {_type_name(value)}")
 
@@ -195,7 +197,7 @@ class _Field:
 class RequestDecoder(typing.Generic[T]):
     """Turns a decoded argument mapping into an instance of a request dataclass."""
 
-    __slots__ = ("_fields", "_type")
+    __slots__ = ("_fields", "_type", "binary_fields")
 
     def __init__(self, request_type: type[T]) -> None:
         if not dataclasses.is_dataclass(request_type):
@@ -210,6 +212,13 @@ class RequestDecoder(typing.Generic[T]):
             fields.append(_Field(item.name, convert, nullable, required))
         self._fields = tuple(fields)
         self._type = request_type
+        #: The fields that carry bytes, for the codec to keep as bytes under msgpack.
+        self.binary_fields = frozenset(f.name for f in fields if f.convert is _to_binary)
+
+    @property
+    def request_type(self) -> type[T]:
+        """The dataclass this decoder builds (its fields are the wire names)."""
+        return self._type
 
     @property
     def field_names(self) -> tuple[str, ...]:

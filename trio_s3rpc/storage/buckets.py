@@ -22,7 +22,14 @@ from types import TracebackType
 
 import trio
 
-from trio_s3rpc.config import BucketConfig, S3Settings, ServerConfig, parse_bucket
+from trio_s3rpc.config import (
+    BucketConfig,
+    RegisterScope,
+    S3Settings,
+    ServerConfig,
+    check_bucket_name,
+    parse_bucket,
+)
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook
 from trio_s3rpc.s3.parts import PartLimitError
@@ -325,12 +332,39 @@ class Storage:
         return self.bucket(bucket_name).ref(pathname)
 
     def register_bucket(self, name: str, raw: Mapping[str, object]) -> None:
+        config = self.admit(name, raw)
+        self.buckets[name] = self._make_bucket(config)
+        log.info("event=bucket_registered name=%s server=%s", name, config.server)
+
+    def admit(self, name: str, raw: Mapping[str, object]) -> BucketConfig:
+        """The settings of a bucket a caller asks to register, or why it may not be.
+
+        The name is checked first (it goes into logs, metric labels and
+        errors), then the settings as in the config file, then
+        ``s3.register_buckets``: a prefix is no tenant boundary unless that
+        setting makes it one.
+        """
         if not name:
             raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
+        check_bucket_name(name, "name")
         if name in self.buckets:
             raise RPCError(
                 ErrorCode.BUCKET_ALREADY_EXISTS, "Bucket already registered", f"bucket: {name}"
             )
         config = parse_bucket(name, raw, self.settings.servers)
-        self.buckets[name] = self._make_bucket(config)
-        log.info("event=bucket_registered name=%s server=%s", name, config.server)
+        scopes = self.settings.register_scopes
+        if scopes is None or any(scope.admits(config) for scope in scopes):
+            return config
+        if not scopes:
+            raise RPCError(
+                ErrorCode.PERMISSION_DENIED,
+                "s3.RegisterBucket is turned off on this server (s3.register_buckets: off)",
+                f"bucket: {name}",
+            )
+        reach = RegisterScope(config.server, config.bucket, config.prefix)
+        raise RPCError(
+            ErrorCode.PERMISSION_DENIED,
+            f"bucket '{name}' would reach {reach}, outside what s3.register_buckets allows "
+            f"({', '.join(map(str, scopes))})",
+            f"bucket: {name}",
+        )

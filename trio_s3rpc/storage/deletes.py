@@ -1,4 +1,8 @@
-"""DeleteMany: up to 1000 keys per DeleteObjects request, batches in parallel."""
+"""DeleteMany: up to 1000 keys per DeleteObjects request, batches in parallel.
+
+The pathnames are validated a thousand at a time between checkpoints, so a
+list of hundreds of thousands never holds the event loop.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.storage.buckets import Bucket
 from trio_s3rpc.storage.records import DeleteError, DeleteManyResult
+
+# Pathnames validated between two checkpoints: a few milliseconds of work.
+CHECK_BATCH = 1000
 
 
 def _refused(pathname: str, exc: RPCError) -> DeleteError:
@@ -27,7 +34,9 @@ async def delete_many(bucket: Bucket, pathnames: Sequence[str]) -> DeleteManyRes
     """
     errors: list[DeleteError] = []
     keys: dict[str, str] = {}  # key -> pathname, in request order
-    for pathname in pathnames:
+    for index, pathname in enumerate(pathnames):
+        if index % CHECK_BATCH == CHECK_BATCH - 1:
+            await trio.lowlevel.checkpoint()  # a long list must not hold the event loop
         try:
             ref = bucket.ref(pathname)
         except RPCError as exc:
@@ -50,9 +59,15 @@ async def delete_many(bucket: Bucket, pathnames: Sequence[str]) -> DeleteManyRes
         async with trio.open_nursery() as nursery:
             for index, batch in enumerate(batches):
                 nursery.start_soon(run, index, batch)
-    order = {pathname: position for position, pathname in enumerate(pathnames)}
-    errors += [error for result in results for error in result.errors]
-    errors.sort(key=lambda error: order.get(error.pathname, len(order)))
+    refused = [error for result in results for error in result.errors]
+    if refused:
+        # Invalid pathnames are in request order already; refusals of the service
+        # are merged in among them.
+        await trio.lowlevel.checkpoint()
+        order = {pathname: position for position, pathname in enumerate(pathnames)}
+        await trio.lowlevel.checkpoint()
+        errors += refused
+        errors.sort(key=lambda error: order.get(error.pathname, len(order)))
     return DeleteManyResult([p for result in results for p in result.deleted], errors)
 
 

@@ -37,6 +37,7 @@ from trio_s3rpc.storage.records import (
     stored_checksum,
     verify_checksum,
 )
+from trio_s3rpc.storage.tokens import open_continuation, seal_continuation
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 MAX_LIST_KEYS = 1000
@@ -121,20 +122,32 @@ async def _write_multipart(ref: ObjectRef, content: bytes, headers: dict[str, st
 
 
 async def read(
-    ref: ObjectRef, offset: int = 0, length: int | None = None, *, max_size: int
+    ref: ObjectRef,
+    offset: int = 0,
+    length: int | None = None,
+    *,
+    max_size: int,
+    if_match: str = "",
 ) -> ObjectContent:
-    """The object's bytes (or a range of them); at most ``max_size`` in one answer."""
+    """The object's bytes (or a range of them); at most ``max_size`` in one answer.
+
+    With ``if_match`` (an ETag an earlier Read answered) the bytes must come
+    from that version: the service checks ``If-Match``, and a replaced object
+    is ``OBJECT_CHANGED``, so a caller reading in ranges never joins two
+    versions' bytes.
+    """
     bucket = ref.bucket
     if offset < 0 or (length is not None and length < 0):
         raise RPCError(ErrorCode.INVALID_REQUEST, "offset and length must not be negative")
     ranged = offset > 0 or length is not None
     if length == 0:
-        info = await head(ref)
-        return ObjectContent(b"", info.size, info.mime_type, info.last_modified)
+        return _no_bytes(await head(ref), ref, if_match)
     headers: dict[str, str] = {}
     if ranged:
         end = "" if length is None else str(offset + length - 1)
         headers["Range"] = f"bytes={offset}-{end}"
+    if if_match:
+        headers["If-Match"] = _etag_header(if_match)
     try:
         async with bucket.stream("GetObject", "GET", ref.key, headers) as response:
             announced = int(response.headers.get("content-length", "0"))
@@ -148,11 +161,16 @@ async def read(
             # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
             content = await response.aread()
     except StorageError as exc:
+        if exc.status == 412:
+            raise _changed(ref, if_match) from None
         if exc.status != 416:
             raise
         # An offset at or past the end: no bytes, but the caller still gets the size.
-        info = await head(ref)
-        return ObjectContent(b"", info.size, info.mime_type, info.last_modified)
+        return _no_bytes(await head(ref), ref, if_match)
+    etag = response.headers.get("etag", "")
+    if if_match and etag and etag != if_match:
+        # A service that ignores If-Match on GET: the answer's own ETag still tells.
+        raise _changed(ref, if_match, etag)
     size = len(content)
     if ranged:
         size = _total_from_content_range(response.headers.get("content-range", ""), size)
@@ -166,6 +184,34 @@ async def read(
         size=size,
         mime_type=response.headers.get("content-type", ""),
         last_modified=http_date(response.headers.get("last-modified")),
+        etag=etag,
+    )
+
+
+def _etag_header(if_match: str) -> str:
+    """``if_match`` as a header value; anything else (a CR/LF, non-ASCII) is refused."""
+    if not if_match.isascii() or not if_match.isprintable() or len(if_match) > 1024:
+        raise RPCError(
+            ErrorCode.INVALID_REQUEST,
+            "field 'if_match' must be an ETag as s3.Read answers it (printable ASCII)",
+            repr(if_match[:80]),
+        )
+    return if_match
+
+
+def _no_bytes(info: ObjectInfo, ref: ObjectRef, if_match: str) -> ObjectContent:
+    """An answer without content (length 0, or an offset past the end), version-checked."""
+    if if_match and info.etag != if_match:
+        raise _changed(ref, if_match, info.etag)
+    return ObjectContent(b"", info.size, info.mime_type, info.last_modified, info.etag)
+
+
+def _changed(ref: ObjectRef, if_match: str, found: str = "") -> RPCError:
+    now = f", now {found}" if found else ""
+    return RPCError(
+        ErrorCode.OBJECT_CHANGED,
+        "the object was replaced since the version asked for (if_match) was read",
+        f"bucket: {ref.bucket.name}, pathname: {ref.pathname}, if_match: {if_match}{now}",
     )
 
 
@@ -359,15 +405,19 @@ async def list_objects(
     }
     if delimiter:
         query["delimiter"] = delimiter
+    secret = bucket.server.credentials.secret
     if continuation_token:
-        query["continuation-token"] = continuation_token
+        query["continuation-token"] = open_continuation(continuation_token, bucket.name, secret)
     response = await bucket.request("ListObjectsV2", "GET", None, query=query)
     with bucket.errors():
         result = s3xml.parse_list_objects_v2(response.content)
-    # Keys are pathnames: the bucket's prefix is taken off.
+    # Keys are pathnames: the bucket's prefix is taken off, and the service's
+    # token, which may spell it out, is sealed.
     strip = len(bucket.config.prefix)
+    token = result.next_continuation_token
     return replace(
         result,
         contents=[replace(item, key=item.key[strip:]) for item in result.contents],
         common_prefixes=[p[strip:] for p in result.common_prefixes],
+        next_continuation_token=seal_continuation(bucket.name, token, secret) if token else "",
     )

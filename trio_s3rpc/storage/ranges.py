@@ -4,22 +4,31 @@ ReadFile (into a local file) and a copy between services (into an upload
 part) read objects as parallel ranges. Both take each range from here, with
 ``If-Match`` on the ETag the object had when the transfer began, so a
 transfer never mixes the bytes of two versions, and with the range's CRC32C
-computed on the way, for the caller to combine in order.
+computed on the way, for the caller to combine in order. A body cut short
+(a reset connection, a read timeout) is resumed from the byte it reached,
+with the same ``If-Match``, as s3transfer retries body errors: a range may be
+asked for again :data:`BODY_RETRIES` times before the failure stands.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import trio
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
-from trio_s3rpc.storage.buckets import ObjectRef
+from trio_s3rpc.s3.transport import HTTPResponse
+from trio_s3rpc.storage.buckets import ObjectRef, StorageError
+
+log = logging.getLogger("trio_s3rpc.storage")
 
 # Pieces of at least this size reach the sink (a thread hand-off per pwrite for ReadFile).
 CHUNK = 2 * 1024 * 1024
+# Times one range's body may break and be resumed (s3transfer makes 5 attempts in all).
+BODY_RETRIES = 4
 
 # Takes each chunk and its offset in the object, in order.
 Sink = Callable[[bytes, int], Awaitable[None]]
@@ -43,20 +52,45 @@ class RangeRead:
         self.length = 0
 
     async def chunks(self, *, exact: bool = False) -> AsyncGenerator[bytes, None]:
-        headers = {"Range": f"bytes={self.start}-{self.end - 1}"}
-        if self.etag:
-            headers["If-Match"] = self.etag
+        """The range's bytes as they arrive; a broken body is resumed where it broke."""
         wanted = self.end - self.start
-        async with self.ref.bucket.stream("GetObject", "GET", self.ref.key, headers) as response:
-            # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
-            async for chunk in response.aiter_raw(CHUNK):
-                if self.length + len(chunk) > wanted:
-                    raise self._wrong_size("more")
-                self.crc = checksums.crc32c(chunk, self.crc)
-                self.length += len(chunk)
-                yield chunk
+        retries = 0
+        while True:
+            answered = False
+            try:
+                async with self._get() as response:
+                    answered = True
+                    # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
+                    async for chunk in response.aiter_raw(CHUNK):
+                        if self.length + len(chunk) > wanted:
+                            raise self._wrong_size("more")
+                        self.crc = checksums.crc32c(chunk, self.crc)
+                        self.length += len(chunk)
+                        yield chunk
+                break
+            except StorageError as exc:
+                # Only a body that broke after a good head is resumed: a refusal
+                # (412 included: the object changed) was the service's answer.
+                if not answered or self.length == wanted or retries == BODY_RETRIES:
+                    raise
+                retries += 1
+                log.warning(
+                    "event=range_resumed bucket=%s pathname=%r offset=%d retry=%d error=%r",
+                    self.ref.bucket.name,
+                    self.ref.pathname,
+                    self.start + self.length,
+                    retries,
+                    exc.wire_text(),
+                )
         if exact and self.length != wanted:
             raise self._wrong_size("fewer")
+
+    def _get(self) -> contextlib.AbstractAsyncContextManager[HTTPResponse]:
+        """The GetObject of the bytes not received yet."""
+        headers = {"Range": f"bytes={self.start + self.length}-{self.end - 1}"}
+        if self.etag:
+            headers["If-Match"] = self.etag
+        return self.ref.bucket.stream("GetObject", "GET", self.ref.key, headers)
 
     def _wrong_size(self, which: str) -> RPCError:
         return RPCError(

@@ -33,6 +33,9 @@ _METADATA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# 9999-12-31T23:59:59Z: an HTTP date has a four-digit year.
+LAST_HTTP_DATE = 253402300799
+
 # The standard headers an object is stored with and served with: request field -> HTTP header.
 STANDARD_HEADERS = {
     "cache_control": "Cache-Control",
@@ -79,10 +82,12 @@ class ObjectHeaders(StandardHeaderFields):
         for name, header in STANDARD_HEADERS.items():
             value = getattr(self, name)
             if name == "expires":
-                if value < 0:
+                if not 0 <= value <= LAST_HTTP_DATE:
                     raise RPCError(
                         ErrorCode.INVALID_REQUEST,
-                        f"field 'expires' must be Unix seconds (0 = none), got {value}",
+                        f"field 'expires' must be Unix seconds from 0 (none) to "
+                        f"{LAST_HTTP_DATE} (the last second of year 9999, the latest an HTTP "
+                        f"date can carry), got {value}",
                     )
                 if value:
                     headers[header] = email.utils.formatdate(value, usegmt=True)
@@ -132,6 +137,12 @@ class ObjectInfo:
             if name != checksums.METADATA_HEADER
         }
 
+    def user_fields(self) -> dict[str, str]:
+        """The user metadata as a write's ``config`` gave it: names without
+        ``x-amz-meta-``, values as written (a non-ASCII one travels RFC 2047-encoded)."""
+        prefix = len("x-amz-meta-")
+        return {name[prefix:]: _from_rfc2047(value) for name, value in self.user_metadata().items()}
+
     @classmethod
     def uploaded(
         cls, done: CompletedUpload, headers: Mapping[str, str], checksum: str | None = None
@@ -173,6 +184,8 @@ class ObjectContent:
     size: int
     mime_type: str
     last_modified: int
+    # The version these bytes are of: a later ranged Read passes it as ``if_match``.
+    etag: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -234,6 +247,20 @@ def http_date(value: str | None) -> int:
         return int(email.utils.parsedate_to_datetime(value).timestamp())
     except (TypeError, ValueError):
         return 0
+
+
+_RFC2047_UTF8 = re.compile(r"^=\?UTF-8\?B\?([A-Za-z0-9+/=]*)\?=$", re.IGNORECASE)
+
+
+def _from_rfc2047(value: str) -> str:
+    """A value :func:`metadata_headers` encoded, decoded back; any other as it is."""
+    match = _RFC2047_UTF8.match(value)
+    if match is None:
+        return value
+    try:
+        return base64.b64decode(match[1], validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return value
 
 
 def metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:

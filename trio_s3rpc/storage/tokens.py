@@ -1,9 +1,17 @@
-"""The ``upload_id`` of a chunked upload: a signed, self-describing token.
+"""Tokens this server hands to callers: the ``upload_id`` of a chunked upload, and
+``ListObjects``' ``next_continuation_token``.
 
-It carries the bucket, the pathname, the service's multipart upload id and
-the part size, with an HMAC keyed by the bucket's server credentials, so any
-server instance with the same configuration can continue the upload, and an
-altered or foreign token is refused as unknown.
+An upload token carries the bucket, the pathname, the service's multipart
+upload id and the part size, with an HMAC keyed by the bucket's server
+credentials, so any server instance with the same configuration can continue
+the upload, and an altered or foreign token is refused as unknown.
+
+A continuation token is the service's own, which may spell out the last key
+listed and with it the bucket's configured prefix (SeaweedFS's does): it is
+sealed (encrypted, then authenticated, under keys derived from the same
+credentials) with the registered bucket's name, so a caller learns nothing of
+the key space beyond its own pathnames, and cannot replay it on another
+bucket.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +44,8 @@ class UploadToken:
     create_headers: dict[str, str] | None = None
 
 
-def _token_key(secret: str) -> bytes:
-    return hashlib.sha256(b"trio-s3rpc upload token\x00" + secret.encode()).digest()
+def _token_key(secret: str, purpose: bytes = b"upload token") -> bytes:
+    return hashlib.sha256(b"trio-s3rpc " + purpose + b"\x00" + secret.encode()).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -97,3 +106,61 @@ def decode_token(text: str, secret_for: Any) -> UploadToken:
         int(part_size),
         None if headers is None else {str(k): str(v) for k, v in headers.items()},
     )
+
+
+CONTINUATION_VERSION = "c1"
+_CONTINUATION = b"continuation token"
+_NONCE_SIZE = 16
+_MAC_SIZE = 16
+
+
+def seal_continuation(bucket: str, service_token: str, secret: str) -> str:
+    """The service's continuation token for ``bucket``, encrypted and authenticated."""
+    key = _token_key(secret, _CONTINUATION)
+    nonce = secrets.token_bytes(_NONCE_SIZE)
+    plain = json.dumps([bucket, service_token], separators=(",", ":")).encode()
+    sealed = nonce + _xor_keystream(key, nonce, plain)
+    mac = hmac.new(key, b"mac\x00" + sealed, hashlib.sha256).digest()[:_MAC_SIZE]
+    return f"{CONTINUATION_VERSION}.{_b64(sealed + mac)}"
+
+
+def open_continuation(text: str, bucket: str, secret: str) -> str:
+    """The service's token inside one :func:`seal_continuation` made for ``bucket``."""
+    refused = RPCError(
+        ErrorCode.INVALID_REQUEST,
+        f"continuation_token is not one this server gave for bucket '{bucket}' (or it was "
+        "altered); start the listing again without it",
+        f"continuation_token: {text[:80]}",
+    )
+    version, _, body = text.partition(".")
+    try:
+        data = _unb64(body)
+    except (ValueError, binascii.Error):
+        raise refused from None
+    if version != CONTINUATION_VERSION or len(data) < _NONCE_SIZE + _MAC_SIZE:
+        raise refused
+    key = _token_key(secret, _CONTINUATION)
+    sealed, mac = data[:-_MAC_SIZE], data[-_MAC_SIZE:]
+    expected = hmac.new(key, b"mac\x00" + sealed, hashlib.sha256).digest()[:_MAC_SIZE]
+    if not hmac.compare_digest(mac, expected):
+        raise refused
+    nonce, cipher = sealed[:_NONCE_SIZE], sealed[_NONCE_SIZE:]
+    try:
+        named, service_token = json.loads(_xor_keystream(key, nonce, cipher))
+    except (ValueError, TypeError):
+        raise refused from None
+    if named != bucket or not isinstance(service_token, str):
+        raise refused
+    return service_token
+
+
+def _xor_keystream(key: bytes, nonce: bytes, data: bytes) -> bytes:
+    """``data`` XOR HMAC-SHA256(key, "enc", nonce, counter) blocks: a PRF in counter mode."""
+    blocks = (len(data) + 31) // 32
+    stream = b"".join(
+        hmac.new(key, b"enc\x00" + nonce + index.to_bytes(4, "big"), hashlib.sha256).digest()
+        for index in range(blocks)
+    )
+    size = len(data)
+    mixed = int.from_bytes(data, "big") ^ int.from_bytes(stream[:size], "big")
+    return mixed.to_bytes(size, "big")

@@ -35,9 +35,11 @@ use League\MimeTypeDetection\FinfoMimeTypeDetector;
 use League\MimeTypeDetection\MimeTypeDetector;
 use Throwable;
 use TrioS3Rpc\Client;
+use TrioS3Rpc\Exception\InvalidArgument;
 use TrioS3Rpc\Exception\TrioS3RpcException;
 use TrioS3Rpc\Result\Metadata;
 use TrioS3Rpc\Result\ObjectEntry;
+use TrioS3Rpc\WriteOptions;
 
 /**
  * Flysystem v3 over a trio-s3rpc bucket, behaving as Flysystem's AWS S3 v3 adapter does:
@@ -47,21 +49,38 @@ use TrioS3Rpc\Result\ObjectEntry;
  * under the prefix. Reads and writes of streams go through Client::readStream/writeStream,
  * in bounded memory whatever the size.
  *
- * $visibilityMode is the bucket's visibility_mode on the server: "acl" (per-object
- * visibility) or "none" (the service keeps no object ACLs: every object has the bucket's
- * visibility; writes send none, and setVisibility to another one fails), the counterpart of
- * the Google Cloud adapter's uniform bucket-level access.
+ * The bucket's visibility mode comes from the server (s3.GetBucketInfo, asked once):
+ * "acl" (per-object visibility) or "none" (the service keeps no object ACLs: every object
+ * has the bucket's visibility). Under "none" a write or setVisibility asking for the
+ * bucket's own visibility succeeds and one asking for the other fails (UnableToWriteFile,
+ * UnableToSetVisibility), the same rule for both, as the server applies it. $visibilityMode
+ * overrides what the server says (for a server older than s3.GetBucketInfo).
  *
- * Config options on writes: visibility, directory_visibility, mimetype (or ContentType),
- * metadata (user metadata), and the headers CacheControl, ContentDisposition,
- * ContentEncoding, ContentLanguage, Expires (or their snake_case names).
- * checksum_algo: md5 (default; the bytes are read and hashed, since an ETag is not always an
- * MD5), etag (the service's ETag), crc32c (the server's stored checksum), or any hash_algos().
+ * Config options on writes, by the names Flysystem's AWS S3 v3 adapter takes: visibility,
+ * directory_visibility, mimetype (or ContentType), Metadata (or metadata: user metadata),
+ * CacheControl, ContentDisposition, ContentEncoding, ContentLanguage, Expires (or their
+ * snake_case names), StorageClass, ServerSideEncryption, SSEKMSKeyId, ACL (public-read or
+ * private, as a visibility). The other options of the AWS adapter (Tagging, Grant*,
+ * SSECustomer*, RequestPayer, WebsiteRedirectLocation, ChecksumAlgorithm, ...) have no
+ * counterpart in the s3.* contract: a write naming one fails with UnableToWriteFile saying
+ * so, instead of ignoring it.
+ *
+ * checksum_algo: etag (default, as the AWS adapter: the service's ETag), crc32c (the
+ * server's stored checksum), or md5 or any other of hash_algos() (the bytes are read and
+ * hashed, since an ETag is not always an MD5).
  */
 final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, TemporaryUrlGenerator, ChecksumProvider
 {
-    /** Content types that say "unknown": Flysystem's detector treats them as inconclusive too. */
-    private const UNKNOWN_MIME_TYPES = ['application/octet-stream', 'binary/octet-stream'];
+    /** Options of the AWS adapter that the s3.* contract cannot carry: refused, not ignored. */
+    public const UNSUPPORTED_OPTIONS = [
+        'Tagging', 'GrantFullControl', 'GrantRead', 'GrantReadACP', 'GrantWriteACP', 'RequestPayer',
+        'SSECustomerAlgorithm', 'SSECustomerKey', 'SSECustomerKeyMD5', 'WebsiteRedirectLocation',
+        'ChecksumAlgorithm', 'MetadataDirective', 'CopySourceSSECustomerAlgorithm',
+        'CopySourceSSECustomerKey', 'CopySourceSSECustomerKeyMD5',
+    ];
+
+    /** get_object_options of temporaryUrl that a presigned GET of the server can carry. */
+    private const GET_OBJECT_OPTIONS = ['ResponseContentType', 'ResponseContentDisposition'];
 
     private const HEADER_OPTIONS = [
         'CacheControl' => 'cache_control',
@@ -74,19 +93,35 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     private readonly PathPrefixer $prefixer;
     private readonly MimeTypeDetector $mimeTypeDetector;
 
+    /**
+     * @param string      $bucket         a bucket of the server's s3.buckets ('' = its s3.default)
+     * @param string|null $visibilityMode acl | none; null: as the server says
+     *
+     * @throws InvalidArgument a visibilityMode other than acl, none or null
+     */
     public function __construct(
         private readonly Client $client,
         private readonly string $bucket,
         string $prefix = '',
-        private readonly string $visibilityMode = 'acl',
+        private ?string $visibilityMode = null,
         ?MimeTypeDetector $mimeTypeDetector = null,
         private readonly int $listPageSize = 1000,
     ) {
-        if (!\in_array($visibilityMode, ['acl', 'none'], true)) {
-            throw new \InvalidArgumentException("visibilityMode must be 'acl' or 'none', got '$visibilityMode'");
+        if ($visibilityMode !== null && !\in_array($visibilityMode, ['acl', 'none'], true)) {
+            throw new InvalidArgument("visibilityMode must be 'acl', 'none' or null (as the server says), got '$visibilityMode'");
         }
         $this->prefixer = new PathPrefixer($prefix);
         $this->mimeTypeDetector = $mimeTypeDetector ?? new FinfoMimeTypeDetector();
+    }
+
+    /**
+     * The bucket's visibility mode: as given, else as the server answers (once).
+     *
+     * @throws TrioS3RpcException
+     */
+    public function visibilityMode(): string
+    {
+        return $this->visibilityMode ??= $this->client->bucketInfo($this->bucket)->visibilityMode;
     }
 
     public function fileExists(string $path): bool
@@ -113,8 +148,8 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     public function write(string $path, string $contents, Config $config): void
     {
         try {
-            [$visibility, $metadata, $contentType, $headers] = $this->writeOptions($path, $contents, $config);
-            $this->client->write($this->bucket, $this->prefixer->prefixPath($path), $contents, $visibility, $metadata, $contentType, $headers);
+            [$visibility, $metadata, $contentType, $headers, $options] = $this->writeOptions($path, $contents, $config);
+            $this->client->write($this->bucket, $this->prefixer->prefixPath($path), $contents, $visibility, $metadata, $contentType, $headers, $options);
         } catch (TrioS3RpcException $e) {
             throw UnableToWriteFile::atLocation($path, $e->getMessage(), $e);
         }
@@ -123,8 +158,8 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     public function writeStream(string $path, $contents, Config $config): void
     {
         try {
-            [$visibility, $metadata, $contentType, $headers] = $this->writeOptions($path, $contents, $config);
-            $this->client->writeStream($this->bucket, $this->prefixer->prefixPath($path), $contents, $visibility, $metadata, $contentType, $headers);
+            [$visibility, $metadata, $contentType, $headers, $options] = $this->writeOptions($path, $contents, $config);
+            $this->client->writeStream($this->bucket, $this->prefixer->prefixPath($path), $contents, $visibility, $metadata, $contentType, $headers, $options);
         } catch (TrioS3RpcException $e) {
             throw UnableToWriteFile::atLocation($path, $e->getMessage(), $e);
         }
@@ -215,7 +250,7 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
                 $this->bucket,
                 $this->prefixer->prefixDirectoryPath($path),
                 '',
-                $this->visibilityForWrite(\is_string($visibility) ? $visibility : null),
+                \is_string($visibility) ? $visibility : null,
             );
         } catch (TrioS3RpcException $e) {
             throw UnableToCreateDirectory::atLocation($path, $e->getMessage(), $e);
@@ -226,11 +261,10 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     {
         $key = $this->prefixer->prefixPath($path);
         try {
-            if ($this->visibilityMode === 'none') {
-                // Without ACLs the server has nothing to change for the bucket's own visibility
-                // and does not look at the object: check that it exists, as ACL mode does.
-                $this->client->getMetadata($this->bucket, $key);
-            }
+            // The object must exist: without ACLs the server has nothing to change for the
+            // bucket's own visibility and does not look at it, and some ACL services answer
+            // a PutObjectAcl of a missing key with success.
+            $this->client->getMetadata($this->bucket, $key);
             $this->client->setVisibility($this->bucket, $key, $visibility);
         } catch (TrioS3RpcException $e) {
             throw UnableToSetVisibility::atLocation($path, $e->getMessage(), $e);
@@ -247,7 +281,7 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     {
         $attributes = $this->fileAttributes($path, FileAttributes::ATTRIBUTE_MIME_TYPE);
         if ($attributes->mimeType() === null) {
-            throw UnableToRetrieveMetadata::mimeType($path, 'the object has no known content type');
+            throw UnableToRetrieveMetadata::mimeType($path, 'the object has no content type');
         }
         return $attributes;
     }
@@ -266,10 +300,10 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     {
         $prefix = \trim($this->prefixer->prefixPath($path), '/');
         $prefix = $prefix === '' ? '' : $prefix . '/';
-        $token = '';
+        $token = null;
         try {
             do {
-                $page = $this->client->listObjects($this->bucket, $prefix, $deep ? '' : '/', $this->listPageSize, $token);
+                $page = $this->client->listObjects($this->bucket, $prefix, $deep ? null : '/', $this->listPageSize, $token);
                 foreach ($page->commonPrefixes as $directory) {
                     yield new DirectoryAttributes(\rtrim($this->prefixer->stripPrefix($directory), '/'));
                 }
@@ -339,17 +373,46 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
      */
     public function temporaryUrl(string $path, DateTimeInterface $expiresAt, Config $config): string
     {
+        $options = (array) $config->get('get_object_options', []);
+        $unknown = \array_diff(\array_keys($options), self::GET_OBJECT_OPTIONS);
+        if ($unknown !== []) {
+            throw new UnableToGenerateTemporaryUrl(
+                'get_object_options ' . \implode(', ', $unknown) . ' cannot be carried by a presigned URL of trio-s3rpc; it takes ' . \implode(', ', self::GET_OBJECT_OPTIONS),
+                $path,
+            );
+        }
+        if ($config->get('presigned_request_options', []) !== []) {
+            throw new UnableToGenerateTemporaryUrl('presigned_request_options are not supported: the server signs the URL', $path);
+        }
         try {
             return $this->client->getPublicUrl(
                 $this->bucket,
                 $this->prefixer->prefixPath($path),
-                \max(1, $expiresAt->getTimestamp() - \time()),
-                (string) $config->get('response_content_type', $config->get('ResponseContentType', '')),
-                (string) $config->get('response_content_disposition', $config->get('ResponseContentDisposition', '')),
+                self::secondsUntil($path, $expiresAt),
+                self::optionalString($options['ResponseContentType'] ?? $config->get('response_content_type', $config->get('ResponseContentType'))),
+                self::optionalString($options['ResponseContentDisposition'] ?? $config->get('response_content_disposition', $config->get('ResponseContentDisposition'))),
             )->url;
         } catch (TrioS3RpcException $e) {
             throw UnableToGenerateTemporaryUrl::dueToError($path, $e);
         }
+    }
+
+    /** Seconds from now to $expiresAt; one in the past (or now) is refused, not clamped. */
+    private static function secondsUntil(string $path, DateTimeInterface $expiresAt): int
+    {
+        $seconds = $expiresAt->getTimestamp() - \time();
+        if ($seconds < 1) {
+            throw new UnableToGenerateTemporaryUrl(
+                'the expiry ' . $expiresAt->format(\DATE_ATOM) . ' is not in the future',
+                $path,
+            );
+        }
+        return $seconds;
+    }
+
+    private static function optionalString(mixed $value): ?string
+    {
+        return $value === null || $value === '' ? null : (string) $value;
     }
 
     /**
@@ -366,8 +429,8 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
             $upload = $this->client->getUploadUrl(
                 $this->bucket,
                 $this->prefixer->prefixPath($path),
-                \max(1, $expiresAt->getTimestamp() - \time()),
-                (string) $config->get('mimetype', $config->get('ContentType', '')),
+                self::secondsUntil($path, $expiresAt),
+                self::optionalString($config->get('mimetype', $config->get('ContentType'))),
             );
             return ['url' => $upload->url, 'headers' => $upload->headers];
         } catch (TrioS3RpcException $e) {
@@ -393,7 +456,7 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
 
     public function checksum(string $path, Config $config): string
     {
-        $algo = (string) $config->get('checksum_algo', 'md5');
+        $algo = (string) $config->get('checksum_algo', 'etag');
         try {
             if (\str_ends_with($path, '/')) {
                 throw new UnableToProvideChecksum('a directory has no checksum', $path);
@@ -438,14 +501,25 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     private function fileAttributes(string $path, string $type): FileAttributes
     {
         $metadata = $this->metadata($path, $type);
-        $extra = \array_filter(['ETag' => $metadata->etag, 'checksum' => $metadata->checksum] + $metadata->headers, static fn ($v) => $v !== '');
+        $extra = [
+            'ETag' => $metadata->etag,
+            'Metadata' => $metadata->metadata,
+            'StorageClass' => $metadata->storageClass,
+            'ServerSideEncryption' => $metadata->sse,
+            'SSEKMSKeyId' => $metadata->sseKmsKeyId,
+            'Checksum' => $metadata->checksum,
+        ];
+        foreach (self::HEADER_OPTIONS as $awsName => $name) {
+            $extra[$awsName] = $metadata->headers[$name] ?? '';
+        }
         return new FileAttributes(
             $path,
             $metadata->size,
             $metadata->visibility,
             $metadata->lastModified,
-            \in_array($metadata->mimeType, self::UNKNOWN_MIME_TYPES, true) || $metadata->mimeType === '' ? null : $metadata->mimeType,
-            $extra,
+            // The stored type, as the AWS adapter answers it (octet-stream included).
+            $metadata->mimeType === '' ? null : $metadata->mimeType,
+            \array_filter($extra, static fn ($v) => $v !== '' && $v !== []),
         );
     }
 
@@ -460,12 +534,29 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
     }
 
     /**
+     * What a write asks for, from Flysystem's Config by the AWS adapter's option names.
+     *
      * @param string|resource $contents
-     * @return array{string, array<string, string>, string, array<string, string>}
+     * @return array{?string, array<string, string>, string, array<string, string>, WriteOptions}
+     *
+     * @throws UnableToWriteFile an option that cannot be honoured, named
      */
     private function writeOptions(string $path, $contents, Config $config): array
     {
+        foreach (self::UNSUPPORTED_OPTIONS as $option) {
+            if ($config->get($option) !== null) {
+                throw UnableToWriteFile::atLocation($path, "the option $option is not supported by trio-s3rpc (its s3.* methods have no such field); remove it");
+            }
+        }
         $visibility = $config->get(Config::OPTION_VISIBILITY);
+        $acl = $config->get('ACL');
+        if ($acl !== null) {
+            $visibility = match ($acl) {
+                'public-read' => Visibility::PUBLIC,
+                'private' => Visibility::PRIVATE,
+                default => throw UnableToWriteFile::atLocation($path, "ACL '$acl' is not supported: use public-read or private (or the visibility option)"),
+            };
+        }
         $contentType = (string) $config->get('mimetype', $config->get('ContentType', ''));
         if ($contentType === '') {
             $sample = \is_string($contents) ? $contents : self::peek($contents);
@@ -484,14 +575,19 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
                 $value = match (true) {
                     $value instanceof DateTimeInterface => $value->getTimestamp(),
                     \is_numeric($value) => (int) $value,
-                    default => \strtotime((string) $value) ?: throw new \InvalidArgumentException("Expires: not a date: $value"),
+                    default => \strtotime((string) $value) ?: throw UnableToWriteFile::atLocation($path, "Expires: not a date: $value"),
                 };
             }
             $headers[$name] = (string) $value;
         }
         /** @var array<string, string> $metadata */
-        $metadata = (array) $config->get('metadata', $config->get('Metadata', []));
-        return [$this->visibilityForWrite(\is_string($visibility) ? $visibility : null), $metadata, $contentType, $headers];
+        $metadata = (array) $config->get('Metadata', $config->get('metadata', []));
+        $options = new WriteOptions(
+            self::optionalString($config->get('StorageClass', $config->get('storage_class'))),
+            self::optionalString($config->get('ServerSideEncryption', $config->get('sse'))),
+            self::optionalString($config->get('SSEKMSKeyId', $config->get('sse_kms_key_id'))),
+        );
+        return [\is_string($visibility) ? $visibility : null, $metadata, $contentType, $headers, $options];
     }
 
     /** The first bytes of a stream, for the content-type detector, leaving the stream where it was. */
@@ -506,21 +602,13 @@ final class TrioS3RpcAdapter implements FilesystemAdapter, PublicUrlGenerator, T
         return $sample;
     }
 
-    /** What a write sends: nothing in "none" mode (the bucket's visibility applies), else the asked visibility. */
-    private function visibilityForWrite(?string $visibility): string
-    {
-        if ($this->visibilityMode === 'none' || $visibility === null) {
-            return '';
-        }
-        return $visibility;
-    }
-
-    private function copyVisibility(string $source, Config $config): string
+    /** A copy's visibility: the config's, else (acl mode, retain_visibility) the source's. */
+    private function copyVisibility(string $source, Config $config): ?string
     {
         $visibility = $config->get(Config::OPTION_VISIBILITY);
-        if ($visibility === null && $this->visibilityMode === 'acl' && $config->get(Config::OPTION_RETAIN_VISIBILITY, true)) {
+        if ($visibility === null && $config->get(Config::OPTION_RETAIN_VISIBILITY, true) && $this->visibilityMode() === 'acl') {
             $visibility = $this->client->getMetadata($this->bucket, $this->prefixer->prefixPath($source))->visibility;
         }
-        return $this->visibilityForWrite(\is_string($visibility) ? $visibility : null);
+        return \is_string($visibility) ? $visibility : null;
     }
 }

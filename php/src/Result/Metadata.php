@@ -6,10 +6,17 @@ namespace TrioS3Rpc\Result;
 
 use TrioS3Rpc\Client;
 
-/** The answer of s3.GetMetadata; headers holds the standard object headers the object has. */
+/**
+ * The answer of s3.GetMetadata: headers holds the standard object headers the object has,
+ * metadata its user metadata (as a write's $metadata set it, names in lower case),
+ * storageClass and sse how it is stored.
+ */
 final class Metadata
 {
-    /** @param array<string, string> $headers cache_control, content_disposition, ... (see Client::HEADERS) */
+    /**
+     * @param array<string, string> $headers  cache_control, content_disposition, ... (see Client::HEADERS)
+     * @param array<string, string> $metadata user metadata
+     */
     public function __construct(
         public readonly int $size,
         public readonly string $mimeType,
@@ -18,6 +25,10 @@ final class Metadata
         public readonly string $etag = '',
         public readonly string $checksum = '',
         public readonly array $headers = [],
+        public readonly array $metadata = [],
+        public readonly string $storageClass = '',
+        public readonly string $sse = '',
+        public readonly string $sseKmsKeyId = '',
     ) {
     }
 
@@ -30,6 +41,10 @@ final class Metadata
                 $headers[$name] = (string) $a[$name];
             }
         }
+        $metadata = [];
+        foreach ((array) ($a['config'] ?? []) as $name => $value) {
+            $metadata[(string) $name] = (string) $value;
+        }
         return new self(
             (int) $a['size'],
             (string) $a['mime_type'],
@@ -38,6 +53,16 @@ final class Metadata
             (string) ($a['etag'] ?? ''),
             (string) ($a['checksum'] ?? ''),
             $headers,
+            $metadata,
+            (string) ($a['storage_class'] ?? ''),
+            (string) ($a['sse'] ?? ''),
+            (string) ($a['sse_kms_key_id'] ?? ''),
         );
+    }
+
+    /** lastModified as a date (UTC). */
+    public function modifiedAt(): \DateTimeImmutable
+    {
+        return new \DateTimeImmutable('@' . $this->lastModified);
     }
 }

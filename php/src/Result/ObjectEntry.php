@@ -27,4 +27,10 @@ final class ObjectEntry
             (string) ($a['storage_class'] ?? ''),
         );
     }
+
+    /** lastModified as a date (UTC). */
+    public function modifiedAt(): \DateTimeImmutable
+    {
+        return new \DateTimeImmutable('@' . $this->lastModified);
+    }
 }

@@ -4,7 +4,10 @@ declare(strict_types=1);
 
 namespace TrioS3Rpc\Result;
 
-/** The answer of s3.Read: the bytes (of the range asked for) and the object's total size. */
+/**
+ * The answer of s3.Read: the bytes (of the range asked for), the object's total size, and
+ * the etag of the version they are of (pass it as read(ifMatch: ...) for the next range).
+ */
 final class ReadResult
 {
     public function __construct(
@@ -12,6 +15,7 @@ final class ReadResult
         public readonly int $size,
         public readonly string $mimeType,
         public readonly int $lastModified,
+        public readonly string $etag = '',
     ) {
     }
 
@@ -23,6 +27,13 @@ final class ReadResult
             (int) $a['size'],
             (string) $a['mime_type'],
             (int) $a['last_modified'],
+            (string) ($a['etag'] ?? ''),
         );
+    }
+
+    /** lastModified as a date (UTC). */
+    public function modifiedAt(): \DateTimeImmutable
+    {
+        return new \DateTimeImmutable('@' . $this->lastModified);
     }
 }

@@ -19,6 +19,22 @@ final class TransferStatus
     ) {
     }
 
+    /** The state as an enum; null for a state this version does not know. */
+    public function transferState(): ?\TrioS3Rpc\TransferState
+    {
+        return \TrioS3Rpc\TransferState::tryFrom($this->state);
+    }
+
+    public function startedAtDate(): ?\DateTimeImmutable
+    {
+        return $this->startedAt > 0 ? new \DateTimeImmutable('@' . $this->startedAt) : null;
+    }
+
+    public function finishedAtDate(): ?\DateTimeImmutable
+    {
+        return $this->finishedAt > 0 ? new \DateTimeImmutable('@' . $this->finishedAt) : null;
+    }
+
     /** @param array<string, mixed> $a the decoded answer */
     public static function fromArray(array $a): self
     {

@@ -20,4 +20,10 @@ final class UploadUrl
     {
         return new self((string) $a['url'], \array_map('strval', (array) ($a['headers'] ?? [])), (int) $a['expires_at']);
     }
+
+    /** expiresAt as a date (UTC). */
+    public function expiry(): \DateTimeImmutable
+    {
+        return new \DateTimeImmutable('@' . $this->expiresAt);
+    }
 }

@@ -25,4 +25,10 @@ final class WriteResult
             (string) ($a['checksum'] ?? ''),
         );
     }
+
+    /** lastModified as a date (UTC). */
+    public function modifiedAt(): \DateTimeImmutable
+    {
+        return new \DateTimeImmutable('@' . $this->lastModified);
+    }
 }

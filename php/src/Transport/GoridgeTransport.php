@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace TrioS3Rpc\Transport;
 
 use TrioS3Rpc\Exception\ConnectionFailed;
+use TrioS3Rpc\Exception\InvalidArgument;
 use TrioS3Rpc\Exception\RpcError;
 
 /**
@@ -16,14 +17,18 @@ use TrioS3Rpc\Exception\RpcError;
  * then the method name followed by the encoded argument. An error answer carries the UTF-8
  * text "CODE: message (details)" after the method name.
  *
- * The connection opens at the first call. Any failure to send or receive closes it and
- * raises ConnectionFailed; the next call opens a new one.
+ * The connection opens at the first call. Before each call an idle connection is checked:
+ * one the server closed meanwhile (a restart, its idle timeout) is replaced by a new one,
+ * so the call is not lost on it. Any failure to send or receive closes it and raises
+ * ConnectionFailed; the next call opens a new one.
  */
 final class GoridgeTransport implements Transport
 {
     private const VERSION_AND_HEADER_WORDS = 0x15; // version 1, 5 words: 3 of header + 2 options
     private const FLAG_ERROR = 0x40;
     private const MAX_PAYLOAD = 0xFFFFFFFF;
+    /** The largest piece of an argument written (and so copied) at once. */
+    private const SLICE = 1 << 20;
 
     /** @var resource|null */
     private $socket = null;
@@ -32,16 +37,16 @@ final class GoridgeTransport implements Transport
     /**
      * @param string $address        tcp://host:port or unix:///path/to.sock (RoadRunner's rpc.listen syntax)
      * @param float  $connectTimeout seconds to wait for the connection
-     * @param float  $readTimeout    seconds to wait for an answer (a WriteFile of a big file takes a while); 0 waits forever
+     * @param float  $readTimeout    seconds to wait for an answer (a call may ask for longer); 0 waits forever
      */
     public function __construct(
         private readonly string $address,
         private readonly Codec $codec = Codec::Json,
         private readonly float $connectTimeout = 5.0,
-        private readonly float $readTimeout = 600.0,
+        private readonly float $readTimeout = 30.0,
     ) {
         if (!\preg_match('~^(tcp://[^/]+:\d+|unix:///?.+)$~', $address)) {
-            throw new \InvalidArgumentException("address must be tcp://host:port or unix:///path, got '$address'");
+            throw new InvalidArgument("address must be tcp://host:port or unix:///path, got '$address'");
         }
     }
 
@@ -73,34 +78,54 @@ final class GoridgeTransport implements Transport
         $this->reset();
     }
 
-    public function call(string $method, mixed $payload): mixed
+    /**
+     * @param float|null $timeout seconds to wait for this call's answer, when longer than the
+     *                            transport's readTimeout (a call with a server-side timeout)
+     *
+     * @throws RpcError         the server answered an error
+     * @throws ConnectionFailed the call could not be sent or its answer not received
+     */
+    public function call(string $method, mixed $payload, ?float $timeout = null): mixed
     {
-        $body = $this->codec->encode($payload);
+        $parts = $this->codec->encodeParts($payload);
+        unset($payload);
+        $length = \strlen($method) + \array_sum(\array_map('strlen', $parts));
+        if ($length > self::MAX_PAYLOAD) {
+            throw new InvalidArgument("the call's payload of $length bytes exceeds Goridge's 4 GiB frame limit");
+        }
+        if ($this->socket !== null && !$this->idleAndOpen($this->socket)) {
+            $this->reset();
+        }
         $socket = $this->connect();
         $seq = ++$this->seq;
-        $length = \strlen($method) + \strlen($body);
-        if ($length > self::MAX_PAYLOAD) {
-            throw new \InvalidArgumentException("the call's payload of $length bytes exceeds Goridge's 4 GiB frame limit");
+        $wait = $timeout !== null && $this->readTimeout > 0 && $timeout > $this->readTimeout ? $timeout : null;
+        if ($wait !== null) {
+            self::setTimeout($socket, $wait);
         }
         try {
-            // Header and argument are written apart so a large argument is never copied once more.
+            // Header and argument pieces are written apart so a large argument is never
+            // copied once more.
             $this->send($socket, self::header($this->codec->value, $length, $seq, \strlen($method)) . $method);
-            $this->send($socket, $body);
-            unset($body);
+            foreach ($parts as $index => $part) {
+                $this->send($socket, $part);
+                unset($parts[$index], $part);
+            }
             [$flags, $options, $answerLength] = $this->receiveHeader($socket);
-            $answer = $answerLength > 0 ? $this->receive($socket, $answerLength) : '';
+            if ($options[0] !== $seq || $options[1] > $answerLength) {
+                throw new ConnectionFailed(
+                    "the answer from {$this->address} does not match the call (seq {$options[0]}, expected $seq)"
+                );
+            }
+            // The method name apart from the result, so the result is not copied out of it.
+            $this->receive($socket, $options[1]);
+            $result = $answerLength > $options[1] ? $this->receive($socket, $answerLength - $options[1]) : '';
         } catch (ConnectionFailed $e) {
             $this->reset();
             throw $e;
         }
-        if ($options[0] !== $seq || $options[1] > \strlen($answer)) {
-            $this->reset();
-            throw new ConnectionFailed(
-                "the answer from {$this->address} does not match the call (seq {$options[0]}, expected $seq)"
-            );
+        if ($wait !== null) {
+            self::setTimeout($socket, $this->readTimeout);
         }
-        $result = \substr($answer, $options[1]);
-        unset($answer);
         if ($flags & self::FLAG_ERROR) {
             throw RpcError::fromWireText($result);
         }
@@ -113,6 +138,30 @@ final class GoridgeTransport implements Transport
         return $head . \pack('V', \crc32($head)) . "\0\0" . \pack('VV', $seq, $methodLength);
     }
 
+    /**
+     * Whether a connection between two calls is still usable: nothing may be readable on
+     * it (the server sends only answers), so readable means closed (EOF) or out of step.
+     *
+     * @param resource $socket
+     */
+    private function idleAndOpen($socket): bool
+    {
+        $read = [$socket];
+        $write = $except = null;
+        $ready = @\stream_select($read, $write, $except, 0, 0);
+        if ($ready === false) {
+            return false;
+        }
+        return $ready === 0;
+    }
+
+    /** @param resource $socket */
+    private static function setTimeout($socket, float $seconds): void
+    {
+        $whole = (int) $seconds;
+        \stream_set_timeout($socket, $whole, (int) (($seconds - $whole) * 1e6));
+    }
+
     /** @return resource */
     private function connect()
     {
@@ -123,11 +172,13 @@ final class GoridgeTransport implements Transport
         $error = '';
         $socket = @\stream_socket_client($this->address, $errno, $error, $this->connectTimeout);
         if ($socket === false) {
-            throw new ConnectionFailed("cannot connect to {$this->address}: $error" . ($errno ? " (errno $errno)" : ''));
+            throw new ConnectionFailed(
+                "cannot connect to {$this->address}: $error" . ($errno ? " (errno $errno)" : ''),
+                callSent: false,
+            );
         }
         if ($this->readTimeout > 0) {
-            $seconds = (int) $this->readTimeout;
-            \stream_set_timeout($socket, $seconds, (int) (($this->readTimeout - $seconds) * 1e6));
+            self::setTimeout($socket, $this->readTimeout);
         }
         if (\str_starts_with($this->address, 'tcp://') && \function_exists('socket_import_stream')) {
             $raw = @\socket_import_stream($socket);
@@ -144,8 +195,8 @@ final class GoridgeTransport implements Transport
         $total = \strlen($bytes);
         $done = 0;
         while ($done < $total) {
-            // fwrite of a huge string writes a piece; slicing 8 MiB at a time bounds the copies.
-            $piece = $done === 0 && $total <= 8 << 20 ? $bytes : \substr($bytes, $done, 8 << 20);
+            // fwrite of a huge string writes a piece; slicing 1 MiB at a time bounds the copies.
+            $piece = $done === 0 && $total <= self::SLICE ? $bytes : \substr($bytes, $done, self::SLICE);
             $written = @\fwrite($socket, $piece);
             if ($written === false || $written === 0) {
                 throw new ConnectionFailed("the connection to {$this->address} broke while sending a call");

@@ -18,7 +18,7 @@ use TrioS3Rpc\Tests\LiveServer;
  */
 final class LaravelRecipeTest extends TestCase
 {
-    private static function disk(string $bucket, string $mode): \Illuminate\Filesystem\FilesystemAdapter
+    private static function disk(string $bucket): \Illuminate\Filesystem\FilesystemAdapter
     {
         if (!class_exists(FilesystemManager::class)) {
             self::fail("Laravel's source is absent: run .ci/install-php");
@@ -29,7 +29,6 @@ final class LaravelRecipeTest extends TestCase
             'rpc' => LiveServer::env('TRIO_S3RPC_TCP'),
             'bucket' => $bucket,
             'root' => 'laravel-' . bin2hex(random_bytes(4)),
-            'visibility_mode' => $mode,
             'throw' => true,
         ]]]]));
         $manager = new FilesystemManager($app);
@@ -45,7 +44,7 @@ final class LaravelRecipeTest extends TestCase
 
     public function testPutGetUrlTemporaryUrlAndTemporaryUploadUrl(): void
     {
-        $disk = self::disk('moto', 'acl');
+        $disk = self::disk('moto');
         self::assertTrue($disk->put('avatars/1.txt', 'hello', 'public'));
         self::assertSame('hello', $disk->get('avatars/1.txt'));
         self::assertSame('public', $disk->getVisibility('avatars/1.txt'));
@@ -76,7 +75,7 @@ final class LaravelRecipeTest extends TestCase
 
     public function testWritesAndReadsStreamsThroughTheDisk(): void
     {
-        $disk = self::disk('sw', 'none');
+        $disk = self::disk('sw');
         $source = fopen('php://temp', 'w+b');
         fwrite($source, str_repeat('x', 5 << 20));
         rewind($source);

@@ -1,0 +1,160 @@
+"""PHP streams against the server's own file transfers, same run, same file.
+
+``writeStream``/``readStream`` of the PHP package (``php/``) under a PHP
+``memory_limit``, over JSON and msgpack, beside ``s3.WriteFile``/``s3.ReadFile``
+of the same file by the same server (the server reading and writing the disk
+itself: the ceiling a PHP stream through RPC can approach). Every round runs
+every transfer once, in turn, against the embedded SeaweedFS. With
+``--peer-tree`` a second server runs the code of another checkout (say
+``/work/main``), so a change to the server is measured before and after in the
+same run; the PHP client is this tree's for both.
+
+    python -m benchmarks.php_streams --size 500MiB --memory-limit 48M --rounds 2 \\
+        [--peer-tree ../main]
+
+Figures: MiB/s of each transfer (median over rounds), PHP's peak memory
+(``memory_get_peak_usage(true)``, largest over rounds) and the ratio of each
+stream's time to the server's own transfer in the same direction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from benchmarks.large import make_source_file
+from benchmarks.server import BucketSettings, ServerProcess
+from benchmarks.target import open_target
+from benchmarks.units import MIB, parse_size
+from trio_s3rpc.client import RPCClient
+
+REPO = Path(__file__).resolve().parents[1]
+PHP_SCRIPT = REPO / "php" / "tests" / "scripts" / "stream-bench.php"
+CODECS = ("json", "msgpack")
+
+
+@dataclass
+class Figures:
+    seconds: list[float] = field(default_factory=list)
+    peaks: list[int] = field(default_factory=list)
+
+    def rate(self, size: int) -> float:
+        return size / MIB / statistics.median(self.seconds)
+
+
+async def server_transfers(address: str, source: Path, destination: Path) -> tuple[float, float]:
+    """Seconds of s3.WriteFile and of s3.ReadFile of ``source``."""
+    key = f"php-stream-bench/server-{os.getpid()}.bin"
+    async with await RPCClient.connect(address) as rpc:
+        started = time.perf_counter()
+        await rpc.call("s3.WriteFile", {"pathname": key, "source_path": str(source)})
+        written = time.perf_counter() - started
+        started = time.perf_counter()
+        await rpc.call("s3.ReadFile", {"pathname": key, "destination_path": str(destination)})
+        read = time.perf_counter() - started
+        await rpc.call("s3.Delete", {"pathname": key})
+    return written, read
+
+
+def php_streams(
+    address: str, codec: str, source: Path, chunk: int, memory_limit: str
+) -> dict[str, float]:
+    command = [
+        "php",
+        "-d",
+        f"memory_limit={memory_limit}",
+        str(PHP_SCRIPT),
+        address,
+        codec,
+        str(source),
+        str(chunk),
+    ]
+    result = subprocess.run(command, capture_output=True, check=False, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"PHP {codec} failed: {result.stderr.decode(errors='replace')}")
+    figures: dict[str, float] = json.loads(result.stdout)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="500MiB")
+    parser.add_argument(
+        "--chunk", default="4MiB", help="ClientOptions chunkSize of the PHP streams"
+    )
+    parser.add_argument("--memory-limit", default="48M")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--peer-tree", type=Path, help="another checkout whose server runs beside this one"
+    )
+    args = parser.parse_args(argv)
+    size, chunk = parse_size(args.size), parse_size(args.chunk)
+    with tempfile.TemporaryDirectory(prefix="php-streams-") as scratch:
+        workdir = Path(scratch)
+        source = make_source_file(workdir / "source.bin", size).path
+        settings = BucketSettings(part_size=8 * MIB, concurrency=4)
+        with open_target(workdir, None) as target:
+            servers = {"this tree": ServerProcess(target, settings, workdir, name="this")}
+            if args.peer_tree is not None:
+                servers[f"peer {args.peer_tree}"] = ServerProcess(
+                    target, settings, workdir, name="peer", tree=args.peer_tree.resolve()
+                )
+            results: dict[tuple[str, str], Figures] = {}
+            for server in servers.values():
+                server.start()
+            try:
+                for round_number in range(args.rounds):
+                    for name, server in servers.items():
+                        written, read = trio.run(
+                            server_transfers, server.address, source, workdir / "read.bin"
+                        )
+                        (workdir / "read.bin").unlink()
+                        results.setdefault((name, "WriteFile"), Figures()).seconds.append(written)
+                        results.setdefault((name, "ReadFile"), Figures()).seconds.append(read)
+                        for codec in CODECS:
+                            figures = php_streams(
+                                server.address, codec, source, chunk, args.memory_limit
+                            )
+                            for direction in ("write", "read"):
+                                entry = results.setdefault(
+                                    (name, f"{direction}Stream {codec}"), Figures()
+                                )
+                                entry.seconds.append(figures[f"{direction}_seconds"])
+                                entry.peaks.append(int(figures[f"{direction}_peak"]))
+                    print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
+            finally:
+                for server in servers.values():
+                    server.stop()
+    print(
+        f"{args.size} file, PHP memory_limit={args.memory_limit}, chunk {args.chunk}, "
+        f"{args.rounds} rounds (median MiB/s; PHP peak memory, largest)"
+    )
+    for name in servers:
+        print(f"\n{name}:")
+        own = {"write": results[(name, "WriteFile")], "read": results[(name, "ReadFile")]}
+        for direction in ("write", "read"):
+            base = own[direction]
+            label = "WriteFile" if direction == "write" else "ReadFile"
+            print(f"  {label:<22} {base.rate(size):7.1f} MiB/s")
+            for codec in CODECS:
+                entry = results[(name, f"{direction}Stream {codec}")]
+                ratio = statistics.median(entry.seconds) / statistics.median(base.seconds)
+                print(
+                    f"  {direction + 'Stream ' + codec:<22} {entry.rate(size):7.1f} MiB/s  "
+                    f"{ratio:4.2f}x the server's time  peak {max(entry.peaks) / MIB:5.1f} MiB"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
