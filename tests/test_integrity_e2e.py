@@ -12,6 +12,7 @@ under ``when_required`` none does; aws-chunked trailers are never sent.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from trio_s3rpc.checksums import header_value
 from trio_s3rpc.client import RemoteError
 from trio_s3rpc.config import parse_config
 from trio_s3rpc.s3.transport import S3Error, S3Transport
+from trio_s3rpc.storage.resumable import MARKER_PART, Marker
 
 pytestmark = pytest.mark.integration
 
@@ -348,12 +350,29 @@ async def test_a_resumed_write_file_checksums_reused_and_sent_parts_alike(
     data = secrets.token_bytes(2 * PART + 4321)
     source = tmp_path / "resumed.bin"
     source.write_bytes(data)
-    # An unfinished upload of the key holding the file's first part, as a crash leaves it.
+    # An unfinished upload of the key holding the file's first part and the marker a
+    # failed resumable WriteFile of this file leaves (released), as such a failure leaves it.
     client = admin_client(seaweedfs)
     key = prefix + "resumed.bin"
     upload_id = client.create_multipart_upload(Bucket="test-bucket", Key=key)["UploadId"]
     client.upload_part(
         Bucket="test-bucket", Key=key, UploadId=upload_id, PartNumber=1, Body=data[:PART]
+    )
+    marker = Marker.of(
+        seaweedfs.secret_key,
+        "test-bucket",
+        key,
+        PART,
+        len(data),
+        source.stat().st_mtime_ns,
+        hashlib.md5(data[:PART]).hexdigest(),
+    )
+    client.upload_part(
+        Bucket="test-bucket",
+        Key=key,
+        UploadId=upload_id,
+        PartNumber=MARKER_PART,
+        Body=marker.released,
     )
     async with server_for(seaweedfs, "test-bucket", prefix, tmp_path) as (rpc, proxy):
         written = await rpc.call(
@@ -363,7 +382,9 @@ async def test_a_resumed_write_file_checksums_reused_and_sent_parts_alike(
         sent = [
             h
             for h in heads(proxy)
-            if "partNumber=" in h.target and "x-amz-copy-source" not in h.headers
+            if "partNumber=" in h.target
+            and "x-amz-copy-source" not in h.headers
+            and f"partNumber={MARKER_PART}" not in h.target
         ]
         assert len(sent) == 2  # part 1 was reused, not sent
         assert written["checksum"] == checksum_of(data)

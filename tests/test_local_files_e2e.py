@@ -10,6 +10,7 @@ server, and a file's permissions are never widened.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import socket
@@ -23,7 +24,9 @@ from typing import Any
 import pytest
 import trio
 
+from tests.support.proxy import TCPProxy
 from tests.support.server import config_dict, endpoint_server, running_app
+from tests.support.services import admin_client, open_uploads
 from tests.support.swap import swapping
 from trio_s3rpc.client import RemoteError, RPCClient
 
@@ -450,3 +453,142 @@ async def test_a_unix_socket_caller_has_its_own_rights_under_local_files_peer(
         assert answers["server"] == ["ok"] * 6
     finally:
         shutil.rmtree(base)
+
+
+MIB = 1024 * 1024
+PART = 5 * MIB
+
+
+def resume_config(server: dict[str, Any], root: Path, prefix: str) -> dict[str, Any]:
+    return config_dict(
+        server,
+        {
+            "uploads": {
+                "bucket": "test-bucket",
+                "prefix": prefix,
+                "visibility_mode": "none",
+                "part_size": PART,
+                "concurrency": 1,
+            }
+        },
+        s3={"local_roots": [str(root)]},
+    )
+
+
+async def test_write_file_resume_never_adopts_a_live_chunked_upload(
+    seaweedfs: Any, root: Path
+) -> None:
+    prefix = f"hijack-{secrets.token_hex(4)}/"
+    theirs = secrets.token_bytes(2 * PART + 100)
+    mine = root / "mine.bin"
+    mine.write_bytes(secrets.token_bytes(2 * PART + 7))
+    config = resume_config(endpoint_server(seaweedfs), root, prefix)
+    async with running_app(config) as (_, address), await RPCClient.connect(address) as rpc:
+        upload_id = (await rpc.call("s3.UploadStart", {"pathname": "shared.bin"}))["upload_id"]
+        first = PART + 10
+        await rpc.call(
+            "s3.UploadChunk",
+            {
+                "upload_id": upload_id,
+                "offset": 0,
+                "content": base64.b64encode(theirs[:first]).decode(),
+            },
+        )
+        with trio.fail_after(20):
+            while (await rpc.call("s3.UploadStatus", {"upload_id": upload_id}))[
+                "committed_bytes"
+            ] < PART:
+                await trio.sleep(0.02)
+        written = await rpc.call(
+            "s3.WriteFile", {"pathname": "shared.bin", "source_path": str(mine), "resume": True}
+        )
+        assert written["size"] == mine.stat().st_size
+        # The chunked upload's caller goes on as if nothing had happened, and finishes.
+        rest = base64.b64encode(theirs[first:]).decode()
+        await rpc.call("s3.UploadChunk", {"upload_id": upload_id, "offset": first, "content": rest})
+        status = await rpc.call("s3.UploadStatus", {"upload_id": upload_id})
+        assert status["committed_bytes"] >= PART
+        finished = await rpc.call("s3.UploadFinish", {"upload_id": upload_id, "size": len(theirs)})
+        assert finished["size"] == len(theirs)
+        read = await rpc.call("s3.Read", {"pathname": "shared.bin"})
+        assert base64.b64decode(read["content"]) == theirs
+    assert open_uploads(seaweedfs, prefix) == []
+
+
+async def test_two_resumable_write_files_of_one_pathname_one_wins_one_is_refused(
+    seaweedfs: Any, root: Path
+) -> None:
+    prefix = f"twice-{secrets.token_hex(4)}/"
+    data = secrets.token_bytes(4 * PART + 3)
+    source = root / "backup.tar"
+    source.write_bytes(data)
+    call = {"pathname": "backup.tar", "source_path": str(source), "resume": True}
+    admin = admin_client(seaweedfs)
+    key = prefix + "backup.tar"
+
+    def marked_parts() -> int:
+        """Parts of the upload being sent, once its resume marker (part 10,000) is there."""
+        uploads = admin.list_multipart_uploads(Bucket="test-bucket", Prefix=key)
+        for upload in uploads.get("Uploads", []):
+            listed = admin.list_parts(Bucket="test-bucket", Key=key, UploadId=upload["UploadId"])
+            numbers = [part["PartNumber"] for part in listed.get("Parts", [])]
+            if 10000 in numbers:
+                return len(numbers) - 1
+        return 0
+
+    host, port = seaweedfs.endpoint.removeprefix("http://").split(":")
+    proxy = TCPProxy(host, int(port))
+    outcomes: dict[str, Any] = {}
+    async with trio.open_nursery() as nursery:
+        proxied = endpoint_server(seaweedfs)
+        proxied["endpoint"] = f"http://127.0.0.1:{await proxy.start(nursery)}"
+        # Two instances of one configuration: one reaches the service through the proxy.
+        async with (
+            running_app(resume_config(proxied, root, prefix)) as (_, first_address),
+            running_app(resume_config(endpoint_server(seaweedfs), root, prefix)) as (
+                _,
+                second_address,
+            ),
+            await RPCClient.connect(first_address) as first,
+            await RPCClient.connect(second_address) as second,
+            await RPCClient.connect(second_address) as third,
+        ):
+
+            async def first_write() -> None:
+                outcomes["first"] = await first.call("s3.WriteFile", call)
+
+            async def refused(rpc: RPCClient) -> str:
+                with pytest.raises(RemoteError) as error:
+                    await rpc.call("s3.WriteFile", call)
+                return error.value.text
+
+            async with trio.open_nursery() as calls:
+                calls.start_soon(first_write)
+                with trio.fail_after(20):
+                    while await trio.to_thread.run_sync(marked_parts) < 1:
+                        await trio.sleep(0.01)
+                proxy.held = trio.Event()  # the first instance's transfer is stalled, alive
+                # Another instance: the upload's marker says it is running.
+                outcomes["second"] = await refused(second)
+                proxy.held.set()
+                proxy.held = None
+            # The same instance, both at once: one goes on, the other is refused.
+            async with trio.open_nursery() as calls:
+
+                async def again(name: str, rpc: RPCClient) -> None:
+                    try:
+                        outcomes[name] = await rpc.call("s3.WriteFile", call)
+                    except RemoteError as error:
+                        outcomes[name] = error.text
+
+                calls.start_soon(again, "third", second)
+                calls.start_soon(again, "fourth", third)
+        nursery.cancel_scope.cancel()
+    assert outcomes["first"]["size"] == len(data)
+    assert outcomes["second"].startswith("INVALID_REQUEST: another WriteFile with resume")
+    answers = [outcomes["third"], outcomes["fourth"]]
+    assert sum(isinstance(answer, dict) and answer["size"] == len(data) for answer in answers) == 1
+    assert sum(isinstance(answer, str) and "in progress" in answer for answer in answers) == 1
+    body = admin.get_object(Bucket="test-bucket", Key=key)["Body"].read()
+    assert body == data
+    assert open_uploads(seaweedfs, prefix) == []

@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from tests.support.proxy import TCPProxy
+from tests.support.resume import data_parts, write_file_retrying
 from tests.support.server import OFFLINE_SERVER, config_dict, endpoint_server
 from tests.support.services import admin_client, open_uploads
 from tests.support.workers import Service, clients_on_each_worker, serving_pid
@@ -197,9 +198,7 @@ async def test_sigkill_of_a_worker_mid_write_file_is_restarted_and_a_retry_finis
         if not uploads.get("Uploads"):
             return 0
         upload_id = uploads["Uploads"][0]["UploadId"]
-        return len(
-            admin.list_parts(Bucket="test-bucket", Key=key, UploadId=upload_id).get("Parts", [])
-        )
+        return data_parts(admin.list_parts(Bucket="test-bucket", Key=key, UploadId=upload_id))
 
     host, port = seaweedfs.endpoint.removeprefix("http://").split(":")
     proxy = TCPProxy(host, int(port))
@@ -231,7 +230,7 @@ async def test_sigkill_of_a_worker_mid_write_file_is_restarted_and_a_retry_finis
         assert 2 <= stored < 7
         # The client retries on a new connection, whichever worker takes it.
         async with await RPCClient.connect(service.address) as retry:
-            written = await retry.call("s3.WriteFile", write)
+            written = await write_file_retrying(retry, write)
         assert written["size"] == len(data)
         for client in clients.values():
             if client is not clients[victim]:

@@ -43,7 +43,7 @@ from trio_s3rpc.rpc.methods import (
 )
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.relay import Relay
-from trio_s3rpc.rpc.server import RPCServer
+from trio_s3rpc.rpc.server import RPCServer, budget_for
 from trio_s3rpc.s3.multipart import UploadBook
 from trio_s3rpc.status import HTTPServer, Readiness, routes_for
 from trio_s3rpc.storage import objects
@@ -74,11 +74,18 @@ class Application:
         self.link = link
         # Uploads in progress and aborts to retry: kept by storage, read by the janitor.
         book = UploadBook()
+        # The bytes held for callers, counted by the RPC server and the chunked uploads.
+        self.budget = budget_for(config.rpc, config.s3.workers)
         self.storage = Storage(
             config.s3, max_read_size=config.rpc.max_frame_size * 3 // 4, book=book
         )
         self.files = Files(config.s3.local_roots, config.s3.local_file_mode, config.s3.local_files)
-        self.uploads = ChunkedUploads(self.storage, config.s3.upload_idle_timeout)
+        self.uploads = ChunkedUploads(
+            self.storage,
+            config.s3.upload_idle_timeout,
+            budget=self.budget,
+            max_uploads=config.s3.max_chunked_uploads,
+        )
         # One stale-upload reaper per service: a lone process, or the worker in slot 0.
         reaps = link is None or link.place.runs_reaper
         self.janitor = Janitor(
@@ -102,6 +109,7 @@ class Application:
             Dispatcher(self.registry, self.control, self._call_metrics()),
             shutdown_timeout=config.s3.shutdown_timeout,
             relay=self.relay,
+            budget=self.budget,
         )
         self.readiness: Readiness | None = None
         if observability.status_address is not None and link is None:
@@ -172,6 +180,7 @@ class Application:
                 # Chunked uploads outlive single calls; their part tasks stop
                 # only after the RPC server has drained (the uploads stay
                 # resumable from any instance).
+                await nursery.start(self.budget.run)
                 await nursery.start(self.uploads.run)
                 await nursery.start(self.janitor.run)
                 if self.relay is not None:

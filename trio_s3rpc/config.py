@@ -55,6 +55,14 @@ MAX_CONCURRENCY = 64
 # A Goridge frame carries its payload length in 32 bits.
 MIN_FRAME_SIZE = 64 * KIB
 MAX_FRAME_SIZE = 2**32 - 1
+# Limits on what callers may hold or open (see the README's configuration table).
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_FRAME_TIMEOUT = 60.0
+DEFAULT_MAX_CHUNKED_UPLOADS = 1000
+DEFAULT_MAX_REGISTERED_BUCKETS = 10_000
+DEFAULT_MAX_REGISTERED_PART_SIZE = 64 * MIB
+DEFAULT_MAX_DELETE_PATHNAMES = 1_000_000
+MIN_MEMORY_LIMIT = 64 * MIB
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 MAX_UNIX_PATH = 107
 
@@ -192,6 +200,13 @@ class RPCSettings:
     socket_mode: int = 0o600
     max_frame_size: int = 256 * MIB
     max_in_flight: int = 64
+    # The bytes held for callers (see budget.py); 0 takes default_memory_limit().
+    memory_limit: int = 0
+    # One connection's share of memory_limit; 0 takes a quarter of it.
+    connection_memory: int = 0
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT  # a frame begun must be whole within it
+    idle_timeout: float = 0.0  # 0: an idle connection stays open
     socket_owner: int = -1  # uid given to a unix socket file; -1 leaves it
     socket_group: int = -1  # gid, likewise
     allow_from: tuple[IPNetwork, ...] = ()  # empty: any peer
@@ -236,6 +251,10 @@ class S3Settings:
     abort_stale_after: float = 86400.0
     # Server processes sharing the listen socket; 1 serves from this process alone.
     workers: int = 1
+    max_chunked_uploads: int = DEFAULT_MAX_CHUNKED_UPLOADS  # in progress in this process
+    max_registered_buckets: int = DEFAULT_MAX_REGISTERED_BUCKETS  # by s3.RegisterBucket
+    max_registered_part_size: int = DEFAULT_MAX_REGISTERED_PART_SIZE  # their part_size ceiling
+    max_delete_pathnames: int = DEFAULT_MAX_DELETE_PATHNAMES  # per s3.DeleteMany
     observability: ObservabilitySettings = field(default_factory=lambda: ObservabilitySettings())
     # s3.register_buckets: None = on (any server, bucket and prefix), () = off,
     # else the scopes a registered bucket must fall in.
@@ -792,12 +811,38 @@ def _parse_rpc(rpc: _Section, s3: _Section, workers_rpc: str) -> RPCSettings:
         socket_group=_socket_owner(s3, "socket_group", grp.getgrnam, "group"),
         allow_from=_allow_from(s3, listen),
         relay=_relay(s3, listen, listen_key, roadrunner),
+        **_connection_limits(s3),
         listen_key=listen_key,
         roadrunner_listen=roadrunner,
         workers_rpc=workers_rpc,
     )
     _check_workers_rpc(settings, s3.context)
     return settings
+
+
+def _connection_limits(s3: _Section) -> dict[str, Any]:
+    """``s3.memory_limit`` and the other bounds on what connections may hold and take."""
+    memory_limit = s3.size("memory_limit", 0, 0, 2**62)
+    if 0 < memory_limit < MIN_MEMORY_LIMIT:
+        raise ConfigError(
+            f"s3.memory_limit: must be at least {_format_size(MIN_MEMORY_LIMIT)}, "
+            f"got {_format_size(memory_limit)}"
+        )
+    connection_memory = s3.size("connection_memory", 0, 0, 2**62)
+    if memory_limit and connection_memory > memory_limit:
+        raise ConfigError(
+            f"s3.connection_memory: {_format_size(connection_memory)} is more than "
+            f"s3.memory_limit ({_format_size(memory_limit)})"
+        )
+    return {
+        "memory_limit": memory_limit,
+        "connection_memory": connection_memory,
+        "max_connections": s3.integer(
+            "max_connections", DEFAULT_MAX_CONNECTIONS, minimum=1, maximum=1_000_000
+        ),
+        "frame_timeout": s3.duration("frame_timeout", DEFAULT_FRAME_TIMEOUT, positive=True),
+        "idle_timeout": s3.duration("idle_timeout", 0.0),
+    }
 
 
 def _address(section: _Section, key: str, default: str = "") -> ListenAddress | None:
@@ -1119,6 +1164,21 @@ def _parse_s3(section: _Section) -> S3Settings:
         workers=section.integer(
             "workers", min(available_cores(), MAX_WORKERS), minimum=1, maximum=MAX_WORKERS
         ),
+        max_chunked_uploads=section.integer(
+            "max_chunked_uploads", DEFAULT_MAX_CHUNKED_UPLOADS, minimum=1
+        ),
+        max_registered_buckets=section.integer(
+            "max_registered_buckets", DEFAULT_MAX_REGISTERED_BUCKETS, minimum=0
+        ),
+        max_registered_part_size=section.size(
+            "max_registered_part_size",
+            DEFAULT_MAX_REGISTERED_PART_SIZE,
+            MIN_PART_SIZE,
+            MAX_PART_SIZE,
+        ),
+        max_delete_pathnames=section.integer(
+            "max_delete_pathnames", DEFAULT_MAX_DELETE_PATHNAMES, minimum=1
+        ),
         observability=_parse_observability(section),
         register_scopes=_register_scopes(section, servers),
     )
@@ -1420,6 +1480,17 @@ def _describe_rpc(rpc: RPCSettings) -> list[str]:
     lines += [
         f"  max_frame_size: {_format_size(rpc.max_frame_size)}",
         f"  max_in_flight: {rpc.max_in_flight}",
+        "  memory_limit: "
+        + (_format_size(rpc.memory_limit) if rpc.memory_limit else "(a quarter of the memory)"),
+        "  connection_memory: "
+        + (
+            _format_size(rpc.connection_memory)
+            if rpc.connection_memory
+            else "(a quarter of memory_limit)"
+        ),
+        f"  max_connections: {rpc.max_connections}",
+        f"  frame_timeout: {_format_duration(rpc.frame_timeout)}",
+        f"  idle_timeout: {_format_duration(rpc.idle_timeout) if rpc.idle_timeout else 'off'}",
     ]
     relay = rpc.relay
     if relay is None:

@@ -176,6 +176,8 @@ class TCPProxy:
         # How many more connections the byte limits may cut (None: every one).
         self.cuts_left: int | None = None
         self.refuse = False
+        # While set to an event, requests wait for it before they are passed on.
+        self.held: trio.Event | None = None
         self._links: set[_Link] = set()
 
     async def start(self, nursery: trio.Nursery) -> int:
@@ -221,6 +223,8 @@ class TCPProxy:
             data = await self._receive(link, link.client)
             if data is None:
                 return
+            while self.held is not None:
+                await self.held.wait()
             passing = self._passing(link.sent, self.cut_after_bytes, len(data))
             self.requests.extend(recorder.feed(data[:passing]))
             link.sent += passing

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,10 @@ import trio
 import yaml
 
 from trio_s3rpc.client import RPCClient
+
+
+def _limit_open_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def free_port() -> int:
@@ -41,6 +47,7 @@ class Service:
         *,
         workers: int | None = None,
         listen: str = "",
+        open_files: int | None = None,
     ) -> None:
         self.port = free_port()
         self.address = listen or f"tcp://127.0.0.1:{self.port}"
@@ -55,6 +62,8 @@ class Service:
             [sys.executable, "-m", "trio_s3rpc", "serve", "--config", str(self.config_path)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            # A lowered RLIMIT_NOFILE (soft and hard), as `ulimit -n` gives.
+            preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
         )
         self.wait_for_log("serving on", 30)
 

@@ -483,6 +483,13 @@ class S3Methods:
 
     async def delete_many(self, req: DeleteManyRequest) -> DeleteManyResult:
         # Answered as it is: deleted, and errors of pathname, code, message.
+        limit = self.storage.settings.max_delete_pathnames
+        if len(req.pathnames) > limit:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"{len(req.pathnames)} pathnames in one s3.DeleteMany, more than "
+                f"s3.max_delete_pathnames allows ({limit}); send them in several calls",
+            )
         return await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:

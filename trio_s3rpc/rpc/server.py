@@ -30,7 +30,9 @@ import errno
 import ipaddress
 import itertools
 import logging
+import math
 import os
+import resource
 import socket as stdlib_socket
 import stat
 import tempfile
@@ -40,6 +42,15 @@ from typing import Any
 import trio
 
 from trio_s3rpc import callers
+from trio_s3rpc.budget import (
+    COUNTED_FROM,
+    FLOOR,
+    Hold,
+    MemoryBudget,
+    Share,
+    current_hold,
+    default_memory_limit,
+)
 from trio_s3rpc.config import MAX_UNIX_PATH, ListenAddress, RPCSettings, exposure_warning
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
@@ -61,6 +72,52 @@ RECEIVE_SIZE = 256 * 1024
 # Errors from accept() that mean "out of resources for now": keep serving.
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _SHUTDOWN_ANSWER_TIMEOUT = 1.0
+# Refusals at accept (EMFILE, s3.max_connections) are logged at most once per interval.
+REFUSAL_LOG_INTERVAL = 10.0
+
+
+def budget_for(settings: RPCSettings, workers: int = 1) -> MemoryBudget:
+    """The process's memory budget from ``s3.memory_limit`` and ``s3.connection_memory``
+    (unset: a quarter of the machine's memory shared among the workers, and a quarter
+    of that per connection)."""
+    limit = settings.memory_limit or default_memory_limit(workers)
+    return MemoryBudget(limit, settings.connection_memory or limit // 4)
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; answer the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+# A share holding at most this may always read RECEIVE_SIZE more (under FLOOR).
+_ROOM_ALWAYS = FLOOR - RECEIVE_SIZE
+
+
+class _Throttled:
+    """A log line that repeats at most once per interval, with how often it was muted."""
+
+    __slots__ = ("_last", "_muted")
+
+    def __init__(self) -> None:
+        self._last = -math.inf
+        self._muted = 0
+
+    def ready(self) -> int | None:
+        """The count muted since the last line if one may be written now, else None."""
+        now = trio.current_time()
+        if now - self._last < REFUSAL_LOG_INTERVAL:
+            self._muted += 1
+            return None
+        self._last, muted, self._muted = now, self._muted, 0
+        return muted
 
 
 class Connection:
@@ -74,20 +131,30 @@ class Connection:
         peer: str,
         connection_id: int,
         relay: Relay | None = None,
+        share: Share | None = None,
     ) -> None:
         self._stream = stream
         self._dispatcher = dispatcher
         self._relay = relay
-        self._decoder = FrameDecoder(settings.max_frame_size)
+        self._share = share if share is not None else budget_for(settings).share()
+        # A frame larger than the connection's share could never be whole: refused
+        # as soon as its header arrives, before any of its payload is held.
+        self._decoder = FrameDecoder(min(settings.max_frame_size, self._share.limit))
         self._max_in_flight = settings.max_in_flight
+        self._frame_timeout = settings.frame_timeout
+        self._idle_timeout = settings.idle_timeout
         self._slot_freed = trio.Event()
         self._fd = stream.socket.fileno()
         self._send_lock = trio.Lock()
         self._in_flight = 0
+        # Bytes read and counted in the share, not yet handed to a call.
+        self._receiving = 0
         self._closing = False
         self._server_stopping = False
         self._client_gone = False
         self._read_scope = trio.CancelScope()
+        # Wakes the reader when the connection falls idle (s3.idle_timeout).
+        self._wait_scope = trio.CancelScope()
         self.peer = peer
         self.id = connection_id
         self.frame_refused = False
@@ -124,19 +191,75 @@ class Connection:
                     # read their answers, and their uploads must be aborted.
                     nursery.cancel_scope.cancel()
         finally:
+            self._share.release(self._receiving)
+            self._receiving = 0
             with trio.CancelScope(shield=True):
                 await self._stream.aclose()
 
+    def _wait_deadline(self, frame_started: float) -> float:
+        """When waiting for bytes must end: a frame's time is up, or the idle timeout."""
+        if self._decoder.buffered:
+            return frame_started + self._frame_timeout
+        if self._idle_timeout and self._in_flight == 0:
+            return trio.current_time() + self._idle_timeout
+        return math.inf
+
+    async def _wait_readable(self, frame_started: float) -> bool:
+        """Wait for bytes and for room to hold them; False when a time limit passed."""
+        share = self._share
+        deadline = self._wait_deadline(frame_started)
+        if deadline == math.inf and not self._idle_timeout and share.has_room(1):
+            # The common case, kept cheap: nothing to time, room to read.
+            await trio.lowlevel.wait_readable(self._fd)
+            return True
+        with trio.CancelScope(deadline=deadline) as scope:
+            self._wait_scope = scope
+            # Backpressure: answers unsent and calls' bytes fill the share, or the
+            # process's budget is spent; wait (without reading) for room.
+            await share.wait_for_room(1)
+            await trio.lowlevel.wait_readable(self._fd)
+        return not scope.cancelled_caught
+
+    def _timed_out(self) -> None:
+        if self._decoder.buffered:
+            log.warning(
+                "event=frame_timeout connection=%d peer=%s received=%d seconds=%s; "
+                "closing connection",
+                self.id,
+                self.peer,
+                self._decoder.buffered,
+                self._frame_timeout,
+            )
+        else:
+            log.info(
+                "event=idle_timeout connection=%d peer=%s seconds=%s; closing connection",
+                self.id,
+                self.peer,
+                self._idle_timeout,
+            )
+        self._client_gone = True
+
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         fd = self._fd
+        share = self._share
+        decoder = self._decoder
         reads = 0
         drained = False
+        frame_started = 0.0
+        buffered = 0  # what the decoder holds after the last read's frames
+        timed = self._idle_timeout > 0
         while True:
-            if drained:
+            # Under the floor there is always room: one comparison on the hot path.
+            if drained or (share.in_use > _ROOM_ALWAYS and not share.has_room(RECEIVE_SIZE)):
                 # The last read emptied the socket: a caller that waits for its
                 # answer has sent nothing since, so wait before trying (a read
                 # that fails costs a system call and an exception per call).
-                await trio.lowlevel.wait_readable(fd)
+                if buffered or timed or share.in_use > _ROOM_ALWAYS:
+                    if not await self._wait_readable(frame_started):
+                        self._timed_out()
+                        return
+                else:
+                    await trio.lowlevel.wait_readable(fd)
                 reads = 0
             try:
                 data = os.read(fd, RECEIVE_SIZE)
@@ -153,10 +276,12 @@ class Connection:
             if not data:
                 self._client_gone = True
                 return
-            self._decoder.receive_data(data)
+            was_empty = not buffered
+            decoder.receive_data(data)
+            parsed = False
             while True:
                 try:
-                    frame = self._decoder.next_frame()
+                    frame = decoder.next_frame()
                     if frame is None:
                         break
                     request = self._request_from(frame)
@@ -170,24 +295,49 @@ class Connection:
                     self.frame_refused = True
                     self._client_gone = True
                     return
+                parsed = True
                 if request is None:
                     continue
+                # A large frame's payload passes to its call, held until it is
+                # answered; small ones are not counted (budget.COUNTED_FROM).
+                size = len(frame.payload)
                 if self._relay is not None and not request.method.startswith("s3."):
-                    await self._start_relayed(nursery, frame, request)
+                    await self._start_relayed(nursery, frame, request, self._hold(size))
                     continue
                 method = self._dispatcher.inline_method(request.method)
-                if method is not None:
+                if method is not None and size < COUNTED_FROM:
                     # Methods that never wait on I/O are answered right here:
                     # a task per call would cost more than the call itself.
                     self._in_flight += 1
-                    await self._serve_call(request, method)
+                    await self._serve_inline(request, method)
                     continue
                 while self._in_flight >= self._max_in_flight:
                     # Backpressure: stop reading until a call finishes.
                     self._slot_freed = trio.Event()
                     await self._slot_freed.wait()
                 self._in_flight += 1
-                nursery.start_soon(self._serve_call, request)
+                nursery.start_soon(self._serve_call, request, self._hold(size), method)
+            buffered = decoder.buffered
+            if buffered >= COUNTED_FROM or self._receiving:
+                # What is buffered of a frame not yet whole, counted as it arrives
+                # (never the size its header announces).
+                self._count_receiving(buffered)
+            if buffered and (was_empty or parsed):
+                frame_started = trio.current_time()
+
+    def _count_receiving(self, buffered: int) -> None:
+        if buffered > self._receiving:
+            self._share.force(buffered - self._receiving)
+        elif buffered < self._receiving:
+            self._share.release(self._receiving - buffered)
+        self._receiving = buffered
+
+    def _hold(self, payload_size: int) -> Hold:
+        """A new call's hold: its frame's payload when it is counted."""
+        if payload_size < COUNTED_FROM:
+            return Hold(self._share)
+        self._share.force(payload_size)
+        return Hold(self._share, payload_size)
 
     def _request_from(self, frame: Frame) -> RPCRequest | None:
         if frame.flags & FLAG_CONTROL:
@@ -195,9 +345,35 @@ class Connection:
             return None
         return parse_rpc_request(frame)
 
+    def _call_done(self, hold: Hold) -> None:
+        if hold.held:
+            hold.release_all()
+        self._in_flight -= 1
+        self._slot_freed.set()
+        if (self._closing or self._idle_timeout) and self.idle:
+            self._now_idle()
+
+    def _now_idle(self) -> None:
+        """No call in flight, no frame begun: close if asked to, or time the idleness."""
+        if self._closing:
+            self._read_scope.cancel()
+        else:
+            self._wait_scope.deadline = trio.current_time() + self._idle_timeout
+
+    async def _serve_inline(self, request: RPCRequest, method: Method[Any, Any]) -> None:
+        """A call that never waits on I/O, with a small frame: nothing to hold."""
+        try:
+            await self._send(await self._dispatcher.answer(request, method))
+        finally:
+            self._in_flight -= 1
+            self._slot_freed.set()
+            if (self._closing or self._idle_timeout) and self.idle:
+                self._now_idle()
+
     async def _serve_call(
-        self, request: RPCRequest, method: Method[Any, Any] | None = None
+        self, request: RPCRequest, hold: Hold, method: Method[Any, Any] | None = None
     ) -> None:
+        token = current_hold.set(hold)
         try:
             try:
                 answer = await self._dispatcher.answer(request, method)
@@ -205,23 +381,24 @@ class Connection:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
                 raise
+            if len(answer) >= COUNTED_FROM:
+                # Held until it has left: a peer that reads no answers fills its share.
+                hold.at_least(len(answer))
             await self._send(answer)
         finally:
-            self._in_flight -= 1
-            self._slot_freed.set()
-            if self._closing and self.idle:
-                self._read_scope.cancel()
+            current_hold.reset(token)
+            self._call_done(hold)
 
     async def _start_relayed(
-        self, nursery: trio.Nursery, frame: Frame, request: RPCRequest
+        self, nursery: trio.Nursery, frame: Frame, request: RPCRequest, hold: Hold
     ) -> None:
         while self._in_flight >= self._max_in_flight:
             self._slot_freed = trio.Event()
             await self._slot_freed.wait()
         self._in_flight += 1
-        nursery.start_soon(self._serve_relayed, frame, request)
+        nursery.start_soon(self._serve_relayed, frame, request, hold)
 
-    async def _serve_relayed(self, frame: Frame, request: RPCRequest) -> None:
+    async def _serve_relayed(self, frame: Frame, request: RPCRequest, hold: Hold) -> None:
         """Forward one call for another service; its answer or a clear error goes back."""
         assert self._relay is not None
         try:
@@ -231,12 +408,11 @@ class Connection:
                 if self._server_stopping and not self._client_gone:
                     await self._answer_shutting_down(request)
                 raise
+            if len(answer) >= COUNTED_FROM:
+                hold.at_least(len(answer))
             await self._send(answer)
         finally:
-            self._in_flight -= 1
-            self._slot_freed.set()
-            if self._closing and self.idle:
-                self._read_scope.cancel()
+            self._call_done(hold)
 
     async def _answer_shutting_down(self, request: RPCRequest) -> None:
         error = RPCError(
@@ -288,10 +464,18 @@ class RPCServer:
         *,
         shutdown_timeout: float,
         relay: Relay | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
         self._dispatcher = dispatcher
         self._relay = relay
+        self.budget = budget if budget is not None else budget_for(settings)
+        self._refused_full = _Throttled()
+        self._refused_files = _Throttled()
+        # One descriptor kept spare: when accept() hits EMFILE it is given up to
+        # accept and close the waiting connection, so that client is told at
+        # once instead of waiting in the backlog.
+        self._spare_fd = -1
         self._shutdown_timeout = shutdown_timeout
         self._shutdown = trio.Event()
         self._connections: set[Connection] = set()
@@ -344,6 +528,8 @@ class RPCServer:
         await self.open()
         assert self._listeners is not None and self.address is not None
         listeners = self._listeners
+        open_files = raise_open_files_limit()
+        self._keep_spare_fd()
         owned = self.address.scheme == "unix" and self._owns_socket_file
         unix_path = self.address.path if owned else ""
         try:
@@ -351,7 +537,15 @@ class RPCServer:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
                         acceptors.start_soon(self._accept_loop, listener, connections)
-                    log.info("event=listening address=%s", self.address)
+                    log.info(
+                        "event=listening address=%s max_connections=%d open_files_limit=%d "
+                        "memory_limit=%d connection_memory=%d",
+                        self.address,
+                        self.settings.max_connections,
+                        open_files,
+                        self.budget.limit,
+                        self.budget.connection_share,
+                    )
                     risk = exposure_warning(self.settings, self.address)
                     if risk:
                         log.warning("event=listen_exposed address=%s risk=%r", self.address, risk)
@@ -375,6 +569,9 @@ class RPCServer:
                 log.warning("event=shutdown_deadline_reached cancelled_remaining_calls=true")
             log.info("event=shutdown_complete")
         finally:
+            if self._spare_fd >= 0:
+                os.close(self._spare_fd)
+                self._spare_fd = -1
             with trio.CancelScope(shield=True):
                 for listener in listeners:
                     await listener.aclose()
@@ -387,15 +584,15 @@ class RPCServer:
                 stream = await listener.accept()
             except OSError as exc:
                 if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
-                    log.error(
-                        "event=accept_failed error=%r; retrying in 100 ms", os.strerror(exc.errno)
-                    )
-                    await trio.sleep(0.1)
+                    await self._out_of_descriptors(listener, exc.errno)
                     continue
                 raise
             if self.settings.allow_from and not _peer_allowed(stream, self.settings):
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
+                continue
+            if len(self._connections) >= self.settings.max_connections:
+                self._refuse(stream)
                 continue
             connection = Connection(
                 stream,
@@ -404,10 +601,57 @@ class RPCServer:
                 _peer_name(stream),
                 next(self._ids),
                 self._relay,
+                self.budget.share(),
             )
             if self._shutdown.is_set():
                 connection.close_when_idle()
             nursery.start_soon(self._run_connection, connection)
+
+    def _refuse(self, stream: trio.SocketStream) -> None:
+        """Close a connection past ``s3.max_connections`` at once (the client sees EOF)."""
+        muted = self._refused_full.ready()
+        if muted is not None:
+            log.warning(
+                "event=connection_refused peer=%s reason=%r open=%d refused_since_last_log=%d",
+                _peer_name(stream),
+                "s3.max_connections reached",
+                len(self._connections),
+                muted,
+            )
+        stream.socket.close()
+
+    def _keep_spare_fd(self) -> None:
+        if self._spare_fd < 0:
+            with contextlib.suppress(OSError):
+                self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    async def _out_of_descriptors(self, listener: trio.SocketListener, error: int) -> None:
+        """accept() failed for want of descriptors or memory: log it once per interval,
+        close the waiting connection with the spare descriptor, keep serving the rest."""
+        muted = self._refused_files.ready()
+        if muted is not None:
+            log.error(
+                "event=accept_failed error=%r open_connections=%d failures_since_last_log=%d; "
+                "refusing new connections until descriptors are free (RLIMIT_NOFILE %d)",
+                os.strerror(error),
+                len(self._connections),
+                muted,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            )
+        if self._spare_fd < 0:
+            # No spare to give up: connections that close free descriptors; try
+            # again soon, without spinning.
+            await trio.sleep(0.1)
+            return
+        os.close(self._spare_fd)
+        self._spare_fd = -1
+        try:
+            stream = await listener.accept()
+        except OSError:
+            await trio.sleep(0.1)
+        else:
+            stream.socket.close()
+        self._keep_spare_fd()
 
     async def _run_connection(self, connection: Connection) -> None:
         self._connections.add(connection)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import trio
 
 from trio_s3rpc import progress
+from trio_s3rpc.budget import current_hold
 from trio_s3rpc.errors import first_error
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.parts import MAX_PARTS
@@ -280,6 +281,7 @@ async def upload_multipart(
     concurrency: int,
     send_part: PartSender[T] | None = None,
     before_complete: Callable[[], None] | None = None,
+    part_memory: int = 0,
 ) -> CompletedUpload:
     """Upload every part the source yields, in order, with ``concurrency`` in flight.
 
@@ -297,6 +299,7 @@ async def upload_multipart(
         concurrency=concurrency,
         send_part=send_part,
         before_complete=before_complete,
+        part_memory=part_memory,
     )
 
 
@@ -319,6 +322,7 @@ async def finish_multipart(
     send_part: PartSender[T] | None = None,
     keep_on_failure: bool = False,
     before_complete: Callable[[], None] | None = None,
+    part_memory: int = 0,
 ) -> CompletedUpload:
     """Send the numbered parts of an upload that exists, then complete it.
 
@@ -331,7 +335,7 @@ async def finish_multipart(
     if target.book is not None:
         target.book.in_progress.add(upload_id)
     try:
-        etags, size = await _send_parts(upload_id, parts, concurrency, sender)
+        etags, size = await _send_parts(upload_id, parts, concurrency, sender, part_memory)
         for number, (etag, part_size) in (existing or {}).items():
             etags[number] = etag
             size += part_size
@@ -358,17 +362,24 @@ async def _send_parts(
     parts: AsyncIterable[tuple[int, T]],
     concurrency: int,
     send_part: PartSender[T],
+    part_memory: int = 0,
 ) -> tuple[dict[int, str], int]:
+    """``part_memory``: the bytes one part holds until it is sent, taken from the
+    call's memory budget before the part is made (read, or fetched by the sender)."""
     etags: dict[int, str] = {}
     total = 0
     send_channel, receive_channel = trio.open_memory_channel[tuple[int, T]](0)
     tracker = progress.current()
+    hold = current_hold.get() if part_memory else None
 
     async def part_task(receive: trio.MemoryReceiveChannel[tuple[int, T]]) -> None:
         nonlocal total
         async with receive:
             async for number, part in receive:
                 etags[number], size = await send_part(upload_id, number, part)
+                del part
+                if hold is not None:
+                    hold.give_back(part_memory)
                 total += size
                 tracker.advance(size, 1)
 
@@ -378,7 +389,17 @@ async def _send_parts(
                 for _ in range(concurrency):
                     nursery.start_soon(part_task, receive_channel.clone())
             async with send_channel:
-                async for numbered in parts:
+                iterator = aiter(parts)
+                while True:
+                    if hold is not None:
+                        # Waits while the budget is spent: parts in flight free it.
+                        await hold.take(part_memory, "a part of this upload")
+                    try:
+                        numbered = await anext(iterator)
+                    except StopAsyncIteration:
+                        if hold is not None:
+                            hold.give_back(part_memory)
+                        break
                     await send_channel.send(numbered)
     return etags, total
 

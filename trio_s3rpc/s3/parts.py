@@ -40,8 +40,9 @@ class PartPlan:
             yield number, offset, min(self.part_size, self.size - offset)
 
 
-def plan_parts(size: int, part_size: int) -> PartPlan:
-    """The parts of a ``size``-byte upload: ``part_size``, grown to fit 10,000 parts.
+def plan_parts(size: int, part_size: int, max_parts: int = MAX_PARTS) -> PartPlan:
+    """The parts of a ``size``-byte upload: ``part_size``, grown to fit ``max_parts``
+    (S3's 10,000, or fewer when part numbers are kept for other uses).
 
     Raises :class:`PartLimitError` for an object above 5 TiB.
     """
@@ -51,8 +52,8 @@ def plan_parts(size: int, part_size: int) -> PartPlan:
         raise PartLimitError(
             f"the object is {size} bytes, more than S3's limit of {MAX_OBJECT_SIZE} bytes (5 TiB)"
         )
-    if -(-size // part_size) > MAX_PARTS:
-        needed = -(-size // MAX_PARTS)
+    if -(-size // part_size) > max_parts:
+        needed = -(-size // max_parts)
         # Whole MiB, as readable in logs; at 5 TiB this is 525 MiB, below 5 GiB.
         part_size = -(-needed // MIB) * MIB
     return PartPlan(size, part_size)

@@ -342,7 +342,9 @@ class Storage:
         The name is checked first (it goes into logs, metric labels and
         errors), then the settings as in the config file, then
         ``s3.register_buckets``: a prefix is no tenant boundary unless that
-        setting makes it one.
+        setting makes it one. Caller-registered buckets are bounded in number
+        (``s3.max_registered_buckets``) and in ``part_size``
+        (``s3.max_registered_part_size``: a chunked upload's tail is a part).
         """
         if not name:
             raise RPCError(ErrorCode.INVALID_CONFIG, "bucket name is empty", "field: name")
@@ -351,7 +353,24 @@ class Storage:
             raise RPCError(
                 ErrorCode.BUCKET_ALREADY_EXISTS, "Bucket already registered", f"bucket: {name}"
             )
+        limit = self.settings.max_registered_buckets
+        registered = len(self.buckets) - len(self.settings.buckets)
+        if registered >= limit:
+            raise RPCError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{registered} buckets are registered by s3.RegisterBucket, the most "
+                f"s3.max_registered_buckets allows ({limit})",
+                f"bucket: {name}",
+            )
         config = parse_bucket(name, raw, self.settings.servers)
+        ceiling = self.settings.max_registered_part_size
+        if config.part_size > ceiling:
+            raise RPCError(
+                ErrorCode.INVALID_CONFIG,
+                f"part_size {config.part_size} is more than s3.max_registered_part_size "
+                f"({ceiling}) allows for a bucket registered by s3.RegisterBucket",
+                f"bucket: {name}",
+            )
         scopes = self.settings.register_scopes
         if scopes is None or any(scope.admits(config) for scope in scopes):
             return config

@@ -48,6 +48,14 @@ from ``committed_bytes``.
 A session and the checks of a finish are in ``sessions.py``, the token in
 ``tokens.py``.
 
+Memory: the tails and the parts in flight are counted in the process's
+budget (``s3.memory_limit``); a chunk whose tail would pass it is refused
+with ``RESOURCE_EXHAUSTED`` (retry it: parts in flight free their bytes as
+they land), never waited for, since only the callers' own later chunks and
+finishes free tails. At most ``s3.max_chunked_uploads`` uploads have a
+session in a process; past that, UploadStart (before any request) and
+continuing an upload unknown here are refused likewise.
+
 The size of an upload is not known when it starts, so its part size stays
 the bucket's: it can hold ``part_size * 10,000`` bytes (at most 5 TiB), and a
 chunk that would take it past that is refused before any of it is sent.
@@ -61,6 +69,8 @@ from typing import Any
 
 import trio
 
+from trio_s3rpc.budget import MemoryBudget
+from trio_s3rpc.config import DEFAULT_MAX_CHUNKED_UPLOADS
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import MultipartTarget
@@ -85,10 +95,19 @@ log = logging.getLogger("trio_s3rpc.uploads")
 class ChunkedUploads:
     """The chunked uploads this process is serving; :meth:`run` owns their part tasks."""
 
-    def __init__(self, storage: Storage, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        idle_timeout: float,
+        *,
+        budget: MemoryBudget | None = None,
+        max_uploads: int = DEFAULT_MAX_CHUNKED_UPLOADS,
+    ) -> None:
         # The registry: an upload_id names its bucket, resolved when it comes back.
         self.storage = storage
         self.idle_timeout = idle_timeout
+        self.budget = budget if budget is not None else MemoryBudget(2**62, 2**62, trim=False)
+        self.max_uploads = max_uploads
         self._sessions: dict[str, Session] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -128,11 +147,32 @@ class ChunkedUploads:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def _check_room(self) -> None:
+        """Refuse a new session past ``s3.max_chunked_uploads`` (before any request)."""
+        if len(self._sessions) >= self.max_uploads:
+            raise RPCError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{len(self._sessions)} chunked uploads are in progress in this process, "
+                f"the most s3.max_chunked_uploads allows ({self.max_uploads})",
+                "finish or abort one, or retry later",
+            )
+
+    def _account(self, session: Session) -> None:
+        """Count the session's tail in the budget as it is now (nothing once forgotten)."""
+        mine = self._sessions.get(session.token.service_upload_id) is session
+        size = len(session.buffer) if mine else 0
+        if size > session.counted:
+            self.budget.force(size - session.counted)
+        elif size < session.counted:
+            self.budget.release(session.counted - size)
+        session.counted = size
+
     async def _session(self, upload_id: str) -> Session:
         token = self._token(upload_id)
         session = self._sessions.get(token.service_upload_id)
         if session is not None:
             return session
+        self._check_room()
         # Unknown here (another instance, or before a restart): what the service holds.
         ref = self.storage.resolve(token.bucket, token.pathname)
         target = ref.bucket.multipart(ref.key, token.create_headers or {})
@@ -184,10 +224,13 @@ class ChunkedUploads:
             if committed > session.received:
                 session.buffer.clear()
             session.base = committed
+            self._account(session)
         return parts
 
     def _forget(self, session: Session) -> None:
-        self._sessions.pop(session.token.service_upload_id, None)
+        if self._sessions.get(session.token.service_upload_id) is session:
+            del self._sessions[session.token.service_upload_id]
+        self._account(session)
         for scope in session.part_scopes:
             scope.cancel()
 
@@ -196,6 +239,7 @@ class ChunkedUploads:
     async def start(self, ref: ObjectRef, new: NewObject) -> str:
         """Create the upload of ``ref``, created as ``new`` asks; answer its token."""
         bucket = ref.bucket
+        self._check_room()
         headers = await objects.new_object_headers(ref, new)
         target = bucket.multipart(ref.key, headers)
         with bucket.errors(ref.key):
@@ -239,20 +283,27 @@ class ChunkedUploads:
                     "raise the bucket's part_size or use s3.WriteFile",
                     f"upload of {pathname}, {session.received} bytes received",
                 )
+            # The tail grows by what is new (refused, retryably, when the budget is spent).
+            self.budget.take_now(len(content), f"the tail of the chunked upload of {pathname}")
             session.buffer += content
+            session.counted += len(content)
             part_size = session.token.part_size
-            # Keep a tail, so UploadFinish always has a last part to send.
-            while len(session.buffer) > part_size:
-                await session.slots.acquire()  # waits while `concurrency` parts are in flight
-                part = bytes(session.buffer[:part_size])
-                self._start_part(session, part)
-                del session.buffer[:part_size]
-                session.base += part_size
+            try:
+                # Keep a tail, so UploadFinish always has a last part to send.
+                while len(session.buffer) > part_size:
+                    await session.slots.acquire()  # waits while `concurrency` parts are in flight
+                    part = bytes(session.buffer[:part_size])
+                    self._start_part(session, part)
+                    del session.buffer[:part_size]
+                    session.base += part_size
+            finally:
+                self._account(session)
             session.touch()
             return session.received
 
     def _start_part(self, session: Session, data: bytes) -> None:
         assert self._nursery is not None, "ChunkedUploads.run is not running"
+        self.budget.force(len(data))  # released when the part has landed
         session.in_flight += 1
         session.idle = trio.Event()
         self._nursery.start_soon(self._send_part, session, session.next_part, data)
@@ -272,6 +323,7 @@ class ChunkedUploads:
             self._forget(session)
             await multipart.abort_upload(session.target, session.token.service_upload_id)
         finally:
+            self.budget.release(len(data))
             session.part_scopes.discard(scope)
             session.in_flight -= 1
             session.slots.release()
@@ -346,7 +398,10 @@ class ChunkedUploads:
             await session.idle.wait()
             self._raise_failure(session)
             parts = await self._listed_parts(session.ref, token, session.target)
-            etags = whole_upload(session, parts, last, size)
+            try:
+                etags = whole_upload(session, parts, last, size)
+            finally:
+                self._account(session)
             try:
                 with session.ref.bucket.errors(session.ref.key):
                     etag = await multipart.complete_upload(

@@ -27,7 +27,7 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 
 import trio
@@ -38,9 +38,9 @@ from trio_s3rpc.config import DEFAULT_LOCAL_FILE_MODE, LOCAL_FILES
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
-from trio_s3rpc.s3.parts import PartPlan, plan_parts
+from trio_s3rpc.s3.parts import MAX_PARTS, PartPlan, plan_parts
 from trio_s3rpc.sniff import SNIFF_BYTES
-from trio_s3rpc.storage import copies, objects, ranges
+from trio_s3rpc.storage import copies, objects, ranges, resumable
 from trio_s3rpc.storage.buckets import ObjectRef
 from trio_s3rpc.storage.localpaths import PART_SUFFIX, Destination, LocalRoots, local_error
 from trio_s3rpc.storage.records import NewObject, ObjectInfo, verify_checksum
@@ -99,6 +99,8 @@ class Files:
         local_files: str = LOCAL_FILES[0],
     ) -> None:
         self.paths = LocalRoots(local_roots)
+        # (server, bucket, key) of the resumable WriteFiles this process is running.
+        self._resuming: set[tuple[str, str, str]] = set()
         self.local_file_mode = local_file_mode
         # Under "peer", a unix-socket caller's files are opened with that user's rights.
         self.peer_rights = local_files == "peer"
@@ -140,7 +142,9 @@ class Files:
         try:
             with bucket.errors(ref.key):
                 # A file S3 cannot hold is refused before any request is made.
-                plan = plan_parts(size, bucket.config.part_size)
+                # A resumable upload keeps part 10,000 for its marker (resumable.py).
+                max_parts = resumable.MAX_DATA_PARTS if resume else MAX_PARTS
+                plan = plan_parts(size, bucket.config.part_size, max_parts)
             # Without a content type or a known extension, the file's first bytes decide.
             head = b"" if new.content_type else await _pread(fd, min(size, SNIFF_BYTES), 0)
             headers = await objects.new_object_headers(ref, new, head)
@@ -193,9 +197,56 @@ class Files:
         tracker = progress.current()
         # The total is known now: a TransferStatus during CreateMultipartUpload shows it.
         tracker.expect(plan.size, len(spans))
-        found = await self._find_resumable(target, fd, spans, part_checksums) if resume else None
-        upload_id, existing = found or (await multipart.create_upload(target), {})
-        tracker.advance(sum(size for _, size in existing.values()), len(existing))
+        concurrency = ref.bucket.config.concurrency
+        if not resume:
+            upload_id = await multipart.create_upload(target)
+            return await self._send_parts(
+                target, upload_id, fd, spans, {}, part_checksums, concurrency=concurrency
+            )
+        place = (ref.bucket.server.name, target.bucket, target.key)
+        if place in self._resuming:
+            raise resumable.in_progress(target, "in this process", None)
+        self._resuming.add(place)
+        try:
+            marker = await self._marker(ref, target, fd, plan)
+            upload_id, existing = await self._resume_or_create(
+                target, marker, fd, spans, part_checksums
+            )
+            tracker.advance(sum(size for _, size in existing.values()), len(existing))
+            return await resumable.with_heartbeat(
+                target,
+                upload_id,
+                marker,
+                lambda stop_heartbeat: self._send_parts(
+                    target,
+                    upload_id,
+                    fd,
+                    spans,
+                    existing,
+                    part_checksums,
+                    concurrency=concurrency,
+                    keep=True,
+                    before_complete=stop_heartbeat,
+                ),
+            )
+        finally:
+            self._resuming.discard(place)
+
+    async def _send_parts(
+        self,
+        target: MultipartTarget,
+        upload_id: str,
+        fd: int,
+        spans: Sequence[tuple[int, int, int]],
+        existing: Mapping[int, tuple[str, int]],
+        part_checksums: checksums.PartChecksums,
+        *,
+        concurrency: int,
+        keep: bool = False,
+        before_complete: Callable[[], None] | None = None,
+    ) -> CompletedUpload:
+        """Send every planned part not in ``existing`` and complete the upload; ``keep``
+        leaves a failed upload's parts for a resume."""
 
         async def parts() -> AsyncIterator[tuple[int, bytes]]:
             for number, offset, length in spans:
@@ -203,61 +254,95 @@ class Files:
                     data = await _pread(fd, length, offset)
                     part_checksums.add(number, data)
                     yield number, data
+                    # The part in flight holds it; kept here, it would outlive its budget.
+                    del data
 
         return await multipart.finish_multipart(
             target,
             upload_id,
             parts(),
-            concurrency=ref.bucket.config.concurrency,
+            concurrency=concurrency,
             existing=existing,
-            keep_on_failure=resume,
+            keep_on_failure=keep,
+            before_complete=before_complete,
+            # Each part is read from disk only once the call's memory budget holds it.
+            part_memory=max((length for _, _, length in spans), default=0),
         )
 
-    async def _find_resumable(
+    async def _marker(
+        self, ref: ObjectRef, target: MultipartTarget, fd: int, plan: PartPlan
+    ) -> resumable.Marker:
+        """What makes an upload this WriteFile's: the destination and the source file."""
+
+        def facts() -> tuple[int, str]:
+            first = os.pread(fd, plan.part_size, 0)
+            return os.fstat(fd).st_mtime_ns, _md5_hex(first)
+
+        mtime_ns, first_md5 = await trio.to_thread.run_sync(facts)
+        return resumable.Marker.of(
+            ref.bucket.server.credentials.secret,
+            target.bucket,
+            target.key,
+            plan.part_size,
+            plan.size,
+            mtime_ns,
+            first_md5,
+        )
+
+    async def _resume_or_create(
         self,
         target: MultipartTarget,
+        marker: resumable.Marker,
         fd: int,
         spans: Sequence[tuple[int, int, int]],
         part_checksums: checksums.PartChecksums,
-    ) -> tuple[str, dict[int, tuple[str, int]]] | None:
-        """An unfinished upload of this key whose parts fit this file, and the parts to reuse.
-
-        A listed part is reused when its size is the size its range must have
-        and its ETag (the MD5 of a part sent in one request) matches the local
-        bytes; any other part is sent again. Uploads this process is working on
-        are left alone.
-        """
-        in_progress = target.book.in_progress if target.book else set()
-        uploads = await multipart.list_uploads(
-            target.transport, target.bucket, target.key, target.limiter
-        )
-        candidates = sorted(
-            (u for u in uploads if u.key == target.key and u.upload_id not in in_progress),
-            key=lambda u: u.initiated,
-            reverse=True,
-        )
-        lengths = {number: length for number, _, length in spans}
-        offsets = {number: offset for number, offset, _ in spans}
-        for upload in candidates:
-            listed = await multipart.list_parts(target, upload.upload_id)
-            if any(lengths.get(p.part_number) != p.size for p in listed):
-                continue  # sent with another part size or for another file
-            reuse: dict[int, tuple[str, int]] = {}
-            for part in listed:
-                data = await _pread(fd, part.size, offsets[part.part_number])
-                digest = await trio.to_thread.run_sync(_md5_hex, data)
-                if part.etag.strip('"') == digest:
-                    reuse[part.part_number] = (part.etag, part.size)
-                    part_checksums.add(part.part_number, data)
+    ) -> tuple[str, dict[int, tuple[str, int]]]:
+        """This WriteFile's unfinished upload and the parts to reuse, or a new upload."""
+        busy = target.book.in_progress if target.book else set()
+        upload_id = await resumable.find(target, marker, busy)
+        if upload_id is not None:
+            await resumable.send_marker(target, upload_id, marker.live)
+            reuse = await self._reusable_parts(target, upload_id, fd, spans, part_checksums)
             log.info(
                 "event=upload_resumed key=%s upload_id=%s parts_reused=%d parts_total=%d",
                 target.key,
-                upload.upload_id,
+                upload_id,
                 len(reuse),
                 len(spans),
             )
-            return upload.upload_id, reuse
-        return None
+            return upload_id, reuse
+        upload_id = await multipart.create_upload(target)
+        try:
+            await resumable.send_marker(target, upload_id, marker.live)
+            await resumable.check_no_rival(target, upload_id, marker)
+        except BaseException:
+            await multipart.abort_upload(target, upload_id)
+            raise
+        return upload_id, {}
+
+    async def _reusable_parts(
+        self,
+        target: MultipartTarget,
+        upload_id: str,
+        fd: int,
+        spans: Sequence[tuple[int, int, int]],
+        part_checksums: checksums.PartChecksums,
+    ) -> dict[int, tuple[str, int]]:
+        """The stored parts of the plan whose size and ETag (the MD5 of a part sent in
+        one request) match the local bytes; any other part is sent again. A reused
+        part's CRC32C goes into ``part_checksums`` as it is compared."""
+        planned = {number: (offset, length) for number, offset, length in spans}
+        reuse: dict[int, tuple[str, int]] = {}
+        for part in await multipart.list_parts(target, upload_id):
+            offset, length = planned.get(part.part_number, (0, -1))
+            if part.size != length:
+                continue  # the marker, or a part of another size
+            data = await _pread(fd, length, offset)
+            digest = await trio.to_thread.run_sync(_md5_hex, data)
+            if part.etag.strip('"') == digest:
+                reuse[part.part_number] = (part.etag, part.size)
+                part_checksums.add(part.part_number, data)
+        return reuse
 
     async def read_file(
         self, ref: ObjectRef, destination_path: str, mode: int | None = None

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import trio
 
-from trio_s3rpc import checksums
+from trio_s3rpc import budget, checksums
 from trio_s3rpc.errors import ErrorCode, RPCError, first_error
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
@@ -158,6 +158,10 @@ async def read(
                     f"({max_size}); use s3.ReadFile or a ranged s3.Read (offset, length)",
                     f"bucket: {bucket.name}, pathname: {ref.pathname}",
                 )
+            if announced >= budget.COUNTED_FROM:
+                # Counted (and waited for) before any byte is read, held until
+                # answered: the body, and the answer it is encoded into meanwhile.
+                await budget.keep(2 * announced, f"s3.Read of {ref.pathname}")
             # Raw: the bytes as stored, even for objects saved with a Content-Encoding.
             content = await response.aread()
     except StorageError as exc:

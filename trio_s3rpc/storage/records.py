@@ -30,6 +30,8 @@ from trio_s3rpc.storage.archival import Archival
 log = logging.getLogger("trio_s3rpc.storage")
 
 _METADATA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# S3's limit on user metadata: the UTF-8 bytes of every key and value, together.
+MAX_METADATA_BYTES = 2048
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -176,6 +178,28 @@ class NewObject:
     content_type: str = ""
     headers: ObjectHeaders = ObjectHeaders()
     archival: Archival = Archival()
+
+    def __post_init__(self) -> None:
+        # Built by the method before any request: metadata S3 would refuse (HTTP
+        # 400 or 431) is refused here, whatever the call does first.
+        check_metadata_size(self.metadata)
+
+
+def check_metadata_size(metadata: Mapping[str, str]) -> None:
+    """Refuse user metadata above S3's 2 KB (keys and values, UTF-8)."""
+    if not metadata:
+        return
+    total = 0
+    for name, value in metadata.items():
+        total += len(name.encode("utf-8", "surrogateescape"))
+        total += len(value.encode("utf-8", "surrogateescape"))
+        if total > MAX_METADATA_BYTES:
+            raise RPCError(
+                ErrorCode.INVALID_REQUEST,
+                f"user metadata (config) of {len(metadata)} entries is more than the "
+                f"{MAX_METADATA_BYTES} bytes S3 allows (the UTF-8 bytes of every key and value)",
+                "store larger data in the object, or in an object of its own",
+            )
 
 
 @dataclass(slots=True, frozen=True)

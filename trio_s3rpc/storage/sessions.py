@@ -40,6 +40,8 @@ class Session:
     # Part-aligned: every part below it is sent by this process or on the service.
     base: int
     buffer: bytearray = field(default_factory=bytearray)
+    # The bytes of ``buffer`` counted in the process's memory budget.
+    counted: int = 0
     lock: trio.Lock = field(default_factory=trio.Lock)
     last_activity: float = 0.0
     last_activity_wall: float = 0.0

@@ -141,6 +141,8 @@ async def copy(source: ObjectRef, dest: ObjectRef, new: NewObject) -> StreamedCo
             concurrency=dest.bucket.config.concurrency,
             send_part=send,
             before_complete=before_complete,
+            # A buffered part holds its range until it is sent; a piped one, a chunk.
+            part_memory=plan.part_size if send is buffered else 0,
         )
     checksum = found.checksum or checksums.format_checksum(pieces.whole())
     info = ObjectInfo.uploaded(done, headers, checksum)
