@@ -28,6 +28,7 @@ abstract class RpcError extends \RuntimeException implements TrioS3RpcException
         'SHUTTING_DOWN' => ShuttingDown::class,
         'CANCELLED' => Cancelled::class,
         'RELAY_UNAVAILABLE' => RelayUnavailable::class,
+        'RESOURCE_EXHAUSTED' => ResourceExhausted::class,
         'OBJECT_CHANGED' => ObjectChanged::class,
         'INTERNAL_ERROR' => InternalError::class,
     ];
