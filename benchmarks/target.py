@@ -107,37 +107,15 @@ def open_target(
             workdir / "rgw", user_names=("bench",), memory_bytes=RGW_MEMORY_BYTES
         )
         with gateway as endpoint:
-            target = S3Target(
-                kind="rgw",
-                endpoint=endpoint.endpoint,
-                region=endpoint.region,
-                bucket=EMBEDDED_BUCKET,
-                path_style=True,
-                prefix=prefix,
-                # As on SeaweedFS, so the two stores get the same requests (RGW keeps ACLs).
-                visibility_mode="none",
-                access_key=endpoint.access_key,
-                secret_key=endpoint.secret_key,
-                storage_pids=tuple(gateway.pids.values()),
-            )
+            target = _local_target("rgw", endpoint, prefix, tuple(gateway.pids.values()))
             ensure_bucket(target)
             yield target
         return
     if external is None:
         seaweed = EmbeddedSeaweedFS(workdir / "seaweedfs", buckets=[EMBEDDED_BUCKET])
         with seaweed as endpoint:
-            yield S3Target(
-                kind="seaweedfs",
-                endpoint=endpoint.endpoint,
-                region=endpoint.region,
-                bucket=EMBEDDED_BUCKET,
-                path_style=True,
-                prefix=prefix,
-                # SeaweedFS keeps no object ACLs.
-                visibility_mode="none",
-                access_key=endpoint.access_key,
-                secret_key=endpoint.secret_key,
-                storage_pids=(seaweed.pid,) if seaweed.pid else (),
+            yield _local_target(
+                "seaweedfs", endpoint, prefix, (seaweed.pid,) if seaweed.pid else ()
             )
         return
     target = S3Target(
@@ -187,3 +165,20 @@ def put_fixtures(target: S3Target, keys: list[str], content: bytes) -> None:
     client = target.boto3_client()
     for key in keys:
         client.put_object(Bucket=target.bucket, Key=target.prefix + key, Body=content)
+
+
+def _local_target(kind: str, endpoint: Any, prefix: str, storage_pids: tuple[int, ...]) -> S3Target:
+    """A store this run started: path style, the embedded bucket, and visibility_mode none
+    on both kinds (SeaweedFS keeps no object ACLs; RGW does, but both get the same requests)."""
+    return S3Target(
+        kind=kind,
+        endpoint=endpoint.endpoint,
+        region=endpoint.region,
+        bucket=EMBEDDED_BUCKET,
+        path_style=True,
+        prefix=prefix,
+        visibility_mode="none",
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+        storage_pids=storage_pids,
+    )
