@@ -122,16 +122,16 @@ class LargeTransfers:
         try:
             self.progress("warm-up: one unmeasured upload and download by each client")
             for client in clients:
-                self._upload(client, source)
-                self._download(client, source)
+                self.upload(client, source)
+                self.download(client, source)
             for number in range(rounds):
                 order = clients if number % 2 == 0 else clients[::-1]
                 suffix = f" (round {number + 1})" if rounds > 1 else ""
                 for client in order:
-                    uploads[client].append(self._upload(client, source))
+                    uploads[client].append(self.upload(client, source))
                     self.progress(self._line(uploads[client][-1]) + suffix)
                 for client in order:
-                    downloads[client].append(self._download(client, source))
+                    downloads[client].append(self.download(client, source))
                     self.progress(self._line(downloads[client][-1]) + suffix)
             self._profile_runs(source)
         finally:
@@ -144,7 +144,7 @@ class LargeTransfers:
         """Repeat the rpc transfers named in ``profile`` under py-spy (an extra run each,
         so that the sampling's CPU does not slow the figures above)."""
         binary = find_pyspy()
-        for operation, run in (("writefile", self._upload), ("readfile", self._download)):
+        for operation, run in (("writefile", self.upload), ("readfile", self.download)):
             if operation not in self.profile:
                 continue
             if binary is None:
@@ -167,7 +167,8 @@ class LargeTransfers:
     def _pathname(self, client: str, size: int) -> str:
         return f"large/{client}-{format_size(size)}.bin"
 
-    def _upload(self, client: str, source: SourceFile) -> LargeResult:
+    def upload(self, client: str, source: SourceFile) -> LargeResult:
+        """One timed upload of ``source``: s3.WriteFile (``rpc``) or upload_file (``boto3``)."""
         pathname = self._pathname(client, source.size)
         if client == "rpc":
             args = {"bucket": RPC_BUCKET, "pathname": pathname, "source_path": str(source.path)}
@@ -187,7 +188,8 @@ class LargeTransfers:
 
         return self._measure("WriteFile", client, source.size, transfer)
 
-    def _download(self, client: str, source: SourceFile) -> LargeResult:
+    def download(self, client: str, source: SourceFile) -> LargeResult:
+        """One timed download of what :meth:`upload` stored, its digest checked afterwards."""
         pathname = self._pathname(client, source.size)
         destination = self.workdir / f"large-{client}-download.bin"
         if client == "rpc":
