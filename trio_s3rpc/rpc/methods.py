@@ -1,6 +1,6 @@
-"""The ``s3.*`` methods: their typed requests, their answers, and their handlers.
+"""The ``s3.*`` methods' handlers (their request and answer records are in ``typed.py``).
 
-Field names are the wire names of ``rpc-api.md``. Each handler is a thin
+Each handler is a thin
 translation between a request dataclass and one operation of the
 ``storage`` package: it resolves the bucket name and pathname once
 (:meth:`Storage.resolve`) and hands the resolved object on. The behaviour
@@ -12,372 +12,57 @@ stop calls through ``rpc/control.py``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.control import CallControl, Transfer
 from trio_s3rpc.rpc.registry import MethodRegistry
-from trio_s3rpc.rpc.typed import Binary, omitempty
-from trio_s3rpc.s3.xml import ObjectEntry
+from trio_s3rpc.rpc.typed import (
+    BucketInfoResponse,
+    BucketRequest,
+    CancelResponse,
+    CopyRequest,
+    DeleteManyRequest,
+    ExistsResponse,
+    ListBucketsRequest,
+    ListBucketsResponse,
+    ListObjectsRequest,
+    ListObjectsResponse,
+    MetadataResponse,
+    ObjectWrittenResponse,
+    PathRequest,
+    PrefixEntry,
+    PublicURLRequest,
+    PublicURLResponse,
+    ReadFileRequest,
+    ReadFileResponse,
+    ReadRequest,
+    RegisterBucketRequest,
+    RegisterBucketResponse,
+    SetVisibilityRequest,
+    SuccessResponse,
+    TransferIdRequest,
+    TransferStatusResponse,
+    UploadChunkRequest,
+    UploadChunkResponse,
+    UploadFinishRequest,
+    UploadFinishResponse,
+    UploadFormRequest,
+    UploadFormResponse,
+    UploadIdRequest,
+    UploadStartRequest,
+    UploadStartResponse,
+    UploadStatusResponse,
+    UploadURLRequest,
+    UploadURLResponse,
+    WriteFileRequest,
+    WriteRequest,
+)
 from trio_s3rpc.storage import copies, deletes, objects, visibility
-from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
-from trio_s3rpc.storage.records import (
-    DeleteManyResult,
-    NewObject,
-    ObjectContent,
-    StandardHeaderFields,
-)
-
-# -- buckets ---------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class RegisterBucketRequest:
-    name: str
-    server: str
-    bucket: str
-    prefix: str = ""
-    visibility: str = ""
-    max_concurrent_operations: int | None = None
-    part_size: int | None = None
-    concurrency: int | None = None
-    public_url: str = ""
-    visibility_mode: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class RegisterBucketResponse:
-    success: bool
-    message: str
-
-
-@dataclass(slots=True, frozen=True)
-class ListBucketsRequest:
-    pass
-
-
-@dataclass(slots=True, frozen=True)
-class ListBucketsResponse:
-    buckets: list[str]
-    default: str
-
-
-@dataclass(slots=True, frozen=True)
-class BucketRequest:
-    bucket: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class BucketInfoResponse:
-    """What a client needs to know of a bucket to write to it as the server will."""
-
-    name: str
-    # acl | none: an ``auto`` bucket is probed first, so the answer is what writes do.
-    visibility_mode: str
-    # The bucket's default visibility, every object's under ``none``.
-    visibility: str
-
-
-# -- objects ---------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True, kw_only=True)
-class NewObjectFields(StandardHeaderFields):
-    """The fields of every call that creates an object (Write, WriteFile, UploadStart,
-    Copy, Move): user metadata (``config``), visibility, storage class and encryption
-    ("" = the bucket's default), and the standard headers."""
-
-    config: dict[str, str] = field(default_factory=dict)
-    visibility: str = ""
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
-    # Not supported: named so that a caller sending it is told, not ignored.
-    tagging: str = ""
-
-    def new_object(self, content_type: str = "") -> NewObject:
-        """What storage is to create the object with (a copy has no ``content_type``)."""
-        if self.tagging:
-            raise RPCError(
-                ErrorCode.INVALID_REQUEST,
-                "field 'tagging' is not supported: this server sets no object tags; "
-                "send the write without it",
-            )
-        return NewObject(
-            metadata=self.config,
-            visibility=self.visibility,
-            content_type=content_type,
-            headers=self.object_headers(),
-            archival=Archival(self.storage_class, self.sse, self.sse_kms_key_id),
-        )
-
-
-@dataclass(slots=True, frozen=True)
-class WriteRequest(NewObjectFields):
-    pathname: str
-    content: Binary
-    bucket: str = ""
-    content_type: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class ObjectWrittenResponse:
-    success: bool
-    pathname: str
-    size: int
-    last_modified: int
-    # "<algorithm>:<hex>" of the object's bytes (a Copy of an object without one has none).
-    checksum: str = omitempty("")
-
-
-@dataclass(slots=True, frozen=True)
-class ReadRequest:
-    pathname: str
-    bucket: str = ""
-    offset: int = 0
-    length: int | None = None
-    # An ETag: the bytes must be of that version, else OBJECT_CHANGED.
-    if_match: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class PathRequest:
-    pathname: str
-    bucket: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class ExistsResponse:
-    exists: bool
-
-
-@dataclass(slots=True, frozen=True)
-class SuccessResponse:
-    success: bool
-
-
-@dataclass(slots=True, frozen=True)
-class CopyRequest(NewObjectFields):
-    source_pathname: str
-    dest_pathname: str
-    source_bucket: str = ""
-    dest_bucket: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class MetadataResponse:
-    size: int
-    mime_type: str
-    last_modified: int
-    visibility: str
-    etag: str = omitempty("")
-    checksum: str = omitempty("")
-    storage_class: str = omitempty("")
-    sse: str = omitempty("")
-    sse_kms_key_id: str = omitempty("")
-    cache_control: str = omitempty("")
-    content_disposition: str = omitempty("")
-    content_encoding: str = omitempty("")
-    content_language: str = omitempty("")
-    expires: int = omitempty(0)
-    # User metadata, as a write's ``config`` set it.
-    config: dict[str, str] = omitempty(None)
-
-
-@dataclass(slots=True, frozen=True)
-class SetVisibilityRequest:
-    pathname: str
-    visibility: str
-    bucket: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class PublicURLRequest:
-    pathname: str
-    bucket: str = ""
-    expires_in: int = 0
-    response_content_type: str = ""
-    response_content_disposition: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class PublicURLResponse:
-    url: str
-    expires_at: int = omitempty(0)
-
-
-@dataclass(slots=True, frozen=True)
-class UploadURLRequest:
-    pathname: str
-    bucket: str = ""
-    expires_in: int = 3600
-    content_type: str = ""
-    visibility: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class UploadURLResponse:
-    url: str
-    headers: dict[str, str]
-    expires_at: int
-
-
-@dataclass(slots=True, frozen=True)
-class UploadFormRequest:
-    max_size: int
-    bucket: str = ""
-    key_prefix: str = ""
-    min_size: int = 0
-    content_type_prefix: str = ""
-    expires_in: int = 3600
-    visibility: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class UploadFormResponse:
-    url: str
-    fields: dict[str, str]
-    expires_at: int
-
-
-@dataclass(slots=True, frozen=True)
-class ListObjectsRequest:
-    bucket: str = ""
-    prefix: str = ""
-    delimiter: str = ""
-    max_keys: int = 1000
-    continuation_token: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class PrefixEntry:
-    prefix: str
-
-
-@dataclass(slots=True, frozen=True)
-class ListObjectsResponse:
-    objects: list[ObjectEntry]  # key, size, last_modified, etag, storage_class (omitempty)
-    is_truncated: bool
-    key_count: int
-    common_prefixes: list[PrefixEntry] = omitempty(None)
-    next_continuation_token: str = omitempty("")
-
-
-# -- large files and chunked uploads ---------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class WriteFileRequest(NewObjectFields):
-    pathname: str
-    source_path: str
-    bucket: str = ""
-    content_type: str = ""
-    resume: bool = False
-
-
-@dataclass(slots=True, frozen=True)
-class ReadFileRequest:
-    pathname: str
-    destination_path: str
-    bucket: str = ""
-    # The new file's permission bits (within s3.local_file_mode); unset: a replaced
-    # file's, or 0600 less the umask.
-    mode: int | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class ReadFileResponse:
-    success: bool
-    size: int
-    mime_type: str
-    last_modified: int
-    # The stored checksum the file's bytes were verified against, when the object has one.
-    checksum: str = omitempty("")
-
-
-@dataclass(slots=True, frozen=True)
-class UploadStartRequest(NewObjectFields):
-    pathname: str
-    bucket: str = ""
-    content_type: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class UploadStartResponse:
-    upload_id: str
-
-
-@dataclass(slots=True, frozen=True)
-class UploadChunkRequest:
-    upload_id: str
-    content: Binary
-    offset: int | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class UploadChunkResponse:
-    success: bool
-    size: int
-
-
-@dataclass(slots=True, frozen=True)
-class UploadIdRequest:
-    upload_id: str
-
-
-@dataclass(slots=True, frozen=True)
-class UploadFinishRequest:
-    upload_id: str
-    # The total bytes the client sent: a finish completes only with every one of them.
-    size: int | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class UploadStatusResponse:
-    committed_bytes: int
-    parts: int
-
-
-@dataclass(slots=True, frozen=True)
-class UploadFinishResponse:
-    success: bool
-    pathname: str
-    size: int
-    last_modified: int
-    checksum: str = omitempty("")
-
-
-@dataclass(slots=True, frozen=True)
-class DeleteManyRequest:
-    pathnames: list[str]
-    bucket: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class TransferIdRequest:
-    transfer_id: str
-
-
-@dataclass(slots=True, frozen=True)
-class TransferStatusResponse:
-    state: str
-    bytes_done: int
-    bytes_total: int
-    parts_done: int
-    parts_total: int
-    started_at: int
-    method: str
-    finished_at: int = omitempty(0)
-
-
-@dataclass(slots=True, frozen=True)
-class CancelResponse:
-    success: bool
-    state: str
+from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent
 
 
 class S3Methods:
