@@ -45,8 +45,7 @@ from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.relay import Relay
 from trio_s3rpc.rpc.server import RPCServer, budget_for
 from trio_s3rpc.s3.multipart import UploadBook
-from trio_s3rpc.status import HTTPServer, Readiness, routes_for
-from trio_s3rpc.storage import objects
+from trio_s3rpc.status import HTTPServer, Readiness, readiness_for, routes_for
 from trio_s3rpc.storage.buckets import Storage, validate_pathname
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
@@ -249,21 +248,6 @@ class Application:
                 self.storage.register_bucket(name, raw)
             return {}
         raise RPCError(ErrorCode.INVALID_REQUEST, f"unknown peer request {op!r}")
-
-
-def readiness_for(config: Config, storage: Storage) -> Readiness:
-    """The prober of every configured bucket's service, through ``storage``."""
-    observability = config.s3.observability
-
-    async def probe(bucket: str) -> None:
-        await objects.list_objects(storage.bucket(bucket), "", "", 1, "")
-
-    return Readiness(
-        list(config.s3.buckets),
-        probe,
-        interval=observability.probe_interval,
-        timeout=observability.probe_timeout,
-    )
 
 
 def _pathname_valid(pathname: str) -> bool:

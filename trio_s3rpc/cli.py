@@ -198,7 +198,7 @@ def _serve_supervised(
 ) -> int:
     from trio_s3rpc.cluster.observability import SupervisorObservability
     from trio_s3rpc.cluster.supervisor import Supervisor
-    from trio_s3rpc.errors import first_error
+    from trio_s3rpc.trioutil import first_error
 
     supervisor = Supervisor(config, document, source, workers, log_level=log_level)
     supervisor.log_format = log_format

@@ -9,13 +9,9 @@ exceptions are mapped to ``RPCError`` where they enter our code.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import Iterator
-
-import trio
 
 log = logging.getLogger("trio_s3rpc")
 
@@ -85,27 +81,3 @@ def internal_error(exc: BaseException, context: str) -> RPCError:
         "Unexpected server error; the server log has the details",
         f"id: {incident}",
     )
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
-
-
-@contextlib.contextmanager
-def first_error() -> Iterator[None]:
-    """Re-raise the first real failure out of a nursery's exception group.
-
-    Sibling tasks that fail together (every part of an upload losing its
-    connection) arrive as a group; the caller wants one error to map and
-    report. A failure wins over the cancellations it caused in its siblings.
-    """
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
-        chosen = next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
-        raise chosen from None

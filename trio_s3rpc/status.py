@@ -26,8 +26,10 @@ from typing import Any
 import h11
 import trio
 
-from trio_s3rpc.config import ListenAddress
+from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.storage import objects
+from trio_s3rpc.storage.buckets import Storage
 
 log = logging.getLogger("trio_s3rpc.status")
 
@@ -315,6 +317,21 @@ class Readiness:
             200 if ready else 503,
             {"status": "ready" if ready else "not_ready", "buckets": entries},
         )
+
+
+def readiness_for(config: Config, storage: Storage) -> Readiness:
+    """The prober of every configured bucket's service, through ``storage``."""
+    observability = config.s3.observability
+
+    async def probe(bucket: str) -> None:
+        await objects.list_objects(storage.bucket(bucket), "", "", 1, "")
+
+    return Readiness(
+        list(config.s3.buckets),
+        probe,
+        interval=observability.probe_interval,
+        timeout=observability.probe_timeout,
+    )
 
 
 def health_response(serving: Callable[[], bool]) -> Response:

@@ -19,11 +19,10 @@ from typing import Any
 
 import trio
 
-from trio_s3rpc.app import readiness_for
 from trio_s3rpc.cluster.supervisor import Supervisor
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.metrics import CONTENT_TYPE_LATEST, MULTIPROC_ENV, SupervisorMetrics
-from trio_s3rpc.status import HTTPServer, Readiness, routes_for
+from trio_s3rpc.status import HTTPServer, Readiness, readiness_for, routes_for
 from trio_s3rpc.storage.buckets import Storage
 
 

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 import trio
 
-from trio_s3rpc.errors import ErrorCode, RPCError, first_error
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.storage.buckets import Bucket
 from trio_s3rpc.storage.records import DeleteError, DeleteManyResult
+from trio_s3rpc.trioutil import first_error
 
 # Pathnames validated between two checkpoints: a few milliseconds of work.
 CHECK_BATCH = 1000

@@ -35,7 +35,7 @@ import trio
 from trio_s3rpc import callers, checksums, progress
 from trio_s3rpc.callers import Caller
 from trio_s3rpc.config import DEFAULT_LOCAL_FILE_MODE, LOCAL_FILES
-from trio_s3rpc.errors import ErrorCode, RPCError, first_error
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
 from trio_s3rpc.s3.parts import MAX_PARTS, PartPlan, plan_parts
@@ -44,6 +44,7 @@ from trio_s3rpc.storage import copies, objects, ranges, resumable
 from trio_s3rpc.storage.buckets import ObjectRef
 from trio_s3rpc.storage.localpaths import PART_SUFFIX, Destination, LocalRoots, local_error
 from trio_s3rpc.storage.records import NewObject, ObjectInfo, verify_checksum
+from trio_s3rpc.trioutil import first_error
 
 log = logging.getLogger("trio_s3rpc.transfers")
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 import trio
 
 from trio_s3rpc import budget, checksums
-from trio_s3rpc.errors import ErrorCode, RPCError, first_error
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
 from trio_s3rpc.s3.multipart import upload_multipart
@@ -38,6 +38,7 @@ from trio_s3rpc.storage.records import (
     verify_checksum,
 )
 from trio_s3rpc.storage.tokens import open_continuation, seal_continuation
+from trio_s3rpc.trioutil import first_error
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 MAX_LIST_KEYS = 1000

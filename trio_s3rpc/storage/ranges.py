@@ -19,9 +19,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 import trio
 
 from trio_s3rpc import checksums
-from trio_s3rpc.errors import ErrorCode, RPCError, first_error
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.transport import HTTPResponse
 from trio_s3rpc.storage.buckets import ObjectRef, StorageError
+from trio_s3rpc.trioutil import first_error
 
 log = logging.getLogger("trio_s3rpc.storage")
 

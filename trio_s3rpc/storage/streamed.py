@@ -37,12 +37,13 @@ from dataclasses import dataclass
 import trio
 
 from trio_s3rpc import checksums, progress
-from trio_s3rpc.errors import ErrorCode, RPCError, first_error
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.multipart import upload_multipart, upload_part
 from trio_s3rpc.s3.parts import PartPlan, plan_parts
 from trio_s3rpc.storage import objects, ranges
 from trio_s3rpc.storage.buckets import ObjectRef, StorageError
 from trio_s3rpc.storage.records import NewObject, ObjectInfo, verify_checksum
+from trio_s3rpc.trioutil import first_error
 
 
 @dataclass(slots=True, frozen=True)
