@@ -89,7 +89,7 @@ _TOTAL = re.compile(rb"^summary:\s*(\d+)", re.MULTILINE)
 # The profile hook of --python-calls: counts Python calls per function, zeroed on
 # SIGUSR1 and written to $CALLCOUNT_OUT on SIGUSR2; then runs the server.
 _PROFILED_SERVER = r"""
-import collections, os, runpy, signal, sys, threading
+import collections, json, os, runpy, signal, sys, threading
 counts = collections.Counter()
 def hook(frame, event, arg):
     if event == "call":
@@ -98,12 +98,15 @@ def hook(frame, event, arg):
 def zero(signum, frame):
     counts.clear()
 def dump(signum, frame):
-    rows = [[*key, n] for key, n in counts.items()]
-    path = os.environ["CALLCOUNT_OUT"]
-    with open(path + ".tmp", "w") as out:
-        import json
-        json.dump(rows, out)
-    os.replace(path + ".tmp", path)
+    sys.setprofile(None)  # the hook would count (and grow the counter) while it is read
+    try:
+        rows = [[*key, n] for key, n in dict(counts).items()]
+        path = os.environ["CALLCOUNT_OUT"]
+        with open(path + ".tmp", "w") as out:
+            json.dump(rows, out)
+        os.replace(path + ".tmp", path)
+    finally:
+        sys.setprofile(hook)
 signal.signal(signal.SIGUSR1, zero)
 signal.signal(signal.SIGUSR2, dump)
 threading.setprofile(hook)
@@ -377,7 +380,7 @@ def python_counts(path: Path, trees: list[Path]) -> dict[str, int]:
             if filename.startswith(str(tree) + os.sep):
                 filename = filename[len(str(tree)) + 1 :]
                 break
-        counts[f"{filename}:{line}:{name}"] += count
+        counts[f"{filename}:{name}"] += count  # not the line: functions move
     return dict(counts)
 
 
