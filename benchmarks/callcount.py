@@ -375,7 +375,7 @@ def own_instructions(dump: Path) -> dict[str, int]:
 def python_counts(path: Path, trees: list[Path]) -> dict[str, int]:
     """Python calls per function from the hook's file, files named inside their tree."""
     counts: collections.Counter[str] = collections.Counter()
-    for filename, line, name, count in json.loads(path.read_text()):
+    for filename, _line, name, count in json.loads(path.read_text()):
         for tree in trees:
             if filename.startswith(str(tree) + os.sep):
                 filename = filename[len(str(tree)) + 1 :]

@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import trio
 
 from tests.support.server import config_dict, running_app
 from trio_s3rpc.client import RemoteError, RPCClient, open_stream
+from trio_s3rpc.goridge import bounds
 from trio_s3rpc.goridge.frame import (
     CODEC_GOB,
     CODEC_JSON,
@@ -28,6 +30,7 @@ from trio_s3rpc.goridge.frame import (
     FrameDecoder,
     encode_rpc_request,
 )
+from trio_s3rpc.rpc import dispatch
 from trio_s3rpc.rpc.typed import omitempty
 
 BUCKETS = {"uploads": {"bucket": "bkt1"}, "avatars": {"bucket": "bkt2", "prefix": "av/"}}
@@ -321,6 +324,52 @@ async def test_undecodable_argument_and_unsupported_codec_are_error_answers() ->
         flags, _, body = answers[2]
         assert not flags & FLAG_ERROR
         assert msgpack.unpackb(body)["default"] == "uploads"
+        await stream.aclose()
+
+
+def _write_of_size(size: int, config: dict[str, str]) -> bytes:
+    """A msgpack s3.Write argument of exactly ``size`` bytes (its content pads it)."""
+    padding = size
+    while True:
+        body: bytes = msgpack.packb(
+            {"pathname": "a.txt", "content": b"x" * padding, "config": config}
+        )
+        if len(body) == size:
+            return body
+        padding -= len(body) - size
+
+
+async def test_an_argument_from_large_argument_bytes_on_is_counted_in_a_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The size check the dispatcher makes before anything else: an argument of
+    LARGE_ARGUMENT bytes holding many values is counted off the event loop and refused
+    past the bound; one a byte smaller is decoded on the loop, uncounted (so small
+    calls pay nothing for the bound)."""
+    monkeypatch.setattr(bounds, "MAX_MAP_ENTRIES", 2500)
+    on_main_thread: list[bool] = []
+
+    def counted(codec: int, body: bytes) -> None:
+        on_main_thread.append(threading.current_thread() is threading.main_thread())
+        bounds.check_counts(codec, body)
+
+    monkeypatch.setattr(dispatch, "check_counts", counted)
+    config = {f"k{index:04}": "" for index in range(3000)}  # past MANY_VALUES and the bound
+    large = _write_of_size(dispatch.LARGE_ARGUMENT, config)
+    smaller = _write_of_size(dispatch.LARGE_ARGUMENT - 1, config)
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        stream = await open_stream(address)
+        await stream.send_all(encode_rpc_request(1, "s3.Write", CODEC_MSGPACK, large))
+        ((flags, _, text),) = await read_answers(stream, 1)
+        assert flags & FLAG_ERROR
+        assert text.startswith(b"INVALID_REQUEST: cannot decode arguments: ")
+        assert b"map entries" in text
+        assert on_main_thread == [False]
+        await stream.send_all(encode_rpc_request(2, "s3.Write", CODEC_MSGPACK, smaller))
+        ((flags, _, text),) = await read_answers(stream, 1)
+        assert flags & FLAG_ERROR  # the metadata is past S3's 2 KB
+        assert b"map entries" not in text
+        assert on_main_thread == [False]
         await stream.aclose()
 
 

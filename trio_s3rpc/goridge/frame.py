@@ -90,24 +90,24 @@ class FrameDecoder:
     error again, since nothing after a broken frame can be located reliably.
     """
 
-    __slots__ = ("_buffer", "_error", "_frame_size", "_max_payload")
+    __slots__ = ("_buffer", "_error", "_frame_size", "_max_payload", "buffered")
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self._max_payload = max_payload
         self._buffer = bytearray()
+        self.buffered = 0
+        """Bytes held but not yet returned as frames (read it, do not set it). An
+        attribute rather than a property: the server reads it after every read, and
+        CPython 3.11 runs a property as a function call."""
         # Size of the frame whose header was already checked, so waiting for a
         # large payload costs O(1) per call instead of re-parsing the header.
         self._frame_size = 0
         self._error: FrameError | None = None
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held but not yet returned as frames."""
-        return len(self._buffer)
-
     def receive_data(self, data: bytes) -> None:
         """Append bytes read from the connection."""
         self._buffer += data
+        self.buffered = len(self._buffer)
 
     def next_frame(self) -> Frame | None:
         """The next whole frame, or None until more bytes arrive.
@@ -136,6 +136,7 @@ class FrameDecoder:
             payload = bytes(view[header_size:frame_size])
         # Deleting from the front of a bytearray only moves its start: no memmove.
         del buffer[:frame_size]
+        self.buffered = len(buffer)
         self._frame_size = 0
         return Frame(flags, options, payload, stream)
 

@@ -45,9 +45,10 @@ DECODING_THREADS = 2
 
 
 def _large(request: RPCRequest) -> bool:
-    size = len(request.body)
-    return size >= LARGE_ARGUMENT and (
-        size >= MANY_BYTES or holds_many(request.codec, request.body, MANY_VALUES)
+    """Whether an argument of at least LARGE_ARGUMENT bytes is worth a worker thread
+    (the caller compares the size first, so a small call pays no function call)."""
+    return len(request.body) >= MANY_BYTES or holds_many(
+        request.codec, request.body, MANY_VALUES
     )
 
 
@@ -116,13 +117,21 @@ class Dispatcher:
             method = self.registry.get(request.method)
             if method is None:
                 raise _invalid_name(request.method) or self.registry.not_found(request.method)
-        large = _large(request)
+        large = len(request.body) >= LARGE_ARGUMENT and _large(request)
         if large:
             args, typed = await trio.to_thread.run_sync(
-                _decode, method, request, record, True, limiter=self._threads
+                _decode_large, method, request, record, limiter=self._threads
             )
         else:
-            args, typed = _decode(method, request, record, False)
+            # Here rather than through a function (as _decode_large): every small
+            # call would pay for the call.
+            try:
+                args = decode_args(request.codec, request.body, method.decoder.binary_fields)
+            except CodecError as exc:
+                raise _undecodable(exc) from None
+            if record is not None:
+                record.args = args
+            typed = method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
         if method.controllable and ("transfer_id" in args or "timeout" in args):
             transfer_id, timeout = call_options(args)
             response = await self.control.run(
@@ -156,17 +165,21 @@ def _invalid_name(name: str) -> RPCError | None:
     return None
 
 
-def _decode(
-    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None, large: bool
+def _undecodable(exc: CodecError) -> RPCError:
+    return RPCError(ErrorCode.INVALID_REQUEST, f"cannot decode arguments: {exc}")
+
+
+def _decode_large(
+    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None
 ) -> tuple[dict[str, Any], Any]:
-    """The argument (``record.args`` too, for the metrics) and the typed request; a
-    ``large`` one is counted first (a small one cannot hold too many values)."""
+    """A large argument (``record.args`` too, for the metrics) and its typed request, in
+    a worker thread: counted first (a small one cannot hold too many values), then
+    decoded as :meth:`Dispatcher._call` decodes a small one."""
     try:
-        if large:
-            check_counts(request.codec, request.body)
+        check_counts(request.codec, request.body)
         args = decode_args(request.codec, request.body, method.decoder.binary_fields)
     except CodecError as exc:
-        raise RPCError(ErrorCode.INVALID_REQUEST, f"cannot decode arguments: {exc}") from None
+        raise _undecodable(exc) from None
     if record is not None:
         record.args = args
     return args, method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
