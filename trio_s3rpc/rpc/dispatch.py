@@ -47,9 +47,7 @@ DECODING_THREADS = 2
 def _large(request: RPCRequest) -> bool:
     """Whether an argument of at least LARGE_ARGUMENT bytes is worth a worker thread
     (the caller compares the size first, so a small call pays no function call)."""
-    return len(request.body) >= MANY_BYTES or holds_many(
-        request.codec, request.body, MANY_VALUES
-    )
+    return len(request.body) >= MANY_BYTES or holds_many(request.codec, request.body, MANY_VALUES)
 
 
 class Dispatcher:
