@@ -54,6 +54,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import msgpack
@@ -465,7 +466,7 @@ def differences(
     """The ``top`` names whose count per call differs most: (name, first, other)."""
     names = set(first) | set(other)
     rows = [(name, first.get(name, 0) / calls, other.get(name, 0) / calls) for name in names]
-    rows.sort(key=lambda row: abs(row[2] - row[1]), reverse=True)
+    rows.sort(key=lambda row: (-abs(row[2] - row[1]), row[0]))
     return [row for row in rows[:top] if row[1] != row[2]]
 
 
@@ -541,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--count {args.count} needs {tool}")
     trees = [tree.resolve() for tree in args.trees]
     codec = CODEC_JSON if args.codec == "json" else CODEC_MSGPACK
+    # Ctrl-C and SIGTERM stop the servers and the store this started, also when
+    # launched with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     results: list[Measured] = []
     with _workdir(args.keep) as workdir, ExitStack() as stack:
         target = stack.enter_context(open_target(workdir, None))
@@ -559,6 +564,10 @@ def main(argv: list[str] | None = None) -> int:
         log("")
         log(report(results, trees, args.top, args.count))
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _tree_names(trees: list[Path]) -> list[str]:
