@@ -16,23 +16,27 @@ Between calls the server waits in ``epoll_wait``; vgdb interrupts that wait
 to deliver the zero and the dump, so each dump holds the calls and a few
 loop iterations, the same for every tree.
 
-    python -m benchmarks.callcount TREE [TREE ...] [--calls 1000] [--warmup 200] \\
-        [--workloads listbuckets,exists,read] [--codec json] [--top 25] [--keep DIR]
+    python -m benchmarks.callcount TREE [TREE ...] [--count instructions] [--calls 500] \\
+        [--warmup 100] [--workloads listbuckets,exists,read4k,write4k,write64k] \\
+        [--codec json] [--top 25] [--keep DIR]
 
 Workloads: ``listbuckets`` (no storage request), ``exists`` (a HEAD of one
-object), ``read`` (a 4 KiB GET of one object). The table gives instructions
-per call for each tree and the ratio to the first tree. ``--top N`` prints,
-per workload, the N C functions whose own instructions per call differ most
-between the first tree and each other one (exclusive counts, read from the
-dump; CPython's evaluator, allocator and dict functions stand for the Python
-code that calls them). ``--python-calls`` runs each server without valgrind
-under a profile hook instead and reports, per workload, Python function calls
-per call, and the functions whose count differs most from the first tree's:
-which Python code runs more often.
+object), ``read4k``/``read64k`` (a GET of one object), ``write4k``/``write64k``
+(a PUT of one key, again and again). The table gives the count per call for
+each tree and the ratio to the first tree. ``--top N`` prints, per workload,
+the N names whose count per call differs most between the first tree and each
+other one: for instructions, C functions' own (exclusive) counts, read from
+the dump (CPython's evaluator, allocator and dict functions stand for the
+Python code that calls them). ``--count python-calls`` runs each server
+without valgrind under a profile hook instead and counts Python function
+calls per call, per function: which Python code runs more often.
+``--count syscalls`` attaches ``strace -f -c`` to the plain server for the
+counted calls: system calls per call, by name (the kernel's work, which
+callgrind does not see).
 
-Under callgrind the server runs about 50 times slower: a 1000-call ListBuckets
-takes a few seconds, a 1000-call Read about half a minute; starting a server
-under it, about half a minute.
+Under callgrind the server runs about 50 times slower: 500 ListBuckets take
+a few seconds, 500 Reads about half a minute, and a server's start about half
+a minute (all of them several times longer on a loaded machine).
 """
 
 from __future__ import annotations
