@@ -171,7 +171,9 @@ class Application:
             for address, parts in by_address.items()
         ]
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until :meth:`request_shutdown`; report the bound address when listening."""
         try:
             await self.server.open()
@@ -259,7 +261,7 @@ def _pathname_valid(pathname: str) -> bool:
 
 
 async def serve_until_signalled(
-    app: Application, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    app: Application, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the application; the first SIGINT/SIGTERM drains, a second one stops now."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -310,7 +312,9 @@ async def serve_worker(config: Config, link: WorkerLink, listen_fds: Sequence[in
             if name not in app.storage.buckets:
                 app.storage.register_bucket(name, raw)
 
-        async def serve(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async def serve(
+            *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+        ) -> None:
             await serve_until_signalled(app, task_status=task_status)
             nursery.cancel_scope.cancel()  # drained: the peer socket and lifeline go too
 

@@ -21,7 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import h11
 import trio
@@ -92,7 +91,9 @@ class HTTPServer:
         self.open_connections = 0
         self._waiting = _Waiting()
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen, report the bound address (the real port for port 0), serve until cancelled."""
         try:
             listeners = await trio.open_tcp_listeners(
@@ -253,7 +254,7 @@ class Readiness:
         self.stopping = False
         self.on_change: Callable[[str, bool], None] | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Probe every bucket, every ``interval``, until cancelled."""
         task_status.started()
         while True:

@@ -111,7 +111,9 @@ class Supervisor:
 
     # -- running -----------------------------------------------------------
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until a signal; report the bound address once every worker is ready."""
         per_slot, self.address = bind_sockets(self.config.rpc, len(self._slots))
         # Each slot's own sockets (tcp: SO_REUSEPORT, so the kernel spreads the

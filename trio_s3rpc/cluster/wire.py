@@ -101,7 +101,7 @@ def error_answer(exc: RPCError) -> Message:
 
 
 async def serve(
-    path: str, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    path: str, handler: Handler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Answer requests on ``path`` with ``handler`` until cancelled; one task per request.
 

@@ -30,7 +30,6 @@ import logging
 import os
 import socket as stdlib_socket
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
@@ -259,7 +258,7 @@ class Relay:
     def connection_count(self) -> int:
         return sum(not upstream.closed for upstream in self._upstreams)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the upstream connections until cancelled; then close them all."""
         try:
             async with trio.open_nursery() as nursery:

@@ -520,7 +520,9 @@ class RPCServer:
         self._listeners, self.address = listeners, address
         self._owns_socket_file = False
 
-    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen, report the bound address through ``task_status``, serve until shutdown.
 
         Cancelling ``serve`` cancels every connection at once.

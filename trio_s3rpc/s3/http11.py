@@ -1,18 +1,14 @@
 """One HTTP/1.1 keep-alive connection: h11 for the protocol, the socket driven directly.
 
 This is httpcore's ``AsyncHTTP11Connection`` (with the connecting part of
-``AsyncHTTPConnection``) cut down to what S3 needs, for the CPU it costs.
-Measured on this project's 2-core machine against SeaweedFS, 16 trio tasks
-GETting one 4 KiB object through :class:`~trio_s3rpc.s3.transport.S3Transport`
-(SigV4-signed, our pool; ``python -m benchmarks.http_connection`` runs both in
-turns, 3 rounds of 3 s): 274 µs of CPU per request over httpcore's
-connection, 146 µs over this one (0.53x), 3,257 against 5,865 requests/s.
-h11 itself, one request-response cycle, is about 42 µs of that; what
-goes is httpcore's per-request machinery (a ``Trace`` context manager per
-phase, a state lock, ``map_exceptions`` and a ``fail_after`` scope around
-every read and write, model objects re-validating headers already valid) and
-trio's stream layers, whose every successful ``receive_some``/``send_all``
-is a trip through the scheduler.
+``AsyncHTTPConnection``) cut down to what S3 needs, because its per-request
+machinery (a ``Trace`` context manager per phase, a state lock,
+``map_exceptions`` and a ``fail_after`` scope around every read and write,
+model objects re-validating headers already valid) and trio's stream layers
+(every successful ``receive_some``/``send_all`` is a trip through the
+scheduler) cost more CPU than the h11 cycle itself. ``python -m
+benchmarks.http_connection`` compares the two; the README's Performance
+section has the figures.
 
 What stays exactly httpcore's, and ``tests/s3/test_http11.py`` holds it to
 httpcore on the same requests against the same servers:
@@ -44,9 +40,7 @@ wait still yields to the scheduler every :data:`YIELD_EVERY` reads, so a
 fast stream neither starves other tasks nor misses a cancellation.
 
 Reads grow while they come back full: 64 KiB, doubling up to
-:data:`MAX_READ_SIZE` (h11 and this loop pay per read, not per byte;
-measured with five 5 MiB GETs in flight: 0.97 ms of CPU per MiB at 64 KiB
-reads, 0.72 at 256 KiB).
+:data:`MAX_READ_SIZE`, because h11 and this loop pay per read, not per byte.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
 
@@ -65,7 +64,7 @@ class Janitor:
         """Failed aborts queued or being retried."""
         return self.book.pending_aborts
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run both duties until cancelled."""
         async with trio.open_nursery() as nursery:
             if self.stale_after > 0:
