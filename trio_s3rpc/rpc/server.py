@@ -41,7 +41,7 @@ from typing import Any
 
 import trio
 
-from trio_s3rpc import callers
+from trio_s3rpc import callers, nbio
 from trio_s3rpc.budget import (
     COUNTED_FROM,
     FLOOR,
@@ -145,7 +145,7 @@ class Connection:
         self._idle_timeout = settings.idle_timeout
         self._slot_freed = trio.Event()
         self._fd = stream.socket.fileno()
-        self._send_lock = trio.Lock()
+        self._sender = nbio.Sender(stream.socket)
         self._in_flight = 0
         # Bytes read and counted in the share, not yet handed to a call.
         self._receiving = 0
@@ -262,15 +262,15 @@ class Connection:
                     await trio.lowlevel.wait_readable(fd)
                 reads = 0
             try:
-                data = os.read(fd, RECEIVE_SIZE)
-            except BlockingIOError:
+                data = nbio.read_now(fd, RECEIVE_SIZE)
+            except OSError:
+                data = b""  # reset: the client is gone, as at the end of the stream
+            if data is None:
                 drained = True
                 continue
-            except OSError:
-                data = b""
             drained = len(data) < RECEIVE_SIZE
             reads += 1
-            if reads >= 16:
+            if reads >= nbio.YIELD_EVERY:
                 await trio.lowlevel.checkpoint()
                 reads = 0
             if not data:
@@ -425,29 +425,10 @@ class Connection:
             await self._send(frame)
 
     async def _send(self, frame: bytes) -> None:
-        """Write one whole answer; answers never interleave.
-
-        Fast path: when no other answer is being written, one plain
-        non-blocking write; most answers fit in the socket buffer. Nothing
-        awaits between the check and the write, so no lock is needed for it;
-        only a write that must wait for the rest takes the lock, and answers
-        that come meanwhile queue behind it.
-        """
-        lock = self._send_lock
+        """Write one whole answer; answers never interleave (:class:`nbio.Sender`: most
+        answers fit in the socket buffer and leave in one write, without a lock)."""
         try:
-            if lock.locked():
-                async with lock:
-                    await self._stream.send_all(frame)
-                return
-            try:
-                sent = os.write(self._fd, frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                raise trio.BrokenResourceError from None
-            if sent < len(frame):
-                async with lock:  # free: nothing awaited since it was checked
-                    await self._stream.send_all(memoryview(frame)[sent:])
+            await self._sender.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client is gone: stop reading; run() cancels the other calls.
             self._client_gone = True

@@ -36,7 +36,7 @@ TLS (``https``) runs over ``trio.SSLStream`` with the caller's SSL context
 stream layers: each read and write is first tried without waiting, and only a
 socket that is not ready waits in ``trio.lowlevel.wait_readable``/
 ``wait_writable`` under that wait's own timeout; a run of reads that never
-wait still yields to the scheduler every :data:`YIELD_EVERY` reads, so a
+wait still yields to the scheduler every :data:`~trio_s3rpc.nbio.YIELD_EVERY` reads, so a
 fast stream neither starves other tasks nor misses a cancellation.
 
 Reads grow while they come back full: 64 KiB, doubling up to
@@ -58,9 +58,10 @@ import h11
 import httpcore
 import trio
 
+from trio_s3rpc import nbio
+
 READ_SIZE = 64 * 1024
 MAX_READ_SIZE = 256 * 1024
-YIELD_EVERY = 16
 # As httpcore: h11's limit on a response head, raised from its 16 KiB default.
 MAX_INCOMPLETE_EVENT_SIZE = 100 * 1024
 # A body at least this large is written by itself rather than copied behind
@@ -87,13 +88,14 @@ def _readable(fd: int) -> bool:
 
 
 class _PlainIO:
-    """A connected non-blocking TCP socket, each operation tried before it waits."""
+    """A connected non-blocking TCP socket, each operation tried before it waits
+    (:mod:`trio_s3rpc.nbio`), errors as httpcore's."""
 
-    __slots__ = ("_reads", "_sock")
+    __slots__ = ("_receiver", "_sock")
 
     def __init__(self, sock: stdlib_socket.socket) -> None:
         self._sock = sock
-        self._reads = 0
+        self._receiver = nbio.Receiver(sock)
 
     async def receive(
         self,
@@ -103,44 +105,22 @@ class _PlainIO:
     ) -> bytes:
         """Up to ``max_bytes``; ``wait_first`` when nothing can be there yet (an answer
         to a request just sent), which saves a read that would fail."""
-        sock = self._sock
-        ready = not wait_first
-        while True:
-            if ready:
-                try:
-                    data = sock.recv(max_bytes)
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise httpcore.ReadError(str(exc) or type(exc).__name__) from None
-                else:
-                    self._reads += 1
-                    if self._reads >= YIELD_EVERY:
-                        self._reads = 0
-                        await trio.lowlevel.checkpoint()
-                    return data
-            self._reads = 0
-            with trio.move_on_after(timeout) as waiting:
-                await trio.lowlevel.wait_readable(sock)
-            if waiting.cancelled_caught:
-                raise httpcore.ReadTimeout(f"no data within {timeout} s") from None
-            ready = True
+        try:
+            return await self._receiver.receive_some(
+                max_bytes, timeout=timeout, wait_first=wait_first
+            )
+        except trio.TooSlowError as exc:
+            raise httpcore.ReadTimeout(str(exc)) from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from None
 
     async def send(self, data: bytes | memoryview, timeout: float) -> None:  # noqa: ASYNC109
-        sock = self._sock
-        view = memoryview(data)
-        while view:
-            try:
-                sent = sock.send(view)
-            except BlockingIOError:
-                with trio.move_on_after(timeout) as waiting:
-                    await trio.lowlevel.wait_writable(sock)
-                if waiting.cancelled_caught:
-                    raise httpcore.WriteTimeout(f"could not write within {timeout} s") from None
-                continue
-            except OSError as exc:
-                raise httpcore.WriteError(str(exc) or type(exc).__name__) from None
-            view = view[sent:]
+        try:
+            await nbio.send_all(self._sock, data, timeout=timeout)
+        except trio.TooSlowError as exc:
+            raise httpcore.WriteTimeout(str(exc)) from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from None
 
     def readable(self) -> bool:
         return _readable(self._sock.fileno())
