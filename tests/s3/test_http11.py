@@ -421,3 +421,37 @@ async def test_tls_answers_and_a_certificate_not_trusted_are_httpcores(
     finally:
         await pool.aclose()
     assert server.accepted - accepted == 1
+
+
+async def test_a_tls_server_that_closes_without_close_notify_ends_the_body_as_httpcore(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # Many HTTPS servers drop the TCP connection after a body read to the close,
+    # without TLS's close_notify; httpcore (https_compatible) takes that as the end.
+    server_context, client_context = _certificate(tmp_path)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, server_context, server_side=True)
+        try:
+            await tls.do_handshake()
+            got = await read_head(tls, b"")
+            assert got is not None
+            await tls.send_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        except trio.BrokenResourceError:
+            return
+        await trio.aclose_forcefully(stream)  # the TCP connection only: no close_notify
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, host="127.0.0.1"), handle, 0)
+    port = listeners[0].socket.getsockname()[1]
+    origin = (b"https", b"127.0.0.1", port)
+    theirs_connection = httpcore.AsyncHTTPConnection(
+        origin=httpcore.Origin(*origin), ssl_context=client_context
+    )
+    mine_connection = HTTP11Connection(origin, ssl_context=client_context)
+    make = functools.partial(request, port, scheme=b"https", read=5.0, connect=5.0)
+    theirs = await outcome(theirs_connection, make())
+    mine = await outcome(mine_connection, make())
+    await theirs_connection.aclose()
+    await mine_connection.aclose()
+    assert theirs[0] == "ok" and theirs[-1] == b"all of it"
+    assert mine == theirs

@@ -43,6 +43,7 @@ import trio
 
 from trio_s3rpc import __version__, checksums
 from trio_s3rpc.config import ServerConfig
+from trio_s3rpc.s3.exceptions import HTTP_ERRORS
 from trio_s3rpc.s3.http11 import Response
 from trio_s3rpc.s3.pool import ConnectionPool
 from trio_s3rpc.s3.signing import (
@@ -75,15 +76,6 @@ RETRY_BASE_DELAY = 0.2
 RETRY_MAX_DELAY = 2.0
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_EXPIRY = 5.0  # httpx's default
-
-# Everything httpcore raises for a request that did not get through.
-HTTP_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore.ConnectionNotAvailable,
-)
 
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RETRYABLE_CODES = frozenset(
