@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 from trio_s3rpc.errors import ErrorCode, RPCError
 
+# The S3 layer's records of a server, built by the parser and part of the model.
+from trio_s3rpc.s3.endpoint import Credentials as Credentials
+from trio_s3rpc.s3.endpoint import ServerConfig as ServerConfig
+
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
@@ -88,31 +92,6 @@ class ListenAddress:
             return f"unix://{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"tcp://{host}:{self.port}"
-
-
-@dataclass(slots=True, frozen=True)
-class Credentials:
-    key: str
-    secret: str = field(repr=False)
-    token: str = field(default="", repr=False)
-
-
-@dataclass(slots=True, frozen=True)
-class ServerConfig:
-    name: str
-    region: str
-    endpoint: str = ""  # "" = AWS
-    credentials: Credentials = field(kw_only=True)
-    force_path_style: bool | None = None  # None: path style iff endpoint set
-    checksums: str = "when_required"
-    # The endpoint presigned and public URLs name, when browsers reach the service elsewhere.
-    public_endpoint: str = ""
-
-    @property
-    def path_style(self) -> bool:
-        if self.force_path_style is not None:
-            return self.force_path_style
-        return bool(self.endpoint)
 
 
 @dataclass(slots=True, frozen=True)

@@ -24,7 +24,7 @@ from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotocoreCredentials
 
-from trio_s3rpc.config import Credentials
+from trio_s3rpc.s3.endpoint import Credentials
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_PAYLOAD_SHA256 = hashlib.sha256(b"").hexdigest()

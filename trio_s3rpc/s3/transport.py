@@ -42,7 +42,7 @@ import httpx
 import trio
 
 from trio_s3rpc import __version__, checksums
-from trio_s3rpc.config import ServerConfig
+from trio_s3rpc.s3.endpoint import ServerConfig
 from trio_s3rpc.s3.exceptions import HTTP_ERRORS
 from trio_s3rpc.s3.http11 import Response
 from trio_s3rpc.s3.pool import ConnectionPool
