@@ -27,9 +27,9 @@ from trio_s3rpc.config import Credentials, ServerConfig
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3 import transport as transport_module
 from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.failures import RETRY_MAX_DELAY
+from trio_s3rpc.s3.responses import ResponseHeaders
 from trio_s3rpc.s3.transport import (
-    RETRY_MAX_DELAY,
-    ResponseHeaders,
     S3Error,
     S3Transport,
     backoff_delay,

@@ -29,29 +29,28 @@ class Phase(enum.Enum):
     WRITE = "write"
 
 
-# Per phase, the first entry that matches the failure (in order) names httpcore's
-# type; the message is the failure's own. Cancellation and anything not listed
-# (a caller's body that fails as it is read, say) pass unchanged.
-EXCEPTION_MAP: Mapping[Phase, tuple[tuple[type[Exception], type[Exception]], ...]] = {
-    Phase.CONNECT: (
-        (trio.TooSlowError, httpcore.ConnectTimeout),
-        (trio.BrokenResourceError, httpcore.ConnectError),
-        (OSError, httpcore.ConnectError),  # ssl.SSLError too: a refused handshake
-    ),
-    Phase.READ: (
-        (trio.TooSlowError, httpcore.ReadTimeout),
-        (trio.BrokenResourceError, httpcore.ReadError),
-        (trio.ClosedResourceError, httpcore.ReadError),
-        (OSError, httpcore.ReadError),
-        (h11.RemoteProtocolError, httpcore.RemoteProtocolError),
-    ),
-    Phase.WRITE: (
-        (trio.TooSlowError, httpcore.WriteTimeout),
-        (trio.BrokenResourceError, httpcore.WriteError),
-        (trio.ClosedResourceError, httpcore.WriteError),
-        (OSError, httpcore.WriteError),
-        (h11.LocalProtocolError, httpcore.LocalProtocolError),
-    ),
+# A connection that broke, was reset or was closed under a waiting task; OSError
+# includes ssl.SSLError, a refused handshake.
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+# Per phase, which failure becomes which of httpcore's types (the first entry
+# that matches, in order); the message is the failure's own. Cancellation and
+# anything not listed (a caller's body that fails as it is read, say) pass
+# unchanged.
+EXCEPTION_MAP: Mapping[
+    Phase, Mapping[type[Exception] | tuple[type[Exception], ...], type[Exception]]
+] = {
+    Phase.CONNECT: {trio.TooSlowError: httpcore.ConnectTimeout, _BROKEN: httpcore.ConnectError},
+    Phase.READ: {
+        trio.TooSlowError: httpcore.ReadTimeout,
+        _BROKEN: httpcore.ReadError,
+        h11.RemoteProtocolError: httpcore.RemoteProtocolError,
+    },
+    Phase.WRITE: {
+        trio.TooSlowError: httpcore.WriteTimeout,
+        _BROKEN: httpcore.WriteError,
+        h11.LocalProtocolError: httpcore.LocalProtocolError,
+    },
 }
 
 # Everything httpcore raises for a request that did not get through.
@@ -71,8 +70,12 @@ class map_exceptions:
     __slots__ = ("_table", "_types")
 
     def __init__(self, phase: Phase) -> None:
-        self._table = EXCEPTION_MAP[phase]
-        self._types = tuple(source for source, _ in self._table)
+        self._table = tuple(EXCEPTION_MAP[phase].items())
+        self._types = tuple(
+            kind
+            for source, _ in self._table
+            for kind in (source if isinstance(source, tuple) else (source,))
+        )
 
     def __enter__(self) -> None:
         return None

@@ -170,10 +170,12 @@ class HTTP11Connection:
         write_timeout = _seconds(timeouts.get("write"))
         read_timeout = _seconds(timeouts.get("read"))
         try:
+            with WRITING:  # a request h11 refuses: LocalProtocolError
+                head = h11.Request(method=method, target=target, headers=headers)
             # As httpcore: the server may have answered (an error) and closed
             # before taking the whole body; a failed write still reads what it said.
             with contextlib.suppress(httpcore.WriteError):
-                await self._send_request(method, target, headers, body, write_timeout)
+                await self._send_request(head, body, write_timeout)
             event = await self._next_event(read_timeout, answer_due=True)
             while not isinstance(event, h11.Response):
                 # 1xx answers (100 Continue) precede the real one.
@@ -193,9 +195,7 @@ class HTTP11Connection:
 
     async def _send_request(
         self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
+        request: h11.Request,
         body: bytes | AsyncIterable[bytes],
         timeout: float,  # noqa: ASYNC109
     ) -> None:
@@ -204,7 +204,7 @@ class HTTP11Connection:
         connection = self._h11
         if isinstance(body, bytes):
             with WRITING:
-                head = connection.send(h11.Request(method=method, target=target, headers=headers))
+                head = connection.send(request)
                 assert head is not None
                 if body and len(body) >= JOIN_BELOW:
                     await io.send(head, timeout)
@@ -216,7 +216,7 @@ class HTTP11Connection:
                 await io.send(head + end if end else head, timeout)
             return
         with WRITING:
-            head = connection.send(h11.Request(method=method, target=target, headers=headers))
+            head = connection.send(request)
             assert head is not None
             await io.send(head, timeout)
         # The caller's chunks are read outside the mapping: their failures are theirs.

@@ -41,12 +41,7 @@ class PlainStream:
         self._sock = sock
         self._receiver = nbio.Receiver(sock)
 
-    async def receive(
-        self,
-        max_bytes: int,
-        timeout: float,  # noqa: ASYNC109
-        wait_first: bool = False,
-    ) -> bytes:
+    async def receive(self, max_bytes: int, timeout: float, wait_first: bool = False) -> bytes:  # noqa: ASYNC109
         """Up to ``max_bytes``, ``b""`` at the end; ``wait_first`` when nothing can be
         there yet (an answer to a request just sent), which saves a read that would fail."""
         return await self._receiver.receive_some(max_bytes, timeout=timeout, wait_first=wait_first)
@@ -72,12 +67,7 @@ class TLSStream:
         self._stream = stream
         self._sock = stream.transport_stream.socket
 
-    async def receive(
-        self,
-        max_bytes: int,
-        timeout: float,  # noqa: ASYNC109
-        wait_first: bool = False,
-    ) -> bytes:
+    async def receive(self, max_bytes: int, timeout: float, wait_first: bool = False) -> bytes:  # noqa: ASYNC109
         with trio.move_on_after(timeout) as waiting:
             return bytes(await self._stream.receive_some(max_bytes))
         assert waiting.cancelled_caught
