@@ -221,6 +221,32 @@ async def test_a_streamed_body_goes_out_as_httpcore_sends_it(nursery: trio.Nurse
     assert our_server.received == library_server.received
 
 
+async def test_a_body_that_fails_as_it_is_read_raises_its_own_error_as_httpcore(
+    nursery: trio.Nursery,
+) -> None:
+    """The caller's chunks are not the connection's I/O: their failure is not a WriteError
+    (which would be taken for a server that hung up, and the answer read instead)."""
+
+    async def failing() -> object:
+        yield b"one "
+        raise OSError("the local file went away")
+
+    def make(port: int) -> httpcore.Request:
+        req = request(port, b"PUT", b"/k")
+        return httpcore.Request(
+            b"PUT",
+            req.url,
+            headers=[*req.headers[:2], (b"Content-Length", b"13")],
+            content=failing(),  # type: ignore[arg-type]
+            # Were the failure taken for the server's, the answer would be waited for.
+            extensions={"timeout": {"read": 5.0}},
+        )
+
+    script = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    theirs, mine, _, _ = await both(nursery, script, make)
+    assert mine == theirs == [("error", "OSError")]
+
+
 async def test_an_answer_sent_before_the_body_is_taken_is_still_read(nursery: trio.Nursery) -> None:
     """A server that refuses at the head and hangs up: both report its answer or both fail."""
 
