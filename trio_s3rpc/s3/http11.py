@@ -237,24 +237,24 @@ class HTTP11Connection:
         """The next h11 event, reading as needed; ``answer_due``: the request was just
         sent, so the first read waits for the socket before it tries."""
         connection = self._h11
-        while True:
-            with READING:
+        with READING:
+            while True:
                 event = connection.next_event()
                 if event is not h11.NEED_DATA:
                     return event
                 assert self._io is not None
                 size = self._read_size
                 data = await self._io.receive(size, timeout, answer_due)
-            answer_due = False
-            if len(data) == size:
-                self._read_size = min(size * 2, MAX_READ_SIZE)
-            elif size != READ_SIZE:
-                self._read_size = READ_SIZE
-            if not data and connection.their_state is h11.SEND_RESPONSE:
-                raise httpcore.RemoteProtocolError(
-                    "Server disconnected without sending a response."
-                )
-            connection.receive_data(data)
+                answer_due = False
+                if len(data) == size:
+                    self._read_size = min(size * 2, MAX_READ_SIZE)
+                elif size != READ_SIZE:
+                    self._read_size = READ_SIZE
+                if not data and connection.their_state is h11.SEND_RESPONSE:
+                    raise httpcore.RemoteProtocolError(
+                        "Server disconnected without sending a response."
+                    )
+                connection.receive_data(data)
 
     async def _response_closed(self) -> None:
         connection = self._h11
