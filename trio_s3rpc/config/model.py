@@ -19,11 +19,6 @@ TIB = 1024 * GIB
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:6001"
 
-# S3's limits on multipart uploads: every part but the last is at least 5 MiB,
-# none is above 5 GiB, and a single CopyObject copies at most 5 GiB.
-MIN_PART_SIZE = 5 * MIB
-MAX_PART_SIZE = 5 * GIB
-MAX_COPY_SIZE = 5 * GIB
 MAX_CONCURRENCY = 64
 # A Goridge frame carries its payload length in 32 bits.
 MIN_FRAME_SIZE = 64 * KIB

@@ -21,11 +21,8 @@ from trio_s3rpc.config.model import (
     LOCAL_FILES,
     LOG_FORMATS,
     MAX_CONCURRENCY,
-    MAX_COPY_SIZE,
-    MAX_PART_SIZE,
     MAX_WORKERS,
     MIB,
-    MIN_PART_SIZE,
     SSE_ALGORITHMS,
     STORAGE_CLASSES,
     VISIBILITIES,
@@ -46,6 +43,7 @@ from trio_s3rpc.config.scalars import (
     check_bucket_name,
     s3_bucket_problem,
 )
+from trio_s3rpc.s3.limits import MAX_COPY_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
 
 
 def _parse_s3(section: _Section) -> S3Settings:

@@ -19,9 +19,10 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
+from trio_s3rpc.s3.limits import MAX_DELETE_KEYS
+
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 ALL_USERS_URI = "http://acs.amazonaws.com/groups/global/AllUsers"
-MAX_DELETE_KEYS = 1000
 
 # Codes for error answers without an XML body (HEAD answers never have one).
 _BODILESS_CODES = {

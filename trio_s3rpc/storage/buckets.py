@@ -31,13 +31,13 @@ from trio_s3rpc.config import (
     parse_bucket,
 )
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.s3.limits import MAX_KEY_BYTES
 from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook
 from trio_s3rpc.s3.parts import PartLimitError
 from trio_s3rpc.s3.transport import HTTPResponse, S3Error, S3Response, S3Transport
 
 log = logging.getLogger("trio_s3rpc.storage")
 
-MAX_KEY_BYTES = 1024
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
