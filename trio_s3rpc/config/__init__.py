@@ -27,6 +27,7 @@ from trio_s3rpc.config.addresses import (
     parse_http_address,
     same_address,
 )
+from trio_s3rpc.config.buckets import BUCKET_SETTINGS, archival_problem, wire_type
 from trio_s3rpc.config.describe import describe, mask_key
 from trio_s3rpc.config.expansion import expand_vars
 from trio_s3rpc.config.load import load_config, load_document, parse_bucket, parse_config
@@ -81,9 +82,9 @@ from trio_s3rpc.config.scalars import (
     parse_size,
     s3_bucket_problem,
 )
-from trio_s3rpc.config.sections import archival_problem
 
 __all__ = [
+    "BUCKET_SETTINGS",
     "CHECKSUM_MODES",
     "DEFAULT_FRAME_TIMEOUT",
     "DEFAULT_LISTEN",
@@ -144,4 +145,5 @@ __all__ = [
     "parse_size",
     "s3_bucket_problem",
     "same_address",
+    "wire_type",
 ]

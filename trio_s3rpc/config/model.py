@@ -9,8 +9,10 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.s3.limits import MAX_COPY_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -111,22 +113,60 @@ class ServerConfig:
 
 
 @dataclass(slots=True, frozen=True)
+class Setting:
+    """How one bucket setting is read and shown: the one declaration the config
+    parser (``s3.buckets.<name>``), ``s3.RegisterBucket`` and ``check-config``
+    read (``config/buckets.py``).
+
+    ``kind`` names the reader: ``text``, ``choice`` (one of ``choices``),
+    ``integer`` and ``size`` (within ``minimum``..``maximum``; a whole number on
+    the wire), ``server`` (a configured server's name), ``bucket`` (an S3
+    bucket name), ``prefix`` and ``url``. ``unset`` is what ``check-config``
+    shows for an empty value.
+    """
+
+    kind: str
+    choices: tuple[str, ...] = ()
+    minimum: int = 0
+    maximum: int | None = None
+    unset: str = ""
+
+
+def setting(kind: str, **how: Any) -> dict[str, Setting]:
+    """A :class:`BucketConfig` field's metadata: how the setting is read and shown."""
+    return {"setting": Setting(kind, **how)}
+
+
+@dataclass(slots=True, frozen=True)
 class BucketConfig:
+    """One bucket's settings. Each field after ``name`` is a setting, declared
+    once here: its default, its reader and its limits (:func:`setting`)."""
+
     name: str
-    server: str
-    bucket: str
-    prefix: str = ""
-    visibility: str = "private"
-    max_concurrent_operations: int = 100
-    part_size: int = 5 * MIB
-    concurrency: int = 5
-    public_url: str = ""  # base URL replacing the endpoint in permanent public URLs (CDN)
-    visibility_mode: str = "acl"
-    multipart_copy_threshold: int = 5 * GIB
+    server: str = field(metadata=setting("server"))
+    bucket: str = field(metadata=setting("bucket"))
+    prefix: str = field(default="", metadata=setting("prefix"))
+    visibility: str = field(default="private", metadata=setting("choice", choices=VISIBILITIES))
+    max_concurrent_operations: int = field(default=100, metadata=setting("integer", minimum=1))
+    part_size: int = field(
+        default=5 * MIB,
+        metadata=setting("size", minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE),
+    )
+    concurrency: int = field(
+        default=5, metadata=setting("integer", minimum=1, maximum=MAX_CONCURRENCY)
+    )
+    # The base URL replacing the endpoint in permanent public URLs (a CDN).
+    public_url: str = field(default="", metadata=setting("url", unset="(endpoint)"))
+    visibility_mode: str = field(
+        default="acl", metadata=setting("choice", choices=VISIBILITY_MODES)
+    )
+    multipart_copy_threshold: int = field(
+        default=5 * GIB, metadata=setting("size", minimum=1, maximum=MAX_COPY_SIZE)
+    )
     # Defaults for new objects' storage class and encryption ("" = the service's own).
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
+    storage_class: str = field(default="", metadata=setting("text", unset="(the service default)"))
+    sse: str = field(default="", metadata=setting("text", unset="(none)"))
+    sse_kms_key_id: str = field(default="", metadata=setting("text", unset="(none)"))
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

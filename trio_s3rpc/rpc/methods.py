@@ -37,6 +37,7 @@ from trio_s3rpc.rpc.typed import (
     ReadFileRequest,
     ReadFileResponse,
     ReadRequest,
+    RegisterBucketDecoder,
     RegisterBucketRequest,
     RegisterBucketResponse,
     SetVisibilityRequest,
@@ -85,7 +86,11 @@ class S3Methods:
     def register(self, registry: MethodRegistry) -> None:
         add = registry.add
         add(
-            "s3.RegisterBucket", RegisterBucketRequest, RegisterBucketResponse, self.register_bucket
+            "s3.RegisterBucket",
+            RegisterBucketRequest,
+            RegisterBucketResponse,
+            self.register_bucket,
+            decoder=RegisterBucketDecoder(),
         )
         add(
             "s3.ListBuckets",
@@ -119,16 +124,7 @@ class S3Methods:
         add("s3.UploadAbort", UploadIdRequest, SuccessResponse, self.upload_abort)
 
     async def register_bucket(self, req: RegisterBucketRequest) -> RegisterBucketResponse:
-        raw: dict[str, object] = {"server": req.server, "bucket": req.bucket, "prefix": req.prefix}
-        optional: dict[str, object] = {
-            "visibility": req.visibility,
-            "max_concurrent_operations": req.max_concurrent_operations,
-            "part_size": req.part_size,
-            "concurrency": req.concurrency,
-            "public_url": req.public_url,
-            "visibility_mode": req.visibility_mode,
-        }
-        raw.update({k: v for k, v in optional.items() if v not in (None, "")})
+        raw = dict(req.settings)
         if self.register_everywhere is None:
             self.storage.register_bucket(req.name, raw)
         else:

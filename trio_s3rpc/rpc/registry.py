@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.rpc.typed import RequestDecoder, ResponseEncoder
+from trio_s3rpc.rpc.typed import Decoder, RequestDecoder, ResponseEncoder
 
 Req = TypeVar("Req")
 # Unknown names up to this long get a "did you mean" (method names are about 20).
@@ -24,7 +24,7 @@ Resp = TypeVar("Resp")
 class Method(Generic[Req, Resp]):
     name: str
     handler: Callable[[Req], Awaitable[Resp]]
-    decoder: RequestDecoder[Req]
+    decoder: Decoder[Req]
     encoder: ResponseEncoder
     # True for methods that never wait on I/O (answered without a task of their own).
     inline: bool = False
@@ -47,13 +47,16 @@ class MethodRegistry:
         *,
         inline: bool = False,
         controllable: bool = True,
+        decoder: Decoder[Req] | None = None,
     ) -> None:
+        """Register ``handler`` under ``name``; ``decoder`` replaces the one made from
+        ``request_type``'s fields (for a request whose fields are declared elsewhere)."""
         if name in self._methods:
             raise ValueError(f"method {name} registered twice")
         self._methods[name] = Method(
             name,
             handler,
-            RequestDecoder(request_type),
+            RequestDecoder(request_type) if decoder is None else decoder,
             ResponseEncoder(response_type),
             inline,
             controllable,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType, TypeVar
 
+from trio_s3rpc.config import BUCKET_SETTINGS, wire_type
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.xml import ObjectEntry
 from trio_s3rpc.storage.archival import Archival
@@ -32,6 +33,7 @@ from trio_s3rpc.storage.records import NewObject, StandardHeaderFields
 Binary = NewType("Binary", bytes)
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 _MISSING = object()
 
 # A converter takes (value, binary_as_base64) and returns the typed value or
@@ -199,6 +201,17 @@ class _Field:
     required: bool
 
 
+class Decoder(typing.Protocol[T_co]):
+    """What the dispatcher needs of a method's request decoder."""
+
+    @property
+    def binary_fields(self) -> frozenset[str]:
+        """Fields that carry bytes, which the msgpack codec keeps as bytes."""
+        ...
+
+    def decode(self, args: Mapping[str, Any], binary_as_base64: bool) -> T_co: ...
+
+
 class RequestDecoder(typing.Generic[T]):
     """Turns a decoded argument mapping into an instance of a request dataclass."""
 
@@ -312,16 +325,62 @@ def _plain(value: Any) -> Any:
 
 @dataclass(slots=True, frozen=True)
 class RegisterBucketRequest:
+    """``s3.RegisterBucket``: ``name`` and the bucket settings the caller set.
+
+    Its fields are the settings of ``s3.buckets.<name>`` (``BucketConfig``'s
+    declarations, read by :class:`RegisterBucketDecoder`), so a new bucket
+    setting can be registered without an edit here. Settings left out, null
+    or empty take the configuration's defaults.
+    """
+
     name: str
-    server: str
-    bucket: str
-    prefix: str = ""
-    visibility: str = ""
-    max_concurrent_operations: int | None = None
-    part_size: int | None = None
-    concurrency: int | None = None
-    public_url: str = ""
-    visibility_mode: str = ""
+    settings: dict[str, str | int]
+
+
+class RegisterBucketDecoder:
+    """Decodes ``s3.RegisterBucket`` from the bucket settings' declarations: each
+    setting typed as it is on the wire (``wire_type``), errors naming the field
+    as :class:`RequestDecoder`'s do."""
+
+    __slots__ = ("_settings",)
+
+    binary_fields: frozenset[str] = frozenset()
+    request_type = RegisterBucketRequest
+
+    def __init__(self) -> None:
+        self._settings = tuple(
+            (key, _converter_for(wire_type(how))[0], default is dataclasses.MISSING)
+            for key, how, default in BUCKET_SETTINGS
+        )
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return ("name", *(key for key, _, _ in self._settings))
+
+    def decode(self, args: Mapping[str, Any], binary_as_base64: bool) -> RegisterBucketRequest:
+        name = _required(args, "name", _to_str, binary_as_base64)
+        settings: dict[str, str | int] = {}
+        for key, convert, required in self._settings:
+            value = args.get(key)
+            if required:
+                settings[key] = _required(args, key, convert, binary_as_base64)
+            elif value is not None and value != "":
+                settings[key] = _field(key, convert, value, binary_as_base64)
+        return RegisterBucketRequest(name, settings)
+
+
+def _required(args: Mapping[str, Any], key: str, convert: Converter, base64: bool) -> Any:
+    value = args.get(key)
+    if value is None:
+        raise RPCError(ErrorCode.INVALID_REQUEST, f"missing required field '{key}'")
+    return _field(key, convert, value, base64)
+
+
+def _field(key: str, convert: Converter, value: Any, base64: bool) -> Any:
+    try:
+        return convert(value, base64)
+    except _FieldError as exc:
+        raise RPCError(ErrorCode.INVALID_REQUEST, f"field '{key}' {exc}") from None
 
 
 @dataclass(slots=True, frozen=True)
