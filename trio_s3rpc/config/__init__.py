@@ -27,7 +27,7 @@ from trio_s3rpc.config.addresses import (
     parse_http_address,
     same_address,
 )
-from trio_s3rpc.config.buckets import BUCKET_SETTINGS, archival_problem, wire_type
+from trio_s3rpc.config.buckets import BUCKET_SETTINGS, archival_problem, how_read, wire_type
 from trio_s3rpc.config.describe import describe, mask_key
 from trio_s3rpc.config.expansion import expand_vars
 from trio_s3rpc.config.load import load_config, load_document, parse_bucket, parse_config
@@ -133,6 +133,7 @@ __all__ = [
     "describe",
     "expand_vars",
     "exposure_warning",
+    "how_read",
     "is_loopback",
     "load_config",
     "load_document",

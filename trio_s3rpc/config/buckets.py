@@ -28,14 +28,19 @@ from trio_s3rpc.config.scalars import (
     s3_bucket_problem,
 )
 
-#: Every bucket setting, in declaration order: (name, how it is read, its default
-#: or ``dataclasses.MISSING`` when it is required).
-BUCKET_SETTINGS: Final[tuple[tuple[str, Setting, Any], ...]] = tuple(
-    (item.name, item.metadata["setting"], item.default)
-    for item in dataclasses.fields(BucketConfig)
-    if "setting" in item.metadata
+#: Every bucket setting, in declaration order: ``BucketConfig``'s fields after
+#: ``name``. Each field's ``default`` (``dataclasses.MISSING`` when required) and
+#: ``metadata["setting"]`` (a :class:`Setting`) say how it is read.
+BUCKET_SETTINGS: Final[tuple[dataclasses.Field[Any], ...]] = tuple(
+    item for item in dataclasses.fields(BucketConfig) if "setting" in item.metadata
 )
 _ARCHIVAL: Final = ("storage_class", "sse", "sse_kms_key_id")
+
+
+def how_read(item: dataclasses.Field[Any]) -> Setting:
+    """A bucket setting's declaration (its field's metadata)."""
+    how: Setting = item.metadata["setting"]
+    return how
 
 
 def wire_type(how: Setting) -> type:
@@ -48,7 +53,8 @@ def parse_bucket_section(
 ) -> BucketConfig:
     """One bucket's settings from its section, each checked as its declaration says."""
     values = {
-        key: _read(section, key, how, default, servers) for key, how, default in BUCKET_SETTINGS
+        item.name: _read(section, item.name, how_read(item), item.default, servers)
+        for item in BUCKET_SETTINGS
     }
     problem = archival_problem(*(values[key] for key in _ARCHIVAL))
     if problem is not None:
@@ -59,7 +65,8 @@ def parse_bucket_section(
 def describe_bucket(bucket: BucketConfig) -> list[str]:
     """``check-config``'s lines for one bucket: every setting, one line each."""
     lines = [f"  {bucket.name}:"]
-    for key, how, _ in BUCKET_SETTINGS:
+    for item in BUCKET_SETTINGS:
+        key, how = item.name, how_read(item)
         value = getattr(bucket, key)
         if how.kind == "size":
             shown = _format_size(value)

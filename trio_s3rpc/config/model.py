@@ -3,6 +3,7 @@ constants and limits they are checked against."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -110,6 +111,19 @@ class ServerConfig:
         if self.force_path_style is not None:
             return self.force_path_style
         return bool(self.endpoint)
+
+
+def default(model: type, name: str) -> Any:
+    """The default of field ``name`` of a model dataclass: the parsers read their
+    defaults from the model, so each is written once, on its field."""
+    for item in dataclasses.fields(model):
+        if item.name == name:
+            if item.default is not dataclasses.MISSING:
+                return item.default
+            if item.default_factory is not dataclasses.MISSING:
+                return item.default_factory()
+            raise TypeError(f"{model.__name__}.{name} has no default")
+    raise TypeError(f"{model.__name__} has no field {name!r}")
 
 
 @dataclass(slots=True, frozen=True)

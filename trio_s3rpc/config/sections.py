@@ -27,6 +27,7 @@ from trio_s3rpc.config.model import (
     S3Settings,
     ServerConfig,
     available_cores,
+    default,
 )
 from trio_s3rpc.config.scalars import (
     _Section,
@@ -51,16 +52,22 @@ def _parse_s3(section: _Section) -> S3Settings:
         default=_default_bucket(section, buckets),
         servers=MappingProxyType(servers),
         buckets=MappingProxyType(buckets),
-        shutdown_timeout=section.duration("shutdown_timeout", 30.0),
+        shutdown_timeout=section.duration(
+            "shutdown_timeout", default(S3Settings, "shutdown_timeout")
+        ),
         local_roots=_local_roots(section),
         local_file_mode=_file_mode(
             section.get("local_file_mode"),
             section.where("local_file_mode"),
             DEFAULT_LOCAL_FILE_MODE,
         ),
-        local_files=section.choice("local_files", LOCAL_FILES, LOCAL_FILES[0]),
-        upload_idle_timeout=section.duration("upload_idle_timeout", 600.0, positive=True),
-        abort_stale_after=section.duration("abort_stale_after", 86400.0),
+        local_files=section.choice("local_files", LOCAL_FILES, default(S3Settings, "local_files")),
+        upload_idle_timeout=section.duration(
+            "upload_idle_timeout", default(S3Settings, "upload_idle_timeout"), positive=True
+        ),
+        abort_stale_after=section.duration(
+            "abort_stale_after", default(S3Settings, "abort_stale_after")
+        ),
         workers=section.integer(
             "workers", min(available_cores(), MAX_WORKERS), minimum=1, maximum=MAX_WORKERS
         ),
@@ -122,9 +129,13 @@ def _parse_observability(section: _Section) -> ObservabilitySettings:
     settings = ObservabilitySettings(
         metrics_address=_http_address(metrics, "address"),
         status_address=_http_address(status, "address"),
-        probe_interval=status.duration("probe_interval", 10.0, positive=True),
-        probe_timeout=status.duration("probe_timeout", 5.0, positive=True),
-        log_format=logs.choice("format", LOG_FORMATS, "text"),
+        probe_interval=status.duration(
+            "probe_interval", default(ObservabilitySettings, "probe_interval"), positive=True
+        ),
+        probe_timeout=status.duration(
+            "probe_timeout", default(ObservabilitySettings, "probe_timeout"), positive=True
+        ),
+        log_format=logs.choice("format", LOG_FORMATS, default(ObservabilitySettings, "log_format")),
     )
     for sub in (metrics, status, logs):
         sub.warn_unknown()
@@ -176,7 +187,7 @@ def _parse_server(name: str, section: _Section) -> ServerConfig:
             token=credentials.text("token"),
         ),
         force_path_style=section.boolean("force_path_style", None),
-        checksums=section.choice("checksums", CHECKSUM_MODES, "when_required"),
+        checksums=section.choice("checksums", CHECKSUM_MODES, default(ServerConfig, "checksums")),
         public_endpoint=_endpoint(section, "public_endpoint"),
     )
     credentials.warn_unknown()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType, TypeVar
 
-from trio_s3rpc.config import BUCKET_SETTINGS, wire_type
+from trio_s3rpc.config import BUCKET_SETTINGS, how_read, wire_type
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3.xml import ObjectEntry
 from trio_s3rpc.storage.archival import Archival
@@ -349,8 +349,12 @@ class RegisterBucketDecoder:
 
     def __init__(self) -> None:
         self._settings = tuple(
-            (key, _converter_for(wire_type(how))[0], default is dataclasses.MISSING)
-            for key, how, default in BUCKET_SETTINGS
+            (
+                item.name,
+                _converter_for(wire_type(how_read(item)))[0],
+                item.default is dataclasses.MISSING,
+            )
+            for item in BUCKET_SETTINGS
         )
 
     @property
