@@ -71,7 +71,6 @@ FORBIDDEN_BELOW: dict[str, frozenset[str]] = {
 KNOWN_VIOLATIONS: tuple[tuple[str, str], ...] = (
     ("trio_s3rpc.s3.signing", "trio_s3rpc.config"),
     ("trio_s3rpc.s3.transport", "trio_s3rpc.config"),
-    ("trio_s3rpc.rpc.typed", "trio_s3rpc.s3.xml"),
 )
 
 

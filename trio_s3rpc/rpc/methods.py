@@ -29,6 +29,7 @@ from trio_s3rpc.rpc.typed import (
     ListObjectsRequest,
     ListObjectsResponse,
     MetadataResponse,
+    ObjectEntry,
     ObjectWrittenResponse,
     PathRequest,
     PrefixEntry,
@@ -249,7 +250,10 @@ class S3Methods:
             req.continuation_token,
         )
         return ListObjectsResponse(
-            objects=listing.contents,
+            objects=[
+                ObjectEntry(item.key, item.size, item.last_modified, item.etag, item.storage_class)
+                for item in listing.contents
+            ],
             is_truncated=listing.is_truncated,
             key_count=listing.key_count,
             common_prefixes=[PrefixEntry(p) for p in listing.common_prefixes],

@@ -25,7 +25,6 @@ from typing import Any, NewType, TypeVar
 
 from trio_s3rpc.config import BUCKET_SETTINGS, how_read, wire_type
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.s3.xml import ObjectEntry
 from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.records import NewObject, StandardHeaderFields
 
@@ -597,8 +596,20 @@ class PrefixEntry:
 
 
 @dataclass(slots=True, frozen=True)
+class ObjectEntry:
+    """One object of an ``s3.ListObjects`` answer; ``key`` is its pathname (the
+    bucket's prefix taken off)."""
+
+    key: str
+    size: int
+    last_modified: int
+    etag: str
+    storage_class: str = omitempty("")
+
+
+@dataclass(slots=True, frozen=True)
 class ListObjectsResponse:
-    objects: list[ObjectEntry]  # key, size, last_modified, etag, storage_class (omitempty)
+    objects: list[ObjectEntry]
     is_truncated: bool
     key_count: int
     common_prefixes: list[PrefixEntry] = omitempty(None)

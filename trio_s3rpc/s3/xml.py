@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote_plus
@@ -85,15 +85,14 @@ class ErrorBody:
 
 @dataclass(slots=True, frozen=True)
 class ObjectEntry:
-    """One ``<Contents>`` of a listing; also what ``s3.ListObjects`` answers for it
-    (with the bucket's prefix taken off ``key``), whose ``storage_class`` is
-    omitted when empty (``omitempty``, read by ``rpc/typed.py``)."""
+    """One ``<Contents>`` of a listing (``storage_class`` empty when the service
+    did not name one)."""
 
     key: str
     size: int
     last_modified: int
     etag: str
-    storage_class: str = field(default="", metadata={"omitempty": True})
+    storage_class: str = ""
 
 
 @dataclass(slots=True, frozen=True)
