@@ -122,6 +122,7 @@ class Application:
             return None
         return CallMetrics(
             self.metrics,
+            self.registry.get,
             self.storage.buckets,
             self.storage.default,
             upload_bucket=self.uploads.bucket_of,

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.control import CallControl, Transfer
-from trio_s3rpc.rpc.registry import MethodRegistry
+from trio_s3rpc.rpc.registry import BucketLabel, Counted, MethodRegistry
 from trio_s3rpc.rpc.typed import (
     BucketInfoResponse,
     BucketRequest,
@@ -85,6 +85,9 @@ class S3Methods:
         self.register_everywhere = register_everywhere
 
     def register(self, registry: MethodRegistry) -> None:
+        """Every ``s3.*`` method but TransferStatus and Cancel, each declared once:
+        records, handler, and how the metrics count it (the Go plugin's operation
+        names where it has the method)."""
         add = registry.add
         add(
             "s3.RegisterBucket",
@@ -92,6 +95,7 @@ class S3Methods:
             RegisterBucketResponse,
             self.register_bucket,
             decoder=RegisterBucketDecoder(),
+            counted=Counted(("register_bucket",), BucketLabel.REGISTERED),
         )
         add(
             "s3.ListBuckets",
@@ -99,30 +103,144 @@ class S3Methods:
             ListBucketsResponse,
             self.list_buckets,
             inline=True,
+            counted=Counted(("list_buckets",), BucketLabel.NONE),
         )
-        add("s3.GetBucketInfo", BucketRequest, BucketInfoResponse, self.get_bucket_info)
-        add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
-        add("s3.Read", ReadRequest, ObjectContent, self.read)
-        add("s3.Exists", PathRequest, ExistsResponse, self.exists)
-        add("s3.Delete", PathRequest, SuccessResponse, self.delete)
-        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResult, self.delete_many)
-        add("s3.Copy", CopyRequest, ObjectWrittenResponse, self.copy)
-        add("s3.Move", CopyRequest, ObjectWrittenResponse, self.move)
-        add("s3.GetMetadata", PathRequest, MetadataResponse, self.get_metadata)
-        add("s3.SetVisibility", SetVisibilityRequest, SuccessResponse, self.set_visibility)
         add(
-            "s3.GetPublicURL", PublicURLRequest, PublicURLResponse, self.get_public_url, inline=True
+            "s3.GetBucketInfo",
+            BucketRequest,
+            BucketInfoResponse,
+            self.get_bucket_info,
+            counted=Counted(("get_bucket_info",)),
         )
-        add("s3.GetUploadURL", UploadURLRequest, UploadURLResponse, self.get_upload_url)
-        add("s3.GetUploadForm", UploadFormRequest, UploadFormResponse, self.get_upload_form)
-        add("s3.ListObjects", ListObjectsRequest, ListObjectsResponse, self.list_objects)
-        add("s3.WriteFile", WriteFileRequest, ObjectWrittenResponse, self.write_file)
-        add("s3.ReadFile", ReadFileRequest, ReadFileResponse, self.read_file)
-        add("s3.UploadStart", UploadStartRequest, UploadStartResponse, self.upload_start)
-        add("s3.UploadChunk", UploadChunkRequest, UploadChunkResponse, self.upload_chunk)
-        add("s3.UploadStatus", UploadIdRequest, UploadStatusResponse, self.upload_status)
-        add("s3.UploadFinish", UploadFinishRequest, UploadFinishResponse, self.upload_finish)
-        add("s3.UploadAbort", UploadIdRequest, SuccessResponse, self.upload_abort)
+        add(
+            "s3.Write",
+            WriteRequest,
+            ObjectWrittenResponse,
+            self.write,
+            counted=Counted(("write",), written=_request_content),
+        )
+        add(
+            "s3.Read",
+            ReadRequest,
+            ObjectContent,
+            self.read,
+            counted=Counted(("read",), read=_answer_content),
+        )
+        add("s3.Exists", PathRequest, ExistsResponse, self.exists, counted=Counted(("exists",)))
+        add("s3.Delete", PathRequest, SuccessResponse, self.delete, counted=Counted(("delete",)))
+        add(
+            "s3.DeleteMany",
+            DeleteManyRequest,
+            DeleteManyResult,
+            self.delete_many,
+            counted=Counted(("delete_many",)),
+        )
+        add(
+            "s3.Copy",
+            CopyRequest,
+            ObjectWrittenResponse,
+            self.copy,
+            counted=Counted(("copy",), BucketLabel.COPY),
+        )
+        add(
+            "s3.Move",
+            CopyRequest,
+            ObjectWrittenResponse,
+            self.move,
+            counted=Counted(("copy", "delete"), BucketLabel.COPY),
+        )
+        add(
+            "s3.GetMetadata",
+            PathRequest,
+            MetadataResponse,
+            self.get_metadata,
+            counted=Counted(("get_metadata",)),
+        )
+        add(
+            "s3.SetVisibility",
+            SetVisibilityRequest,
+            SuccessResponse,
+            self.set_visibility,
+            counted=Counted(("set_visibility",)),
+        )
+        add(
+            "s3.GetPublicURL",
+            PublicURLRequest,
+            PublicURLResponse,
+            self.get_public_url,
+            inline=True,
+            counted=Counted(("get_url",)),
+        )
+        add(
+            "s3.GetUploadURL",
+            UploadURLRequest,
+            UploadURLResponse,
+            self.get_upload_url,
+            counted=Counted(("get_upload_url",)),
+        )
+        add(
+            "s3.GetUploadForm",
+            UploadFormRequest,
+            UploadFormResponse,
+            self.get_upload_form,
+            counted=Counted(("get_upload_form",)),
+        )
+        add(
+            "s3.ListObjects",
+            ListObjectsRequest,
+            ListObjectsResponse,
+            self.list_objects,
+            counted=Counted(("list",)),
+        )
+        add(
+            "s3.WriteFile",
+            WriteFileRequest,
+            ObjectWrittenResponse,
+            self.write_file,
+            counted=Counted(("write_file",), written=_answer_size),
+        )
+        add(
+            "s3.ReadFile",
+            ReadFileRequest,
+            ReadFileResponse,
+            self.read_file,
+            counted=Counted(("read_file",), read=_answer_size),
+        )
+        add(
+            "s3.UploadStart",
+            UploadStartRequest,
+            UploadStartResponse,
+            self.upload_start,
+            counted=Counted(("upload_start",)),
+        )
+        add(
+            "s3.UploadChunk",
+            UploadChunkRequest,
+            UploadChunkResponse,
+            self.upload_chunk,
+            counted=Counted(("upload_chunk",), BucketLabel.UPLOAD, written=_request_content),
+        )
+        add(
+            "s3.UploadStatus",
+            UploadIdRequest,
+            UploadStatusResponse,
+            self.upload_status,
+            counted=Counted(("upload_status",), BucketLabel.UPLOAD),
+        )
+        add(
+            "s3.UploadFinish",
+            UploadFinishRequest,
+            UploadFinishResponse,
+            self.upload_finish,
+            counted=Counted(("upload_finish",), BucketLabel.UPLOAD),
+        )
+        add(
+            "s3.UploadAbort",
+            UploadIdRequest,
+            SuccessResponse,
+            self.upload_abort,
+            counted=Counted(("upload_abort",), BucketLabel.UPLOAD),
+        )
 
     async def register_bucket(self, req: RegisterBucketRequest) -> RegisterBucketResponse:
         raw = dict(req.settings)
@@ -367,7 +485,29 @@ def register_control_methods(
         transfer_status,
         inline=True,
         controllable=False,
+        counted=Counted(("transfer_status",), BucketLabel.NONE),
     )
     registry.add(
-        "s3.Cancel", TransferIdRequest, CancelResponse, cancel, inline=True, controllable=False
+        "s3.Cancel",
+        TransferIdRequest,
+        CancelResponse,
+        cancel,
+        inline=True,
+        controllable=False,
+        counted=Counted(("cancel",), BucketLabel.NONE),
     )
+
+
+# Object bytes a successful call moved (``Counted.written``/``read``).
+
+
+def _request_content(request: Any, response: Any) -> int:
+    return len(request.content)
+
+
+def _answer_content(request: Any, response: Any) -> int:
+    return len(response.content)
+
+
+def _answer_size(request: Any, response: Any) -> int:
+    return int(response.size)
