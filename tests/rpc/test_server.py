@@ -28,7 +28,7 @@ from trio_s3rpc.goridge.frame import (
     FrameDecoder,
     encode_rpc_request,
 )
-from trio_s3rpc.rpc.typed import omitempty
+from trio_s3rpc.rpc.decoding import omitempty
 
 BUCKETS = {"uploads": {"bucket": "bkt1"}, "avatars": {"bucket": "bkt2", "prefix": "av/"}}
 

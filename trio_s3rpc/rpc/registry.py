@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.rpc.typed import Decoder, RequestDecoder, ResponseEncoder
+from trio_s3rpc.rpc.decoding import Decoder, RequestDecoder, ResponseEncoder
 
 Req = TypeVar("Req")
 # Unknown names up to this long get a "did you mean" (method names are about 20).
