@@ -20,6 +20,7 @@ import trio
 
 from tests.support.server import config_dict, running_app
 from trio_s3rpc.client import RemoteError, RPCClient, open_stream
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
     CODEC_GOB,
     CODEC_JSON,
@@ -427,9 +428,10 @@ async def test_unix_socket_refuses_to_replace_a_live_server(tmp_path: Path) -> N
     path = tmp_path / "rpc.sock"
     config = config_dict(buckets=BUCKETS, listen=f"unix://{path}")
     async with running_app(config):
-        with pytest.raises(Exception, match="another server is listening"):
+        with pytest.raises(RPCError, match="another server is listening") as refused:
             async with running_app(config):
                 pass
+        assert refused.value.code is ErrorCode.INVALID_CONFIG
         assert path.exists()
 
 
