@@ -164,6 +164,54 @@ def _to_str_list(value: Any, binary_as_base64: bool) -> list[str]:
     return result
 
 
+def _to_setting_map(value: Any, binary_as_base64: bool) -> dict[str, str | int]:
+    if isinstance(value, list) and not value:
+        return {}
+    if not isinstance(value, dict):
+        raise _FieldError(f"must be an object of strings and integers, got {_type_name(value)}")
+    result: dict[str, str | int] = {}
+    for key, item in value.items():
+        name = _to_str(key, binary_as_base64)
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise _FieldError(
+                f"entry {name!r} must be a string or an integer, got {_type_name(item)}"
+            )
+        result[name] = _to_str(item, binary_as_base64) if isinstance(item, str) else item
+    return result
+
+
+def _record_converter(record_type: type) -> Converter:
+    """A nested record (a dataclass), decoded as a request is."""
+    decoder: RequestDecoder[Any] = RequestDecoder(record_type)
+
+    def convert(value: Any, binary_as_base64: bool) -> Any:
+        if not isinstance(value, dict):
+            raise _FieldError(f"must be an object, got {_type_name(value)}")
+        try:
+            return decoder.decode(value, binary_as_base64)
+        except RPCError as exc:
+            raise _FieldError(f"has {exc.message}") from None
+
+    return convert
+
+
+def _list_converter(item_converter: Converter) -> Converter:
+    def convert(value: Any, binary_as_base64: bool) -> list[Any]:
+        if isinstance(value, dict) and not value:
+            return []
+        if not isinstance(value, list):
+            raise _FieldError(f"must be a list, got {_type_name(value)}")
+        result = []
+        for index, item in enumerate(value):
+            try:
+                result.append(item_converter(item, binary_as_base64))
+            except _FieldError as exc:
+                raise _FieldError(f"item {index} {exc}") from None
+        return result
+
+    return convert
+
+
 def _converter_for(hint: Any) -> tuple[Converter, bool]:
     """The converter for a type hint, and whether the field accepts null."""
     nullable = False
@@ -182,8 +230,16 @@ def _converter_for(hint: Any) -> tuple[Converter, bool]:
         return simple[hint], nullable
     if origin is dict and typing.get_args(hint) == (str, str):
         return _to_str_map, nullable
+    if origin is dict and typing.get_args(hint) == (str, str | int):
+        return _to_setting_map, nullable
     if origin is list and typing.get_args(hint) == (str,):
         return _to_str_list, nullable
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _record_converter(hint), nullable
+    if origin is list and len(typing.get_args(hint)) == 1:
+        (item,) = typing.get_args(hint)
+        if dataclasses.is_dataclass(item) and isinstance(item, type):
+            return _list_converter(_record_converter(item)), nullable
     raise TypeError(f"unsupported field type {hint!r}")
 
 

@@ -76,7 +76,7 @@ class S3Methods:
         files: Files,
         uploads: ChunkedUploads,
         *,
-        register_everywhere: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        register_everywhere: Callable[[str, dict[str, str | int]], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.files = files
@@ -426,10 +426,10 @@ class S3Methods:
 class RemoteTransfers(Protocol):
     """The other workers of the service, asked about transfers this process does not run."""
 
-    async def transfer_status(self, transfer_id: str) -> dict[str, Any] | None:
+    async def transfer_status(self, transfer_id: str) -> TransferStatusResponse | None:
         """The TransferStatus answer of the worker running it, or None."""
 
-    async def cancel(self, transfer_id: str) -> dict[str, Any] | None:
+    async def cancel(self, transfer_id: str) -> CancelResponse | None:
         """The Cancel answer of the worker running it, or None."""
 
 
@@ -467,7 +467,7 @@ def register_control_methods(
             found = None if remote is None else await remote.transfer_status(req.transfer_id)
             if found is None:
                 raise
-            return TransferStatusResponse(**found)
+            return found
 
     async def cancel(req: TransferIdRequest) -> CancelResponse:
         try:
@@ -476,7 +476,7 @@ def register_control_methods(
             found = None if remote is None else await remote.cancel(req.transfer_id)
             if found is None:
                 raise
-            return CancelResponse(**found)
+            return found
 
     registry.add(
         "s3.TransferStatus",
