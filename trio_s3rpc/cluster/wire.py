@@ -74,20 +74,16 @@ class Ready:
     address: str
 
 
-@dataclass(slots=True, frozen=True)
-class RegisterBucket:
+class RegisterBucket(Registration):
     """Register a bucket on every worker (to the supervisor)."""
 
-    name: str
-    settings: dict[str, str | int]
+    __slots__ = ()
 
 
-@dataclass(slots=True, frozen=True)
-class ApplyBucket:
+class ApplyBucket(Registration):
     """Register a bucket here (to a worker, from the supervisor)."""
 
-    name: str
-    settings: dict[str, str | int]
+    __slots__ = ()
 
 
 @dataclass(slots=True, frozen=True)

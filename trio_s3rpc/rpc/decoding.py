@@ -150,20 +150,6 @@ def _to_str_map(value: Any, binary_as_base64: bool) -> dict[str, str]:
     return result
 
 
-def _to_str_list(value: Any, binary_as_base64: bool) -> list[str]:
-    if isinstance(value, dict) and not value:
-        return []
-    if not isinstance(value, list):
-        raise _FieldError(f"must be a list of strings, got {_type_name(value)}")
-    result: list[str] = []
-    for index, item in enumerate(value):
-        try:
-            result.append(_to_str(item, binary_as_base64))
-        except _FieldError as exc:
-            raise _FieldError(f"item {index} {exc}") from None
-    return result
-
-
 def _to_setting_map(value: Any, binary_as_base64: bool) -> dict[str, str | int]:
     if isinstance(value, list) and not value:
         return {}
@@ -195,12 +181,15 @@ def _record_converter(record_type: type) -> Converter:
     return convert
 
 
-def _list_converter(item_converter: Converter) -> Converter:
+def _list_converter(item_converter: Converter, of: str = "") -> Converter:
+    """A list whose items ``item_converter`` converts (``of``: what the error calls them)."""
+    expected = f"a list of {of}" if of else "a list"
+
     def convert(value: Any, binary_as_base64: bool) -> list[Any]:
         if isinstance(value, dict) and not value:
-            return []
+            return []  # PHP's empty array
         if not isinstance(value, list):
-            raise _FieldError(f"must be a list, got {_type_name(value)}")
+            raise _FieldError(f"must be {expected}, got {_type_name(value)}")
         result = []
         for index, item in enumerate(value):
             try:
@@ -210,6 +199,9 @@ def _list_converter(item_converter: Converter) -> Converter:
         return result
 
     return convert
+
+
+_to_str_list = _list_converter(_to_str, "strings")
 
 
 def _converter_for(hint: Any) -> tuple[Converter, bool]:

@@ -61,10 +61,10 @@ from trio_s3rpc.rpc.typed import (
     WriteRequest,
 )
 from trio_s3rpc.storage import copies, deletes, objects, visibility
-from trio_s3rpc.storage.buckets import Storage
+from trio_s3rpc.storage.buckets import ObjectRef, Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
-from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent
+from trio_s3rpc.storage.records import DeleteManyResult, NewObject, ObjectContent, ObjectInfo
 
 
 class S3Methods:
@@ -293,17 +293,19 @@ class S3Methods:
         return await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
-        source = self.storage.resolve(req.source_bucket, req.source_pathname)
-        dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.copy(source, dest, req.new_object())
-        return ObjectWrittenResponse(
-            True, req.dest_pathname, info.size, info.last_modified, info.checksum
-        )
+        return await self._copy(req, copies.copy)
 
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
+        return await self._copy(req, copies.move)
+
+    async def _copy(
+        self,
+        req: CopyRequest,
+        operation: Callable[[ObjectRef, ObjectRef, NewObject], Awaitable[ObjectInfo]],
+    ) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.move(source, dest, req.new_object())
+        info = await operation(source, dest, req.new_object())
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
