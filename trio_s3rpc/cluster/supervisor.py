@@ -49,7 +49,7 @@ from trio_s3rpc.cluster import wire
 from trio_s3rpc.cluster.worker import supervisor_socket, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.rpc.server import bind_sockets, remove_socket_file
+from trio_s3rpc.rpc.listeners import bind_sockets, remove_socket_file
 
 log = logging.getLogger("trio_s3rpc.supervisor")
 
@@ -113,7 +113,7 @@ class Supervisor:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until a signal; report the bound address once every worker is ready."""
-        per_slot, self.address = bind_sockets(self.config.rpc, len(self._slots))
+        per_slot, self.address = await bind_sockets(self.config.rpc, len(self._slots))
         # Each slot's own sockets (tcp: SO_REUSEPORT, so the kernel spreads the
         # connections over the workers; unix: one socket shared by all).
         self._fds = [[sock.fileno() for sock in sockets] for sockets in per_slot]
