@@ -46,17 +46,19 @@ TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass(slots=True, frozen=True)
-class Response:
+class Page:
+    """What a route answers: a status, a content type and the whole body."""
+
     status: int
     content_type: str
     body: bytes
 
 
-Route = Callable[[], Response | Awaitable[Response]]
+Route = Callable[[], Page | Awaitable[Page]]
 
 
-def json_response(status: int, document: object) -> Response:
-    return Response(status, JSON, json.dumps(document, sort_keys=True).encode() + b"\n")
+def json_response(status: int, document: object) -> Page:
+    return Page(status, JSON, json.dumps(document, sort_keys=True).encode() + b"\n")
 
 
 class _Waiting:
@@ -207,15 +209,15 @@ async def _next_request(
         # h11.Data: a request body, which none of our paths takes; skip it.
 
 
-async def _respond(request: h11.Request, routes: Mapping[str, Route]) -> Response:
+async def _respond(request: h11.Request, routes: Mapping[str, Route]) -> Page:
     path = request.target.decode("latin-1").partition("?")[0]
     route = routes.get(path)
     if route is None:
-        return Response(404, TEXT, f"not found; paths: {', '.join(sorted(routes))}\n".encode())
+        return Page(404, TEXT, f"not found; paths: {', '.join(sorted(routes))}\n".encode())
     if request.method not in (b"GET", b"HEAD"):
-        return Response(405, TEXT, b"only GET and HEAD\n")
+        return Page(405, TEXT, b"only GET and HEAD\n")
     answer = route()
-    if not isinstance(answer, Response):
+    if not isinstance(answer, Page):
         answer = await answer
     return answer
 
@@ -310,7 +312,7 @@ class Readiness:
         ready = not self.stopping and all(entry["ready"] for entry in entries)
         return ready, entries
 
-    def ready_response(self) -> Response:
+    def ready_response(self) -> Page:
         if self.stopping:
             return json_response(503, {"status": "stopping", "buckets": []})
         ready, entries = self.report()
@@ -335,7 +337,7 @@ def readiness_for(config: Config, storage: Storage) -> Readiness:
     )
 
 
-def health_response(serving: Callable[[], bool]) -> Response:
+def health_response(serving: Callable[[], bool]) -> Page:
     if serving():
         return json_response(200, {"status": "serving"})
     return json_response(503, {"status": "stopped"})
@@ -353,11 +355,11 @@ def routes_for(
     if metrics is not None:
         render = metrics
 
-        async def scrape() -> Response:
+        async def scrape() -> Page:
             exposition = render()
             if not isinstance(exposition, bytes):
                 exposition = await exposition
-            return Response(200, content_type, exposition)
+            return Page(200, content_type, exposition)
 
         routes["/metrics"] = scrape
     if readiness is not None:

@@ -27,7 +27,7 @@ import trio
 
 from trio_s3rpc.errors import RPCError
 from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook, list_uploads, send_abort
-from trio_s3rpc.storage.buckets import Storage, map_errors
+from trio_s3rpc.storage.buckets import Storage, StorageErrors
 
 log = logging.getLogger("trio_s3rpc.janitor")
 
@@ -81,7 +81,7 @@ class Janitor:
                 await trio.sleep(delay * (0.5 + random.random() / 2))
                 attempt += 1
                 try:
-                    with map_errors(target.bucket):
+                    with StorageErrors(target.bucket):
                         await send_abort(target, upload_id)
                 except RPCError as exc:
                     log.warning(
