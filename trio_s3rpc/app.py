@@ -50,6 +50,7 @@ from trio_s3rpc.storage.buckets import Storage, validate_pathname
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
 from trio_s3rpc.storage.janitor import Janitor
+from trio_s3rpc.trioutil import on_stop_signals
 
 log = logging.getLogger("trio_s3rpc")
 
@@ -271,20 +272,9 @@ async def serve_until_signalled(
     """Run the application; the first SIGINT/SIGTERM drains, a second one stops now."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-
-            async def watch_signals() -> None:
-                count = 0
-                async for signum in signals:
-                    count += 1
-                    name = signal.Signals(signum).name
-                    if count == 1:
-                        log.info("event=signal name=%s action=graceful_shutdown", name)
-                        app.request_shutdown()
-                    else:
-                        log.warning("event=signal name=%s action=stop_now", name)
-                        nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_signals)
+            nursery.start_soon(
+                on_stop_signals, signals, app.request_shutdown, nursery.cancel_scope.cancel
+            )
             await app.run(task_status=task_status)
             nursery.cancel_scope.cancel()
 

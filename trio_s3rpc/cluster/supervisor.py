@@ -50,6 +50,7 @@ from trio_s3rpc.cluster.worker import supervisor_socket, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.listeners import bind_sockets, remove_socket_file
+from trio_s3rpc.trioutil import on_stop_signals
 
 log = logging.getLogger("trio_s3rpc.supervisor")
 
@@ -253,27 +254,24 @@ class Supervisor:
         sockets: list[socket.socket],
         workers: trio.Nursery,
     ) -> None:
-        count = 0
-        async for signum in signals:
-            count += 1
-            name = signal.Signals(signum).name
-            if count == 1:
-                log.info("event=signal name=%s action=graceful_shutdown", name)
-                self._stopping = True
-                # Workers close theirs as they begin to drain; the socket then closes.
-                for sock in sockets:
-                    sock.close()
-                # A worker still starting exits at once (it has accepted nothing);
-                # the others drain.
-                self._signal_workers(signal.SIGTERM)
-                grace = self.config.s3.shutdown_timeout + STOP_MARGIN_SECONDS
-                workers.cancel_scope.deadline = trio.current_time() + grace
-            else:
-                log.warning("event=signal name=%s action=stop_now", name)
-                self._signal_workers(signal.SIGTERM)  # a worker's second signal: stop now
-                workers.cancel_scope.deadline = min(
-                    workers.cancel_scope.deadline, trio.current_time() + STOP_MARGIN_SECONDS
-                )
+        def drain() -> None:
+            self._stopping = True
+            # Workers close theirs as they begin to drain; the socket then closes.
+            for sock in sockets:
+                sock.close()
+            # A worker still starting exits at once (it has accepted nothing);
+            # the others drain.
+            self._signal_workers(signal.SIGTERM)
+            grace = self.config.s3.shutdown_timeout + STOP_MARGIN_SECONDS
+            workers.cancel_scope.deadline = trio.current_time() + grace
+
+        def stop_now() -> None:
+            self._signal_workers(signal.SIGTERM)  # a worker's second signal: stop now
+            workers.cancel_scope.deadline = min(
+                workers.cancel_scope.deadline, trio.current_time() + STOP_MARGIN_SECONDS
+            )
+
+        await on_stop_signals(signals, drain, stop_now)
 
     def _signal_workers(self, signum: int) -> None:
         for slot in self._slots:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Coroutine
 from typing import Any
 
 import trio
@@ -320,19 +321,26 @@ class Connection:
     ) -> None:
         token = current_hold.set(hold)
         try:
-            try:
-                answer = await self._dispatcher.answer(request, method)
-            except trio.Cancelled:
-                if self._server_stopping and not self._client_gone:
-                    await self._answer_shutting_down(request)
-                raise
-            if len(answer) >= COUNTED_FROM:
-                # Held until it has left: a peer that reads no answers fills its share.
-                hold.at_least(len(answer))
-            await self._send(answer)
+            await self._answer_with(self._dispatcher.answer(request, method), request, hold)
         finally:
             current_hold.reset(token)
             self._call_done(hold)
+
+    async def _answer_with(
+        self, answering: Coroutine[Any, Any, bytes], request: RPCRequest, hold: Hold
+    ) -> None:
+        """Send the answer ``answering`` makes; cut short by a stopping server, a
+        SHUTTING_DOWN answer instead, while the client is there to read it."""
+        try:
+            answer = await answering
+        except trio.Cancelled:
+            if self._server_stopping and not self._client_gone:
+                await self._answer_shutting_down(request)
+            raise
+        if len(answer) >= COUNTED_FROM:
+            # Held until it has left: a peer that reads no answers fills its share.
+            hold.at_least(len(answer))
+        await self._send(answer)
 
     async def _start_relayed(
         self, nursery: trio.Nursery, frame: Frame, request: RPCRequest, hold: Hold
@@ -347,15 +355,7 @@ class Connection:
         """Forward one call for another service; its answer or a clear error goes back."""
         assert self._relay is not None
         try:
-            try:
-                answer = await self._relay.forward(frame, request)
-            except trio.Cancelled:
-                if self._server_stopping and not self._client_gone:
-                    await self._answer_shutting_down(request)
-                raise
-            if len(answer) >= COUNTED_FROM:
-                hold.at_least(len(answer))
-            await self._send(answer)
+            await self._answer_with(self._relay.forward(frame, request), request, hold)
         finally:
             self._call_done(hold)
 
