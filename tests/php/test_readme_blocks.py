@@ -124,7 +124,8 @@ async def test_every_php_block_of_the_readmes_runs_against_serve_embedded(
     (work / "video.mp4").write_bytes(secrets.token_bytes(9 << 20))  # three ranges of 4 MiB
     (work / "big.bin").write_bytes(secrets.token_bytes(5 << 20))
     (work / "db.tar.gz").write_bytes(secrets.token_bytes(6 << 20))  # two parts of 5 MiB
-    (work / "export.csv").write_bytes(b"".join(b"%010d,user\n" % i for i in range(786432)))
+    rows = (b"%010d,user\n" % i for i in range(786432))  # 12 MiB: two chunks of 8 MiB
+    (work / "export.csv").write_bytes(b"".join(rows))
     blocks = [
         (code, output)
         for readme in (REPO / "README.md", PHP_DIR / "README.md")
@@ -156,13 +157,14 @@ async def test_every_php_block_of_the_readmes_runs_against_serve_embedded(
         errors = result.stderr.decode(errors="replace")
         printed = result.stdout.decode(errors="replace")
         if result.returncode != 0:
-            pytest.fail(f"block {index} failed:\n{code}\n{errors}\n{printed[-4000:]}", pytrace=False)
+            tail = printed[-4000:]
+            pytest.fail(f"block {index} failed:\n{code}\n{errors}\n{tail}", pytrace=False)
         assert errors == "", f"block {index} wrote to stderr:\n{code}\n{errors}"
         if output is not None:
             expected = here(output, embedded)
-            assert output_pattern(expected).fullmatch(printed), (
-                f"block {index} printed\n{printed}\nwhere the README says\n{expected}\n{code}"
-            )
+            if not output_pattern(expected).fullmatch(printed):
+                said = f"printed\n{printed}\nwhere the README says\n{expected}"
+                pytest.fail(f"block {index} {said}\n{code}", pytrace=False)
 
 
 def here(text: str, embedded: dict[str, str]) -> str:
