@@ -34,12 +34,16 @@ import pytest
 import trio
 
 from tests.support.php import PHP_DIR, REPO, require_php
+from tests.support.proxy import TCPProxy
 from tests.support.server import running_app
+from trio_s3rpc.checksums import crc32c, format_checksum
 from trio_s3rpc.cli import EMBEDDED_LISTEN, embedded_document
 
 pytestmark = pytest.mark.integration
 
 README_UNIX = "unix:///run/app/rpc.sock"
+RUNNER = "tests/scripts/readme-block.php"
+BLOCK_TIMEOUT = 120  # seconds; a block takes about one on the shared 2-core machine
 BLOCK = re.compile(
     r"(?P<before>(?:<!--[^\n]*-->\n)?)```php\n(?P<code>.*?)```\n"
     r"(?:\n```text\n(?P<output>.*?)```\n)?",
@@ -112,10 +116,8 @@ def test_the_readme_blocks_are_the_ones_this_test_knows() -> None:
     ]
 
 
-async def test_every_php_block_of_the_readmes_runs_against_serve_embedded(
-    embedded: dict[str, str], tmp_path: Path
-) -> None:
-    php, _ = require_php()
+def app_directory(tmp_path: Path) -> Path:
+    """The directory the blocks run in, holding the files they read."""
     work = tmp_path / "app"
     work.mkdir()
     (work / "avatar.png").write_bytes(png_bytes())
@@ -126,6 +128,55 @@ async def test_every_php_block_of_the_readmes_runs_against_serve_embedded(
     (work / "db.tar.gz").write_bytes(secrets.token_bytes(6 << 20))  # two parts of 5 MiB
     rows = (b"%010d,user\n" % i for i in range(786432))  # 12 MiB: two chunks of 8 MiB
     (work / "export.csv").write_bytes(b"".join(rows))
+    (tmp_path / "tmp").mkdir()
+    return work
+
+
+async def run_block(
+    php: str, label: str, code: str, output: str | None, work: Path, tcp: str, unix: str
+) -> str:
+    """Run one block as the README has it, with this run's addresses; fail unless it
+    exits 0, writes nothing to stderr and prints what ``output`` says. Its stdout."""
+    code = here(code, tcp, unix)
+    script = work / f"{label}.php"
+    script.write_text("<?php\n" + code)
+    # sys_get_temp_dir(): a directory of this run, under the server's s3.local_roots.
+    env = {**os.environ, "TRIO_S3RPC_TCP": tcp, "TMPDIR": str(work.parent / "tmp")}
+    # A block that loops for ever (a retry that never succeeds) fails instead of hanging.
+    with trio.fail_after(BLOCK_TIMEOUT):
+        result = await trio.run_process(
+            [php, "-d", "memory_limit=64M", str(PHP_DIR / RUNNER), script],
+            cwd=work,
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    errors = result.stderr.decode(errors="replace")
+    printed = result.stdout.decode(errors="replace")
+    if result.returncode != 0:
+        tail = printed[-4000:]
+        pytest.fail(f"{label} failed:\n{code}\n{errors}\n{tail}", pytrace=False)
+    if errors:
+        pytest.fail(f"{label} wrote to stderr:\n{code}\n{errors}", pytrace=False)
+    if output is not None:
+        expected = here(output, tcp, unix)
+        if not output_pattern(expected).fullmatch(printed):
+            said = f"printed\n{printed}\nwhere the README says\n{expected}"
+            pytest.fail(f"{label} {said}\n{code}", pytrace=False)
+    return printed
+
+
+def here(text: str, tcp: str, unix: str) -> str:
+    """``text`` with the README's addresses replaced by this run's."""
+    return text.replace(EMBEDDED_LISTEN, tcp).replace(README_UNIX, unix)
+
+
+async def test_every_php_block_of_the_readmes_runs_against_serve_embedded(
+    embedded: dict[str, str], tmp_path: Path
+) -> None:
+    php, _ = require_php()
+    work = app_directory(tmp_path)
     blocks = [
         (code, output)
         for readme in (REPO / "README.md", PHP_DIR / "README.md")
@@ -133,40 +184,34 @@ async def test_every_php_block_of_the_readmes_runs_against_serve_embedded(
         if not marker
     ]
     assert len(blocks) >= 17
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    env = {**os.environ, "TRIO_S3RPC_TCP": embedded["tcp"], "TMPDIR": str(temp)}
     for index, (code, output) in enumerate(blocks):
-        code = here(code, embedded)
-        script = work / f"block-{index}.php"
-        script.write_text("<?php\n" + code)
-        result = await trio.run_process(
-            [
-                php,
-                "-d",
-                "memory_limit=64M",
-                str(PHP_DIR / "tests/scripts/readme-block.php"),
-                str(script),
-            ],
-            cwd=work,
-            env=env,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
+        await run_block(
+            php, f"block-{index}", code, output, work, embedded["tcp"], embedded["unix"]
         )
-        errors = result.stderr.decode(errors="replace")
-        printed = result.stdout.decode(errors="replace")
-        if result.returncode != 0:
-            tail = printed[-4000:]
-            pytest.fail(f"block {index} failed:\n{code}\n{errors}\n{tail}", pytrace=False)
-        assert errors == "", f"block {index} wrote to stderr:\n{code}\n{errors}"
-        if output is not None:
-            expected = here(output, embedded)
-            if not output_pattern(expected).fullmatch(printed):
-                said = f"printed\n{printed}\nwhere the README says\n{expected}"
-                pytest.fail(f"block {index} {said}\n{code}", pytrace=False)
 
 
-def here(text: str, embedded: dict[str, str]) -> str:
-    """``text`` with the README's addresses replaced by this run's."""
-    return text.replace(EMBEDDED_LISTEN, embedded["tcp"]).replace(README_UNIX, embedded["unix"])
+async def test_the_readmes_resumable_upload_goes_on_after_a_broken_connection(
+    embedded: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's loop of UploadChunk with ``catch (RelayException $e)``, run as
+    written through a proxy that breaks its first connection in the middle of the
+    second chunk: the loop reconnects, resumes from UploadStatus and stores the
+    file's own bytes."""
+    php, _ = require_php()
+    work = app_directory(tmp_path)
+    [(code, output)] = [
+        (code, output)
+        for _, code, output in php_blocks(REPO / "README.md")
+        if "catch (RelayException $e)" in code
+    ]
+    host, port = embedded["tcp"].removeprefix("tcp://").rsplit(":", 1)
+    async with trio.open_nursery() as nursery:
+        proxy = TCPProxy(host, int(port))
+        proxy.cut_after_bytes = 14 << 20  # the first 8 MiB chunk passes, the second does not
+        proxy.cuts_left = 1
+        address = f"tcp://127.0.0.1:{await proxy.start(nursery)}"
+        printed = await run_block(php, "resumable", code, output, work, address, embedded["unix"])
+        nursery.cancel_scope.cancel()
+    assert proxy.cuts_left == 0, "the connection was never broken"
+    checksum = format_checksum(crc32c((work / "export.csv").read_bytes()))
+    assert printed == f"12582912 bytes, {checksum}\n"
