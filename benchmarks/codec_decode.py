@@ -29,7 +29,8 @@ def measure(repeat: int) -> dict[str, float]:
 
     from trio_s3rpc.goridge.codecs import decode_args
     from trio_s3rpc.goridge.frame import CODEC_JSON, CODEC_MSGPACK
-    from trio_s3rpc.rpc.typed import RequestDecoder, WriteRequest
+    from trio_s3rpc.rpc.decoding import RequestDecoder
+    from trio_s3rpc.rpc.typed import WriteRequest
 
     decoder = RequestDecoder(WriteRequest)
     fields = getattr(decoder, "binary_fields", None)

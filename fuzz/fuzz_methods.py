@@ -47,10 +47,10 @@ from trio_s3rpc.goridge.frame import (
     parse_rpc_request,
 )
 from trio_s3rpc.rpc.control import CallControl
+from trio_s3rpc.rpc.decoding import Binary
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.methods import register_control_methods
 from trio_s3rpc.rpc.registry import MethodRegistry
-from trio_s3rpc.rpc.typed import Binary
 from trio_s3rpc.s3.transport import ResponseHeaders, S3Error, S3Response, S3Transport
 from trio_s3rpc.storage.buckets import Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads

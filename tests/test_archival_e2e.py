@@ -234,3 +234,25 @@ async def test_content_type_from_content_when_the_name_says_nothing(
         for pathname, expected in (("n.txt", "text/plain"), ("x", "a/b")):
             meta = await rpc.call("s3.GetMetadata", {"bucket": "weed", "pathname": pathname})
             assert meta["mime_type"] == expected
+
+
+async def test_a_registered_bucket_takes_storage_class_and_sse_as_a_configured_one(
+    moto: Any, seaweedfs: Any, tmp_path: Path, prefix: str
+) -> None:
+    async with moto_server(moto, seaweedfs, tmp_path, prefix) as rpc:
+        await rpc.call(
+            "s3.RegisterBucket",
+            {
+                "name": "registered-cold",
+                "server": "moto",
+                "bucket": MOTO_BUCKET,
+                "prefix": prefix + "reg/",
+                "storage_class": "GLACIER_IR",
+                "sse": "aws:kms",
+                "sse_kms_key_id": "alias/registered",
+            },
+        )
+        await rpc.call(
+            "s3.Write", {"bucket": "registered-cold", "pathname": "r.txt", "content": b64(b"r")}
+        )
+        assert landed(moto, prefix + "reg/r.txt") == ("GLACIER_IR", "aws:kms", "alias/registered")

@@ -12,6 +12,7 @@ from pathlib import Path
 import trio
 import yaml
 
+from tests.support.services import free_port
 from trio_s3rpc.client import RemoteError, RPCClient
 
 SECRET = "s3cr3t-value-that-must-not-leak"
@@ -46,12 +47,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trio_s3rpc", *args], capture_output=True, text=True, timeout=60
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_check_config_prints_what_would_be_served_with_secrets_masked(tmp_path: Path) -> None:

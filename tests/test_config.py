@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import ipaddress
 import os
 import tempfile
@@ -24,6 +25,8 @@ from trio_s3rpc.config import (
     ListenAddress,
     RegisterScope,
     RelaySettings,
+    RPCSettings,
+    S3Settings,
     ServerConfig,
     describe,
     expand_vars,
@@ -737,7 +740,8 @@ def test_describe_shows_every_bucket_setting() -> None:
         "server: minio",
         "bucket: dev-bucket",
         "prefix: 'up/'",
-        "visibility: public (visibility_mode: acl)",
+        "visibility: public",
+        "visibility_mode: acl",
         "max_concurrent_operations: 100",
         "part_size: 16 MiB",
         "concurrency: 3",
@@ -1330,3 +1334,31 @@ def test_bad_register_buckets_name_the_key(value: Any, message: str) -> None:
     data = minimal()
     data["s3"]["register_buckets"] = value
     assert error_of(data).message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "changed", "read"),
+    [
+        (BucketConfig, "part_size", 7 * 1024 * 1024, lambda c: c.s3.buckets["uploads"].part_size),
+        (
+            BucketConfig,
+            "visibility_mode",
+            "none",
+            lambda c: c.s3.buckets["uploads"].visibility_mode,
+        ),
+        (BucketConfig, "storage_class", "GLACIER", lambda c: c.s3.buckets["uploads"].storage_class),
+        (S3Settings, "upload_idle_timeout", 123.0, lambda c: c.s3.upload_idle_timeout),
+        (ServerConfig, "checksums", "when_supported", lambda c: c.s3.servers["minio"].checksums),
+        (RPCSettings, "max_in_flight", 9, lambda c: c.rpc.max_in_flight),
+        (RPCSettings, "idle_timeout", 5.0, lambda c: c.rpc.idle_timeout),
+    ],
+)
+def test_the_parser_takes_each_default_from_the_model(
+    monkeypatch: pytest.MonkeyPatch, model: type, name: str, changed: Any, read: Any
+) -> None:
+    """A default is written once, on the model's field: change it there and the
+    parser's default follows."""
+    [declared] = [item for item in dataclasses.fields(model) if item.name == name]
+    assert read(parse_config(minimal(), {})) == declared.default != changed
+    monkeypatch.setattr(declared, "default", changed)
+    assert read(parse_config(minimal(), {})) == changed

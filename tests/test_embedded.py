@@ -62,11 +62,14 @@ def decode_proc_address(text: str) -> tuple[str, int]:
 
 def listening_unix_paths(pid: int) -> list[str]:
     """The filesystem paths of the unix sockets on which process ``pid`` listens."""
-    inodes = {
-        os.readlink(fd)[len("socket:[") : -1]
-        for fd in Path(f"/proc/{pid}/fd").iterdir()
-        if os.readlink(fd).startswith("socket:[")
-    }
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue  # closed since the directory was listed: not a listener
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
     paths = []
     for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
         columns = line.split()

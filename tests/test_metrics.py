@@ -15,9 +15,10 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -34,7 +35,6 @@ from trio_s3rpc.config import ListenAddress
 from trio_s3rpc.embedded import S3Endpoint
 from trio_s3rpc.errors import ErrorCode, PartialMoveError, RPCError
 from trio_s3rpc.metrics import (
-    CALL_BUCKETS,
     MAX_REGISTERED_BUCKET_LABELS,
     NO_BUCKET,
     BucketLabels,
@@ -46,6 +46,10 @@ from trio_s3rpc.metrics import (
     mark_worker_dead,
     render_multiprocess,
 )
+from trio_s3rpc.metrics.families import CALL_BUCKETS
+from trio_s3rpc.rpc.control import CallControl
+from trio_s3rpc.rpc.methods import S3Methods, register_control_methods
+from trio_s3rpc.rpc.registry import BucketLabel, Counted, MethodRegistry
 from trio_s3rpc.status import HTTPServer, routes_for
 
 Values = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -74,9 +78,18 @@ def exists_only(found: Values) -> Values:
     return {key: n for key, n in found.items() if ("operation", "exists") in key[1]}
 
 
+def declared_methods() -> MethodRegistry:
+    """The server's methods as it declares them (handlers never called here)."""
+    registry = MethodRegistry()
+    S3Methods(cast(Any, None), cast(Any, None), cast(Any, None)).register(registry)
+    register_control_methods(registry, CallControl())
+    return registry
+
+
 def recorder(metrics: Metrics) -> CallMetrics:
     return CallMetrics(
         metrics,
+        declared_methods().get,
         {"uploads": object(), "archive": object()},
         "uploads",
         upload_bucket=lambda upload_id: "archive" if upload_id == "valid-token" else "",
@@ -158,7 +171,7 @@ def test_registered_buckets_past_the_cap_share_one_label() -> None:
         name: SimpleNamespace(limiter=trio.CapacityLimiter(2)) for name in ("uploads", "archive")
     }
     labels = BucketLabels(buckets, ["uploads", "archive"])
-    calls = CallMetrics(metrics, buckets, "uploads", labels=labels)
+    calls = CallMetrics(metrics, declared_methods().get, buckets, "uploads", labels=labels)
     metrics.add_sampler(bucket_sampler(buckets, labels))
     for index in range(10_000):
         name = f"tenant-{index:05d}"
@@ -420,3 +433,52 @@ async def test_serve_with_workers_one_scrape_sums_them_and_survives_a_restart(
         assert service.stop() == 0
     finally:
         service.stop()
+
+
+def test_every_method_declares_how_it_is_counted() -> None:
+    registry = declared_methods()
+    undeclared = [name for name in registry.names() if registry.get(name).counted is None]  # type: ignore[union-attr]
+    assert undeclared == []
+    # Methods the old name tables missed were counted as "unknown"; now under their own.
+    metrics = Metrics()
+    calls = recorder(metrics)
+    finish(calls, "s3.GetUploadURL", {"bucket": "archive", "pathname": "a"})
+    assert values(metrics.render(), "rr_s3_operations_total") == ops(
+        ("get_upload_url", "archive", "success", 1)
+    )
+
+
+def test_a_new_method_is_counted_from_its_declaration_alone() -> None:
+    async def frobnicate(request: Any) -> Any:
+        raise AssertionError("never called")
+
+    registry = declared_methods()
+    registry.add(
+        "s3.Frobnicate",
+        SleepLikeRequest,
+        SleepLikeRequest,
+        frobnicate,
+        counted=Counted(("frobnicate",), BucketLabel.COPY),
+    )
+    metrics = Metrics()
+    calls = CallMetrics(
+        metrics, registry.get, {"uploads": object(), "archive": object()}, "uploads"
+    )
+    finish(calls, "s3.Frobnicate", {"dest_bucket": "archive", "source_bucket": "uploads"})
+    denied = RPCError(ErrorCode.PERMISSION_DENIED, "no")
+    finish(calls, "s3.Frobnicate", {"dest_bucket": "archive"}, denied)
+    assert values(metrics.render(), "rr_s3_operations_total") == ops(
+        ("frobnicate", "archive", "success", 1), ("frobnicate", "archive", "error", 1)
+    )
+    latency = values(metrics.render(), "trio_s3rpc_call_duration_seconds_count")
+    assert latency == {
+        (
+            "trio_s3rpc_call_duration_seconds_count",
+            (("bucket", "archive"), ("method", "s3.Frobnicate")),
+        ): 2
+    }
+
+
+@dataclass(slots=True, frozen=True)
+class SleepLikeRequest:
+    seconds: float = 0.0

@@ -27,7 +27,7 @@ import yaml
 from tests.support.proxy import TCPProxy
 from tests.support.resume import data_parts, write_file_retrying
 from tests.support.server import config_dict, endpoint_server
-from tests.support.services import admin_client
+from tests.support.services import admin_client, free_port
 from trio_s3rpc.client import RemoteError, RPCClient
 from trio_s3rpc.storage.resumable import MARKER_PART
 
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 PART = 5 * MIB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServerProcess:

@@ -32,6 +32,7 @@ from tests.support.services import admin_client
 from tests.test_integrity_e2e import assert_checksum_headers
 from tests.test_visibility_e2e import app_behind_proxy, heads
 from trio_s3rpc.checksums import header_value
+from trio_s3rpc.client import RemoteError
 from trio_s3rpc.config import Credentials, parse_config
 from trio_s3rpc.s3.signing import RequestSigner
 from trio_s3rpc.s3.transport import S3Transport
@@ -213,8 +214,9 @@ async def test_rgw_ignores_checksums_and_the_server_says_so(
             admin_client(endpoint).put_object(
                 Bucket=bucket, Key=prefix + "w0.txt", Body=tampered, Metadata=stored["Metadata"]
             )
-            with pytest.raises(Exception, match="checksum mismatch"):
+            with pytest.raises(RemoteError, match="checksum mismatch") as mismatch:
                 await rpc.call("s3.Read", {"pathname": "w0.txt"})
+            assert mismatch.value.code == "S3_OPERATION_FAILED"
         # SeaweedFS echoes what it verified; RGW does not, and that is said once.
         assert caplog.text.count(noticed) == (0 if verifies else 1), caplog.text
 

@@ -14,8 +14,8 @@ from trio_s3rpc.status import (
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
     HTTPServer,
+    Page,
     Readiness,
-    Response,
     routes_for,
 )
 
@@ -62,7 +62,7 @@ async def test_routes_methods_and_keep_alive() -> None:
 
 async def test_a_busy_address_is_a_config_error() -> None:
     async with trio.open_nursery() as nursery:
-        first = HTTPServer(LOOPBACK, {"/x": lambda: Response(200, "text/plain", b"")})
+        first = HTTPServer(LOOPBACK, {"/x": lambda: Page(200, "text/plain", b"")})
         bound = await nursery.start(first.run)
         second = HTTPServer(ListenAddress("tcp", host="127.0.0.1", port=bound.port), {})
         with pytest.raises(RPCError) as caught:

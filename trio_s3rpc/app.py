@@ -22,7 +22,6 @@ import os
 import signal
 import socket
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import trio
@@ -33,6 +32,7 @@ from trio_s3rpc.cluster.worker import WorkerLink, watch_lifeline, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.metrics import BucketLabels, CallMetrics, Metrics
+from trio_s3rpc.rpc.connection import budget_for
 from trio_s3rpc.rpc.control import CallControl
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.methods import (
@@ -43,13 +43,14 @@ from trio_s3rpc.rpc.methods import (
 )
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.relay import Relay
-from trio_s3rpc.rpc.server import RPCServer, budget_for
+from trio_s3rpc.rpc.server import RPCServer
 from trio_s3rpc.s3.multipart import UploadBook
 from trio_s3rpc.status import HTTPServer, Readiness, readiness_for, routes_for
 from trio_s3rpc.storage.buckets import Storage, validate_pathname
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
 from trio_s3rpc.storage.janitor import Janitor
+from trio_s3rpc.trioutil import on_stop_signals
 
 log = logging.getLogger("trio_s3rpc")
 
@@ -122,6 +123,7 @@ class Application:
             return None
         return CallMetrics(
             self.metrics,
+            self.registry.get,
             self.storage.buckets,
             self.storage.default,
             upload_bucket=self.uploads.bucket_of,
@@ -171,7 +173,9 @@ class Application:
             for address, parts in by_address.items()
         ]
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until :meth:`request_shutdown`; report the bound address when listening."""
         try:
             await self.server.open()
@@ -225,29 +229,33 @@ class Application:
         others = await self.link.active_uploads()
         return None if others is None else busy | others
 
-    async def answer_peer(self, message: wire.Message) -> wire.Message:
+    async def answer_peer(
+        self,
+        request: wire.TransferStatusQuery
+        | wire.CancelQuery
+        | wire.ActiveUploadsQuery
+        | wire.ApplyBucket,
+    ) -> wire.StatusFound | wire.CancelFound | wire.ActiveUploads | wire.Done:
         """Answer what the supervisor or another worker asks of this worker."""
-        op = message.get("op")
-        if op in ("transfer_status", "cancel"):
-            transfer_id = str(message.get("transfer_id", ""))
+        if isinstance(request, wire.TransferStatusQuery):
             try:
-                if op == "cancel":
-                    answer = asdict(cancel_answer(self.control, transfer_id))
-                else:
-                    answer = asdict(status_answer(self.control.status(transfer_id)))
+                return wire.StatusFound(status_answer(self.control.status(request.transfer_id)))
             except RPCError:
-                return {"found": False}
-            return {"found": True, "answer": answer}
-        if op == "active_uploads":
-            return {"upload_ids": sorted(self.active_uploads())}
-        if op == "apply_bucket":
-            name, raw = str(message.get("name", "")), message.get("raw")
-            if not isinstance(raw, dict):
-                raise RPCError(ErrorCode.INVALID_REQUEST, "apply_bucket needs the settings")
-            if name not in self.storage.buckets:
-                self.storage.register_bucket(name, raw)
-            return {}
-        raise RPCError(ErrorCode.INVALID_REQUEST, f"unknown peer request {op!r}")
+                return wire.StatusFound()
+        if isinstance(request, wire.CancelQuery):
+            try:
+                return wire.CancelFound(cancel_answer(self.control, request.transfer_id))
+            except RPCError:
+                return wire.CancelFound()
+        if isinstance(request, wire.ActiveUploadsQuery):
+            return wire.ActiveUploads(sorted(self.active_uploads()))
+        if isinstance(request, wire.ApplyBucket):
+            if request.name not in self.storage.buckets:
+                self.storage.register_bucket(request.name, request.settings)
+            return wire.Done()
+        raise RPCError(
+            ErrorCode.INVALID_REQUEST, f"a worker does not answer {type(request).__name__}"
+        )
 
 
 def _pathname_valid(pathname: str) -> bool:
@@ -259,25 +267,14 @@ def _pathname_valid(pathname: str) -> bool:
 
 
 async def serve_until_signalled(
-    app: Application, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    app: Application, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the application; the first SIGINT/SIGTERM drains, a second one stops now."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-
-            async def watch_signals() -> None:
-                count = 0
-                async for signum in signals:
-                    count += 1
-                    name = signal.Signals(signum).name
-                    if count == 1:
-                        log.info("event=signal name=%s action=graceful_shutdown", name)
-                        app.request_shutdown()
-                    else:
-                        log.warning("event=signal name=%s action=stop_now", name)
-                        nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_signals)
+            nursery.start_soon(
+                on_stop_signals, signals, app.request_shutdown, nursery.cancel_scope.cancel
+            )
             await app.run(task_status=task_status)
             nursery.cancel_scope.cancel()
 
@@ -306,11 +303,13 @@ async def serve_worker(config: Config, link: WorkerLink, listen_fds: Sequence[in
         await nursery.start(
             wire.serve, worker_socket(link.place.run_dir, link.place.slot), app.answer_peer
         )
-        for name, raw in await link.hello():
-            if name not in app.storage.buckets:
-                app.storage.register_bucket(name, raw)
+        for registration in await link.hello():
+            if registration.name not in app.storage.buckets:
+                app.storage.register_bucket(registration.name, registration.settings)
 
-        async def serve(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async def serve(
+            *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+        ) -> None:
             await serve_until_signalled(app, task_status=task_status)
             nursery.cancel_scope.cancel()  # drained: the peer socket and lifeline go too
 

@@ -59,7 +59,25 @@ async def open_stream(address: str) -> trio.SocketStream:
     raise ValueError(f"address must start with tcp:// or unix://, got {address!r}")
 
 
-class RPCClient:
+class _Closing:
+    """``async with`` closes it (``aclose``)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class RPCClient(_Closing):
     """One connection, one call at a time (as PHP's ``RPC``)."""
 
     def __init__(self, stream: trio.SocketStream, codec: str = "json") -> None:
@@ -118,19 +136,8 @@ class RPCClient:
     async def aclose(self) -> None:
         await self._stream.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class RPCPool:
+class RPCPool(_Closing):
     """Several connections with one call in flight on each (as PHP's ``MultiRPC``)."""
 
     def __init__(self, clients: list[RPCClient]) -> None:
@@ -154,14 +161,3 @@ class RPCPool:
     async def aclose(self) -> None:
         for client in self._all:
             await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

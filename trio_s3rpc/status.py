@@ -21,7 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import h11
 import trio
@@ -47,17 +46,19 @@ TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass(slots=True, frozen=True)
-class Response:
+class Page:
+    """What a route answers: a status, a content type and the whole body."""
+
     status: int
     content_type: str
     body: bytes
 
 
-Route = Callable[[], Response | Awaitable[Response]]
+Route = Callable[[], Page | Awaitable[Page]]
 
 
-def json_response(status: int, document: object) -> Response:
-    return Response(status, JSON, json.dumps(document, sort_keys=True).encode() + b"\n")
+def json_response(status: int, document: object) -> Page:
+    return Page(status, JSON, json.dumps(document, sort_keys=True).encode() + b"\n")
 
 
 class _Waiting:
@@ -92,7 +93,9 @@ class HTTPServer:
         self.open_connections = 0
         self._waiting = _Waiting()
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Listen, report the bound address (the real port for port 0), serve until cancelled."""
         try:
             listeners = await trio.open_tcp_listeners(
@@ -206,15 +209,15 @@ async def _next_request(
         # h11.Data: a request body, which none of our paths takes; skip it.
 
 
-async def _respond(request: h11.Request, routes: Mapping[str, Route]) -> Response:
+async def _respond(request: h11.Request, routes: Mapping[str, Route]) -> Page:
     path = request.target.decode("latin-1").partition("?")[0]
     route = routes.get(path)
     if route is None:
-        return Response(404, TEXT, f"not found; paths: {', '.join(sorted(routes))}\n".encode())
+        return Page(404, TEXT, f"not found; paths: {', '.join(sorted(routes))}\n".encode())
     if request.method not in (b"GET", b"HEAD"):
-        return Response(405, TEXT, b"only GET and HEAD\n")
+        return Page(405, TEXT, b"only GET and HEAD\n")
     answer = route()
-    if not isinstance(answer, Response):
+    if not isinstance(answer, Page):
         answer = await answer
     return answer
 
@@ -253,7 +256,7 @@ class Readiness:
         self.stopping = False
         self.on_change: Callable[[str, bool], None] | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Probe every bucket, every ``interval``, until cancelled."""
         task_status.started()
         while True:
@@ -309,7 +312,7 @@ class Readiness:
         ready = not self.stopping and all(entry["ready"] for entry in entries)
         return ready, entries
 
-    def ready_response(self) -> Response:
+    def ready_response(self) -> Page:
         if self.stopping:
             return json_response(503, {"status": "stopping", "buckets": []})
         ready, entries = self.report()
@@ -334,7 +337,7 @@ def readiness_for(config: Config, storage: Storage) -> Readiness:
     )
 
 
-def health_response(serving: Callable[[], bool]) -> Response:
+def health_response(serving: Callable[[], bool]) -> Page:
     if serving():
         return json_response(200, {"status": "serving"})
     return json_response(503, {"status": "stopped"})
@@ -352,11 +355,11 @@ def routes_for(
     if metrics is not None:
         render = metrics
 
-        async def scrape() -> Response:
+        async def scrape() -> Page:
             exposition = render()
             if not isinstance(exposition, bytes):
                 exposition = await exposition
-            return Response(200, content_type, exposition)
+            return Page(200, content_type, exposition)
 
         routes["/metrics"] = scrape
     if readiness is not None:

@@ -8,9 +8,13 @@ of the package, so ``s3/`` and ``storage/`` use it alike.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import trio
+
+log = logging.getLogger("trio_s3rpc")
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
@@ -35,3 +39,20 @@ def first_error() -> Iterator[None]:
         leaves = list(_leaves(group))
         chosen = next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
         raise chosen from None
+
+
+async def on_stop_signals(
+    signals: AsyncIterator[int], drain: Callable[[], None], stop_now: Callable[[], None]
+) -> None:
+    """The first SIGINT/SIGTERM calls ``drain`` (a graceful shutdown), each later one
+    ``stop_now``; each is logged as the event it starts."""
+    count = 0
+    async for signum in signals:
+        count += 1
+        name = signal.Signals(signum).name
+        if count == 1:
+            log.info("event=signal name=%s action=graceful_shutdown", name)
+            drain()
+        else:
+            log.warning("event=signal name=%s action=stop_now", name)
+            stop_now()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from functools import partial
@@ -27,6 +26,7 @@ from tests.conftest import MOTO_ACL_BUCKET, RGW_ACL_BUCKET
 from tests.support.php import PHP_DIR, require_php
 from tests.support.proxy import TCPProxy
 from tests.support.server import endpoint_server, running_app
+from tests.support.services import free_port
 from trio_s3rpc.client import RemoteError, RPCClient
 
 pytestmark = pytest.mark.integration
@@ -300,13 +300,6 @@ async def test_one_gib_stream_round_trip_under_64m(
     assert received.hexdigest() == expected.hexdigest(), report
     print(report)  # the figures: seconds and PHP's peak memory for each direction
     source.unlink()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_php_clients_survive_a_server_restart_mid_use(

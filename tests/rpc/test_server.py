@@ -21,6 +21,7 @@ import trio
 
 from tests.support.server import config_dict, running_app
 from trio_s3rpc.client import RemoteError, RPCClient, open_stream
+from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge import bounds
 from trio_s3rpc.goridge.frame import (
     CODEC_GOB,
@@ -31,7 +32,7 @@ from trio_s3rpc.goridge.frame import (
     encode_rpc_request,
 )
 from trio_s3rpc.rpc import dispatch
-from trio_s3rpc.rpc.typed import omitempty
+from trio_s3rpc.rpc.decoding import omitempty
 
 BUCKETS = {"uploads": {"bucket": "bkt1"}, "avatars": {"bucket": "bkt2", "prefix": "av/"}}
 
@@ -158,6 +159,53 @@ async def test_register_bucket_then_listed_and_duplicates_refused() -> None:
                 )
             assert bad_visibility.value.code == "INVALID_CONFIG"
             assert "publik" in bad_visibility.value.text
+
+
+async def test_register_bucket_takes_every_bucket_setting_of_the_config_file() -> None:
+    settings = {
+        "prefix": "cold/",
+        "visibility": "public",
+        "visibility_mode": "none",
+        "max_concurrent_operations": 7,
+        "part_size": 8 * 1024 * 1024,
+        "concurrency": 3,
+        "public_url": "https://cdn.example.com",
+        "multipart_copy_threshold": 64 * 1024 * 1024,
+        "storage_class": "GLACIER_IR",
+        "sse": "aws:kms",
+        "sse_kms_key_id": "alias/archive",
+    }
+    async with running_app(config_dict(buckets=BUCKETS)) as (app, address):
+        async with await RPCClient.connect(address) as rpc:
+            await rpc.call(
+                "s3.RegisterBucket", {"name": "cold", "server": "main", "bucket": "bkt", **settings}
+            )
+            # Empty and null fields take the defaults, as the Go plugin's zero values do.
+            await rpc.call(
+                "s3.RegisterBucket",
+                {"name": "plain", "server": "main", "bucket": "bkt", "sse": "", "part_size": None},
+            )
+            with pytest.raises(RemoteError) as mistyped:
+                await rpc.call(
+                    "s3.RegisterBucket",
+                    {"name": "z", "server": "main", "bucket": "bkt", "part_size": "big"},
+                )
+            assert mistyped.value.code == "INVALID_REQUEST"
+            assert "field 'part_size' must be an integer" in mistyped.value.text
+            with pytest.raises(RemoteError) as out_of_range:
+                await rpc.call(
+                    "s3.RegisterBucket",
+                    {"name": "z", "server": "main", "bucket": "bkt", "multipart_copy_threshold": 0},
+                )
+            assert out_of_range.value.code == "INVALID_CONFIG"
+            assert "multipart_copy_threshold" in out_of_range.value.text
+            with pytest.raises(RemoteError) as missing:
+                await rpc.call("s3.RegisterBucket", {"name": "z", "server": "main"})
+            assert "missing required field 'bucket'" in missing.value.text
+    registered = app.storage.buckets["cold"].config
+    assert {key: getattr(registered, key) for key in settings} == settings
+    plain = app.storage.buckets["plain"].config
+    assert (plain.sse, plain.part_size) == ("", 5 * 1024 * 1024)
 
 
 async def test_pipelined_frames_answered_with_their_own_seqs_out_of_order() -> None:
@@ -429,9 +477,10 @@ async def test_unix_socket_refuses_to_replace_a_live_server(tmp_path: Path) -> N
     path = tmp_path / "rpc.sock"
     config = config_dict(buckets=BUCKETS, listen=f"unix://{path}")
     async with running_app(config):
-        with pytest.raises(Exception, match="another server is listening"):
+        with pytest.raises(RPCError, match="another server is listening") as refused:
             async with running_app(config):
                 pass
+        assert refused.value.code is ErrorCode.INVALID_CONFIG
         assert path.exists()
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from trio_s3rpc.rpc.typed import _FieldError, _from_base64
+from trio_s3rpc.rpc.decoding import _FieldError, _from_base64
 
 BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 

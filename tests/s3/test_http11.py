@@ -221,6 +221,32 @@ async def test_a_streamed_body_goes_out_as_httpcore_sends_it(nursery: trio.Nurse
     assert our_server.received == library_server.received
 
 
+async def test_a_body_that_fails_as_it_is_read_raises_its_own_error_as_httpcore(
+    nursery: trio.Nursery,
+) -> None:
+    """The caller's chunks are not the connection's I/O: their failure is not a WriteError
+    (which would be taken for a server that hung up, and the answer read instead)."""
+
+    async def failing() -> object:
+        yield b"one "
+        raise OSError("the local file went away")
+
+    def make(port: int) -> httpcore.Request:
+        req = request(port, b"PUT", b"/k")
+        return httpcore.Request(
+            b"PUT",
+            req.url,
+            headers=[*req.headers[:2], (b"Content-Length", b"13")],
+            content=failing(),  # type: ignore[arg-type]
+            # Were the failure taken for the server's, the answer would be waited for.
+            extensions={"timeout": {"read": 5.0}},
+        )
+
+    script = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    theirs, mine, _, _ = await both(nursery, script, make)
+    assert mine == theirs == [("error", "OSError")]
+
+
 async def test_an_answer_sent_before_the_body_is_taken_is_still_read(nursery: trio.Nursery) -> None:
     """A server that refuses at the head and hangs up: both report its answer or both fail."""
 
@@ -421,3 +447,37 @@ async def test_tls_answers_and_a_certificate_not_trusted_are_httpcores(
     finally:
         await pool.aclose()
     assert server.accepted - accepted == 1
+
+
+async def test_a_tls_server_that_closes_without_close_notify_ends_the_body_as_httpcore(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # Many HTTPS servers drop the TCP connection after a body read to the close,
+    # without TLS's close_notify; httpcore (https_compatible) takes that as the end.
+    server_context, client_context = _certificate(tmp_path)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, server_context, server_side=True)
+        try:
+            await tls.do_handshake()
+            got = await read_head(tls, b"")
+            assert got is not None
+            await tls.send_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        except trio.BrokenResourceError:
+            return
+        await trio.aclose_forcefully(stream)  # the TCP connection only: no close_notify
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, host="127.0.0.1"), handle, 0)
+    port = listeners[0].socket.getsockname()[1]
+    origin = (b"https", b"127.0.0.1", port)
+    theirs_connection = httpcore.AsyncHTTPConnection(
+        origin=httpcore.Origin(*origin), ssl_context=client_context
+    )
+    mine_connection = HTTP11Connection(origin, ssl_context=client_context)
+    make = functools.partial(request, port, scheme=b"https", read=5.0, connect=5.0)
+    theirs = await outcome(theirs_connection, make())
+    mine = await outcome(mine_connection, make())
+    await theirs_connection.aclose()
+    await mine_connection.aclose()
+    assert theirs[0] == "ok" and theirs[-1] == b"all of it"
+    assert mine == theirs

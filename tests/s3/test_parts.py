@@ -7,13 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_s3rpc.config import BucketConfig
-from trio_s3rpc.s3.parts import (
-    MAX_OBJECT_SIZE,
-    MAX_PARTS,
-    PartLimitError,
-    plan_parts,
-    upload_limit,
-)
+from trio_s3rpc.s3.limits import MAX_OBJECT_SIZE, MAX_PARTS
+from trio_s3rpc.s3.parts import PartLimitError, plan_parts, upload_limit
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,14 +21,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.http import read_body, read_head
+from tests.support.services import free_port
 from trio_s3rpc import checksums
 from trio_s3rpc.config import Credentials, ServerConfig
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3 import transport as transport_module
 from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.failures import RETRY_MAX_DELAY
+from trio_s3rpc.s3.responses import ResponseHeaders
 from trio_s3rpc.s3.transport import (
-    RETRY_MAX_DELAY,
-    ResponseHeaders,
     S3Error,
     S3Transport,
     backoff_delay,
@@ -657,13 +657,6 @@ async def test_max_connections_is_the_limit_and_is_reachable(
         await transport.aclose()
     assert answers == [b"ok"] * concurrent
     assert scripted.peak_connections == max_connections
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 async def test_unreachable_server_fails_after_the_retry_schedule() -> None:

@@ -11,7 +11,7 @@ from trio_s3rpc.s3.transport import S3Error
 from trio_s3rpc.storage.buckets import (
     MAX_KEY_BYTES,
     StorageError,
-    map_errors,
+    StorageErrors,
     map_s3_error,
     validate_pathname,
 )
@@ -51,17 +51,17 @@ def test_map_s3_error_says_which_operation_failed_and_why() -> None:
     assert late.message == "GetObject timed out: no answer in time"
 
 
-def test_map_errors_maps_storage_failures_and_refused_plans_and_passes_the_rest() -> None:
+def test_storage_errors_maps_storage_failures_and_refused_plans_and_passes_the_rest() -> None:
     with pytest.raises(StorageError) as mapped:
-        with map_errors("b", "a.txt"):
+        with StorageErrors("b", "a.txt"):
             raise S3Error("HeadObject", 404, "NoSuchKey", "gone")
     assert mapped.value.code is ErrorCode.FILE_NOT_FOUND
     with pytest.raises(RPCError) as refused:
-        with map_errors("b", "a.txt"):
+        with StorageErrors("b", "a.txt"):
             raise PartLimitError("too large")
     assert (refused.value.code, refused.value.message) == (ErrorCode.INVALID_REQUEST, "too large")
     with pytest.raises(KeyError):
-        with map_errors("b"):
+        with StorageErrors("b"):
             raise KeyError("a bug stays a bug")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.fake_s3 import fake_storage
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.s3.parts import MAX_OBJECT_SIZE, MAX_PARTS
+from trio_s3rpc.s3.limits import MAX_OBJECT_SIZE, MAX_PARTS
 from trio_s3rpc.storage import copies
 from trio_s3rpc.storage.records import NewObject
 

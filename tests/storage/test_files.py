@@ -15,7 +15,7 @@ from tests.support.fake_s3 import fake_storage
 from trio_s3rpc import progress
 from trio_s3rpc.config import BucketConfig
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.s3.parts import MAX_OBJECT_SIZE, MAX_PARTS
+from trio_s3rpc.s3.limits import MAX_OBJECT_SIZE, MAX_PARTS
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
 from trio_s3rpc.storage.records import NewObject

@@ -24,17 +24,12 @@ from typing import Any
 import trio
 import yaml
 
+from tests.support.services import free_port
 from trio_s3rpc.client import RPCClient
 
 
 def _limit_open_files(count: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Service:

@@ -88,7 +88,7 @@ class SupervisorObservability:
             servers.append(HTTPServer(address, routes))
         return servers
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 for server in self.http_servers:

@@ -49,7 +49,8 @@ from trio_s3rpc.cluster import wire
 from trio_s3rpc.cluster.worker import supervisor_socket, worker_socket
 from trio_s3rpc.config import Config, ListenAddress
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.rpc.server import bind_sockets, remove_socket_file
+from trio_s3rpc.rpc.listeners import bind_sockets, remove_socket_file
+from trio_s3rpc.trioutil import on_stop_signals
 
 log = logging.getLogger("trio_s3rpc.supervisor")
 
@@ -98,7 +99,7 @@ class Supervisor:
         self.restarts = 0
         self.address: ListenAddress | None = None
         self._slots = [_Slot(number) for number in range(workers)]
-        self._buckets: list[tuple[str, dict[str, Any]]] = []
+        self._buckets: list[wire.Registration] = []
         self._registry_lock = trio.Lock()
         self._stopping = False
         self._run_dir = ""
@@ -111,9 +112,11 @@ class Supervisor:
 
     # -- running -----------------------------------------------------------
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[ListenAddress] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until a signal; report the bound address once every worker is ready."""
-        per_slot, self.address = bind_sockets(self.config.rpc, len(self._slots))
+        per_slot, self.address = await bind_sockets(self.config.rpc, len(self._slots))
         # Each slot's own sockets (tcp: SO_REUSEPORT, so the kernel spreads the
         # connections over the workers; unix: one socket shared by all).
         self._fds = [[sock.fileno() for sock in sockets] for sockets in per_slot]
@@ -251,27 +254,24 @@ class Supervisor:
         sockets: list[socket.socket],
         workers: trio.Nursery,
     ) -> None:
-        count = 0
-        async for signum in signals:
-            count += 1
-            name = signal.Signals(signum).name
-            if count == 1:
-                log.info("event=signal name=%s action=graceful_shutdown", name)
-                self._stopping = True
-                # Workers close theirs as they begin to drain; the socket then closes.
-                for sock in sockets:
-                    sock.close()
-                # A worker still starting exits at once (it has accepted nothing);
-                # the others drain.
-                self._signal_workers(signal.SIGTERM)
-                grace = self.config.s3.shutdown_timeout + STOP_MARGIN_SECONDS
-                workers.cancel_scope.deadline = trio.current_time() + grace
-            else:
-                log.warning("event=signal name=%s action=stop_now", name)
-                self._signal_workers(signal.SIGTERM)  # a worker's second signal: stop now
-                workers.cancel_scope.deadline = min(
-                    workers.cancel_scope.deadline, trio.current_time() + STOP_MARGIN_SECONDS
-                )
+        def drain() -> None:
+            self._stopping = True
+            # Workers close theirs as they begin to drain; the socket then closes.
+            for sock in sockets:
+                sock.close()
+            # A worker still starting exits at once (it has accepted nothing);
+            # the others drain.
+            self._signal_workers(signal.SIGTERM)
+            grace = self.config.s3.shutdown_timeout + STOP_MARGIN_SECONDS
+            workers.cancel_scope.deadline = trio.current_time() + grace
+
+        def stop_now() -> None:
+            self._signal_workers(signal.SIGTERM)  # a worker's second signal: stop now
+            workers.cancel_scope.deadline = min(
+                workers.cancel_scope.deadline, trio.current_time() + STOP_MARGIN_SECONDS
+            )
+
+        await on_stop_signals(signals, drain, stop_now)
 
     def _signal_workers(self, signum: int) -> None:
         for slot in self._slots:
@@ -281,52 +281,59 @@ class Supervisor:
 
     # -- what workers ask ----------------------------------------------------
 
-    async def _answer(self, message: wire.Message) -> wire.Message:
-        op = message.get("op")
-        if op == "hello":
-            slot = self._slot(message)
+    async def _answer(
+        self, request: wire.Hello | wire.Ready | wire.RegisterBucket
+    ) -> wire.Joined | wire.Done:
+        if isinstance(request, wire.Hello):
+            slot = self._slot(request.slot)
             async with self._registry_lock:
                 slot.member = True
-                return {"buckets": [[name, raw] for name, raw in self._buckets]}
-        if op == "ready":
-            slot = self._slot(message)
-            log.info("event=worker_ready slot=%d pid=%s", slot.number, message.get("pid"))
+                return wire.Joined(list(self._buckets))
+        if isinstance(request, wire.Ready):
+            slot = self._slot(request.slot)
+            log.info("event=worker_ready slot=%d pid=%s", slot.number, request.pid)
             slot.serving = True
             slot.ready.set()
-            return {}
-        if op == "register_bucket":
-            return await self._register_bucket(str(message.get("name", "")), message.get("raw"))
-        raise RPCError(ErrorCode.INVALID_REQUEST, f"unknown supervisor request {op!r}")
+            return wire.Done()
+        if isinstance(request, wire.RegisterBucket):
+            return await self._register_bucket(wire.Registration(request.name, request.settings))
+        raise RPCError(
+            ErrorCode.INVALID_REQUEST, f"the supervisor does not answer {type(request).__name__}"
+        )
 
-    def _slot(self, message: wire.Message) -> _Slot:
-        number = message.get("slot")
-        if not isinstance(number, int) or not 0 <= number < self.workers:
+    def _slot(self, number: int) -> _Slot:
+        if not 0 <= number < self.workers:
             raise RPCError(ErrorCode.INVALID_REQUEST, f"no worker slot {number!r}")
         return self._slots[number]
 
-    async def _register_bucket(self, name: str, raw: Any) -> wire.Message:
-        if not isinstance(raw, dict):
-            raise RPCError(ErrorCode.INVALID_REQUEST, "a registration needs the bucket's settings")
+    async def _register_bucket(self, registration: wire.Registration) -> wire.Done:
+        name = registration.name
         async with self._registry_lock:
-            if any(known == name for known, _ in self._buckets):
+            if any(known.name == name for known in self._buckets):
                 raise RPCError(
                     ErrorCode.BUCKET_ALREADY_EXISTS, "Bucket already registered", f"bucket: {name}"
                 )
-            self._buckets.append((name, raw))
+            self._buckets.append(registration)
             async with trio.open_nursery() as nursery:
                 for slot in self._slots:
                     if slot.member:
-                        nursery.start_soon(self._apply_bucket, slot, name, raw)
-        return {}
+                        nursery.start_soon(self._apply_bucket, slot, registration)
+        return wire.Done()
 
-    async def _apply_bucket(self, slot: _Slot, name: str, raw: dict[str, Any]) -> None:
-        message = {"op": "apply_bucket", "name": name, "raw": raw}
+    async def _apply_bucket(self, slot: _Slot, registration: wire.Registration) -> None:
+        request = wire.ApplyBucket(registration.name, registration.settings)
         try:
             await wire.ask(
-                worker_socket(self._run_dir, slot.number), message, seconds=APPLY_TIMEOUT
+                worker_socket(self._run_dir, slot.number),
+                request,
+                wire.Done,
+                seconds=APPLY_TIMEOUT,
             )
         except (wire.PeerUnavailable, RPCError) as exc:
             # It is dying or stuck; when it is restarted, hello gives it the bucket.
             log.warning(
-                "event=bucket_not_applied slot=%d bucket=%s error=%r", slot.number, name, str(exc)
+                "event=bucket_not_applied slot=%d bucket=%s error=%r",
+                slot.number,
+                registration.name,
+                str(exc),
             )

@@ -7,7 +7,10 @@ is one too, then the connection closes. These are rare calls (a bucket
 registered, a transfer looked up elsewhere), so one connection per request
 keeps both ends simple and a dead peer is just a refused connect.
 
-An answer is ``{"ok": true, ...}`` or ``{"ok": false, "code", "message",
+Every request and answer is a record declared here, decoded by the same
+decoder as RPC arguments (``rpc/decoding.py``), so a message a peer got wrong
+is refused naming the field. A request is ``{"op": ..., <its fields>}``; an
+answer is ``{"ok": true, <its fields>}`` or ``{"ok": false, "code", "message",
 "details"}``, which :func:`ask` raises as the :class:`RPCError` it was.
 """
 
@@ -20,11 +23,14 @@ import os
 import socket as stdlib_socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import trio
 
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.rpc.decoding import RequestDecoder
+from trio_s3rpc.rpc.typed import CancelResponse, TransferStatusResponse
 
 log = logging.getLogger("trio_s3rpc.cluster")
 
@@ -32,7 +38,128 @@ MAX_MESSAGE = 16 * 1024 * 1024
 ASK_TIMEOUT = 10.0
 
 Message = dict[str, Any]
-Handler = Callable[[Message], Awaitable[Message]]
+A = TypeVar("A")
+
+# -- the messages ------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Registration:
+    """A bucket registered by ``s3.RegisterBucket``: its name and settings."""
+
+    name: str
+    settings: dict[str, str | int]
+
+
+@dataclass(slots=True, frozen=True)
+class Hello:
+    """A worker joins the service (to the supervisor): answered with :class:`Joined`."""
+
+    slot: int
+
+
+@dataclass(slots=True, frozen=True)
+class Joined:
+    """The buckets registered so far, in order."""
+
+    buckets: list[Registration]
+
+
+@dataclass(slots=True, frozen=True)
+class Ready:
+    """A worker serves (to the supervisor)."""
+
+    slot: int
+    pid: int
+    address: str
+
+
+class RegisterBucket(Registration):
+    """Register a bucket on every worker (to the supervisor)."""
+
+    __slots__ = ()
+
+
+class ApplyBucket(Registration):
+    """Register a bucket here (to a worker, from the supervisor)."""
+
+    __slots__ = ()
+
+
+@dataclass(slots=True, frozen=True)
+class TransferStatusQuery:
+    """Is this transfer running on you (to a worker)? Answered with :class:`StatusFound`."""
+
+    transfer_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class StatusFound:
+    status: TransferStatusResponse | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class CancelQuery:
+    """Cancel this transfer if it runs on you (to a worker): :class:`CancelFound`."""
+
+    transfer_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class CancelFound:
+    cancelled: CancelResponse | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ActiveUploadsQuery:
+    """Which multipart uploads do you work on (to a worker)? :class:`ActiveUploads`."""
+
+
+@dataclass(slots=True, frozen=True)
+class ActiveUploads:
+    upload_ids: list[str]
+
+
+@dataclass(slots=True, frozen=True)
+class Done:
+    """The answer of a request that needs none but its success."""
+
+
+#: Each request's ``op`` on the wire.
+OPS: dict[str, type] = {
+    "hello": Hello,
+    "ready": Ready,
+    "register_bucket": RegisterBucket,
+    "apply_bucket": ApplyBucket,
+    "transfer_status": TransferStatusQuery,
+    "cancel": CancelQuery,
+    "active_uploads": ActiveUploadsQuery,
+}
+_OP_OF = {kind: op for op, kind in OPS.items()}
+_decoders: dict[type, RequestDecoder[Any]] = {}
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+def _decode(kind: type[A], payload: Message) -> A:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = RequestDecoder(kind)
+    decoded: A = decoder.decode(payload, True)
+    return decoded
+
+
+def decode_request(payload: Message) -> Any:
+    """The request record a payload carries; INVALID_REQUEST naming what is wrong."""
+    op = payload.get("op")
+    kind = OPS.get(op) if isinstance(op, str) else None
+    if kind is None:
+        raise RPCError(ErrorCode.INVALID_REQUEST, f"unknown peer request {op!r}")
+    return _decode(kind, payload)
+
+
+def encode_request(request: Any) -> Message:
+    return {"op": _OP_OF[type(request)], **asdict(request)}
 
 
 class PeerUnavailable(Exception):
@@ -68,8 +195,8 @@ async def receive_message(stream: trio.SocketStream) -> Message:
     return message
 
 
-async def ask(path: str, message: Message, *, seconds: float = ASK_TIMEOUT) -> Message:
-    """Send one request to the process listening on ``path``; answer its reply.
+async def ask(path: str, request: Any, answer: type[A], *, seconds: float = ASK_TIMEOUT) -> A:
+    """Send one request record to the process listening on ``path``; its answer, as ``answer``.
 
     Raises :class:`PeerUnavailable` when nobody answers, and the peer's own
     :class:`RPCError` when it refused the request.
@@ -81,19 +208,19 @@ async def ask(path: str, message: Message, *, seconds: float = ASK_TIMEOUT) -> M
             raise PeerUnavailable(f"cannot reach {path}: {exc.strerror or exc}") from None
         async with stream:
             try:
-                await send_message(stream, message)
-                answer = await receive_message(stream)
+                await send_message(stream, encode_request(request))
+                reply = await receive_message(stream)
             except (trio.BrokenResourceError, OSError) as exc:
                 raise PeerUnavailable(f"{path}: {exc}") from None
     if scope.cancelled_caught:
         raise PeerTimeout(f"{path} did not answer within {seconds:g} s")
-    if not answer.get("ok"):
+    if not reply.get("ok"):
         raise RPCError(
-            ErrorCode.__members__.get(str(answer.get("code")), ErrorCode.INTERNAL_ERROR),
-            str(answer.get("message", "a peer process failed the request")),
-            str(answer.get("details", "")),
+            ErrorCode.__members__.get(str(reply.get("code")), ErrorCode.INTERNAL_ERROR),
+            str(reply.get("message", "a peer process failed the request")),
+            str(reply.get("details", "")),
         )
-    return answer
+    return _decode(answer, reply)
 
 
 def error_answer(exc: RPCError) -> Message:
@@ -101,9 +228,12 @@ def error_answer(exc: RPCError) -> Message:
 
 
 async def serve(
-    path: str, handler: Handler, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    path: str, handler: Handler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Answer requests on ``path`` with ``handler`` until cancelled; one task per request.
+
+    ``handler`` takes a request record (one of :data:`OPS`' types) and returns
+    its answer record.
 
     A stale socket file (a dead process of the same slot) is replaced. The
     file is removed on the way out.
@@ -135,7 +265,7 @@ async def _answer_one(stream: trio.SocketStream, handler: Handler) -> None:
             log.warning("event=peer_request_unreadable error=%r", str(exc))
             return
         try:
-            answer = {"ok": True, **await handler(request)}
+            answer = {"ok": True, **asdict(await handler(decode_request(request)))}
         except RPCError as exc:
             answer = error_answer(exc)
         except Exception as exc:  # a bug: say so, never crash the service's listener

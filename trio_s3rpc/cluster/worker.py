@@ -24,12 +24,15 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from trio_s3rpc.cluster import wire
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.rpc.typed import CancelResponse, TransferStatusResponse
+
+A = TypeVar("A")
 
 log = logging.getLogger("trio_s3rpc.cluster")
 
@@ -75,41 +78,39 @@ class WorkerLink:
             if slot != self.place.slot
         ]
 
-    async def hello(self) -> list[tuple[str, dict[str, Any]]]:
+    async def hello(self) -> list[wire.Registration]:
         """Join the service; answer the buckets registered so far, in order."""
-        answer = await self._ask_supervisor({"op": "hello", "slot": self.place.slot})
-        return [(str(name), dict(raw)) for name, raw in answer.get("buckets", [])]
+        joined = await self._ask_supervisor(wire.Hello(self.place.slot), wire.Joined)
+        return joined.buckets
 
     async def ready(self, address: str) -> None:
-        await self._ask_supervisor(
-            {"op": "ready", "slot": self.place.slot, "pid": os.getpid(), "address": address}
-        )
+        await self._ask_supervisor(wire.Ready(self.place.slot, os.getpid(), address), wire.Done)
 
-    async def register_bucket(self, name: str, raw: dict[str, Any]) -> None:
+    async def register_bucket(self, name: str, settings: dict[str, str | int]) -> None:
         """Register on every worker; answers once each live worker has it."""
-        await self._ask_supervisor({"op": "register_bucket", "name": name, "raw": raw})
+        await self._ask_supervisor(wire.RegisterBucket(name, settings), wire.Done)
 
-    async def _ask_supervisor(self, message: wire.Message) -> wire.Message:
+    async def _ask_supervisor(self, request: Any, answer: type[A]) -> A:
         try:
-            return await wire.ask(self._supervisor, message)
+            return await wire.ask(self._supervisor, request, answer)
         except wire.PeerUnavailable as exc:
             raise RPCError(
                 ErrorCode.SHUTTING_DOWN, "the service's supervisor is not answering", str(exc)
             ) from None
 
-    async def ask_peers(self, message: wire.Message) -> tuple[list[wire.Message], bool]:
+    async def ask_peers(self, request: Any, answer: type[A]) -> tuple[list[A], bool]:
         """Every other live worker's answer, asked at once, and whether one timed out.
 
         A worker that is not running (restarting, stopping) refuses the
         connection and is left out: it works on nothing.
         """
-        answers: list[wire.Message] = []
+        answers: list[A] = []
         timed_out = False
 
         async def one(path: str) -> None:
             nonlocal timed_out
             try:
-                answers.append(await wire.ask(path, message, seconds=5.0))
+                answers.append(await wire.ask(path, request, answer, seconds=5.0))
             except wire.PeerTimeout:
                 timed_out = True
             except wire.PeerUnavailable:
@@ -122,29 +123,23 @@ class WorkerLink:
 
     # -- RemoteTransfers ----------------------------------------------------
 
-    async def transfer_status(self, transfer_id: str) -> dict[str, Any] | None:
-        return await self._first_found({"op": "transfer_status", "transfer_id": transfer_id})
+    async def transfer_status(self, transfer_id: str) -> TransferStatusResponse | None:
+        answers, _ = await self.ask_peers(wire.TransferStatusQuery(transfer_id), wire.StatusFound)
+        return next((a.status for a in answers if a.status is not None), None)
 
-    async def cancel(self, transfer_id: str) -> dict[str, Any] | None:
-        return await self._first_found({"op": "cancel", "transfer_id": transfer_id})
-
-    async def _first_found(self, message: wire.Message) -> dict[str, Any] | None:
-        answers, _ = await self.ask_peers(message)
-        for answer in answers:
-            if answer.get("found"):
-                found = answer["answer"]
-                return dict(found) if isinstance(found, dict) else None
-        return None
+    async def cancel(self, transfer_id: str) -> CancelResponse | None:
+        answers, _ = await self.ask_peers(wire.CancelQuery(transfer_id), wire.CancelFound)
+        return next((a.cancelled for a in answers if a.cancelled is not None), None)
 
     async def active_uploads(self) -> set[str] | None:
         """The multipart uploads the other workers work on; None if a running one
         did not answer in time (then nobody may be declared idle)."""
-        answers, timed_out = await self.ask_peers({"op": "active_uploads"})
+        answers, timed_out = await self.ask_peers(wire.ActiveUploadsQuery(), wire.ActiveUploads)
         if timed_out:
             return None
         found: set[str] = set()
         for answer in answers:
-            found.update(str(upload_id) for upload_id in answer.get("upload_ids", []))
+            found.update(answer.upload_ids)
         return found
 
 

@@ -27,6 +27,7 @@ from trio_s3rpc.config.addresses import (
     parse_http_address,
     same_address,
 )
+from trio_s3rpc.config.buckets import BUCKET_SETTINGS, archival_problem, how_read, wire_type
 from trio_s3rpc.config.describe import describe, mask_key
 from trio_s3rpc.config.expansion import expand_vars
 from trio_s3rpc.config.load import load_config, load_document, parse_bucket, parse_config
@@ -47,15 +48,12 @@ from trio_s3rpc.config.model import (
     LOG_FORMATS,
     MASK,
     MAX_CONCURRENCY,
-    MAX_COPY_SIZE,
     MAX_FRAME_SIZE,
-    MAX_PART_SIZE,
     MAX_UNIX_PATH,
     MAX_WORKERS,
     MIB,
     MIN_FRAME_SIZE,
     MIN_MEMORY_LIMIT,
-    MIN_PART_SIZE,
     RELAY_EVERYTHING,
     SSE_ALGORITHMS,
     STORAGE_CLASSES,
@@ -84,9 +82,9 @@ from trio_s3rpc.config.scalars import (
     parse_size,
     s3_bucket_problem,
 )
-from trio_s3rpc.config.sections import archival_problem
 
 __all__ = [
+    "BUCKET_SETTINGS",
     "CHECKSUM_MODES",
     "DEFAULT_FRAME_TIMEOUT",
     "DEFAULT_LISTEN",
@@ -104,15 +102,12 @@ __all__ = [
     "MASK",
     "MAX_BUCKET_NAME",
     "MAX_CONCURRENCY",
-    "MAX_COPY_SIZE",
     "MAX_FRAME_SIZE",
-    "MAX_PART_SIZE",
     "MAX_UNIX_PATH",
     "MAX_WORKERS",
     "MIB",
     "MIN_FRAME_SIZE",
     "MIN_MEMORY_LIMIT",
-    "MIN_PART_SIZE",
     "MOVED_KEYS",
     "RELAY_EVERYTHING",
     "SSE_ALGORITHMS",
@@ -138,6 +133,7 @@ __all__ = [
     "describe",
     "expand_vars",
     "exposure_warning",
+    "how_read",
     "is_loopback",
     "load_config",
     "load_document",
@@ -150,4 +146,5 @@ __all__ = [
     "parse_size",
     "s3_bucket_problem",
     "same_address",
+    "wire_type",
 ]

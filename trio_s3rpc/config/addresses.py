@@ -14,12 +14,9 @@ from typing import Any
 from trio_s3rpc.config.expansion import expand_vars
 from trio_s3rpc.config.model import (
     _RELAY_ENTRY,
-    DEFAULT_FRAME_TIMEOUT,
     DEFAULT_LISTEN,
-    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RELAY_SERVICES,
     MAX_FRAME_SIZE,
-    MIB,
     MIN_FRAME_SIZE,
     MIN_MEMORY_LIMIT,
     RELAY_EVERYTHING,
@@ -28,6 +25,7 @@ from trio_s3rpc.config.model import (
     ListenAddress,
     RelaySettings,
     RPCSettings,
+    default,
 )
 from trio_s3rpc.config.scalars import (
     _Context,
@@ -50,13 +48,15 @@ def _parse_rpc(rpc: _Section, s3: _Section, workers_rpc: str) -> RPCSettings:
     settings = RPCSettings(
         listen=listen,
         socket_mode=_file_mode(
-            mode_section.get("socket_mode"), mode_section.where("socket_mode"), 0o600
+            mode_section.get("socket_mode"),
+            mode_section.where("socket_mode"),
+            default(RPCSettings, "socket_mode"),
         ),
         max_frame_size=frame_section.size(
-            "max_frame_size", 256 * MIB, MIN_FRAME_SIZE, MAX_FRAME_SIZE
+            "max_frame_size", default(RPCSettings, "max_frame_size"), MIN_FRAME_SIZE, MAX_FRAME_SIZE
         ),
         max_in_flight=_own_setting(rpc, s3, "max_in_flight").integer(
-            "max_in_flight", 64, minimum=1
+            "max_in_flight", default(RPCSettings, "max_in_flight"), minimum=1
         ),
         socket_owner=_socket_owner(s3, "socket_owner", pwd.getpwnam, "user"),
         socket_group=_socket_owner(s3, "socket_group", grp.getgrnam, "group"),
@@ -73,13 +73,15 @@ def _parse_rpc(rpc: _Section, s3: _Section, workers_rpc: str) -> RPCSettings:
 
 def _connection_limits(s3: _Section) -> dict[str, Any]:
     """``s3.memory_limit`` and the other bounds on what connections may hold and take."""
-    memory_limit = s3.size("memory_limit", 0, 0, 2**62)
+    memory_limit = s3.size("memory_limit", default(RPCSettings, "memory_limit"), 0, 2**62)
     if 0 < memory_limit < MIN_MEMORY_LIMIT:
         raise ConfigError(
             f"s3.memory_limit: must be at least {_format_size(MIN_MEMORY_LIMIT)}, "
             f"got {_format_size(memory_limit)}"
         )
-    connection_memory = s3.size("connection_memory", 0, 0, 2**62)
+    connection_memory = s3.size(
+        "connection_memory", default(RPCSettings, "connection_memory"), 0, 2**62
+    )
     if memory_limit and connection_memory > memory_limit:
         raise ConfigError(
             f"s3.connection_memory: {_format_size(connection_memory)} is more than "
@@ -89,10 +91,12 @@ def _connection_limits(s3: _Section) -> dict[str, Any]:
         "memory_limit": memory_limit,
         "connection_memory": connection_memory,
         "max_connections": s3.integer(
-            "max_connections", DEFAULT_MAX_CONNECTIONS, minimum=1, maximum=1_000_000
+            "max_connections", default(RPCSettings, "max_connections"), minimum=1, maximum=1_000_000
         ),
-        "frame_timeout": s3.duration("frame_timeout", DEFAULT_FRAME_TIMEOUT, positive=True),
-        "idle_timeout": s3.duration("idle_timeout", 0.0),
+        "frame_timeout": s3.duration(
+            "frame_timeout", default(RPCSettings, "frame_timeout"), positive=True
+        ),
+        "idle_timeout": s3.duration("idle_timeout", default(RPCSettings, "idle_timeout")),
     }
 
 
@@ -214,8 +218,10 @@ def _relay(
     listen_key: str,
     roadrunner: ListenAddress | None,
 ) -> RelaySettings | None:
-    timeout = section.duration("relay_timeout", 60.0, positive=True)
-    connections = section.integer("relay_connections", 2, minimum=1, maximum=64)
+    timeout = section.duration("relay_timeout", default(RelaySettings, "timeout"), positive=True)
+    connections = section.integer(
+        "relay_connections", default(RelaySettings, "connections"), minimum=1, maximum=64
+    )
     services = _relay_services(section)
     address = _address(section, "relay")
     if address is None:

@@ -7,9 +7,9 @@ import pwd
 from collections.abc import Callable
 from typing import Any
 
+from trio_s3rpc.config.buckets import describe_bucket
 from trio_s3rpc.config.model import (
     MASK,
-    BucketConfig,
     Config,
     RegisterScope,
     RPCSettings,
@@ -37,7 +37,7 @@ def describe(config: Config) -> str:
         lines += _describe_server(server)
     lines.append(f"buckets (default: {s3.default}):")
     for bucket in s3.buckets.values():
-        lines += _describe_bucket(bucket)
+        lines += describe_bucket(bucket)
     return "\n".join(lines)
 
 
@@ -116,24 +116,6 @@ def _describe_server(server: ServerConfig) -> list[str]:
         f"    checksums: {server.checksums}",
         f"    credentials: key {mask_key(credentials.key)}, secret {MASK}, "
         f"token {MASK if credentials.token else '(none)'}",
-    ]
-
-
-def _describe_bucket(bucket: BucketConfig) -> list[str]:
-    return [
-        f"  {bucket.name}:",
-        f"    server: {bucket.server}",
-        f"    bucket: {bucket.bucket}",
-        f"    prefix: {bucket.prefix!r}",
-        f"    visibility: {bucket.visibility} (visibility_mode: {bucket.visibility_mode})",
-        f"    max_concurrent_operations: {bucket.max_concurrent_operations}",
-        f"    part_size: {_format_size(bucket.part_size)}",
-        f"    concurrency: {bucket.concurrency}",
-        f"    multipart_copy_threshold: {_format_size(bucket.multipart_copy_threshold)}",
-        f"    public_url: {bucket.public_url or '(endpoint)'}",
-        f"    storage_class: {bucket.storage_class or '(the service default)'}",
-        f"    sse: {bucket.sse or '(none)'}"
-        + (f" (sse_kms_key_id: {bucket.sse_kms_key_id})" if bucket.sse_kms_key_id else ""),
     ]
 
 

@@ -9,10 +9,11 @@ from typing import Any
 import yaml
 
 from trio_s3rpc.config.addresses import _parse_rpc, _workers_rpc
+from trio_s3rpc.config.buckets import parse_bucket_section
 from trio_s3rpc.config.expansion import _expand_tree
 from trio_s3rpc.config.model import BucketConfig, Config, ConfigError, ServerConfig
 from trio_s3rpc.config.scalars import _Context, _join, _Section, _type_name, check_bucket_name
-from trio_s3rpc.config.sections import _parse_bucket, _parse_s3
+from trio_s3rpc.config.sections import _parse_s3
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -59,7 +60,7 @@ def parse_bucket(
     """
     check_bucket_name(name, "name")
     context = _Context({})
-    return _parse_bucket(name, _Section(raw, f"s3.buckets.{name}", context), servers)
+    return parse_bucket_section(name, _Section(raw, f"s3.buckets.{name}", context), servers)
 
 
 class _Loader(yaml.SafeLoader):

@@ -3,14 +3,21 @@ constants and limits they are checked against."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from trio_s3rpc.errors import ErrorCode, RPCError
+
+# The S3 layer's records of a server, built by the parser and part of the model.
+from trio_s3rpc.s3.endpoint import Credentials as Credentials
+from trio_s3rpc.s3.endpoint import ServerConfig as ServerConfig
+from trio_s3rpc.s3.limits import MAX_COPY_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -19,11 +26,6 @@ TIB = 1024 * GIB
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:6001"
 
-# S3's limits on multipart uploads: every part but the last is at least 5 MiB,
-# none is above 5 GiB, and a single CopyObject copies at most 5 GiB.
-MIN_PART_SIZE = 5 * MIB
-MAX_PART_SIZE = 5 * GIB
-MAX_COPY_SIZE = 5 * GIB
 MAX_CONCURRENCY = 64
 # A Goridge frame carries its payload length in 32 bits.
 MIN_FRAME_SIZE = 64 * KIB
@@ -90,48 +92,74 @@ class ListenAddress:
         return f"tcp://{host}:{self.port}"
 
 
-@dataclass(slots=True, frozen=True)
-class Credentials:
-    key: str
-    secret: str = field(repr=False)
-    token: str = field(default="", repr=False)
+def default(model: type, name: str) -> Any:
+    """The default of field ``name`` of a model dataclass: the parsers read their
+    defaults from the model, so each is written once, on its field."""
+    for item in dataclasses.fields(model):
+        if item.name == name:
+            if item.default is not dataclasses.MISSING:
+                return item.default
+            if item.default_factory is not dataclasses.MISSING:
+                return item.default_factory()
+            raise TypeError(f"{model.__name__}.{name} has no default")
+    raise TypeError(f"{model.__name__} has no field {name!r}")
 
 
 @dataclass(slots=True, frozen=True)
-class ServerConfig:
-    name: str
-    region: str
-    endpoint: str = ""  # "" = AWS
-    credentials: Credentials = field(kw_only=True)
-    force_path_style: bool | None = None  # None: path style iff endpoint set
-    checksums: str = "when_required"
-    # The endpoint presigned and public URLs name, when browsers reach the service elsewhere.
-    public_endpoint: str = ""
+class Setting:
+    """How one bucket setting is read and shown: the one declaration the config
+    parser (``s3.buckets.<name>``), ``s3.RegisterBucket`` and ``check-config``
+    read (``config/buckets.py``).
 
-    @property
-    def path_style(self) -> bool:
-        if self.force_path_style is not None:
-            return self.force_path_style
-        return bool(self.endpoint)
+    ``kind`` names the reader: ``text``, ``choice`` (one of ``choices``),
+    ``integer`` and ``size`` (within ``minimum``..``maximum``; a whole number on
+    the wire), ``server`` (a configured server's name), ``bucket`` (an S3
+    bucket name), ``prefix`` and ``url``. ``unset`` is what ``check-config``
+    shows for an empty value.
+    """
+
+    kind: str
+    choices: tuple[str, ...] = ()
+    minimum: int = 0
+    maximum: int | None = None
+    unset: str = ""
+
+
+def setting(kind: str, **how: Any) -> dict[str, Setting]:
+    """A :class:`BucketConfig` field's metadata: how the setting is read and shown."""
+    return {"setting": Setting(kind, **how)}
 
 
 @dataclass(slots=True, frozen=True)
 class BucketConfig:
+    """One bucket's settings. Each field after ``name`` is a setting, declared
+    once here: its default, its reader and its limits (:func:`setting`)."""
+
     name: str
-    server: str
-    bucket: str
-    prefix: str = ""
-    visibility: str = "private"
-    max_concurrent_operations: int = 100
-    part_size: int = 5 * MIB
-    concurrency: int = 5
-    public_url: str = ""  # base URL replacing the endpoint in permanent public URLs (CDN)
-    visibility_mode: str = "acl"
-    multipart_copy_threshold: int = 5 * GIB
+    server: str = field(metadata=setting("server"))
+    bucket: str = field(metadata=setting("bucket"))
+    prefix: str = field(default="", metadata=setting("prefix"))
+    visibility: str = field(default="private", metadata=setting("choice", choices=VISIBILITIES))
+    max_concurrent_operations: int = field(default=100, metadata=setting("integer", minimum=1))
+    part_size: int = field(
+        default=5 * MIB,
+        metadata=setting("size", minimum=MIN_PART_SIZE, maximum=MAX_PART_SIZE),
+    )
+    concurrency: int = field(
+        default=5, metadata=setting("integer", minimum=1, maximum=MAX_CONCURRENCY)
+    )
+    # The base URL replacing the endpoint in permanent public URLs (a CDN).
+    public_url: str = field(default="", metadata=setting("url", unset="(endpoint)"))
+    visibility_mode: str = field(
+        default="acl", metadata=setting("choice", choices=VISIBILITY_MODES)
+    )
+    multipart_copy_threshold: int = field(
+        default=5 * GIB, metadata=setting("size", minimum=1, maximum=MAX_COPY_SIZE)
+    )
     # Defaults for new objects' storage class and encryption ("" = the service's own).
-    storage_class: str = ""
-    sse: str = ""
-    sse_kms_key_id: str = ""
+    storage_class: str = field(default="", metadata=setting("text", unset="(the service default)"))
+    sse: str = field(default="", metadata=setting("text", unset="(none)"))
+    sse_kms_key_id: str = field(default="", metadata=setting("text", unset="(none)"))
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.control import CallControl, Transfer
-from trio_s3rpc.rpc.registry import MethodRegistry
+from trio_s3rpc.rpc.registry import BucketLabel, Counted, MethodRegistry
 from trio_s3rpc.rpc.typed import (
     BucketInfoResponse,
     BucketRequest,
@@ -29,6 +29,7 @@ from trio_s3rpc.rpc.typed import (
     ListObjectsRequest,
     ListObjectsResponse,
     MetadataResponse,
+    ObjectEntry,
     ObjectWrittenResponse,
     PathRequest,
     PrefixEntry,
@@ -37,6 +38,7 @@ from trio_s3rpc.rpc.typed import (
     ReadFileRequest,
     ReadFileResponse,
     ReadRequest,
+    RegisterBucketDecoder,
     RegisterBucketRequest,
     RegisterBucketResponse,
     SetVisibilityRequest,
@@ -59,10 +61,10 @@ from trio_s3rpc.rpc.typed import (
     WriteRequest,
 )
 from trio_s3rpc.storage import copies, deletes, objects, visibility
-from trio_s3rpc.storage.buckets import Storage
+from trio_s3rpc.storage.buckets import ObjectRef, Storage
 from trio_s3rpc.storage.chunked import ChunkedUploads
 from trio_s3rpc.storage.files import Files
-from trio_s3rpc.storage.records import DeleteManyResult, ObjectContent
+from trio_s3rpc.storage.records import DeleteManyResult, NewObject, ObjectContent, ObjectInfo
 
 
 class S3Methods:
@@ -74,7 +76,7 @@ class S3Methods:
         files: Files,
         uploads: ChunkedUploads,
         *,
-        register_everywhere: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        register_everywhere: Callable[[str, dict[str, str | int]], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.files = files
@@ -83,9 +85,17 @@ class S3Methods:
         self.register_everywhere = register_everywhere
 
     def register(self, registry: MethodRegistry) -> None:
+        """Every ``s3.*`` method but TransferStatus and Cancel, each declared once:
+        records, handler, and how the metrics count it (the Go plugin's operation
+        names where it has the method)."""
         add = registry.add
         add(
-            "s3.RegisterBucket", RegisterBucketRequest, RegisterBucketResponse, self.register_bucket
+            "s3.RegisterBucket",
+            RegisterBucketRequest,
+            RegisterBucketResponse,
+            self.register_bucket,
+            decoder=RegisterBucketDecoder(),
+            counted=Counted(("register_bucket",), BucketLabel.REGISTERED),
         )
         add(
             "s3.ListBuckets",
@@ -93,42 +103,147 @@ class S3Methods:
             ListBucketsResponse,
             self.list_buckets,
             inline=True,
+            counted=Counted(("list_buckets",), BucketLabel.NONE),
         )
-        add("s3.GetBucketInfo", BucketRequest, BucketInfoResponse, self.get_bucket_info)
-        add("s3.Write", WriteRequest, ObjectWrittenResponse, self.write)
-        add("s3.Read", ReadRequest, ObjectContent, self.read)
-        add("s3.Exists", PathRequest, ExistsResponse, self.exists)
-        add("s3.Delete", PathRequest, SuccessResponse, self.delete)
-        add("s3.DeleteMany", DeleteManyRequest, DeleteManyResult, self.delete_many)
-        add("s3.Copy", CopyRequest, ObjectWrittenResponse, self.copy)
-        add("s3.Move", CopyRequest, ObjectWrittenResponse, self.move)
-        add("s3.GetMetadata", PathRequest, MetadataResponse, self.get_metadata)
-        add("s3.SetVisibility", SetVisibilityRequest, SuccessResponse, self.set_visibility)
         add(
-            "s3.GetPublicURL", PublicURLRequest, PublicURLResponse, self.get_public_url, inline=True
+            "s3.GetBucketInfo",
+            BucketRequest,
+            BucketInfoResponse,
+            self.get_bucket_info,
+            counted=Counted(("get_bucket_info",)),
         )
-        add("s3.GetUploadURL", UploadURLRequest, UploadURLResponse, self.get_upload_url)
-        add("s3.GetUploadForm", UploadFormRequest, UploadFormResponse, self.get_upload_form)
-        add("s3.ListObjects", ListObjectsRequest, ListObjectsResponse, self.list_objects)
-        add("s3.WriteFile", WriteFileRequest, ObjectWrittenResponse, self.write_file)
-        add("s3.ReadFile", ReadFileRequest, ReadFileResponse, self.read_file)
-        add("s3.UploadStart", UploadStartRequest, UploadStartResponse, self.upload_start)
-        add("s3.UploadChunk", UploadChunkRequest, UploadChunkResponse, self.upload_chunk)
-        add("s3.UploadStatus", UploadIdRequest, UploadStatusResponse, self.upload_status)
-        add("s3.UploadFinish", UploadFinishRequest, UploadFinishResponse, self.upload_finish)
-        add("s3.UploadAbort", UploadIdRequest, SuccessResponse, self.upload_abort)
+        add(
+            "s3.Write",
+            WriteRequest,
+            ObjectWrittenResponse,
+            self.write,
+            counted=Counted(("write",), written=_request_content),
+        )
+        add(
+            "s3.Read",
+            ReadRequest,
+            ObjectContent,
+            self.read,
+            counted=Counted(("read",), read=_answer_content),
+        )
+        add("s3.Exists", PathRequest, ExistsResponse, self.exists, counted=Counted(("exists",)))
+        add("s3.Delete", PathRequest, SuccessResponse, self.delete, counted=Counted(("delete",)))
+        add(
+            "s3.DeleteMany",
+            DeleteManyRequest,
+            DeleteManyResult,
+            self.delete_many,
+            counted=Counted(("delete_many",)),
+        )
+        add(
+            "s3.Copy",
+            CopyRequest,
+            ObjectWrittenResponse,
+            self.copy,
+            counted=Counted(("copy",), BucketLabel.COPY),
+        )
+        add(
+            "s3.Move",
+            CopyRequest,
+            ObjectWrittenResponse,
+            self.move,
+            counted=Counted(("copy", "delete"), BucketLabel.COPY),
+        )
+        add(
+            "s3.GetMetadata",
+            PathRequest,
+            MetadataResponse,
+            self.get_metadata,
+            counted=Counted(("get_metadata",)),
+        )
+        add(
+            "s3.SetVisibility",
+            SetVisibilityRequest,
+            SuccessResponse,
+            self.set_visibility,
+            counted=Counted(("set_visibility",)),
+        )
+        add(
+            "s3.GetPublicURL",
+            PublicURLRequest,
+            PublicURLResponse,
+            self.get_public_url,
+            inline=True,
+            counted=Counted(("get_url",)),
+        )
+        add(
+            "s3.GetUploadURL",
+            UploadURLRequest,
+            UploadURLResponse,
+            self.get_upload_url,
+            counted=Counted(("get_upload_url",)),
+        )
+        add(
+            "s3.GetUploadForm",
+            UploadFormRequest,
+            UploadFormResponse,
+            self.get_upload_form,
+            counted=Counted(("get_upload_form",)),
+        )
+        add(
+            "s3.ListObjects",
+            ListObjectsRequest,
+            ListObjectsResponse,
+            self.list_objects,
+            counted=Counted(("list",)),
+        )
+        add(
+            "s3.WriteFile",
+            WriteFileRequest,
+            ObjectWrittenResponse,
+            self.write_file,
+            counted=Counted(("write_file",), written=_answer_size),
+        )
+        add(
+            "s3.ReadFile",
+            ReadFileRequest,
+            ReadFileResponse,
+            self.read_file,
+            counted=Counted(("read_file",), read=_answer_size),
+        )
+        add(
+            "s3.UploadStart",
+            UploadStartRequest,
+            UploadStartResponse,
+            self.upload_start,
+            counted=Counted(("upload_start",)),
+        )
+        add(
+            "s3.UploadChunk",
+            UploadChunkRequest,
+            UploadChunkResponse,
+            self.upload_chunk,
+            counted=Counted(("upload_chunk",), BucketLabel.UPLOAD, written=_request_content),
+        )
+        add(
+            "s3.UploadStatus",
+            UploadIdRequest,
+            UploadStatusResponse,
+            self.upload_status,
+            counted=Counted(("upload_status",), BucketLabel.UPLOAD),
+        )
+        add(
+            "s3.UploadFinish",
+            UploadFinishRequest,
+            UploadFinishResponse,
+            self.upload_finish,
+            counted=Counted(("upload_finish",), BucketLabel.UPLOAD),
+        )
+        add(
+            "s3.UploadAbort",
+            UploadIdRequest,
+            SuccessResponse,
+            self.upload_abort,
+            counted=Counted(("upload_abort",), BucketLabel.UPLOAD),
+        )
 
     async def register_bucket(self, req: RegisterBucketRequest) -> RegisterBucketResponse:
-        raw: dict[str, object] = {"server": req.server, "bucket": req.bucket, "prefix": req.prefix}
-        optional: dict[str, object] = {
-            "visibility": req.visibility,
-            "max_concurrent_operations": req.max_concurrent_operations,
-            "part_size": req.part_size,
-            "concurrency": req.concurrency,
-            "public_url": req.public_url,
-            "visibility_mode": req.visibility_mode,
-        }
-        raw.update({k: v for k, v in optional.items() if v not in (None, "")})
+        raw = dict(req.settings)
         if self.register_everywhere is None:
             self.storage.register_bucket(req.name, raw)
         else:
@@ -178,17 +293,19 @@ class S3Methods:
         return await deletes.delete_many(self.storage.bucket(req.bucket), req.pathnames)
 
     async def copy(self, req: CopyRequest) -> ObjectWrittenResponse:
-        source = self.storage.resolve(req.source_bucket, req.source_pathname)
-        dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.copy(source, dest, req.new_object())
-        return ObjectWrittenResponse(
-            True, req.dest_pathname, info.size, info.last_modified, info.checksum
-        )
+        return await self._copy(req, copies.copy)
 
     async def move(self, req: CopyRequest) -> ObjectWrittenResponse:
+        return await self._copy(req, copies.move)
+
+    async def _copy(
+        self,
+        req: CopyRequest,
+        operation: Callable[[ObjectRef, ObjectRef, NewObject], Awaitable[ObjectInfo]],
+    ) -> ObjectWrittenResponse:
         source = self.storage.resolve(req.source_bucket, req.source_pathname)
         dest = self.storage.resolve(req.dest_bucket, req.dest_pathname)
-        info = await copies.move(source, dest, req.new_object())
+        info = await operation(source, dest, req.new_object())
         return ObjectWrittenResponse(
             True, req.dest_pathname, info.size, info.last_modified, info.checksum
         )
@@ -253,7 +370,10 @@ class S3Methods:
             req.continuation_token,
         )
         return ListObjectsResponse(
-            objects=listing.contents,
+            objects=[
+                ObjectEntry(item.key, item.size, item.last_modified, item.etag, item.storage_class)
+                for item in listing.contents
+            ],
             is_truncated=listing.is_truncated,
             key_count=listing.key_count,
             common_prefixes=[PrefixEntry(p) for p in listing.common_prefixes],
@@ -308,10 +428,10 @@ class S3Methods:
 class RemoteTransfers(Protocol):
     """The other workers of the service, asked about transfers this process does not run."""
 
-    async def transfer_status(self, transfer_id: str) -> dict[str, Any] | None:
+    async def transfer_status(self, transfer_id: str) -> TransferStatusResponse | None:
         """The TransferStatus answer of the worker running it, or None."""
 
-    async def cancel(self, transfer_id: str) -> dict[str, Any] | None:
+    async def cancel(self, transfer_id: str) -> CancelResponse | None:
         """The Cancel answer of the worker running it, or None."""
 
 
@@ -349,7 +469,7 @@ def register_control_methods(
             found = None if remote is None else await remote.transfer_status(req.transfer_id)
             if found is None:
                 raise
-            return TransferStatusResponse(**found)
+            return found
 
     async def cancel(req: TransferIdRequest) -> CancelResponse:
         try:
@@ -358,7 +478,7 @@ def register_control_methods(
             found = None if remote is None else await remote.cancel(req.transfer_id)
             if found is None:
                 raise
-            return CancelResponse(**found)
+            return found
 
     registry.add(
         "s3.TransferStatus",
@@ -367,7 +487,29 @@ def register_control_methods(
         transfer_status,
         inline=True,
         controllable=False,
+        counted=Counted(("transfer_status",), BucketLabel.NONE),
     )
     registry.add(
-        "s3.Cancel", TransferIdRequest, CancelResponse, cancel, inline=True, controllable=False
+        "s3.Cancel",
+        TransferIdRequest,
+        CancelResponse,
+        cancel,
+        inline=True,
+        controllable=False,
+        counted=Counted(("cancel",), BucketLabel.NONE),
     )
+
+
+# Object bytes a successful call moved (``Counted.written``/``read``).
+
+
+def _request_content(request: Any, response: Any) -> int:
+    return len(request.content)
+
+
+def _answer_content(request: Any, response: Any) -> int:
+    return len(response.content)
+
+
+def _answer_size(request: Any, response: Any) -> int:
+    return int(response.size)

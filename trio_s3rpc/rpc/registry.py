@@ -1,18 +1,21 @@
 """The method registry: every method by its wire name.
 
-A method is a name, a request dataclass, a response dataclass and an async
-handler; ``dispatch.py`` finds it here by name and runs it.
+A method is declared once, here: its name, request and response dataclasses,
+async handler, and how the metrics count it (:class:`Counted`: its operation
+label and which bucket a call is labelled with). ``dispatch.py`` finds it by
+name and runs it; ``metrics/calls.py`` reads its :class:`Counted`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.rpc.typed import RequestDecoder, ResponseEncoder
+from trio_s3rpc.rpc.decoding import Decoder, RequestDecoder, ResponseEncoder
 
 Req = TypeVar("Req")
 # Unknown names up to this long get a "did you mean" (method names are about 20).
@@ -20,16 +23,53 @@ MAX_SUGGESTED_LENGTH = 64
 Resp = TypeVar("Resp")
 
 
+class BucketLabel(enum.Enum):
+    """Which bucket a call is counted under in the metrics."""
+
+    #: No bucket (ListBuckets, TransferStatus, Cancel).
+    NONE = "none"
+    #: The call's ``bucket`` field (the default bucket when empty).
+    BUCKET = "bucket"
+    #: ``dest_bucket``; a Move's delete, and a bad source, on ``source_bucket``.
+    COPY = "copy"
+    #: The bucket of the chunked upload its ``upload_id`` names.
+    UPLOAD = "upload"
+    #: The bucket it registers (``name``).
+    REGISTERED = "registered"
+
+
+#: Object bytes a successful call moved: f(request, response).
+ByteCount = Callable[[Any, Any], int]
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class Counted:
+    """How a method's calls are counted.
+
+    ``operations`` are its ``operation`` label values of ``rr_s3_operations_total``:
+    the Go plugin's names for its methods (a Move is a ``copy`` and a
+    ``delete``), our own for the rest. ``written`` and ``read`` count the
+    object bytes a successful call moved.
+    """
+
+    operations: tuple[str, ...]
+    bucket: BucketLabel = BucketLabel.BUCKET
+    written: ByteCount | None = None
+    read: ByteCount | None = None
+
+
 @dataclasses.dataclass(slots=True, frozen=True)
 class Method(Generic[Req, Resp]):
     name: str
     handler: Callable[[Req], Awaitable[Resp]]
-    decoder: RequestDecoder[Req]
+    decoder: Decoder[Req]
     encoder: ResponseEncoder
     # True for methods that never wait on I/O (answered without a task of their own).
     inline: bool = False
     # False for methods whose own fields are named transfer_id/timeout (s3.Cancel).
     controllable: bool = True
+    # How the metrics count it; None: as a call to an unknown method.
+    counted: Counted | None = None
 
 
 class MethodRegistry:
@@ -47,16 +87,21 @@ class MethodRegistry:
         *,
         inline: bool = False,
         controllable: bool = True,
+        decoder: Decoder[Req] | None = None,
+        counted: Counted | None = None,
     ) -> None:
+        """Register ``handler`` under ``name``; ``decoder`` replaces the one made from
+        ``request_type``'s fields (for a request whose fields are declared elsewhere)."""
         if name in self._methods:
             raise ValueError(f"method {name} registered twice")
         self._methods[name] = Method(
             name,
             handler,
-            RequestDecoder(request_type),
+            RequestDecoder(request_type) if decoder is None else decoder,
             ResponseEncoder(response_type),
             inline,
             controllable,
+            counted,
         )
 
     def get(self, name: str) -> Method[Any, Any] | None:

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import socket as stdlib_socket
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
+from trio_s3rpc import nbio
 from trio_s3rpc.config import ListenAddress, RelaySettings
 from trio_s3rpc.errors import ErrorCode, RPCError, internal_error
 from trio_s3rpc.goridge.frame import (
@@ -72,13 +71,12 @@ class _Upstream:
         max_frame_size: int,
     ) -> None:
         self._stream = stream
-        self._fd = stream.socket.fileno()
+        self._sender = nbio.Sender(stream.socket)
         self._address = address
         self._send_timeout = settings.timeout
         self._decoder = FrameDecoder(max_frame_size)
         self._waiting: dict[int, _Waiter] = {}
         self._seqs = itertools.count(1)
-        self._send_lock = trio.Lock()
         self._reader_scope = trio.CancelScope()
         self.error: RPCError | None = None
 
@@ -125,46 +123,22 @@ class _Upstream:
     async def _send(self, data: bytes) -> None:
         """Write one whole frame; a caller's cancellation never leaves half of one behind.
 
-        Fast path, as for answers in the server: with nobody else writing, one
-        plain non-blocking write usually takes the whole frame. What remains
-        is written shielded (a half-written frame would corrupt every later
-        call on the connection) but bounded by the relay timeout: an upstream
-        that stops reading that long is closed.
+        As for answers in the server (:class:`nbio.Sender`), one non-blocking
+        write usually takes the whole frame. What remains is written shielded
+        (a half-written frame would corrupt every later call on the
+        connection) but bounded by the relay timeout: an upstream that stops
+        reading that long is closed.
         """
         if self.error is not None:
             raise self.error
-        lock = self._send_lock
-        if lock.locked():
-            async with lock:
-                await self._send_rest(data)
-        else:
-            lock.acquire_nowait()
-            try:
-                try:
-                    sent = os.write(self._fd, data)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self.fail("the connection was lost while sending")
-                    sent = len(data)
-                if sent < len(data):
-                    await self._send_rest(memoryview(data)[sent:])
-            finally:
-                lock.release()
+        try:
+            await self._sender.send(data, shield=True, timeout=self._send_timeout)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.fail("the connection was lost while sending")
+        except trio.TooSlowError:
+            self.fail("it stopped reading requests")
         if self.error is not None:
             raise self.error
-
-    async def _send_rest(self, data: bytes | memoryview) -> None:
-        if self.error is not None:
-            return
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(self._send_timeout) as scope:
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self.fail("the connection was lost while sending")
-            if scope.cancelled_caught:
-                self.fail("it stopped reading requests")
 
     async def read_loop(self) -> None:
         """Route answers to their callers until the connection ends or :meth:`fail` stops it."""
@@ -259,7 +233,7 @@ class Relay:
     def connection_count(self) -> int:
         return sum(not upstream.closed for upstream in self._upstreams)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the upstream connections until cancelled; then close them all."""
         try:
             async with trio.open_nursery() as nursery:

@@ -1,307 +1,26 @@
-"""Typed request and answer objects built from decoded RPC arguments, and the
-``s3.*`` methods' request and answer records themselves.
-
-A method declares its request as a dataclass whose field names are the wire
-names. At registration a converter is compiled per field from the type hints,
-so decoding a request is one pass over a dict with no introspection on the hot
-path. A missing or mistyped field becomes an ``INVALID_REQUEST`` error naming
-the field. Byte fields (annotated :data:`Binary`) follow the codec: base64
-text under JSON, raw bytes under msgpack, where PHP packs arbitrary bytes as
-msgpack *str*: the codec is told which fields those are
-(:attr:`RequestDecoder.binary_fields`) and hands them over as bytes.
-"""
+"""The ``s3.*`` methods' request and answer records: dataclasses whose field
+names are the wire names (``decoding.py`` turns arguments into them and them
+into answers)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import math
-import types
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NewType, TypeVar
+from typing import Any
 
+from trio_s3rpc.config import BUCKET_SETTINGS, how_read, wire_type
 from trio_s3rpc.errors import ErrorCode, RPCError
-from trio_s3rpc.s3.xml import ObjectEntry
+from trio_s3rpc.rpc.decoding import (
+    Binary,
+    converter_for,
+    field_value,
+    omitempty,
+    required_field,
+    to_str,
+)
 from trio_s3rpc.storage.archival import Archival
 from trio_s3rpc.storage.records import NewObject, StandardHeaderFields
-
-#: Annotation for fields that carry bytes (base64 under JSON).
-Binary = NewType("Binary", bytes)
-
-T = TypeVar("T")
-_MISSING = object()
-
-# A converter takes (value, binary_as_base64) and returns the typed value or
-# raises _FieldError with a message about the value (the field name is added
-# by the caller).
-Converter = Callable[[Any, bool], Any]
-
-
-class _FieldError(Exception):
-    pass
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bytes | bytearray):
-        return "binary"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _to_str(value: Any, binary_as_base64: bool) -> str:
-    if isinstance(value, str):
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _FieldError("must be valid UTF-8 text") from None
-        return value
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _FieldError("must be valid UTF-8 text") from None
-    raise _FieldError(f"must be a string, got {_type_name(value)}")
-
-
-def _to_binary(value: Any, binary_as_base64: bool) -> bytes:
-    if binary_as_base64:
-        if not isinstance(value, str):
-            raise _FieldError(f"must be a base64 string, got {_type_name(value)}")
-        return _from_base64(value)
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        # msgpack str decoded as text (a caller that did not name its byte fields):
-        # the codec kept undecodable bytes as surrogates.
-        return value.encode("utf-8", "surrogateescape")
-    raise _FieldError(f"must be bytes, got {_type_name(value)}")
-
-
-def _from_base64(text: str) -> bytes:
-    """``base64.b64decode(text, validate=True)``, faster for what PHP sends.
-
-    b64decode checks its input with a regular expression before decoding;
-    binascii's strict mode checks it while decoding: measured on 64 KiB of
-    content, 436 µs against 241 µs (on a busy machine; about 1.2-1.8x
-    faster). Whatever strict mode refuses goes to b64decode itself, so the
-    answer (bytes or refusal) is always b64decode's; tests/rpc/test_typed.py
-    holds the two to that.
-    """
-    try:
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
-        pass
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise _FieldError("is not valid base64") from None
-
-
-def _to_int(value: Any, binary_as_base64: bool) -> int:
-    if isinstance(value, bool):
-        raise _FieldError("must be an integer, got boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    raise _FieldError(f"must be an integer, got {_type_name(value)}")
-
-
-def _to_float(value: Any, binary_as_base64: bool) -> float:
-    if isinstance(value, bool):
-        raise _FieldError("must be a number, got boolean")
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    raise _FieldError(f"must be a number, got {_type_name(value)}")
-
-
-def _to_bool(value: Any, binary_as_base64: bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _FieldError(f"must be a boolean, got {_type_name(value)}")
-
-
-def _to_str_map(value: Any, binary_as_base64: bool) -> dict[str, str]:
-    if isinstance(value, list) and not value:
-        return {}  # PHP's empty array
-    if not isinstance(value, dict):
-        raise _FieldError(f"must be an object of strings, got {_type_name(value)}")
-    result: dict[str, str] = {}
-    for key, item in value.items():
-        name = _to_str(key, binary_as_base64)
-        if isinstance(item, bool) or not isinstance(item, str | int | float | bytes):
-            raise _FieldError(f"entry {name!r} must be a string, got {_type_name(item)}")
-        result[name] = (
-            _to_str(item, binary_as_base64) if isinstance(item, str | bytes) else str(item)
-        )
-    return result
-
-
-def _to_str_list(value: Any, binary_as_base64: bool) -> list[str]:
-    if isinstance(value, dict) and not value:
-        return []
-    if not isinstance(value, list):
-        raise _FieldError(f"must be a list of strings, got {_type_name(value)}")
-    result: list[str] = []
-    for index, item in enumerate(value):
-        try:
-            result.append(_to_str(item, binary_as_base64))
-        except _FieldError as exc:
-            raise _FieldError(f"item {index} {exc}") from None
-    return result
-
-
-def _converter_for(hint: Any) -> tuple[Converter, bool]:
-    """The converter for a type hint, and whether the field accepts null."""
-    nullable = False
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        nullable = len(args) != len(typing.get_args(hint))
-        if len(args) != 1:
-            raise TypeError(f"unsupported union {hint!r}")
-        hint = args[0]
-        origin = typing.get_origin(hint)
-    if hint is Binary:
-        return _to_binary, nullable
-    simple: dict[Any, Converter] = {str: _to_str, int: _to_int, float: _to_float, bool: _to_bool}
-    if hint in simple:
-        return simple[hint], nullable
-    if origin is dict and typing.get_args(hint) == (str, str):
-        return _to_str_map, nullable
-    if origin is list and typing.get_args(hint) == (str,):
-        return _to_str_list, nullable
-    raise TypeError(f"unsupported field type {hint!r}")
-
-
-@dataclasses.dataclass(slots=True, frozen=True)
-class _Field:
-    name: str
-    convert: Converter
-    nullable: bool
-    required: bool
-
-
-class RequestDecoder(typing.Generic[T]):
-    """Turns a decoded argument mapping into an instance of a request dataclass."""
-
-    __slots__ = ("_fields", "_type", "binary_fields")
-
-    def __init__(self, request_type: type[T]) -> None:
-        if not dataclasses.is_dataclass(request_type):
-            raise TypeError(f"{request_type!r} is not a dataclass")
-        hints = typing.get_type_hints(request_type)
-        fields = []
-        for item in dataclasses.fields(request_type):
-            convert, nullable = _converter_for(hints[item.name])
-            required = (
-                item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
-            )
-            fields.append(_Field(item.name, convert, nullable, required))
-        self._fields = tuple(fields)
-        self._type = request_type
-        #: The fields that carry bytes, for the codec to keep as bytes under msgpack.
-        self.binary_fields = frozenset(f.name for f in fields if f.convert is _to_binary)
-
-    @property
-    def request_type(self) -> type[T]:
-        """The dataclass this decoder builds (its fields are the wire names)."""
-        return self._type
-
-    @property
-    def field_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self._fields)
-
-    def decode(self, args: Mapping[str, Any], binary_as_base64: bool) -> T:
-        values: dict[str, Any] = {}
-        for spec in self._fields:
-            value = args.get(spec.name, _MISSING)
-            if value is _MISSING or (value is None and not spec.required):
-                if spec.required:
-                    raise RPCError(
-                        ErrorCode.INVALID_REQUEST, f"missing required field '{spec.name}'"
-                    )
-                continue
-            if value is None and spec.nullable:
-                values[spec.name] = None
-                continue
-            try:
-                values[spec.name] = spec.convert(value, binary_as_base64)
-            except _FieldError as exc:
-                raise RPCError(ErrorCode.INVALID_REQUEST, f"field '{spec.name}' {exc}") from None
-        return self._type(**values)
-
-
-def omitempty(default: Any = None) -> Any:
-    """A response dataclass field left out of the answer when zero or empty."""
-    return dataclasses.field(default=default, metadata={"omitempty": True})
-
-
-class ResponseEncoder:
-    """Turns a response dataclass into the mapping the codec encodes.
-
-    Nested dataclasses (list items) are converted too; ``omitempty`` fields are
-    dropped when falsy, as Go's ``encoding/json`` does for the original plugin.
-    """
-
-    __slots__ = ("_always", "_optional")
-
-    def __init__(self, response_type: type) -> None:
-        always: list[str] = []
-        optional: list[str] = []
-        for item in dataclasses.fields(response_type):
-            (optional if item.metadata.get("omitempty") else always).append(item.name)
-        self._always = tuple(always)
-        self._optional = tuple(optional)
-
-    def encode(self, response: Any) -> dict[str, Any]:
-        result = {name: _plain(getattr(response, name)) for name in self._always}
-        for name in self._optional:
-            value = getattr(response, name)
-            if value:
-                result[name] = _plain(value)
-        return result
-
-
-_encoders: dict[type, ResponseEncoder] = {}
-
-
-# Values passed through as they are: checked first, by exact type, as most are.
-_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
-
-
-def _plain(value: Any) -> Any:
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is list:
-        return [item if type(item) in _SCALARS else _plain(item) for item in value]
-    encoder = _encoders.get(kind)
-    if encoder is None:
-        if isinstance(value, list):
-            return [_plain(item) for item in value]
-        if not dataclasses.is_dataclass(value) or isinstance(value, type):
-            return value  # a mapping (metadata), or a subclass of a scalar
-        encoder = _encoders[kind] = ResponseEncoder(kind)
-    return encoder.encode(value)
-
 
 # -- the s3.* methods' requests and answers ----------------------------------
 #
@@ -312,16 +31,52 @@ def _plain(value: Any) -> Any:
 
 @dataclass(slots=True, frozen=True)
 class RegisterBucketRequest:
+    """``s3.RegisterBucket``: ``name`` and the bucket settings the caller set.
+
+    Its fields are the settings of ``s3.buckets.<name>`` (``BucketConfig``'s
+    declarations, read by :class:`RegisterBucketDecoder`), so a new bucket
+    setting can be registered without an edit here. Settings left out, null
+    or empty take the configuration's defaults.
+    """
+
     name: str
-    server: str
-    bucket: str
-    prefix: str = ""
-    visibility: str = ""
-    max_concurrent_operations: int | None = None
-    part_size: int | None = None
-    concurrency: int | None = None
-    public_url: str = ""
-    visibility_mode: str = ""
+    settings: dict[str, str | int]
+
+
+class RegisterBucketDecoder:
+    """Decodes ``s3.RegisterBucket`` from the bucket settings' declarations: each
+    setting typed as it is on the wire (``wire_type``), errors naming the field
+    as :class:`RequestDecoder`'s do."""
+
+    __slots__ = ("_settings",)
+
+    binary_fields: frozenset[str] = frozenset()
+    request_type = RegisterBucketRequest
+
+    def __init__(self) -> None:
+        self._settings = tuple(
+            (
+                item.name,
+                converter_for(wire_type(how_read(item))),
+                item.default is dataclasses.MISSING,
+            )
+            for item in BUCKET_SETTINGS
+        )
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return ("name", *(key for key, _, _ in self._settings))
+
+    def decode(self, args: Mapping[str, Any], binary_as_base64: bool) -> RegisterBucketRequest:
+        name = required_field(args, "name", to_str, binary_as_base64)
+        settings: dict[str, str | int] = {}
+        for key, convert, required in self._settings:
+            value = args.get(key)
+            if required:
+                settings[key] = required_field(args, key, convert, binary_as_base64)
+            elif value is not None and value != "":
+                settings[key] = field_value(key, convert, value, binary_as_base64)
+        return RegisterBucketRequest(name, settings)
 
 
 @dataclass(slots=True, frozen=True)
@@ -534,8 +289,20 @@ class PrefixEntry:
 
 
 @dataclass(slots=True, frozen=True)
+class ObjectEntry:
+    """One object of an ``s3.ListObjects`` answer; ``key`` is its pathname (the
+    bucket's prefix taken off)."""
+
+    key: str
+    size: int
+    last_modified: int
+    etag: str
+    storage_class: str = omitempty("")
+
+
+@dataclass(slots=True, frozen=True)
 class ListObjectsResponse:
-    objects: list[ObjectEntry]  # key, size, last_modified, etag, storage_class (omitempty)
+    objects: list[ObjectEntry]
     is_truncated: bool
     key_count: int
     common_prefixes: list[PrefixEntry] = omitempty(None)

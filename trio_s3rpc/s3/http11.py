@@ -1,18 +1,16 @@
-"""One HTTP/1.1 keep-alive connection: h11 for the protocol, the socket driven directly.
+"""One HTTP/1.1 keep-alive connection: h11's state machine over a byte stream.
 
 This is httpcore's ``AsyncHTTP11Connection`` (with the connecting part of
-``AsyncHTTPConnection``) cut down to what S3 needs, for the CPU it costs.
-Measured on this project's 2-core machine against SeaweedFS, 16 trio tasks
-GETting one 4 KiB object through :class:`~trio_s3rpc.s3.transport.S3Transport`
-(SigV4-signed, our pool; ``python -m benchmarks.http_connection`` runs both in
-turns, 3 rounds of 3 s): 274 µs of CPU per request over httpcore's
-connection, 146 µs over this one (0.53x), 3,257 against 5,865 requests/s.
-h11 itself, one request-response cycle, is about 42 µs of that; what
-goes is httpcore's per-request machinery (a ``Trace`` context manager per
-phase, a state lock, ``map_exceptions`` and a ``fail_after`` scope around
-every read and write, model objects re-validating headers already valid) and
-trio's stream layers, whose every successful ``receive_some``/``send_all``
-is a trip through the scheduler.
+``AsyncHTTPConnection``) cut down to what S3 needs, because its per-request
+machinery (a ``Trace`` context manager per phase, a state lock, a
+``fail_after`` scope around every read and write, model objects
+re-validating headers already valid) and trio's stream layers cost more CPU
+than the h11 cycle itself. ``python -m benchmarks.http_connection`` compares
+the two; the README's Performance section has the figures. As httpcore
+splits ``_async/http11.py`` from ``_backends/trio.py``, this module speaks
+the protocol and :mod:`trio_s3rpc.s3.stream` moves the bytes (a socket tried
+before it waits, or TLS); :mod:`trio_s3rpc.s3.exceptions` maps the failures
+of both into httpcore's types where this module calls them.
 
 What stays exactly httpcore's, and ``tests/s3/test_http11.py`` holds it to
 httpcore on the same requests against the same servers:
@@ -35,26 +33,14 @@ httpcore on the same requests against the same servers:
   the request is sent still reads the answer the server may have sent;
 - cancellation or any failure closes the connection.
 
-TLS (``https``) runs over ``trio.SSLStream`` with the caller's SSL context
-(httpx's), the server name checked as httpcore does. Plain HTTP skips trio's
-stream layers: each read and write is first tried without waiting, and only a
-socket that is not ready waits in ``trio.lowlevel.wait_readable``/
-``wait_writable`` under that wait's own timeout; a run of reads that never
-wait still yields to the scheduler every :data:`YIELD_EVERY` reads, so a
-fast stream neither starves other tasks nor misses a cancellation.
-
 Reads grow while they come back full: 64 KiB, doubling up to
-:data:`MAX_READ_SIZE` (h11 and this loop pay per read, not per byte;
-measured with five 5 MiB GETs in flight: 0.97 ms of CPU per MiB at 64 KiB
-reads, 0.72 at 256 KiB).
+:data:`MAX_READ_SIZE`, because h11 and this loop pay per read, not per byte.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import select
-import socket as stdlib_socket
 import ssl
 import time
 from collections.abc import AsyncIterable, Iterable, Mapping
@@ -64,9 +50,11 @@ import h11
 import httpcore
 import trio
 
+from trio_s3rpc.s3.exceptions import CONNECTING, READING, WRITING
+from trio_s3rpc.s3.stream import NetworkStream, connect
+
 READ_SIZE = 64 * 1024
 MAX_READ_SIZE = 256 * 1024
-YIELD_EVERY = 16
 # As httpcore: h11's limit on a response head, raised from its 16 KiB default.
 MAX_INCOMPLETE_EVENT_SIZE = 100 * 1024
 # A body at least this large is written by itself rather than copied behind
@@ -81,122 +69,6 @@ class State(enum.Enum):
     ACTIVE = "active"
     IDLE = "idle"
     CLOSED = "closed"
-
-
-def _readable(fd: int) -> bool:
-    """Whether a read would return at once: on an idle connection, the server closed it
-    (or, under TLS, sent something). A poll of the descriptor, as httpcore's
-    ``is_socket_readable``; a closed one (-1) polls as readable."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-class _PlainIO:
-    """A connected non-blocking TCP socket, each operation tried before it waits."""
-
-    __slots__ = ("_reads", "_sock")
-
-    def __init__(self, sock: stdlib_socket.socket) -> None:
-        self._sock = sock
-        self._reads = 0
-
-    async def receive(
-        self,
-        max_bytes: int,
-        timeout: float,  # noqa: ASYNC109
-        wait_first: bool = False,
-    ) -> bytes:
-        """Up to ``max_bytes``; ``wait_first`` when nothing can be there yet (an answer
-        to a request just sent), which saves a read that would fail."""
-        sock = self._sock
-        ready = not wait_first
-        while True:
-            if ready:
-                try:
-                    data = sock.recv(max_bytes)
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise httpcore.ReadError(str(exc) or type(exc).__name__) from None
-                else:
-                    self._reads += 1
-                    if self._reads >= YIELD_EVERY:
-                        self._reads = 0
-                        await trio.lowlevel.checkpoint()
-                    return data
-            self._reads = 0
-            with trio.move_on_after(timeout) as waiting:
-                await trio.lowlevel.wait_readable(sock)
-            if waiting.cancelled_caught:
-                raise httpcore.ReadTimeout(f"no data within {timeout} s") from None
-            ready = True
-
-    async def send(self, data: bytes | memoryview, timeout: float) -> None:  # noqa: ASYNC109
-        sock = self._sock
-        view = memoryview(data)
-        while view:
-            try:
-                sent = sock.send(view)
-            except BlockingIOError:
-                with trio.move_on_after(timeout) as waiting:
-                    await trio.lowlevel.wait_writable(sock)
-                if waiting.cancelled_caught:
-                    raise httpcore.WriteTimeout(f"could not write within {timeout} s") from None
-                continue
-            except OSError as exc:
-                raise httpcore.WriteError(str(exc) or type(exc).__name__) from None
-            view = view[sent:]
-
-    def readable(self) -> bool:
-        return _readable(self._sock.fileno())
-
-    async def aclose(self) -> None:
-        trio.lowlevel.notify_closing(self._sock)
-        self._sock.close()
-        await trio.lowlevel.checkpoint()
-
-
-class _StreamIO:
-    """A trio stream (TLS), each wait under its own timeout, errors as httpcore's."""
-
-    __slots__ = ("_sock", "_stream")
-
-    def __init__(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
-        self._stream = stream
-        self._sock = stream.transport_stream.socket
-
-    async def receive(
-        self,
-        max_bytes: int,
-        timeout: float,  # noqa: ASYNC109
-        wait_first: bool = False,
-    ) -> bytes:
-        with trio.move_on_after(timeout) as waiting:
-            try:
-                return bytes(await self._stream.receive_some(max_bytes))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise httpcore.ReadError(str(exc) or type(exc).__name__) from None
-        assert waiting.cancelled_caught
-        raise httpcore.ReadTimeout(f"no data within {timeout} s")
-
-    async def send(self, data: bytes | memoryview, timeout: float) -> None:  # noqa: ASYNC109
-        with trio.move_on_after(timeout) as waiting:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise httpcore.WriteError(str(exc) or type(exc).__name__) from None
-            return
-        assert waiting.cancelled_caught
-        raise httpcore.WriteTimeout(f"could not write within {timeout} s")
-
-    def readable(self) -> bool:
-        # TLS may hold decrypted bytes; the raw socket tells whether the server spoke or left.
-        return _readable(self._sock.fileno())
-
-    async def aclose(self) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await trio.aclose_forcefully(self._stream)
 
 
 class Response:
@@ -232,7 +104,7 @@ class HTTP11Connection:
         self.origin = origin
         self._ssl_context = ssl_context
         self._keepalive_expiry = keepalive_expiry
-        self._io: _PlainIO | _StreamIO | None = None
+        self._io: NetworkStream | None = None
         self._h11 = h11.Connection(
             our_role=h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_SIZE
         )
@@ -298,10 +170,12 @@ class HTTP11Connection:
         write_timeout = _seconds(timeouts.get("write"))
         read_timeout = _seconds(timeouts.get("read"))
         try:
+            with WRITING:  # a request h11 refuses: LocalProtocolError
+                head = h11.Request(method=method, target=target, headers=headers)
             # As httpcore: the server may have answered (an error) and closed
             # before taking the whole body; a failed write still reads what it said.
             with contextlib.suppress(httpcore.WriteError):
-                await self._send_request(method, target, headers, body, write_timeout)
+                await self._send_request(head, body, write_timeout)
             event = await self._next_event(read_timeout, answer_due=True)
             while not isinstance(event, h11.Response):
                 # 1xx answers (100 Continue) precede the real one.
@@ -314,100 +188,73 @@ class HTTP11Connection:
 
     async def _connect(self, timeout: float | None) -> None:  # noqa: ASYNC109
         scheme, host, port = self.origin
-        connect_timeout = _seconds(timeout)
-        with trio.move_on_after(connect_timeout) as connecting:
-            try:
-                stream = await trio.open_tcp_stream(host.decode("ascii"), port)
-            except OSError as exc:
-                raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
-            if scheme == b"https":
-                context = self._ssl_context or ssl.create_default_context()
-                tls = trio.SSLStream(stream, context, server_hostname=host.decode("ascii"))
-                try:
-                    await tls.do_handshake()
-                except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-                    await trio.aclose_forcefully(tls)
-                    raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
-                self._io = _StreamIO(tls)
-            else:
-                # The socket itself, out of trio's stream: see the module docstring.
-                self._io = _PlainIO(stdlib_socket.socket(fileno=stream.socket.detach()))
-        if connecting.cancelled_caught:
-            raise httpcore.ConnectTimeout(f"no connection within {connect_timeout} s")
+        with CONNECTING:
+            self._io = await connect(
+                scheme, host, port, ssl_context=self._ssl_context, timeout=_seconds(timeout)
+            )
 
     async def _send_request(
         self,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
+        request: h11.Request,
         body: bytes | AsyncIterable[bytes],
         timeout: float,  # noqa: ASYNC109
     ) -> None:
-        assert self._io is not None
+        io = self._io
+        assert io is not None
         connection = self._h11
-        try:
-            head = connection.send(h11.Request(method=method, target=target, headers=headers))
-        except h11.LocalProtocolError as exc:
-            raise httpcore.LocalProtocolError(str(exc)) from None
-        assert head is not None
         if isinstance(body, bytes):
-            if body and len(body) >= JOIN_BELOW:
-                await self._io.send(head, timeout)
-                head = b""
-                await self._send_data(body, timeout)
-            elif body:
-                head += self._data(body)
-            end = connection.send(h11.EndOfMessage())
-            await self._io.send(head + end if end else head, timeout)
+            with WRITING:
+                head = connection.send(request)
+                assert head is not None
+                if body and len(body) >= JOIN_BELOW:
+                    await io.send(head, timeout)
+                    head = b""
+                    await self._send_data(io, body, timeout)
+                elif body:
+                    head += connection.send(h11.Data(data=body)) or b""
+                end = connection.send(h11.EndOfMessage())
+                await io.send(head + end if end else head, timeout)
             return
-        await self._io.send(head, timeout)
+        with WRITING:
+            head = connection.send(request)
+            assert head is not None
+            await io.send(head, timeout)
+        # The caller's chunks are read outside the mapping: their failures are theirs.
         async for chunk in body:
-            await self._send_data(chunk, timeout)
-        end = connection.send(h11.EndOfMessage())
-        if end:
-            await self._io.send(end, timeout)
+            with WRITING:
+                await self._send_data(io, chunk, timeout)
+        with WRITING:
+            end = connection.send(h11.EndOfMessage())
+            if end:
+                await io.send(end, timeout)
 
-    def _data(self, chunk: bytes) -> bytes:
-        try:
-            out = self._h11.send(h11.Data(data=chunk))
-        except h11.LocalProtocolError as exc:
-            raise httpcore.LocalProtocolError(str(exc)) from None
-        return out or b""
-
-    async def _send_data(self, chunk: bytes, timeout: float) -> None:  # noqa: ASYNC109
-        assert self._io is not None
-        try:
-            # h11 hands back the chunk itself (no copy) under Content-Length framing.
-            pieces = self._h11.send_with_data_passthrough(h11.Data(data=chunk))
-        except h11.LocalProtocolError as exc:
-            raise httpcore.LocalProtocolError(str(exc)) from None
-        for piece in pieces or ():
-            await self._io.send(piece, timeout)
+    async def _send_data(self, io: NetworkStream, chunk: bytes, timeout: float) -> None:  # noqa: ASYNC109
+        # h11 hands back the chunk itself (no copy) under Content-Length framing.
+        for piece in self._h11.send_with_data_passthrough(h11.Data(data=chunk)) or ():
+            await io.send(piece, timeout)
 
     async def _next_event(self, timeout: float, answer_due: bool = False) -> Any:  # noqa: ASYNC109
         """The next h11 event, reading as needed; ``answer_due``: the request was just
         sent, so the first read waits for the socket before it tries."""
         connection = self._h11
-        while True:
-            try:
+        with READING:
+            while True:
                 event = connection.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpcore.RemoteProtocolError(str(exc)) from None
-            if event is not h11.NEED_DATA:
-                return event
-            assert self._io is not None
-            size = self._read_size
-            data = await self._io.receive(size, timeout, answer_due)
-            answer_due = False
-            if len(data) == size:
-                self._read_size = min(size * 2, MAX_READ_SIZE)
-            elif size != READ_SIZE:
-                self._read_size = READ_SIZE
-            if not data and connection.their_state is h11.SEND_RESPONSE:
-                raise httpcore.RemoteProtocolError(
-                    "Server disconnected without sending a response."
-                )
-            connection.receive_data(data)
+                if event is not h11.NEED_DATA:
+                    return event
+                assert self._io is not None
+                size = self._read_size
+                data = await self._io.receive(size, timeout, answer_due)
+                answer_due = False
+                if len(data) == size:
+                    self._read_size = min(size * 2, MAX_READ_SIZE)
+                elif size != READ_SIZE:
+                    self._read_size = READ_SIZE
+                if not data and connection.their_state is h11.SEND_RESPONSE:
+                    raise httpcore.RemoteProtocolError(
+                        "Server disconnected without sending a response."
+                    )
+                connection.receive_data(data)
 
     async def _response_closed(self) -> None:
         connection = self._h11

@@ -24,7 +24,7 @@ import trio
 from trio_s3rpc import progress
 from trio_s3rpc.budget import current_hold
 from trio_s3rpc.s3 import xml as s3xml
-from trio_s3rpc.s3.parts import MAX_PARTS
+from trio_s3rpc.s3.limits import MAX_PARTS
 from trio_s3rpc.s3.transport import BodyFactory, S3Error, S3Response, S3Transport
 from trio_s3rpc.trioutil import first_error
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-MIB = 1024 * 1024
-MAX_PARTS = 10_000
-MAX_OBJECT_SIZE = 5 * 1024 * 1024 * MIB
+from trio_s3rpc.s3.limits import MAX_OBJECT_SIZE, MAX_PARTS, MIB
 
 
 class PartLimitError(ValueError):

@@ -2,11 +2,8 @@
 
 httpcore's ``AsyncConnectionPool`` rescans every connection and every
 waiting request, under a lock, each time a request starts or ends
-(encode/httpcore#1035): measured against SeaweedFS with 16 trio tasks GETting
-one 4 KiB object, it costs 1,048 µs of CPU per request against 364 µs for the
-same requests on one ``httpcore.AsyncHTTPConnection`` per task
-(``../shared/tools/http_floor.py``); splitting it into pools of eight only
-halved the excess. This pool keeps the parts of the job that S3 needs and
+(encode/httpcore#1035), so its CPU per request grows with the number of
+concurrent requests. This pool keeps the parts of the job that S3 needs and
 makes each of them O(1): idle connections on a stack (the most recently used
 first, so the others age out) and a FIFO semaphore for the connection limit.
 The connections are :class:`~trio_s3rpc.s3.http11.HTTP11Connection`: h11 on

@@ -1,23 +1,23 @@
-"""Requests to one S3 server: addressing, signing, retries and error mapping.
+"""Requests to one S3 server: signed, sent on its pool, checked, retried.
 
 :class:`S3Transport` turns ``(operation, method, bucket, key, query, headers,
-body)`` into a signed ``httpcore.Request`` on the server's connection pool
+body)`` into a signed request on the server's connection pool
 (:class:`~trio_s3rpc.s3.pool.ConnectionPool`, over HTTP/1.1 connections of
-h11 on trio, :mod:`trio_s3rpc.s3.http11`), and its answer into an :class:`S3Response` or
-an :class:`S3Error`. This is the one place where httpcore exceptions become
-``S3Error`` (code ``ConnectionError`` or ``Timeout``, status 0). Requests that
-are safe to repeat are retried on connection failures, 5xx answers and
-throttling, with backoff spanning several seconds, and re-signed on every
-attempt. Nothing here knows about RPC; the storage layer maps ``S3Error``.
+h11, :mod:`trio_s3rpc.s3.http11`), and its answer into an
+:class:`~trio_s3rpc.s3.responses.S3Response` or an :class:`S3Error`. Where a
+request goes is :mod:`~trio_s3rpc.s3.addressing`'s; which checksums it
+carries, :mod:`~trio_s3rpc.s3.integrity`'s; what a failure is and whether it
+may be repeated, :mod:`~trio_s3rpc.s3.failures`' (httpcore exceptions become
+``S3Error`` there, code ``ConnectionError`` or ``Timeout``, status 0).
+Requests that are safe to repeat are retried on connection failures, 5xx
+answers and throttling, with backoff spanning several seconds, and re-signed
+on every attempt. Nothing here knows about RPC; the storage layer maps
+``S3Error``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import ipaddress
 import logging
-import random
 import re
 import time
 from collections.abc import (
@@ -26,30 +26,35 @@ from collections.abc import (
     Awaitable,
     Callable,
     Container,
-    Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import quote, urlsplit
 
-import httpcore
 import httpx
 import trio
 
-from trio_s3rpc import __version__, checksums
-from trio_s3rpc.config import ServerConfig
+from trio_s3rpc import __version__
+from trio_s3rpc.s3.addressing import Addressing, Target
+from trio_s3rpc.s3.endpoint import ServerConfig
+from trio_s3rpc.s3.exceptions import HTTP_ERRORS
+from trio_s3rpc.s3.failures import (
+    ERROR_IN_200_OPERATIONS,
+    AttemptFailed,
+    answer_failure,
+    backoff_delay,
+    retry_schedule,
+    transport_failure,
+)
 from trio_s3rpc.s3.http11 import Response
+from trio_s3rpc.s3.integrity import CRC32C_HEADER, add_checksum_headers
 from trio_s3rpc.s3.pool import ConnectionPool
+from trio_s3rpc.s3.responses import HTTPResponse, ResponseHeaders, S3Response
 from trio_s3rpc.s3.signing import (
     UNSIGNED_PAYLOAD,
     RequestSigner,
-    canonical_query,
-    encode_key_path,
     payload_hash,
 )
 from trio_s3rpc.s3.xml import S3Error, error_from_response, error_in_body
@@ -71,237 +76,15 @@ BodyFactory = Callable[[], AsyncIterable[bytes]]
 RequestObserver = Callable[[str, str, float, int], None]
 """Called once per attempt, so that a retried request can send its body again."""
 
-RETRY_BASE_DELAY = 0.2
-RETRY_MAX_DELAY = 2.0
 CONNECT_TIMEOUT = 10.0
 KEEPALIVE_EXPIRY = 5.0  # httpx's default
 
-# Everything httpcore raises for a request that did not get through.
-HTTP_ERRORS = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore.ConnectionNotAvailable,
-)
-
-_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-_RETRYABLE_CODES = frozenset(
-    {
-        "InternalError",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestTimeTooSkewed",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ServiceUnavailable",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-    }
-)
-# These may answer 200 and report a failure in the body.
-_ERROR_IN_200_OPERATIONS = frozenset({"CompleteMultipartUpload", "CopyObject", "UploadPartCopy"})
-# Operations the S3 API model marks "checksum required": S3 refuses them without
-# Content-MD5 (or a flexible checksum header).
-_CHECKSUM_REQUIRED_OPERATIONS = frozenset(
-    {
-        "DeleteObjects",
-        "PutBucketAcl",
-        "PutBucketCors",
-        "PutBucketEncryption",
-        "PutBucketLifecycleConfiguration",
-        "PutBucketLogging",
-        "PutBucketOwnershipControls",
-        "PutBucketPolicy",
-        "PutBucketReplication",
-        "PutBucketRequestPayment",
-        "PutBucketTagging",
-        "PutBucketVersioning",
-        "PutBucketWebsite",
-        "PutObjectAcl",
-        "PutObjectLegalHold",
-        "PutObjectLockConfiguration",
-        "PutObjectRetention",
-        "PutObjectTagging",
-        "PutPublicAccessBlock",
-    }
-)
-# checksums: when_supported. Every body sent whole carries its CRC32C, which S3
-# (and SeaweedFS, MinIO) verify on arrival; a multipart upload declares the
-# algorithm when created (S3 refuses part checksums otherwise) as a FULL_OBJECT
-# checksum, which needs no part list of checksums at completion, only the same
-# type. Never aws-chunked trailers: several S3-compatible services mishandle them.
-_BODY_CHECKSUM_OPERATIONS = frozenset({"PutObject", "UploadPart"})
-_CRC32C_HEADER = "x-amz-checksum-crc32c"
-_CHECKSUM_TYPE = "FULL_OBJECT"
-_DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _SIGNATURE = re.compile(r"(Signature=)[0-9a-fA-F]+")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+
 # httpx sends "Content-Length: 0" for these even without a body; S3 wants it on PUT.
 _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 T = TypeVar("T")
-
-
-def backoff_delay(
-    retry: int,
-    *,
-    base: float = RETRY_BASE_DELAY,
-    cap: float = RETRY_MAX_DELAY,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait before retry number ``retry`` (0 for the first retry).
-
-    Exponential with "equal jitter": the ceiling doubles from ``base`` up to
-    ``cap`` and the delay is drawn from its upper half, so no delay is ever
-    tiny and the whole schedule keeps its length.
-    """
-    ceiling = min(cap, base * 2.0**retry)
-    return ceiling / 2 + rng() * ceiling / 2
-
-
-def retry_schedule(retries: int, *, rng: Callable[[], float] = random.random) -> list[float]:
-    """The delays before each of ``retries`` retries. With the defaults (5 retries)
-    they total 2.5 to 5 seconds, so an outage of a second or two is ridden out."""
-    return [backoff_delay(retry, rng=rng) for retry in range(retries)]
-
-
-class ResponseHeaders(Mapping[str, str]):
-    """An answer's headers by lower-case name (repeated ones joined with ", "), looked up
-    in any case: what httpx.Headers gives S3, for a third of its cost (measured: 6.1 µs
-    against 1.9 µs for nine headers and five lookups, a GetObject answer's work).
-    tests/s3/test_transport.py holds it to httpx.Headers.
-
-    Values are ASCII, else UTF-8, else Latin-1, as httpx decodes them.
-    """
-
-    __slots__ = ("_values",)
-
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        values: dict[str, str] = {}
-        for raw_name, raw_value in raw:
-            name = raw_name.decode("latin-1").lower()
-            value = _header_text(raw_value)
-            values[name] = f"{values[name]}, {value}" if name in values else value
-        self._values = values
-
-    def __getitem__(self, name: str) -> str:
-        return self._values[name.lower()]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._values.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        return f"ResponseHeaders({self._values!r})"
-
-
-def _header_text(raw: bytes) -> str:
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-@dataclass(slots=True)
-class S3Response:
-    status: int
-    headers: ResponseHeaders
-    content: bytes
-    """The whole body; empty for streamed responses."""
-    error: S3Error | None = None
-    """Why the request failed, when it was asked to answer its failure (``raise_errors``)."""
-
-    @classmethod
-    def failed(cls, error: S3Error) -> S3Response:
-        return cls(error.status, ResponseHeaders(()), b"", error)
-
-
-class HTTPResponse:
-    """An answer whose body is read as it arrives (what :meth:`S3Transport.stream` yields).
-
-    The part of ``httpx.Response`` that S3 needs: ``status_code``, ``headers``
-    (case-insensitive), ``aiter_raw()``, ``aread()``, ``aclose()``. Reading the
-    body to its end, or closing it, gives the connection back to the pool.
-    """
-
-    __slots__ = ("_consumed", "_response", "headers", "status_code")
-
-    def __init__(self, response: Response) -> None:
-        self._response = response
-        self._consumed = False
-        self.status_code = response.status
-        self.headers = ResponseHeaders(response.headers)
-
-    async def aiter_raw(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
-        """The body as it arrives; with ``chunk_size``, in pieces of at least that many
-        bytes (the last may be shorter), each joined once from what the socket gave.
-
-        Unlike httpx's, the pieces are not cut to exactly ``chunk_size``: cutting
-        copies every byte twice more, for callers that only want large pieces.
-        """
-        if self._consumed:
-            raise RuntimeError("the body was read already")
-        self._consumed = True
-        stream: AsyncIterable[bytes] = self._response.stream
-        if chunk_size is None:
-            async for chunk in stream:
-                if chunk:
-                    yield chunk
-        else:
-            pieces: list[bytes] = []
-            pending = 0
-            async for chunk in stream:
-                pieces.append(chunk)
-                pending += len(chunk)
-                if pending >= chunk_size:
-                    yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                    pieces.clear()
-                    pending = 0
-            if pending:
-                yield b"".join(pieces)
-        await self.aclose()
-
-    async def aread(self) -> bytes:
-        """The whole body (read without an async generator: this is the small reads' path)."""
-        if self._consumed:
-            raise RuntimeError("the body was read already")
-        self._consumed = True
-        try:
-            return b"".join([chunk async for chunk in self._response.stream])
-        finally:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-@dataclass(slots=True)
-class _Target:
-    url: str
-    host: str
-    path: str
-    query: str
-    origin: tuple[bytes, bytes, int]
-    """(scheme, host without port, port): where the connection goes."""
-
-    @property
-    def target(self) -> bytes:
-        return (f"{self.path}?{self.query}" if self.query else self.path).encode("ascii")
 
 
 class _Prepared(NamedTuple):
@@ -361,16 +144,6 @@ async def _exactly(chunks: AsyncIterable[bytes], length: int) -> AsyncIterator[b
         raise _BodyLengthError("IncompleteBody", f"body ended at {sent} of {length} bytes")
 
 
-class _AttemptFailed(Exception):
-    """One attempt's failure, with whether a retry is safe regardless of idempotence."""
-
-    def __init__(self, error: S3Error, *, sent: bool, retryable: bool) -> None:
-        super().__init__(error)
-        self.error = error
-        self.sent = sent
-        self.retryable = retryable
-
-
 class S3Transport:
     """Signed, retried requests to one S3 server over its own connection pools.
 
@@ -400,18 +173,7 @@ class S3Transport:
         self.retry_attempts = retry_attempts
         # Told (operation, final status, seconds, retries) of every request.
         self.observer: RequestObserver | None = None
-        self._scheme, self._netloc, self._base_path = _parse_endpoint(
-            server.endpoint, server.region
-        )
-        self._path_style = server.path_style or _is_ip_address(self._netloc)
-        # Presigned and public URLs may name another host than the one this server reaches
-        # (a service inside a container network, published to browsers elsewhere).
-        self._public_endpoint = (
-            _parse_endpoint(server.public_endpoint, server.region)
-            if server.public_endpoint
-            else (self._scheme, self._netloc, self._base_path)
-        )
-        self._public_path_style = self._path_style or _is_ip_address(self._public_endpoint[1])
+        self._addressing = Addressing(server)
         # when_supported: every in-memory body is signed, which S3 and MinIO
         # verify (SHA-256 is cheaper here than a Content-MD5 and needs no extra
         # header), and carries an x-amz-checksum-crc32c header, which SeaweedFS
@@ -422,7 +184,6 @@ class S3Transport:
         # service did not say it verified them (Ceph RGW ignores the header). Logged once.
         self.unconfirmed_checksums = 0
         self._user_agent = f"trio-s3rpc/{__version__}"
-        self._bases: dict[str, tuple[str, str, str, tuple[bytes, bytes, int]]] = {}
         self._timeouts = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)).as_dict()
         self._pool = ConnectionPool(
             max_connections=max_connections,
@@ -432,9 +193,7 @@ class S3Transport:
         )
 
     def __repr__(self) -> str:
-        return (
-            f"S3Transport(server={self._server_name!r}, endpoint={self._scheme}://{self._netloc})"
-        )
+        return f"S3Transport(server={self._server_name!r}, endpoint={self._addressing.endpoint})"
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
@@ -450,7 +209,7 @@ class S3Transport:
         The key is percent-encoded as S3 expects ("/" kept); query parameters
         are encoded and sorted.
         """
-        return self._target(bucket, key, query).url
+        return self._addressing.target(bucket, key, query).url
 
     def presign_get(self, bucket: str, key: str, expires_in: int) -> str:
         """A presigned GET URL (SigV4 query auth) valid for 1..604800 seconds.
@@ -461,7 +220,7 @@ class S3Transport:
 
     def public_url_for(self, bucket: str, key: str) -> str:
         """The unsigned URL of an object at the public endpoint (the endpoint without one)."""
-        return self._public_url(bucket, key, None)
+        return self._addressing.public_url(bucket, key, None)
 
     def presign(
         self,
@@ -477,7 +236,7 @@ class S3Transport:
 
         Raises ``ValueError`` for an expiry out of range (1..604800 seconds).
         """
-        url = self._public_url(bucket, key, query)
+        url = self._addressing.public_url(bucket, key, query)
         return self._signer.presign(method, url, expires_in, headers)
 
     def presign_post(
@@ -485,44 +244,9 @@ class S3Transport:
     ) -> tuple[str, dict[str, str]]:
         """A browser POST upload: the bucket's URL at the public endpoint and the signed
         fields of a policy with ``conditions``."""
-        return self._public_url(bucket, None, None), self._signer.post_policy(
+        return self._addressing.public_url(bucket, None, None), self._signer.post_policy(
             conditions, expires_in
         )
-
-    def _public_url(self, bucket: str, key: str | None, query: Mapping[str, str] | None) -> str:
-        scheme, netloc, base_path = self._public_endpoint
-        if self._public_path_style or not _DNS_BUCKET.match(bucket):
-            origin, path = f"{scheme}://{netloc}", f"{base_path}/{quote(bucket, safe='')}"
-        else:
-            origin, path = f"{scheme}://{bucket}.{netloc}", base_path
-        if key is not None:
-            path = f"{path}/{encode_key_path(key)}"
-        elif not path:
-            path = "/"
-        query_string = canonical_query(query)
-        return f"{origin}{path}?{query_string}" if query_string else f"{origin}{path}"
-
-    def _target(self, bucket: str, key: str | None, query: Mapping[str, str] | None) -> _Target:
-        base = self._bases.get(bucket)
-        if base is None:
-            base = self._bases[bucket] = self._base_for(bucket)
-        origin, host, prefix, address = base
-        path = prefix or "/"
-        if key is not None:
-            path = f"{prefix}/{encode_key_path(key)}"
-        query_string = canonical_query(query) if query else ""
-        url = f"{origin}{path}?{query_string}" if query_string else f"{origin}{path}"
-        return _Target(url, host, path, query_string, address)
-
-    def _base_for(self, bucket: str) -> tuple[str, str, str, tuple[bytes, bytes, int]]:
-        """``(origin, host, path prefix, (scheme, hostname, port))`` for a bucket's requests."""
-        # Buckets that are not plain DNS labels (dots break TLS wildcard
-        # certificates) are addressed path-style, as the AWS SDKs do.
-        if self._path_style or not _DNS_BUCKET.match(bucket):
-            host, prefix = self._netloc, f"{self._base_path}/{quote(bucket, safe='')}"
-        else:
-            host, prefix = f"{bucket}.{self._netloc}", self._base_path
-        return f"{self._scheme}://{host}", host, prefix, _address(self._scheme, host)
 
     # --- requests -----------------------------------------------------------
 
@@ -555,7 +279,7 @@ class S3Transport:
                 raise ValueError("a streamed body needs its content_length")
         elif content_length is not None and content_length != len(body):
             raise ValueError("content_length differs from the length of body")
-        target = self._target(bucket, key, query)
+        target = self._addressing.target(bucket, key, query)
         base_headers = self._base_headers(operation, target.host, headers, body)
 
         async def attempt() -> S3Response:
@@ -569,7 +293,7 @@ class S3Transport:
                 await response.aclose()
             headers = ResponseHeaders(response.headers)
             self._check(operation, method, response.status, headers, content, ok_statuses)
-            sent_checksum = base_headers.get(_CRC32C_HEADER)
+            sent_checksum = base_headers.get(CRC32C_HEADER)
             if sent_checksum and 200 <= response.status < 300:
                 self._check_checksum_answer(operation, sent_checksum, headers)
             return S3Response(response.status, headers, content)
@@ -605,7 +329,7 @@ class S3Transport:
         query: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
     ) -> HTTPResponse:
-        target = self._target(bucket, key, query)
+        target = self._addressing.target(bucket, key, query)
         base_headers = self._base_headers(operation, target.host, headers, b"")
 
         async def attempt() -> HTTPResponse:
@@ -642,23 +366,13 @@ class S3Transport:
                     message = f"header {name} must be printable ASCII"
                     raise S3Error(operation, 0, "InvalidArgument", message)
                 prepared[name.lower()] = value
-        if self._flexible_checksums and not any(
-            name.startswith("x-amz-checksum-") for name in prepared
-        ):
-            prepared.update(_flexible_checksum_headers(operation, body))
-        if (
-            operation in _CHECKSUM_REQUIRED_OPERATIONS
-            and isinstance(body, bytes)
-            and "content-md5" not in prepared
-            and not any(name.startswith("x-amz-checksum-") for name in prepared)
-        ):
-            prepared["content-md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        add_checksum_headers(prepared, operation, body, flexible=self._flexible_checksums)
         return prepared
 
     def _signed_request(
         self,
         method: str,
-        target: _Target,
+        target: Target,
         base_headers: dict[str, str],
         body: bytes | BodyFactory,
         content_length: int | None,
@@ -697,7 +411,7 @@ class S3Transport:
             # The caller's stream disagrees with its content_length: a bug that
             # a retry would repeat.
             error = S3Error(operation, 0, exc.code, str(exc))
-            raise _AttemptFailed(error, sent=True, retryable=False) from None
+            raise AttemptFailed(error, sent=True, retryable=False) from None
 
     def _check(
         self,
@@ -708,10 +422,10 @@ class S3Transport:
         content: bytes,
         ok_statuses: Container[int],
     ) -> None:
-        """Raise _AttemptFailed for an answer that is a failure."""
+        """Raise AttemptFailed for an answer that is a failure."""
         if status not in ok_statuses:
             raise self._failure(operation, method, status, headers, content)
-        if status == 200 and operation in _ERROR_IN_200_OPERATIONS:
+        if status == 200 and operation in ERROR_IN_200_OPERATIONS:
             error = error_in_body(content, operation)
             if error is not None:
                 raise self._answer_failure(error, headers)
@@ -724,15 +438,15 @@ class S3Transport:
         verify: nothing is claimed then, and the server's own end-to-end CRC32C, stored
         with the object and checked on reads, is the only check.
         """
-        answered = headers.get(_CRC32C_HEADER, "")
+        answered = headers.get(CRC32C_HEADER, "")
         if answered == sent:
             return
         if answered:
             message = (
-                f"the service answered {_CRC32C_HEADER} {answered} to the {sent} sent: "
+                f"the service answered {CRC32C_HEADER} {answered} to the {sent} sent: "
                 "it received other bytes"
             )
-            raise _AttemptFailed(
+            raise AttemptFailed(
                 S3Error(operation, 200, "BadDigest", message), sent=True, retryable=True
             )
         self.unconfirmed_checksums += 1
@@ -741,55 +455,27 @@ class S3Transport:
                 "event=checksum_not_verified server=%s operation=%s detail=%r",
                 self._server_name,
                 operation,
-                f"the answer carried no {_CRC32C_HEADER}: the service did not verify "
+                f"the answer carried no {CRC32C_HEADER}: the service did not verify "
                 "the upload; only this server's stored CRC32C checks it, on reads",
             )
 
     def _failure(
         self, operation: str, method: str, status: int, headers: ResponseHeaders, content: bytes
-    ) -> _AttemptFailed:
+    ) -> AttemptFailed:
         request_id = headers.get("x-amz-request-id", "")
         error = error_from_response(operation, method, status, content, request_id)
         return self._answer_failure(error, headers)
 
-    def _answer_failure(self, error: S3Error, headers: ResponseHeaders) -> _AttemptFailed:
+    def _answer_failure(self, error: S3Error, headers: ResponseHeaders) -> AttemptFailed:
         if error.code == "RequestTimeTooSkewed":
             self._correct_clock(headers.get("date", ""))
         error.message = self._redact(error.message)
-        retryable = error.status in _RETRYABLE_STATUSES or error.code in _RETRYABLE_CODES
-        return _AttemptFailed(error, sent=True, retryable=retryable)
+        return answer_failure(error)
 
-    def _transport_failure(self, operation: str, exc: Exception) -> _AttemptFailed:
-        """Map an httpcore exception (one of HTTP_ERRORS); the one place they become S3Error."""
+    def _transport_failure(self, operation: str, exc: Exception) -> AttemptFailed:
+        """An httpcore exception (one of HTTP_ERRORS) as this attempt's failure."""
         description = self._redact(str(exc) or type(exc).__name__)
-        if isinstance(exc, httpcore.PoolTimeout):
-            # Waiting longer for a busy pool is not a retry's job.
-            return _AttemptFailed(
-                S3Error(operation, 0, "Timeout", f"no free connection: {description}"),
-                sent=False,
-                retryable=False,
-            )
-        if isinstance(exc, httpcore.ConnectTimeout | httpcore.ConnectError):
-            code = "Timeout" if isinstance(exc, httpcore.TimeoutException) else "ConnectionError"
-            message = f"cannot connect to {self._netloc}: {description}"
-            return _AttemptFailed(S3Error(operation, 0, code, message), sent=False, retryable=True)
-        if isinstance(exc, httpcore.TimeoutException):
-            return _AttemptFailed(
-                S3Error(operation, 0, "Timeout", f"no answer in time: {description}"),
-                sent=True,
-                retryable=True,
-            )
-        if isinstance(exc, httpcore.LocalProtocolError | httpcore.UnsupportedProtocol):
-            # Our own request is wrong (a body shorter or longer than its
-            # Content-Length, say): repeating it cannot help.
-            return _AttemptFailed(
-                S3Error(operation, 0, "InvalidRequest", description), sent=False, retryable=False
-            )
-        return _AttemptFailed(
-            S3Error(operation, 0, "ConnectionError", f"connection failed: {description}"),
-            sent=True,
-            retryable=True,
-        )
+        return transport_failure(operation, exc, self._addressing.netloc, description)
 
     async def _with_retries(
         self,
@@ -809,7 +495,7 @@ class S3Transport:
                 if observer is not None:
                     observer(operation, _status_of(result), time.perf_counter() - started, retry)
                 return result
-            except _AttemptFailed as failure:
+            except AttemptFailed as failure:
                 error = failure.error
                 may_repeat = failure.retryable and (idempotent or not failure.sent)
                 if not may_repeat or retry >= self.retry_attempts:
@@ -858,52 +544,3 @@ def _status_of(result: object) -> str:
     if isinstance(result, HTTPResponse):
         return str(result.status_code)
     return "?"
-
-
-def _flexible_checksum_headers(operation: str, body: bytes | BodyFactory) -> dict[str, str]:
-    """The ``x-amz-checksum-*`` headers of an operation under ``when_supported``."""
-    if operation in _BODY_CHECKSUM_OPERATIONS and isinstance(body, bytes):
-        return {_CRC32C_HEADER: checksums.header_value(checksums.crc32c(body))}
-    if operation == "CreateMultipartUpload":
-        return {"x-amz-checksum-algorithm": "CRC32C", "x-amz-checksum-type": _CHECKSUM_TYPE}
-    if operation == "CompleteMultipartUpload":
-        return {"x-amz-checksum-type": _CHECKSUM_TYPE}
-    return {}
-
-
-def _parse_endpoint(endpoint: str, region: str) -> tuple[str, str, str]:
-    """``(scheme, netloc, base path)`` of a configured endpoint; "" means AWS."""
-    if not endpoint:
-        return "https", f"s3.{region}.amazonaws.com", ""
-    if "://" not in endpoint:
-        endpoint = f"https://{endpoint}"
-    parts = urlsplit(endpoint)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(f"endpoint must be an http(s) URL: {endpoint!r}")
-    host = parts.hostname
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    return scheme, netloc, parts.path.rstrip("/")
-
-
-def _address(scheme: str, netloc: str) -> tuple[bytes, bytes, int]:
-    """``(scheme, hostname, port)`` of a netloc, as httpcore connects to it."""
-    if netloc.startswith("["):
-        hostname, _, rest = netloc[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    else:
-        hostname, _, port_text = netloc.partition(":")
-    port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
-    return scheme.encode("ascii"), hostname.encode("ascii"), port
-
-
-def _is_ip_address(netloc: str) -> bool:
-    host = netloc.rsplit(":", 1)[0] if not netloc.startswith("[") else netloc[1:].split("]")[0]
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return host == "localhost"
-    return True

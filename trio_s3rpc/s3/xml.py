@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
+from trio_s3rpc.s3.limits import MAX_DELETE_KEYS
+
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 ALL_USERS_URI = "http://acs.amazonaws.com/groups/global/AllUsers"
-MAX_DELETE_KEYS = 1000
 
 # Codes for error answers without an XML body (HEAD answers never have one).
 _BODILESS_CODES = {
@@ -84,15 +85,14 @@ class ErrorBody:
 
 @dataclass(slots=True, frozen=True)
 class ObjectEntry:
-    """One ``<Contents>`` of a listing; also what ``s3.ListObjects`` answers for it
-    (with the bucket's prefix taken off ``key``), whose ``storage_class`` is
-    omitted when empty (``omitempty``, read by ``rpc/typed.py``)."""
+    """One ``<Contents>`` of a listing (``storage_class`` empty when the service
+    did not name one)."""
 
     key: str
     size: int
     last_modified: int
     etag: str
-    storage_class: str = field(default="", metadata={"omitempty": True})
+    storage_class: str = ""
 
 
 @dataclass(slots=True, frozen=True)

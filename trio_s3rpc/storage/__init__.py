@@ -19,7 +19,7 @@ from trio_s3rpc.storage.buckets import (
     ObjectRef,
     Storage,
     StorageError,
-    map_errors,
+    StorageErrors,
     map_s3_error,
     validate_pathname,
 )
@@ -43,7 +43,7 @@ __all__ = [
     "ObjectRef",
     "Storage",
     "StorageError",
-    "map_errors",
+    "StorageErrors",
     "map_s3_error",
     "metadata_headers",
     "validate_pathname",

@@ -6,7 +6,7 @@
 operations in the sibling modules take what is resolved. Every request of a
 bucket goes through :meth:`Bucket.request` or :meth:`Bucket.stream`, under
 the bucket's ``CapacityLimiter``, and a storage failure leaves as a contract
-error through :func:`map_errors`, the one place :class:`S3Error` is caught
+error through :class:`StorageErrors`, the one place :class:`S3Error` is caught
 (as httpcore's ``map_exceptions``). Multipart requests, made by
 ``s3/multipart.py`` with the bucket's limiter, are mapped there too.
 """
@@ -31,13 +31,13 @@ from trio_s3rpc.config import (
     parse_bucket,
 )
 from trio_s3rpc.errors import ErrorCode, RPCError
+from trio_s3rpc.s3.limits import MAX_KEY_BYTES
 from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook
 from trio_s3rpc.s3.parts import PartLimitError
 from trio_s3rpc.s3.transport import HTTPResponse, S3Error, S3Response, S3Transport
 
 log = logging.getLogger("trio_s3rpc.storage")
 
-MAX_KEY_BYTES = 1024
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -75,7 +75,7 @@ def map_s3_error(exc: S3Error, bucket: str, pathname: str = "") -> StorageError:
     return StorageError(code, message, where, status=exc.status, service_code=exc.code)
 
 
-class map_errors:
+class StorageErrors:
     """Turn a storage failure (or an upload S3 would refuse) inside into a contract error.
 
     A class rather than a ``contextmanager`` generator: it wraps every call.
@@ -102,7 +102,7 @@ class map_errors:
             raise RPCError(ErrorCode.INVALID_REQUEST, str(exc), where) from None
 
 
-class Slot:
+class LimiterToken:
     """``async with`` one of a limiter's tokens, without a trip through the scheduler
     when a token is free (``CapacityLimiter.acquire`` always makes one: 4.3 µs against
     1.1 µs here). The request inside waits on the network, which is the checkpoint.
@@ -160,10 +160,10 @@ class Bucket:
     # Probes sent, and the last one's failure (shared by callers that waited for it).
     probe_attempts: int = 0
     probe_error: RPCError | None = None
-    slot: Slot = field(init=False)
+    token: LimiterToken = field(init=False)
 
     def __post_init__(self) -> None:
-        self.slot = Slot(self.limiter)
+        self.token = LimiterToken(self.limiter)
 
     @property
     def name(self) -> str:
@@ -190,7 +190,7 @@ class Bucket:
 
     def errors(self, key: str | None = None) -> contextlib.AbstractContextManager[None]:
         """Map failures inside to contract errors naming this bucket (and ``key``'s pathname)."""
-        return map_errors(self.name, self.pathname(key))
+        return StorageErrors(self.name, self.pathname(key))
 
     async def request(
         self,
@@ -201,7 +201,7 @@ class Bucket:
     ) -> S3Response:
         """One request with its whole answer, under the limiter, failures mapped."""
         with self.errors(key):
-            async with self.slot:
+            async with self.token:
                 return await self.transport.request(
                     operation,
                     method,
@@ -215,7 +215,7 @@ class Bucket:
     ) -> contextlib.AbstractAsyncContextManager[HTTPResponse]:
         """A request whose answer is read as it arrives, under the limiter, failures
         (also those while reading the body inside the context) mapped."""
-        return _Streamed(self, operation, method, key, headers)
+        return _StreamedRequest(self, operation, method, key, headers)
 
     def multipart(self, key: str, headers: Mapping[str, str]) -> MultipartTarget:
         """Where a multipart upload to ``key`` goes; call it inside :meth:`errors`."""
@@ -224,8 +224,8 @@ class Bucket:
         )
 
 
-class _Streamed:
-    """The context of :meth:`Bucket.stream` (a class: see :class:`Slot`)."""
+class _StreamedRequest:
+    """The context of :meth:`Bucket.stream` (a class: see :class:`LimiterToken`)."""
 
     __slots__ = ("_bucket", "_errors", "_inner")
 
@@ -240,7 +240,7 @@ class _Streamed:
 
     async def __aenter__(self) -> HTTPResponse:
         with self._errors:
-            await self._bucket.slot.__aenter__()
+            await self._bucket.token.__aenter__()
             try:
                 return await self._inner.__aenter__()
             except BaseException:

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import trio
 
@@ -111,7 +110,7 @@ class ChunkedUploads:
         self._sessions: dict[str, Session] = {}
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the part tasks and expire idle sessions until cancelled.
 
         Cancelling drops the parts in flight but aborts nothing: the uploads

@@ -12,6 +12,7 @@ import trio
 
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.limits import MAX_DELETE_KEYS
 from trio_s3rpc.storage.buckets import Bucket
 from trio_s3rpc.storage.records import DeleteError, DeleteManyResult
 from trio_s3rpc.trioutil import first_error
@@ -46,8 +47,7 @@ async def delete_many(bucket: Bucket, pathnames: Sequence[str]) -> DeleteManyRes
         keys.setdefault(ref.key, pathname)
     items = list(keys.items())
     batches = [
-        items[start : start + s3xml.MAX_DELETE_KEYS]
-        for start in range(0, len(items), s3xml.MAX_DELETE_KEYS)
+        items[start : start + MAX_DELETE_KEYS] for start in range(0, len(items), MAX_DELETE_KEYS)
     ]
     results: list[DeleteManyResult] = [DeleteManyResult([], [])] * len(batches)
     in_flight = trio.CapacityLimiter(bucket.config.concurrency)

@@ -37,8 +37,9 @@ from trio_s3rpc.callers import Caller
 from trio_s3rpc.config import DEFAULT_LOCAL_FILE_MODE, LOCAL_FILES
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3 import multipart
+from trio_s3rpc.s3.limits import MAX_PARTS
 from trio_s3rpc.s3.multipart import CompletedUpload, MultipartTarget
-from trio_s3rpc.s3.parts import MAX_PARTS, PartPlan, plan_parts
+from trio_s3rpc.s3.parts import PartPlan, plan_parts
 from trio_s3rpc.sniff import SNIFF_BYTES
 from trio_s3rpc.storage import copies, objects, ranges, resumable
 from trio_s3rpc.storage.buckets import ObjectRef

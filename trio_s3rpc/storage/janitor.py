@@ -22,13 +22,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
 
 from trio_s3rpc.errors import RPCError
 from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook, list_uploads, send_abort
-from trio_s3rpc.storage.buckets import Storage, map_errors
+from trio_s3rpc.storage.buckets import Storage, StorageErrors
 
 log = logging.getLogger("trio_s3rpc.janitor")
 
@@ -65,7 +64,7 @@ class Janitor:
         """Failed aborts queued or being retried."""
         return self.book.pending_aborts
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run both duties until cancelled."""
         async with trio.open_nursery() as nursery:
             if self.stale_after > 0:
@@ -82,7 +81,7 @@ class Janitor:
                 await trio.sleep(delay * (0.5 + random.random() / 2))
                 attempt += 1
                 try:
-                    with map_errors(target.bucket):
+                    with StorageErrors(target.bucket):
                         await send_abort(target, upload_id)
                 except RPCError as exc:
                     log.warning(

@@ -21,6 +21,7 @@ from trio_s3rpc import budget, checksums
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.mime import content_type_for
 from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.limits import MAX_LIST_KEYS
 from trio_s3rpc.s3.multipart import upload_multipart
 from trio_s3rpc.s3.parts import plan_parts
 from trio_s3rpc.sniff import SNIFF_BYTES, content_type_of
@@ -41,7 +42,6 @@ from trio_s3rpc.storage.tokens import open_continuation, seal_continuation
 from trio_s3rpc.trioutil import first_error
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
-MAX_LIST_KEYS = 1000
 MAX_POST_SIZE = 5 * 1024**3  # S3 takes at most 5 GiB in one POST upload
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 

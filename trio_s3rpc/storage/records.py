@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from trio_s3rpc import checksums
 from trio_s3rpc.errors import ChecksumMismatchError, ErrorCode, RPCError
+from trio_s3rpc.s3.limits import MAX_METADATA_BYTES
 from trio_s3rpc.s3.multipart import CompletedUpload
 from trio_s3rpc.storage.archival import Archival
 
@@ -31,7 +32,6 @@ log = logging.getLogger("trio_s3rpc.storage")
 
 _METADATA_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # S3's limit on user metadata: the UTF-8 bytes of every key and value, together.
-MAX_METADATA_BYTES = 2048
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -35,8 +35,8 @@ import trio
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.s3 import multipart
 from trio_s3rpc.s3 import xml as s3xml
+from trio_s3rpc.s3.limits import MAX_PARTS
 from trio_s3rpc.s3.multipart import MultipartTarget
-from trio_s3rpc.s3.parts import MAX_PARTS
 from trio_s3rpc.storage.records import http_date
 from trio_s3rpc.trioutil import first_error
 

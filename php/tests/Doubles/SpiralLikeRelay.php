@@ -20,6 +20,13 @@ final class SpiralLikeRelay
     /** @return array{int, string} flags and the answer after the method name */
     public function exchange(string $method, string $body, int $seq, int $codecFlag = 0x08): array
     {
+        $this->send($method, $body, $seq, $codecFlag);
+        return $this->receive();
+    }
+
+    /** Sends one call frame, connecting first when no socket is open. */
+    public function send(string $method, string $body, int $seq, int $codecFlag = 0x08): void
+    {
         if ($this->socket === null) {
             $socket = @stream_socket_client($this->address, $errno, $error, 5.0);
             if ($socket === false) {
@@ -33,13 +40,39 @@ final class SpiralLikeRelay
         if (@fwrite($this->socket, $frame) !== strlen($frame)) {
             throw new SpiralLikeRelayException('socket_send(): Broken pipe');
         }
-        $head = @stream_get_contents($this->socket, 20);
+    }
+
+    /**
+     * Reads one answer frame (blocking).
+     *
+     * @return array{int, string} flags and the answer after the method name
+     */
+    public function receive(): array
+    {
+        $head = $this->socket === null ? false : @stream_get_contents($this->socket, 20);
         if ($head === false || strlen($head) !== 20) {
             throw new SpiralLikeRelayException('unable to read prefix from socket: the connection closed');
         }
         $fields = unpack('Cversion/Cflags/Vlength/Vcrc/vpad/Vseq/Vmethod', $head);
         $payload = $fields['length'] > 0 ? (string) stream_get_contents($this->socket, $fields['length']) : '';
         return [$fields['flags'], substr($payload, $fields['method'])];
+    }
+
+    /** Whether an answer has begun to arrive, without waiting (Spiral's SocketRelay::hasFrame). */
+    public function hasFrame(): bool
+    {
+        if ($this->socket === null) {
+            return false;
+        }
+        $read = [$this->socket];
+        $write = $except = null;
+        return stream_select($read, $write, $except, 0) > 0;
+    }
+
+    /** The address, as Spiral's SocketRelay names itself in ServiceException texts. */
+    public function __toString(): string
+    {
+        return $this->address;
     }
 
     public function close(): void
