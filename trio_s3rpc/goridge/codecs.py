@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import msgpack
@@ -147,9 +147,9 @@ def _encode_json(result: Mapping[str, Any]) -> bytes:
     """
     binary = [(key, value) for key, value in result.items() if isinstance(value, bytes)]
     if not binary:
-        return _JSON_ENCODER.encode(result).encode("ascii")
+        return "".join(_encode_chunks(result, 0)).encode("ascii")
     rest = {key: value for key, value in result.items() if not isinstance(value, bytes)}
-    head = _JSON_ENCODER.encode(rest).encode("ascii")
+    head = "".join(_encode_chunks(rest, 0)).encode("ascii")
     spliced = b",".join(
         _quoted(key).encode("ascii") + b':"' + base64.b64encode(value) + b'"'
         for key, value in binary
@@ -169,6 +169,17 @@ def _json_default(value: object) -> str:
 # 4.5 µs against 2.1 µs to decode). Same settings as those calls had.
 _JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
 _quoted = json.encoder.encode_basestring_ascii  # what json.dumps(key) gives
+# JSONEncoder.encode builds a C encoder anew on every call (and a closure, and a
+# dict to detect cycles): the one C encoder made here, with _JSON_ENCODER's settings,
+# serves every answer: ``"".join(_encode_chunks(result, 0))`` is
+# ``_JSON_ENCODER.encode(result)``. Without the cycle check: answers are fresh dicts
+# and lists (rpc/decoding.py), and a cycle would still end, as RecursionError.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_chunks: Callable[[Any, int], Sequence[str]] = (
+    (lambda value, _level: [_JSON_ENCODER.encode(value)])
+    if _c_make_encoder is None
+    else _c_make_encoder(None, _json_default, _quoted, None, ":", ",", False, False, True)
+)
 
 
 def _refuse_constant(name: str) -> NoReturn:
