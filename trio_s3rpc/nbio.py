@@ -173,12 +173,15 @@ class Sender:
     raises ``trio.BrokenResourceError`` instead of writing after it.
     """
 
-    __slots__ = ("_broken", "_lock", "_sock")
+    __slots__ = ("_broken", "_lock", "_sock", "_waiting")
 
     def __init__(self, sock: Socket) -> None:
         self._sock = sock
         self._lock = trio.Lock()
         self._broken = False
+        # Tasks that hold the lock or queue for it: 0 is ``not self._lock.locked()``
+        # (the lock passes straight to the next in the queue), read without the call.
+        self._waiting = 0
 
     async def send(
         self,
@@ -194,23 +197,27 @@ class Sender:
         bounded by ``timeout`` in all: a peer that stops reading that long
         raises ``trio.TooSlowError``. Without it, ``timeout`` bounds each wait.
         """
-        lock = self._lock
         if self._broken:
             raise trio.BrokenResourceError("a message before this one was cut short")
-        if lock.locked():
-            async with lock:
-                if self._broken:
-                    raise trio.BrokenResourceError("a message before this one was cut short")
-                await self._send_rest(memoryview(data), shield, timeout)
-            return
-        sent = write_now(self._sock.fileno(), data)
-        if sent == len(data):
-            return
-        lock.acquire_nowait()  # free: nothing was awaited since it was checked
+        lock = self._lock
+        self._waiting += 1
         try:
-            await self._send_rest(memoryview(data)[sent:], shield, timeout)
+            if self._waiting > 1:
+                async with lock:
+                    if self._broken:
+                        raise trio.BrokenResourceError("a message before this one was cut short")
+                    await self._send_rest(memoryview(data), shield, timeout)
+                return
+            sent = write_now(self._sock.fileno(), data)
+            if sent == len(data):
+                return
+            lock.acquire_nowait()  # free: nothing was awaited since it was checked
+            try:
+                await self._send_rest(memoryview(data)[sent:], shield, timeout)
+            finally:
+                lock.release()
         finally:
-            lock.release()
+            self._waiting -= 1
 
     async def _send_rest(
         self,

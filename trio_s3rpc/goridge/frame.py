@@ -51,7 +51,10 @@ class FrameError(Exception):
     """
 
 
-@dataclass(slots=True, frozen=True)
+# Frame and RPCRequest are made for every call; not frozen, since a frozen
+# dataclass's __init__ sets each field through object.__setattr__ (about four
+# times the cost). Read them, never change them.
+@dataclass(slots=True)
 class Frame:
     flags: int
     options: tuple[int, ...]
@@ -166,7 +169,7 @@ class FrameDecoder:
         return frame_size
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class RPCRequest:
     seq: int
     method: str

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -189,11 +190,13 @@ class Connection:
         fd = self._fd
         share = self._share
         decoder = self._decoder
+        sender = self._sender
         reads = 0
         drained = False
         frame_started = 0.0
         buffered = 0  # what the decoder holds after the last read's frames
         timed = self._idle_timeout > 0
+        inline_methods = self._dispatcher.registry.inline
         while True:
             # Under the floor there is always room: one comparison on the hot path.
             if drained or (share.in_use > _ROOM_ALWAYS and not share.has_room(RECEIVE_SIZE)):
@@ -208,12 +211,12 @@ class Connection:
                     await trio.lowlevel.wait_readable(fd)
                 reads = 0
             try:
-                data = nbio.read_now(fd, RECEIVE_SIZE)
-            except OSError:
-                data = b""  # reset: the client is gone, as at the end of the stream
-            if data is None:
+                data = os.read(fd, RECEIVE_SIZE)  # nbio.read_now, without its call
+            except BlockingIOError:
                 drained = True
                 continue
+            except OSError:
+                data = b""  # reset: the client is gone, as at the end of the stream
             drained = len(data) < RECEIVE_SIZE
             reads += 1
             if reads >= nbio.YIELD_EVERY:
@@ -230,7 +233,8 @@ class Connection:
                     frame = decoder.next_frame()
                     if frame is None:
                         break
-                    request = self._request_from(frame)
+                    # Control frames (stream PING/STOP) carry no call; nothing to answer.
+                    request = None if frame.flags & FLAG_CONTROL else parse_rpc_request(frame)
                 except FrameError as exc:
                     log.warning(
                         "event=bad_frame connection=%d peer=%s error=%r; closing connection",
@@ -243,6 +247,8 @@ class Connection:
                     return
                 parsed = True
                 if request is None:
+                    if not decoder.buffered:
+                        break
                     continue
                 # A large frame's payload passes to its call, held until it is
                 # answered; small ones are not counted (budget.COUNTED_FROM).
@@ -250,12 +256,25 @@ class Connection:
                 if self._relay is not None and not request.method.startswith("s3."):
                     await self._start_relayed(nursery, frame, request, self._hold(size))
                     continue
-                method = self._dispatcher.inline_method(request.method)
+                method = inline_methods.get(request.method)
                 if method is not None and size < COUNTED_FROM:
-                    # Methods that never wait on I/O are answered right here:
-                    # a task per call would cost more than the call itself.
+                    # Methods that never wait on I/O are answered right here (a
+                    # call of _serve_inline's, unrolled): a task per call would
+                    # cost more than the call itself, and a function call counts.
                     self._in_flight += 1
-                    await self._serve_inline(request, method)
+                    try:
+                        answer = await self._dispatcher.answer(request, method)
+                        try:
+                            await sender.send(answer)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            self._gone()
+                    finally:
+                        # No _slot_freed.set(): only this task waits on it.
+                        self._in_flight -= 1
+                        if (self._closing or self._idle_timeout) and self.idle:
+                            self._now_idle()
+                    if not decoder.buffered:
+                        break  # the read held whole frames: no next_frame() to ask
                     continue
                 while self._in_flight >= self._max_in_flight:
                     # Backpressure: stop reading until a call finishes.
@@ -263,6 +282,8 @@ class Connection:
                     await self._slot_freed.wait()
                 self._in_flight += 1
                 nursery.start_soon(self._serve_call, request, self._hold(size), method)
+                if not decoder.buffered:
+                    break
             buffered = decoder.buffered
             if buffered >= COUNTED_FROM or self._receiving:
                 # What is buffered of a frame not yet whole, counted as it arrives
@@ -285,12 +306,6 @@ class Connection:
         self._share.force(payload_size)
         return Hold(self._share, payload_size)
 
-    def _request_from(self, frame: Frame) -> RPCRequest | None:
-        if frame.flags & FLAG_CONTROL:
-            # Control frames (stream PING/STOP) carry no call; nothing to answer.
-            return None
-        return parse_rpc_request(frame)
-
     def _call_done(self, hold: Hold) -> None:
         if hold.held:
             hold.release_all()
@@ -305,16 +320,6 @@ class Connection:
             self._read_scope.cancel()
         else:
             self._wait_scope.deadline = trio.current_time() + self._idle_timeout
-
-    async def _serve_inline(self, request: RPCRequest, method: Method[Any, Any]) -> None:
-        """A call that never waits on I/O, with a small frame: nothing to hold."""
-        try:
-            await self._send(await self._dispatcher.answer(request, method))
-        finally:
-            self._in_flight -= 1
-            self._slot_freed.set()
-            if (self._closing or self._idle_timeout) and self.idle:
-                self._now_idle()
 
     async def _serve_call(
         self, request: RPCRequest, hold: Hold, method: Method[Any, Any] | None = None
@@ -375,6 +380,10 @@ class Connection:
         try:
             await self._sender.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The client is gone: stop reading; run() cancels the other calls.
-            self._client_gone = True
-            self._read_scope.cancel()
+            self._gone()
+
+    def _gone(self) -> None:
+        """An answer could not be sent: the client is gone. Stop reading; run()
+        cancels the other calls."""
+        self._client_gone = True
+        self._read_scope.cancel()

@@ -68,15 +68,15 @@ class Dispatcher:
 
     def inline_method(self, name: str) -> Method[Any, Any] | None:
         """The method of this name if it never waits on I/O (for :meth:`answer`)."""
-        method = self.registry.get(name)
-        return method if method is not None and method.inline else None
+        return self.registry.inline.get(name)
 
     async def answer(self, request: RPCRequest, method: Method[Any, Any] | None = None) -> bytes:
         """Run the request's method and return the whole answer frame.
 
         Cancellation propagates (the caller decides whether anything is sent);
         every other outcome is an answer frame. With ``metrics`` set, every
-        outcome (cancellation too) is counted.
+        outcome (cancellation too) is counted. ``method``: the request's, when
+        the caller looked it up already.
         """
         metrics = self.metrics
         if metrics is None:
@@ -94,8 +94,45 @@ class Dispatcher:
     async def _answer(
         self, request: RPCRequest, record: CallRecord | None, method: Method[Any, Any] | None
     ) -> bytes:
+        # One coroutine from the argument's bytes to the answer's: each level of
+        # await costs every call a coroutine and a frame.
         try:
-            body = await self._call(request, record, method)
+            if method is None:
+                method = self.registry.get(request.method)
+                if method is None:
+                    raise _invalid_name(request.method) or self.registry.not_found(request.method)
+            large = len(request.body) >= LARGE_ARGUMENT and _large(request)
+            if large:
+                args, typed = await trio.to_thread.run_sync(
+                    _decode_large, method, request, record, limiter=self._threads
+                )
+            else:
+                # Here rather than through a function (as _decode_large): every small
+                # call would pay for the call.
+                try:
+                    args = decode_args(request.codec, request.body, method.decoder.binary_fields)
+                except CodecError as exc:
+                    raise _undecodable(exc) from None
+                if record is not None:
+                    record.args = args
+                typed = method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
+            if method.controllable and ("transfer_id" in args or "timeout" in args):
+                transfer_id, timeout = call_options(args)
+                response = await self.control.run(
+                    request.method, transfer_id, timeout, partial(method.handler, typed)
+                )
+            else:
+                response = await method.handler(typed)
+            if record is not None:
+                record.request = typed
+                record.response = response
+            if large:
+                # A large argument tends to a large answer (DeleteMany's errors).
+                body = await trio.to_thread.run_sync(
+                    _encode_in_pieces, method, request.codec, response, limiter=self._threads
+                )
+            else:
+                body = encode_result(request.codec, method.encoder.encode(response))
         except RPCError as exc:
             if record is not None:
                 record.error = exc
@@ -106,46 +143,6 @@ class Dispatcher:
                 record.error = error
             return encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
         return encode_rpc_response(request.seq, request.method, request.codec, body)
-
-    async def _call(
-        self, request: RPCRequest, record: CallRecord | None, method: Method[Any, Any] | None
-    ) -> bytes:
-        """``method``: the request's, when the caller looked it up already."""
-        if method is None:
-            method = self.registry.get(request.method)
-            if method is None:
-                raise _invalid_name(request.method) or self.registry.not_found(request.method)
-        large = len(request.body) >= LARGE_ARGUMENT and _large(request)
-        if large:
-            args, typed = await trio.to_thread.run_sync(
-                _decode_large, method, request, record, limiter=self._threads
-            )
-        else:
-            # Here rather than through a function (as _decode_large): every small
-            # call would pay for the call.
-            try:
-                args = decode_args(request.codec, request.body, method.decoder.binary_fields)
-            except CodecError as exc:
-                raise _undecodable(exc) from None
-            if record is not None:
-                record.args = args
-            typed = method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
-        if method.controllable and ("transfer_id" in args or "timeout" in args):
-            transfer_id, timeout = call_options(args)
-            response = await self.control.run(
-                request.method, transfer_id, timeout, partial(method.handler, typed)
-            )
-        else:
-            response = await method.handler(typed)
-        if record is not None:
-            record.request = typed
-            record.response = response
-        if large:
-            # A large argument tends to a large answer (DeleteMany's errors).
-            return await trio.to_thread.run_sync(
-                _encode_in_pieces, method, request.codec, response, limiter=self._threads
-            )
-        return encode_result(request.codec, method.encoder.encode(response))
 
 
 def _invalid_name(name: str) -> RPCError | None:
@@ -172,7 +169,7 @@ def _decode_large(
 ) -> tuple[dict[str, Any], Any]:
     """A large argument (``record.args`` too, for the metrics) and its typed request, in
     a worker thread: counted first (a small one cannot hold too many values), then
-    decoded as :meth:`Dispatcher._call` decodes a small one."""
+    decoded as :meth:`Dispatcher._answer` decodes a small one."""
     try:
         check_counts(request.codec, request.body)
         args = decode_args(request.codec, request.body, method.decoder.binary_fields)

@@ -77,6 +77,9 @@ class MethodRegistry:
 
     def __init__(self) -> None:
         self._methods: dict[str, Method[Any, Any]] = {}
+        self.inline: dict[str, Method[Any, Any]] = {}
+        """The methods that never wait on I/O, by name (read it, do not change it): a
+        dict rather than a method, as the server looks a name up in it on every call."""
 
     def add(
         self,
@@ -94,7 +97,7 @@ class MethodRegistry:
         ``request_type``'s fields (for a request whose fields are declared elsewhere)."""
         if name in self._methods:
             raise ValueError(f"method {name} registered twice")
-        self._methods[name] = Method(
+        method = self._methods[name] = Method(
             name,
             handler,
             RequestDecoder(request_type) if decoder is None else decoder,
@@ -103,6 +106,8 @@ class MethodRegistry:
             controllable,
             counted,
         )
+        if inline:
+            self.inline[name] = method
 
     def get(self, name: str) -> Method[Any, Any] | None:
         return self._methods.get(name)
