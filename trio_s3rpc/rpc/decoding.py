@@ -16,6 +16,7 @@ import base64
 import binascii
 import dataclasses
 import math
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -314,25 +315,64 @@ class ResponseEncoder:
 
     Nested dataclasses (list items) are converted too; ``omitempty`` fields are
     dropped when falsy, as Go's ``encoding/json`` does for the original plugin.
+    A field whose type holds no dataclass (``str``, ``list[str]``, a mapping of
+    strings...) is taken as it is: what :func:`_plain` would give for it, without
+    its call (every answer's fields pass here).
     """
 
-    __slots__ = ("_always", "_optional")
+    __slots__ = ("_always", "_get_always", "_optional", "_to_plain")
 
     def __init__(self, response_type: type) -> None:
+        try:
+            hints: dict[str, Any] = typing.get_type_hints(response_type)
+        except (NameError, TypeError):
+            hints = {}  # a hint that does not resolve: every field through _plain
         always: list[str] = []
-        optional: list[str] = []
+        optional: list[tuple[str, bool]] = []
+        to_plain: list[str] = []
         for item in dataclasses.fields(response_type):
-            (optional if item.metadata.get("omitempty") else always).append(item.name)
+            as_is = item.name in hints and _holds_no_record(hints[item.name])
+            if item.metadata.get("omitempty"):
+                optional.append((item.name, as_is))
+                continue
+            always.append(item.name)
+            if not as_is:
+                to_plain.append(item.name)
         self._always = tuple(always)
+        # attrgetter of several names answers a tuple, of one the value itself.
+        self._get_always: Callable[[Any], Any] | None = (
+            operator.attrgetter(*always) if len(always) > 1 else None
+        )
         self._optional = tuple(optional)
+        self._to_plain = tuple(to_plain)
 
     def encode(self, response: Any) -> dict[str, Any]:
-        result = {name: _plain(getattr(response, name)) for name in self._always}
-        for name in self._optional:
+        get_always = self._get_always
+        if get_always is not None:
+            result = dict(zip(self._always, get_always(response), strict=True))
+        else:
+            result = {name: getattr(response, name) for name in self._always}
+        for name in self._to_plain:
+            result[name] = _plain(result[name])  # an existing key keeps its place
+        for name, as_is in self._optional:
             value = getattr(response, name)
             if value:
-                result[name] = _plain(value)
+                result[name] = value if as_is else _plain(value)
         return result
+
+
+_PLAIN_TYPES = frozenset({str, int, float, bool, bytes, Binary, type(None), typing.Any})
+
+
+def _holds_no_record(hint: Any) -> bool:
+    """Whether a value of this type is what :func:`_plain` gives for it (no dataclass in it)."""
+    if hint in _PLAIN_TYPES:
+        return hint is not typing.Any
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType, list, tuple, dict, Mapping):
+        args = typing.get_args(hint)
+        return bool(args) and all(arg is not Ellipsis and _holds_no_record(arg) for arg in args)
+    return False
 
 
 _encoders: dict[type, ResponseEncoder] = {}
