@@ -208,7 +208,12 @@ class Sender:
                         raise trio.BrokenResourceError("a message before this one was cut short")
                     await self._send_rest(memoryview(data), shield, timeout)
                 return
-            sent = write_now(self._sock.fileno(), data)
+            try:  # write_now, without its call
+                sent = os.write(self._sock.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc) or type(exc).__name__) from exc
             if sent == len(data):
                 return
             lock.acquire_nowait()  # free: nothing was awaited since it was checked

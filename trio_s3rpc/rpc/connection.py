@@ -281,7 +281,8 @@ class Connection:
                     self._slot_freed = trio.Event()
                     await self._slot_freed.wait()
                 self._in_flight += 1
-                nursery.start_soon(self._serve_call, request, self._hold(size), method)
+                hold = Hold(share) if size < COUNTED_FROM else self._hold(size)
+                nursery.start_soon(self._serve_call, request, hold, method)
                 if not decoder.buffered:
                     break
             buffered = decoder.buffered
@@ -324,9 +325,22 @@ class Connection:
     async def _serve_call(
         self, request: RPCRequest, hold: Hold, method: Method[Any, Any] | None = None
     ) -> None:
+        """A call in a task of its own: what :meth:`_answer_with` and :meth:`_send`
+        do, unrolled (two coroutines fewer on every call that waits on storage)."""
         token = current_hold.set(hold)
         try:
-            await self._answer_with(self._dispatcher.answer(request, method), request, hold)
+            try:
+                answer = await self._dispatcher.answer(request, method)
+            except trio.Cancelled:
+                if self._server_stopping and not self._client_gone:
+                    await self._answer_shutting_down(request)
+                raise
+            if len(answer) >= COUNTED_FROM:
+                hold.at_least(len(answer))
+            try:
+                await self._sender.send(answer)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()
         finally:
             current_hold.reset(token)
             self._call_done(hold)

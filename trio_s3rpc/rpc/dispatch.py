@@ -70,32 +70,25 @@ class Dispatcher:
         """The method of this name if it never waits on I/O (for :meth:`answer`)."""
         return self.registry.inline.get(name)
 
-    async def answer(self, request: RPCRequest, method: Method[Any, Any] | None = None) -> bytes:
+    async def answer(
+        self,
+        request: RPCRequest,
+        method: Method[Any, Any] | None = None,
+        record: CallRecord | None = None,
+    ) -> bytes:
         """Run the request's method and return the whole answer frame.
 
         Cancellation propagates (the caller decides whether anything is sent);
         every other outcome is an answer frame. With ``metrics`` set, every
         outcome (cancellation too) is counted. ``method``: the request's, when
-        the caller looked it up already.
-        """
-        metrics = self.metrics
-        if metrics is None:
-            return await self._answer(request, None, method)
-        record = CallRecord()
-        started = perf_counter()
-        try:
-            frame = await self._answer(request, record, method)
-        except BaseException:
-            metrics.finished(request.method, record, abandoned_error(), perf_counter() - started)
-            raise
-        metrics.finished(request.method, record, record.error, perf_counter() - started)
-        return frame
+        the caller looked it up already; ``record``: the metrics' record of the
+        call (given only by :meth:`_counted`, which fills it in).
 
-    async def _answer(
-        self, request: RPCRequest, record: CallRecord | None, method: Method[Any, Any] | None
-    ) -> bytes:
-        # One coroutine from the argument's bytes to the answer's: each level of
-        # await costs every call a coroutine and a frame.
+        One coroutine from the argument's bytes to the answer's when nothing is
+        counted: each level of await costs every call a coroutine and a frame.
+        """
+        if record is None and self.metrics is not None:
+            return await self._counted(request, method)
         try:
             if method is None:
                 method = self.registry.get(request.method)
@@ -144,6 +137,19 @@ class Dispatcher:
             return encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
         return encode_rpc_response(request.seq, request.method, request.codec, body)
 
+    async def _counted(self, request: RPCRequest, method: Method[Any, Any] | None) -> bytes:
+        metrics = self.metrics
+        assert metrics is not None
+        record = CallRecord()
+        started = perf_counter()
+        try:
+            frame = await self.answer(request, method, record)
+        except BaseException:
+            metrics.finished(request.method, record, abandoned_error(), perf_counter() - started)
+            raise
+        metrics.finished(request.method, record, record.error, perf_counter() - started)
+        return frame
+
 
 def _invalid_name(name: str) -> RPCError | None:
     """The error for a method name that is not UTF-8 (its bytes came as surrogate escapes)."""
@@ -169,7 +175,7 @@ def _decode_large(
 ) -> tuple[dict[str, Any], Any]:
     """A large argument (``record.args`` too, for the metrics) and its typed request, in
     a worker thread: counted first (a small one cannot hold too many values), then
-    decoded as :meth:`Dispatcher._answer` decodes a small one."""
+    decoded as :meth:`Dispatcher.answer` decodes a small one."""
     try:
         check_counts(request.codec, request.body)
         args = decode_args(request.codec, request.body, method.decoder.binary_fields)
