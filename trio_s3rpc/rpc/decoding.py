@@ -242,6 +242,12 @@ class _Field:
     convert: Converter
     nullable: bool
     required: bool
+    # The type a value of which ``convert`` answers as it is (str: when ASCII), taken
+    # without the call; None when every value goes through ``convert``.
+    as_is: type | None = None
+
+
+_AS_IS: dict[Converter, type] = {_to_str: str, _to_int: int, _to_bool: bool}
 
 
 class Decoder(typing.Protocol[T_co]):
@@ -270,7 +276,7 @@ class RequestDecoder(typing.Generic[T]):
             required = (
                 item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
             )
-            fields.append(_Field(item.name, convert, nullable, required))
+            fields.append(_Field(item.name, convert, nullable, required, _AS_IS.get(convert)))
         self._fields = tuple(fields)
         self._type = request_type
         #: The fields that carry bytes, for the codec to keep as bytes under msgpack.
@@ -288,7 +294,7 @@ class RequestDecoder(typing.Generic[T]):
     def decode(self, args: Mapping[str, Any], binary_as_base64: bool) -> T:
         values: dict[str, Any] = {}
         for spec in self._fields:
-            value = args.get(spec.name, _MISSING)
+            value: Any = args.get(spec.name, _MISSING)
             if value is _MISSING or (value is None and not spec.required):
                 if spec.required:
                     raise RPCError(
@@ -297,6 +303,10 @@ class RequestDecoder(typing.Generic[T]):
                 continue
             if value is None and spec.nullable:
                 values[spec.name] = None
+                continue
+            kind = type(value)
+            if kind is spec.as_is and (kind is not str or value.isascii()):
+                values[spec.name] = value
                 continue
             try:
                 values[spec.name] = spec.convert(value, binary_as_base64)
