@@ -19,6 +19,7 @@ are packed as bin. Go-only codecs (gob, proto) are refused with a clear message.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -145,16 +146,25 @@ def _encode_json(result: Mapping[str, Any]) -> bytes:
     than passed through the encoder's string scan: for a 64 KiB answer that is
     about a third of the time (measured: 277 µs against 89 µs).
     """
-    binary = [(key, value) for key, value in result.items() if isinstance(value, bytes)]
-    if not binary:
+    # Loops rather than comprehensions: each comprehension is a function call.
+    for value in result.values():
+        if isinstance(value, bytes):
+            break
+    else:
         return "".join(_encode_chunks(result, 0)).encode("ascii")
-    rest = {key: value for key, value in result.items() if not isinstance(value, bytes)}
+    rest = {}
+    spliced = []
+    for key, value in result.items():
+        if isinstance(value, bytes):
+            # b2a_base64 is what base64.b64encode calls, without its call.
+            spliced.append(b'%s:"%s"' % (_quoted(key).encode("ascii"), _b64(value, newline=False)))
+        else:
+            rest[key] = value
     head = "".join(_encode_chunks(rest, 0)).encode("ascii")
-    spliced = b",".join(
-        _quoted(key).encode("ascii") + b':"' + base64.b64encode(value) + b'"'
-        for key, value in binary
-    )
-    return head[:-1] + (b"," if rest else b"") + spliced + b"}"
+    return b"".join((head[:-1], b"," if rest else b"", b",".join(spliced), b"}"))
+
+
+_b64 = binascii.b2a_base64
 
 
 def _json_default(value: object) -> str:

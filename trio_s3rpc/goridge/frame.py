@@ -120,15 +120,25 @@ class FrameDecoder:
         if self._error is not None:
             raise self._error
         buffer = self._buffer
-        if not self._frame_size:
+        frame_size = self._frame_size
+        if not frame_size:
             if len(buffer) < HEADER_SIZE:
                 return None
-            try:
-                self._frame_size = self._check_header(buffer)
-            except FrameError as exc:
-                self._error = exc
-                raise
-        frame_size = self._frame_size
+            # What _check_header checks, without its call; it tells what is wrong.
+            first, _, payload_length, crc, _, _ = _HEADER.unpack_from(buffer)
+            words = first & 0x0F
+            if (
+                zlib.crc32(buffer[:6]) != crc
+                or first >> 4 != VERSION
+                or not _MIN_HEADER_WORDS <= words <= _MAX_HEADER_WORDS
+                or payload_length > self._max_payload
+            ):
+                try:
+                    self._check_header(buffer)
+                except FrameError as exc:
+                    self._error = exc
+                    raise
+            frame_size = self._frame_size = words * 4 + payload_length
         if len(buffer) < frame_size:
             return None
         first, flags, _, _, stream, _ = _HEADER.unpack_from(buffer)
@@ -204,9 +214,12 @@ _RPC_FIRST = (VERSION << 4) | (_MIN_HEADER_WORDS + 2)
 _RPC_HEADER = struct.Struct("<BBIIBBII")
 
 
-def _rpc_frame(seq: int, method: str, flags: int, body: bytes) -> bytes:
-    """What ``encode_frame(flags, (seq, len(name)), name + body)`` gives, packed in one go
-    (every call's answer goes through here)."""
+def encode_rpc_response(seq: int, method: str, codec: int, body: bytes) -> bytes:
+    """A successful answer: same seq, method and codec as the request.
+
+    What ``encode_frame(codec, (seq, len(name)), name + body)`` gives, packed in
+    one go (every call's answer is made here; requests and errors too)."""
+    flags = codec
     name = method.encode("utf-8", "surrogateescape")
     if not 0 <= seq <= _MAX_UINT32:
         raise ValueError(f"seq must be a uint32, got {seq}")
@@ -221,13 +234,11 @@ def _rpc_frame(seq: int, method: str, flags: int, body: bytes) -> bytes:
     return b"".join((header, name, body))
 
 
+_rpc_frame = encode_rpc_response  # any RPC frame: (seq, method, flags, body)
+
+
 def encode_rpc_request(seq: int, method: str, codec: int, body: bytes) -> bytes:
     """A request frame as the PHP client sends it: options ``[seq, len(method)]``."""
-    return _rpc_frame(seq, method, codec, body)
-
-
-def encode_rpc_response(seq: int, method: str, codec: int, body: bytes) -> bytes:
-    """A successful answer: same seq, method and codec as the request."""
     return _rpc_frame(seq, method, codec, body)
 
 

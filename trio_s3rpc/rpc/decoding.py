@@ -264,7 +264,7 @@ class Decoder(typing.Protocol[T_co]):
 class RequestDecoder(typing.Generic[T]):
     """Turns a decoded argument mapping into an instance of a request dataclass."""
 
-    __slots__ = ("_fields", "_type", "binary_fields")
+    __slots__ = ("_empty", "_fields", "_type", "binary_fields")
 
     def __init__(self, request_type: type[T]) -> None:
         if not dataclasses.is_dataclass(request_type):
@@ -279,6 +279,10 @@ class RequestDecoder(typing.Generic[T]):
             fields.append(_Field(item.name, convert, nullable, required, _AS_IS.get(convert)))
         self._fields = tuple(fields)
         self._type = request_type
+        # A request of no fields (ListBuckets'), frozen: one instance serves every call.
+        params = getattr(request_type, "__dataclass_params__", None)
+        frozen = params is not None and params.frozen
+        self._empty: T | None = request_type() if frozen and not fields else None
         #: The fields that carry bytes, for the codec to keep as bytes under msgpack.
         self.binary_fields = frozenset(f.name for f in fields if f.convert is _to_binary)
 
@@ -292,6 +296,8 @@ class RequestDecoder(typing.Generic[T]):
         return tuple(f.name for f in self._fields)
 
     def decode(self, args: Mapping[str, Any], binary_as_base64: bool) -> T:
+        if self._empty is not None:
+            return self._empty
         values: dict[str, Any] = {}
         for spec in self._fields:
             value: Any = args.get(spec.name, _MISSING)
