@@ -97,7 +97,12 @@ def encode_result(codec: int, result: Mapping[str, Any]) -> bytes:
     """``result`` in the given codec; bytes become base64 text under JSON and raw."""
     codec &= CODEC_MASK
     if codec in BINARY_AS_BASE64:
-        return _encode_json(result)
+        # _encode_json's first step, here: most answers hold no bytes, and are
+        # encoded without its call.
+        for value in result.values():
+            if isinstance(value, bytes):
+                return _encode_json(result)
+        return "".join(_encode_chunks(result, 0)).encode("ascii")
     if codec == CODEC_MSGPACK:
         packed: bytes = msgpack.packb(result, use_bin_type=True, unicode_errors="surrogateescape")
         return packed
