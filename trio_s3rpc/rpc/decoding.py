@@ -242,12 +242,6 @@ class _Field:
     convert: Converter
     nullable: bool
     required: bool
-    # The type a value of which ``convert`` answers as it is (str: when ASCII), taken
-    # without the call; None when every value goes through ``convert``.
-    as_is: type | None = None
-
-
-_AS_IS: dict[Converter, type] = {_to_str: str, _to_int: int, _to_bool: bool}
 
 
 class Decoder(typing.Protocol[T_co]):
@@ -276,7 +270,7 @@ class RequestDecoder(typing.Generic[T]):
             required = (
                 item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
             )
-            fields.append(_Field(item.name, convert, nullable, required, _AS_IS.get(convert)))
+            fields.append(_Field(item.name, convert, nullable, required))
         self._fields = tuple(fields)
         self._type = request_type
         # A request of no fields (ListBuckets'), frozen: one instance serves every call.
@@ -300,7 +294,7 @@ class RequestDecoder(typing.Generic[T]):
             return self._empty
         values: dict[str, Any] = {}
         for spec in self._fields:
-            value: Any = args.get(spec.name, _MISSING)
+            value = args.get(spec.name, _MISSING)
             if value is _MISSING or (value is None and not spec.required):
                 if spec.required:
                     raise RPCError(
@@ -309,10 +303,6 @@ class RequestDecoder(typing.Generic[T]):
                 continue
             if value is None and spec.nullable:
                 values[spec.name] = None
-                continue
-            kind = type(value)
-            if kind is spec.as_is and (kind is not str or value.isascii()):
-                values[spec.name] = value
                 continue
             try:
                 values[spec.name] = spec.convert(value, binary_as_base64)
