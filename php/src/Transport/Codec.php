@@ -13,8 +13,8 @@ enum Codec: int
     case Json = 0x08;
     case Msgpack = 0x10;
 
-    /** Base64 fields from this size on are sent without a copy (encodeParts). */
-    private const SPLICE_AT = 64 << 10;
+    /** Base64 fields from this size on are sent and received without a copy (encodeParts, GoridgeTransport). */
+    public const SPLICE_AT = 64 << 10;
 
     /** Msgpack when ext-msgpack is loaded, else JSON. */
     public static function best(): self
