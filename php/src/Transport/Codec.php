@@ -51,8 +51,8 @@ enum Codec: int
             return self::msgpackParts($payload);
         }
         $content = $payload['content'];
-        // preg_match, not strspn: PCRE's JIT scans 5 MiB in milliseconds, strspn in 300
-        // (and an anchored, possessive match in about two thirds of a search for a stray byte).
+        // preg_match, not strspn: PCRE's JIT scans 5 MiB in milliseconds, strspn in 300.
+        // Anchored and possessive: one pass, no backtracking.
         if (\strlen($content) < self::SPLICE_AT || \preg_match('~\A[A-Za-z0-9+/]*+={0,2}\z~', $content) !== 1) {
             return [$this->encode($payload)];
         }

@@ -160,11 +160,14 @@ final class GoridgeTransport implements Transport
         if ($head === false) {
             throw new ConnectionFailed("the connection to {$this->address} broke while receiving an answer");
         }
-        $contentLength = $length - \strlen($head) - \strlen($marker) - 2;
-        if (\strlen($head) >= self::HEAD_SCAN || $contentLength < 0) {
+        if (\strlen($head) >= self::HEAD_SCAN) {
             return $this->codec->decode($head . $this->receive($socket, $length - \strlen($head)));
         }
-        $content = $this->receive($socket, $contentLength);
+        $after = $length - \strlen($head) - \strlen($marker);
+        if ($after < 2) {
+            return $this->codec->decode($head . $marker . ($after > 0 ? $this->receive($socket, $after) : ''));
+        }
+        $content = $this->receive($socket, $after - 2);
         $end = $this->receive($socket, 2);
         $rest = match (true) {
             $head === '{' => [],

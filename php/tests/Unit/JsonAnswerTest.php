@@ -26,6 +26,7 @@ final class JsonAnswerTest extends TestCase
         yield 'content not last' => ['{"content":"' . $b64 . '","size":1}'];
         yield 'a nested content first' => ['{"a":{"content":"x"},"content":"' . $b64 . '"}'];
         yield 'no content' => ['{"size":1,"text":"' . $b64 . '"}'];
+        yield 'a string after content' => ['{"content":"' . $b64 . '","x":"y"}'];
         yield 'text in content' => ['{"size":1,"content":"' . \str_repeat('not base64 ', 10000) . '"}'];
     }
 
