@@ -158,7 +158,7 @@ final class GoridgeTransport implements Transport
         // Up to the marker or HEAD_SCAN bytes, whichever comes first: found when shorter.
         $head = @\stream_get_line($socket, self::HEAD_SCAN, $marker);
         if ($head === false) {
-            throw new ConnectionFailed("the connection to {$this->address} broke while receiving an answer");
+            throw $this->brokenWhileReceiving($socket);
         }
         if (\strlen($head) >= self::HEAD_SCAN) {
             return $this->codec->decode($head . $this->receive($socket, $length - \strlen($head)));
@@ -286,10 +286,16 @@ final class GoridgeTransport implements Transport
     {
         $data = @\stream_get_contents($socket, $length);
         if ($data === false || \strlen($data) !== $length) {
-            $meta = \stream_get_meta_data($socket);
-            $why = $meta['timed_out'] ? "no answer within {$this->readTimeout} s" : 'the connection closed';
-            throw new ConnectionFailed("the connection to {$this->address} broke while receiving an answer: $why");
+            throw $this->brokenWhileReceiving($socket);
         }
         return $data;
+    }
+
+    /** @param resource $socket */
+    private function brokenWhileReceiving($socket): ConnectionFailed
+    {
+        $meta = \stream_get_meta_data($socket);
+        $why = $meta['timed_out'] ? "no answer within {$this->readTimeout} s" : 'the connection closed';
+        return new ConnectionFailed("the connection to {$this->address} broke while receiving an answer: $why");
     }
 }

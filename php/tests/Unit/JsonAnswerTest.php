@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace TrioS3Rpc\Tests\Unit;
 
 use PHPUnit\Framework\TestCase;
+use TrioS3Rpc\Exception\ConnectionFailed;
 use TrioS3Rpc\Transport\Codec;
 use TrioS3Rpc\Transport\GoridgeTransport;
 
@@ -33,6 +34,27 @@ final class JsonAnswerTest extends TestCase
     /** @dataProvider answers */
     public function testALargeAnswerDecodesAsJsonDecodeDoes(string $answer): void
     {
+        $decoded = self::callAnsweredWith(self::frame($answer));
+        self::assertTrue(\json_decode($answer, true) === $decoded);
+    }
+
+    public function testAnAnswerCutInItsContentIsABrokenConnection(): void
+    {
+        $answer = '{"size":1,"content":"' . \base64_encode(\random_bytes(300 << 10)) . '"}';
+        $this->expectException(ConnectionFailed::class);
+        $this->expectExceptionMessage('the connection closed');
+        self::callAnsweredWith(\substr(self::frame($answer), 0, 200 << 10));
+    }
+
+    private static function frame(string $answer): string
+    {
+        $method = 's3.Read';
+        return GoridgeTransport::header(Codec::Json->value, \strlen($method) + \strlen($answer), 1, \strlen($method)) . $method . $answer;
+    }
+
+    /** What an s3.Read call decodes when a forked server answers it with $bytes and closes. */
+    private static function callAnsweredWith(string $bytes): mixed
+    {
         if (!\function_exists('pcntl_fork')) {
             self::markTestSkipped('needs ext-pcntl');
         }
@@ -43,23 +65,19 @@ final class JsonAnswerTest extends TestCase
         if ($child === 0) {
             $connection = \stream_socket_accept($server, 10);
             if ($connection !== false) {
-                $head = \fread($connection, 12);
-                $call = \unpack('Cvw/Cflags/Vlength', $head);
+                $call = \unpack('Cvw/Cflags/Vlength', \fread($connection, 12));
                 \stream_get_contents($connection, 8 + $call['length']);
-                $method = 's3.Read';
-                \fwrite($connection, GoridgeTransport::header(Codec::Json->value, \strlen($method) + \strlen($answer), 1, \strlen($method)) . $method . $answer);
+                \fwrite($connection, $bytes);
                 \fclose($connection);
             }
             \posix_kill(\posix_getpid(), \SIGKILL); // no PHPUnit shutdown in the child
         }
         try {
-            $transport = new GoridgeTransport("unix://$path", Codec::Json);
-            $decoded = $transport->call('s3.Read', ['pathname' => 'a.bin']);
+            return (new GoridgeTransport("unix://$path", Codec::Json))->call('s3.Read', ['pathname' => 'a.bin']);
         } finally {
             \pcntl_waitpid($child, $status);
             \fclose($server);
             @\unlink($path);
         }
-        self::assertTrue(\json_decode($answer, true) === $decoded);
     }
 }
