@@ -143,18 +143,21 @@ def _encode_json(result: Mapping[str, Any]) -> bytes:
 
     Base64 text never needs JSON escaping, so it is joined in as it is rather
     than passed through the encoder's string scan: for a 64 KiB answer that is
-    about a third of the time (measured: 277 µs against 89 µs).
+    about a third of the time (measured: 277 µs against 89 µs). The pieces are
+    joined once, so a large content is copied once after its encoding, not
+    once per ``+``.
     """
     binary = [(key, value) for key, value in result.items() if isinstance(value, bytes)]
     if not binary:
         return _JSON_ENCODER.encode(result).encode("ascii")
     rest = {key: value for key, value in result.items() if not isinstance(value, bytes)}
     head = _JSON_ENCODER.encode(rest).encode("ascii")
-    spliced = b",".join(
-        _quoted(key).encode("ascii") + b':"' + base64.b64encode(value) + b'"'
-        for key, value in binary
-    )
-    return head[:-1] + (b"," if rest else b"") + spliced + b"}"
+    pieces = [head[:-1]]
+    for key, value in binary:
+        pieces += (b"," if len(pieces) > 1 or rest else b"", _quoted(key).encode("ascii"))
+        pieces += (b':"', base64.b64encode(value), b'"')
+    pieces.append(b"}")
+    return b"".join(pieces)
 
 
 def _json_default(value: object) -> str:
