@@ -13,8 +13,10 @@ same run; the PHP client is this tree's for both.
         [--peer-tree ../main]
 
 Figures: MiB/s of each transfer (median over rounds), PHP's peak memory
-(``memory_get_peak_usage(true)``, largest over rounds) and the ratio of each
-stream's time to the server's own transfer in the same direction.
+(``memory_get_peak_usage(true)``, largest over rounds), the server's peak RSS
+growth during the transfer (largest over rounds; for WriteFile/ReadFile the only
+memory in play) and the ratio of each stream's time to the server's own
+transfer in the same direction.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 import trio
 
 from benchmarks.large import make_source_file
+from benchmarks.procstat import PeakMemory
 from benchmarks.server import BucketSettings, ServerProcess
 from benchmarks.target import open_target
 from benchmarks.units import MIB, parse_size
@@ -47,23 +50,28 @@ CODECS = ("json", "msgpack")
 class Figures:
     seconds: list[float] = field(default_factory=list)
     peaks: list[int] = field(default_factory=list)
+    server_growth: list[int] = field(default_factory=list)
 
     def rate(self, size: int) -> float:
         return size / MIB / statistics.median(self.seconds)
 
 
-async def server_transfers(address: str, source: Path, destination: Path) -> tuple[float, float]:
-    """Seconds of s3.WriteFile and of s3.ReadFile of ``source``."""
+async def server_transfers(
+    address: str, pid: int, source: Path, destination: Path
+) -> tuple[tuple[float, int], tuple[float, int]]:
+    """Seconds and the server's peak RSS growth of s3.WriteFile and of s3.ReadFile."""
     key = f"php-stream-bench/server-{os.getpid()}.bin"
     async with await RPCClient.connect(address) as rpc:
-        started = time.perf_counter()
-        await rpc.call("s3.WriteFile", {"pathname": key, "source_path": str(source)})
-        written = time.perf_counter() - started
-        started = time.perf_counter()
-        await rpc.call("s3.ReadFile", {"pathname": key, "destination_path": str(destination)})
-        read = time.perf_counter() - started
+        with PeakMemory(pid) as write_memory:
+            started = time.perf_counter()
+            await rpc.call("s3.WriteFile", {"pathname": key, "source_path": str(source)})
+            written = time.perf_counter() - started
+        with PeakMemory(pid) as read_memory:
+            started = time.perf_counter()
+            await rpc.call("s3.ReadFile", {"pathname": key, "destination_path": str(destination)})
+            read = time.perf_counter() - started
         await rpc.call("s3.Delete", {"pathname": key})
-    return written, read
+    return (written, write_memory.growth), (read, read_memory.growth)
 
 
 def php_streams(
@@ -116,21 +124,31 @@ def main(argv: list[str] | None = None) -> int:
                 for round_number in range(args.rounds):
                     for name, server in servers.items():
                         written, read = trio.run(
-                            server_transfers, server.address, source, workdir / "read.bin"
+                            server_transfers,
+                            server.address,
+                            server.pid,
+                            source,
+                            workdir / "read.bin",
                         )
                         (workdir / "read.bin").unlink()
-                        results.setdefault((name, "WriteFile"), Figures()).seconds.append(written)
-                        results.setdefault((name, "ReadFile"), Figures()).seconds.append(read)
+                        own = (("WriteFile", written), ("ReadFile", read))
+                        for label, (seconds, growth) in own:
+                            entry = results.setdefault((name, label), Figures())
+                            entry.seconds.append(seconds)
+                            entry.server_growth.append(growth)
                         for codec in CODECS:
-                            figures = php_streams(
-                                server.address, codec, source, chunk, args.memory_limit
-                            )
+                            with PeakMemory(server.pid) as server_memory:
+                                figures = php_streams(
+                                    server.address, codec, source, chunk, args.memory_limit
+                                )
                             for direction in ("write", "read"):
                                 entry = results.setdefault(
                                     (name, f"{direction}Stream {codec}"), Figures()
                                 )
                                 entry.seconds.append(figures[f"{direction}_seconds"])
                                 entry.peaks.append(int(figures[f"{direction}_peak"]))
+                                # One PHP run streams both ways: the server's peak covers both.
+                                entry.server_growth.append(server_memory.growth)
                     print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
             finally:
                 for server in servers.values():
@@ -145,13 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         for direction in ("write", "read"):
             base = own[direction]
             label = "WriteFile" if direction == "write" else "ReadFile"
-            print(f"  {label:<22} {base.rate(size):7.1f} MiB/s")
+            print(
+                f"  {label:<22} {base.rate(size):7.1f} MiB/s  {'':31}"
+                f"server RSS +{max(base.server_growth) / MIB:.0f} MiB"
+            )
             for codec in CODECS:
                 entry = results[(name, f"{direction}Stream {codec}")]
                 ratio = statistics.median(entry.seconds) / statistics.median(base.seconds)
                 print(
                     f"  {direction + 'Stream ' + codec:<22} {entry.rate(size):7.1f} MiB/s  "
-                    f"{ratio:4.2f}x the server's time  peak {max(entry.peaks) / MIB:5.1f} MiB"
+                    f"{ratio:4.2f}x the server's time  peak {max(entry.peaks) / MIB:5.1f} MiB  "
+                    f"server RSS +{max(entry.server_growth) / MIB:.0f} MiB (write and read)"
                 )
     return 0
 

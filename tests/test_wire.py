@@ -22,7 +22,7 @@ async def answer(request: Any) -> Any:
     if isinstance(request, wire.Hello):
         return wire.Joined([wire.Registration("tenant", {"bucket": "b", "part_size": 8 << 20})])
     if isinstance(request, wire.TransferStatusQuery):
-        return wire.StatusFound(STATUS if request.transfer_id == "t1" else None)
+        return wire.Found(status=STATUS if request.transfer_id == "t1" else None)
     if isinstance(request, wire.ActiveUploadsQuery):
         return wire.ActiveUploads(["u1", "u2"])
     return wire.Done()
@@ -36,9 +36,9 @@ async def test_requests_and_answers_arrive_as_the_records_sent(tmp_path: Path) -
         assert joined == wire.Joined(
             [wire.Registration("tenant", {"bucket": "b", "part_size": 8 << 20})]
         )
-        found = await wire.ask(path, wire.TransferStatusQuery("t1"), wire.StatusFound)
+        found = await wire.ask(path, wire.TransferStatusQuery("t1"), wire.Found)
         assert found.status == STATUS
-        missing = await wire.ask(path, wire.TransferStatusQuery("t2"), wire.StatusFound)
+        missing = await wire.ask(path, wire.TransferStatusQuery("t2"), wire.Found)
         assert missing.status is None
         uploads = await wire.ask(path, wire.ActiveUploadsQuery(), wire.ActiveUploads)
         assert uploads.upload_ids == ["u1", "u2"]

@@ -235,18 +235,18 @@ class Application:
         | wire.CancelQuery
         | wire.ActiveUploadsQuery
         | wire.ApplyBucket,
-    ) -> wire.StatusFound | wire.CancelFound | wire.ActiveUploads | wire.Done:
+    ) -> wire.Found | wire.ActiveUploads | wire.Done:
         """Answer what the supervisor or another worker asks of this worker."""
         if isinstance(request, wire.TransferStatusQuery):
             try:
-                return wire.StatusFound(status_answer(self.control.status(request.transfer_id)))
+                return wire.Found(status=status_answer(self.control.status(request.transfer_id)))
             except RPCError:
-                return wire.StatusFound()
+                return wire.Found()
         if isinstance(request, wire.CancelQuery):
             try:
-                return wire.CancelFound(cancel_answer(self.control, request.transfer_id))
+                return wire.Found(cancelled=cancel_answer(self.control, request.transfer_id))
             except RPCError:
-                return wire.CancelFound()
+                return wire.Found()
         if isinstance(request, wire.ActiveUploadsQuery):
             return wire.ActiveUploads(sorted(self.active_uploads()))
         if isinstance(request, wire.ApplyBucket):

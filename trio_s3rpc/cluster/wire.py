@@ -88,25 +88,24 @@ class ApplyBucket(Registration):
 
 @dataclass(slots=True, frozen=True)
 class TransferStatusQuery:
-    """Is this transfer running on you (to a worker)? Answered with :class:`StatusFound`."""
+    """Is this transfer running on you (to a worker)? Answered with :class:`Found`."""
 
     transfer_id: str
-
-
-@dataclass(slots=True, frozen=True)
-class StatusFound:
-    status: TransferStatusResponse | None = None
 
 
 @dataclass(slots=True, frozen=True)
 class CancelQuery:
-    """Cancel this transfer if it runs on you (to a worker): :class:`CancelFound`."""
+    """Cancel this transfer if it runs on you (to a worker): :class:`Found`."""
 
     transfer_id: str
 
 
 @dataclass(slots=True, frozen=True)
-class CancelFound:
+class Found:
+    """A transfer query's answer: the worker's TransferStatus or Cancel answer when the
+    transfer runs there, else neither."""
+
+    status: TransferStatusResponse | None = None
     cancelled: CancelResponse | None = None
 
 

@@ -124,11 +124,11 @@ class WorkerLink:
     # -- RemoteTransfers ----------------------------------------------------
 
     async def transfer_status(self, transfer_id: str) -> TransferStatusResponse | None:
-        answers, _ = await self.ask_peers(wire.TransferStatusQuery(transfer_id), wire.StatusFound)
+        answers, _ = await self.ask_peers(wire.TransferStatusQuery(transfer_id), wire.Found)
         return next((a.status for a in answers if a.status is not None), None)
 
     async def cancel(self, transfer_id: str) -> CancelResponse | None:
-        answers, _ = await self.ask_peers(wire.CancelQuery(transfer_id), wire.CancelFound)
+        answers, _ = await self.ask_peers(wire.CancelQuery(transfer_id), wire.Found)
         return next((a.cancelled for a in answers if a.cancelled is not None), None)
 
     async def active_uploads(self) -> set[str] | None:

@@ -149,7 +149,9 @@ def _encode_json(result: Mapping[str, Any]) -> bytes:
 
     Base64 text never needs JSON escaping, so it is joined in as it is rather
     than passed through the encoder's string scan: for a 64 KiB answer that is
-    about a third of the time (measured: 277 µs against 89 µs).
+    about a third of the time (measured: 277 µs against 89 µs). The pieces are
+    joined once, so a large content is copied once after its encoding, not
+    once per ``+``.
     """
     # Loops rather than comprehensions: each comprehension is a function call.
     for value in result.values():
@@ -158,15 +160,18 @@ def _encode_json(result: Mapping[str, Any]) -> bytes:
     else:
         return "".join(_encode_chunks(result, 0)).encode("ascii")
     rest = {}
-    spliced = []
+    spliced: list[bytes] = []
     for key, value in result.items():
         if isinstance(value, bytes):
-            # b2a_base64 is what base64.b64encode calls, without its call.
-            spliced.append(b'%s:"%s"' % (_quoted(key).encode("ascii"), _b64(value, newline=False)))
+            # b2a_base64 is what base64.b64encode calls, without its call; the
+            # text goes into the one join below as it is, never copied before.
+            spliced += (b",", _quoted(key).encode("ascii"), b':"', _b64(value, newline=False), b'"')
         else:
             rest[key] = value
     head = "".join(_encode_chunks(rest, 0)).encode("ascii")
-    return b"".join((head[:-1], b"," if rest else b"", b",".join(spliced), b"}"))
+    if not rest:
+        spliced[0] = b""  # "{}" has no member before the first spliced one
+    return b"".join((head[:-1], *spliced, b"}"))
 
 
 _b64 = binascii.b2a_base64

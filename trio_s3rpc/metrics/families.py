@@ -24,6 +24,7 @@ worker's counters stay counted, its live gauges are dropped by
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -141,18 +142,18 @@ class Metrics:
         # One rendering thread at a time: concurrent scrapes queue for it.
         self._renderer = trio.CapacityLimiter(1)
         r = self.registry
+        counter = functools.partial(Counter, registry=r)
+        live_gauge = functools.partial(Gauge, multiprocess_mode="livesum", registry=r)
         # -- the Go plugin's, unchanged ----------------------------------------
-        self.operations = Counter(
+        self.operations = counter(
             "rr_s3_operations",
             "Total number of S3 operations by type, bucket, and status",
             ["operation", "bucket", "status"],
-            registry=r,
         )
-        self.errors = Counter(
+        self.errors = counter(
             "rr_s3_errors",
             "Total number of S3 errors by bucket and error type",
             ["bucket", "error_type"],
-            registry=r,
         )
         # -- calls -----------------------------------------------------------
         # One process: plain numbers (CallLatency); workers: the library's shared files.
@@ -170,55 +171,45 @@ class Metrics:
             self.call_latency = CallLatency()
             r.register(self.call_latency)
             self.add_sampler(self.call_latency.snapshot)
-        self.bytes_written = Counter(
+        self.bytes_written = counter(
             "trio_s3rpc_bytes_written",
             "Object bytes written to a bucket by calls that succeeded "
             "(Write, WriteFile, UploadChunk)",
             ["bucket"],
-            registry=r,
         )
-        self.bytes_read = Counter(
+        self.bytes_read = counter(
             "trio_s3rpc_bytes_read",
             "Object bytes read from a bucket by calls that succeeded (Read, ReadFile)",
             ["bucket"],
-            registry=r,
         )
-        self.checksum_mismatches = Counter(
+        self.checksum_mismatches = counter(
             "trio_s3rpc_checksum_mismatches",
             "Reads refused because the bytes did not match the checksum stored with them",
             ["bucket"],
-            registry=r,
         )
         # -- buckets ---------------------------------------------------------
-        self.bucket_in_flight = Gauge(
+        self.bucket_in_flight = live_gauge(
             "trio_s3rpc_bucket_operations_in_flight",
             "Storage requests in flight for a bucket (bounded by max_concurrent_operations)",
             ["bucket"],
-            multiprocess_mode="livesum",
-            registry=r,
         )
-        self.bucket_waiting = Gauge(
+        self.bucket_waiting = live_gauge(
             "trio_s3rpc_bucket_operations_waiting",
             "Storage requests waiting for a free slot of a bucket's max_concurrent_operations",
             ["bucket"],
-            multiprocess_mode="livesum",
-            registry=r,
         )
-        self.bucket_limit = Gauge(
+        self.bucket_limit = live_gauge(
             "trio_s3rpc_bucket_max_concurrent_operations",
             "A bucket's max_concurrent_operations (summed over worker processes)",
             ["bucket"],
-            multiprocess_mode="livesum",
-            registry=r,
         )
         self.bucket_ready = bucket_ready_gauge(r)
         # -- storage requests ------------------------------------------------------
-        self.storage_requests = Counter(
+        self.storage_requests = counter(
             "trio_s3rpc_storage_requests",
             "S3 requests by server, S3 operation and final status (HTTP status code, or the "
             "transport error code when no answer came)",
             ["server", "operation", "status"],
-            registry=r,
         )
         self.storage_seconds = Histogram(
             "trio_s3rpc_storage_request_duration_seconds",
@@ -227,51 +218,40 @@ class Metrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
-        self.storage_retries = Counter(
+        self.storage_retries = counter(
             "trio_s3rpc_storage_retries",
             "S3 request attempts repeated after a retryable failure",
             ["server", "operation"],
-            registry=r,
         )
         # -- multipart uploads ------------------------------------------------
-        self.multipart_open = Gauge(
+        self.multipart_open = live_gauge(
             "trio_s3rpc_multipart_uploads_open",
             "Multipart uploads this server is working on (WriteFile, Write, Copy, chunked)",
-            multiprocess_mode="livesum",
-            registry=r,
         )
-        self.multipart_aborts = Counter(
+        self.multipart_aborts = counter(
             "trio_s3rpc_multipart_aborts",
             "Multipart upload aborts, by result (aborted, failed: handed to the retrier)",
             ["result"],
-            registry=r,
         )
-        self.aborts_pending = Gauge(
+        self.aborts_pending = live_gauge(
             "trio_s3rpc_multipart_aborts_pending",
             "Failed aborts still being retried in the background",
-            multiprocess_mode="livesum",
-            registry=r,
         )
         # -- RPC server --------------------------------------------------------
-        self.rpc_connections_open = Gauge(
+        self.rpc_connections_open = live_gauge(
             "trio_s3rpc_rpc_connections_open",
             "RPC client connections open",
-            multiprocess_mode="livesum",
-            registry=r,
         )
         self.rpc_connections = Counter(
             "trio_s3rpc_rpc_connections", "RPC client connections accepted", registry=r
         )
-        self.rpc_calls_in_flight = Gauge(
+        self.rpc_calls_in_flight = live_gauge(
             "trio_s3rpc_rpc_calls_in_flight",
             "RPC calls received and not yet answered",
-            multiprocess_mode="livesum",
-            registry=r,
         )
-        self.rpc_frames_refused = Counter(
+        self.rpc_frames_refused = counter(
             "trio_s3rpc_rpc_frames_refused",
             "Frames refused as malformed or too large (each closes its connection)",
-            registry=r,
         )
 
     # -- sampled state -----------------------------------------------------------

@@ -90,7 +90,7 @@ class Connection:
         self._max_in_flight = settings.max_in_flight
         self._frame_timeout = settings.frame_timeout
         self._idle_timeout = settings.idle_timeout
-        self._slot_freed = trio.Event()
+        self._call_finished = trio.Event()
         self._fd = stream.socket.fileno()
         self._sender = nbio.Sender(stream.socket)
         self._in_flight = 0
@@ -269,7 +269,7 @@ class Connection:
                         except (trio.BrokenResourceError, trio.ClosedResourceError):
                             self._gone()
                     finally:
-                        # No _slot_freed.set(): only this task waits on it.
+                        # No _call_finished.set(): only this task waits on it.
                         self._in_flight -= 1
                         if (self._closing or self._idle_timeout) and self.idle:
                             self._now_idle()
@@ -278,8 +278,8 @@ class Connection:
                     continue
                 while self._in_flight >= self._max_in_flight:
                     # Backpressure: stop reading until a call finishes.
-                    self._slot_freed = trio.Event()
-                    await self._slot_freed.wait()
+                    self._call_finished = trio.Event()
+                    await self._call_finished.wait()
                 self._in_flight += 1
                 hold = Hold(share) if size < COUNTED_FROM else self._hold(size)
                 nursery.start_soon(self._serve_call, request, hold, method)
@@ -311,7 +311,7 @@ class Connection:
         if hold.held:
             hold.release_all()
         self._in_flight -= 1
-        self._slot_freed.set()
+        self._call_finished.set()
         if (self._closing or self._idle_timeout) and self.idle:
             self._now_idle()
 
@@ -365,8 +365,8 @@ class Connection:
         self, nursery: trio.Nursery, frame: Frame, request: RPCRequest, hold: Hold
     ) -> None:
         while self._in_flight >= self._max_in_flight:
-            self._slot_freed = trio.Event()
-            await self._slot_freed.wait()
+            self._call_finished = trio.Event()
+            await self._call_finished.wait()
         self._in_flight += 1
         nursery.start_soon(self._serve_relayed, frame, request, hold)
 

@@ -41,23 +41,27 @@ class _FieldError(Exception):
     pass
 
 
+# What a value's type is called in an error, by exact type (bool before int).
+_TYPE_NAMES: dict[type, str] = {
+    type(None): "null",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    bytes: "binary",
+    bytearray: "binary",
+    list: "list",
+    dict: "object",
+}
+
+
 def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bytes | bytearray):
-        return "binary"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
+    found = _TYPE_NAMES.get(type(value))
+    if found is not None:
+        return found
+    for kind, name in _TYPE_NAMES.items():  # a subclass: the first type it is one of
+        if isinstance(value, kind):
+            return name
     return type(value).__name__
 
 

@@ -480,24 +480,21 @@ def register_control_methods(
                 raise
             return found
 
-    registry.add(
-        "s3.TransferStatus",
-        TransferIdRequest,
-        TransferStatusResponse,
-        transfer_status,
-        inline=True,
-        controllable=False,
-        counted=Counted(("transfer_status",), BucketLabel.NONE),
+    # Answered inline (they only read the call registry); their own field is transfer_id.
+    methods: tuple[tuple[str, type, Callable[[TransferIdRequest], Awaitable[Any]], str], ...] = (
+        ("s3.TransferStatus", TransferStatusResponse, transfer_status, "transfer_status"),
+        ("s3.Cancel", CancelResponse, cancel, "cancel"),
     )
-    registry.add(
-        "s3.Cancel",
-        TransferIdRequest,
-        CancelResponse,
-        cancel,
-        inline=True,
-        controllable=False,
-        counted=Counted(("cancel",), BucketLabel.NONE),
-    )
+    for name, answer, handler, operation in methods:
+        registry.add(
+            name,
+            TransferIdRequest,
+            answer,
+            handler,
+            inline=True,
+            controllable=False,
+            counted=Counted((operation,), BucketLabel.NONE),
+        )
 
 
 # Object bytes a successful call moved (``Counted.written``/``read``).

@@ -65,7 +65,7 @@ class ConnectionPool:
         )
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
-        self._slots = trio.Semaphore(max_connections)
+        self._free_connections = trio.Semaphore(max_connections)
         self._idle: dict[Origin, list[HTTP11Connection]] = {}
         self._idle_count = 0
         self._active: set[HTTP11Connection] = set()
@@ -97,19 +97,19 @@ class ConnectionPool:
 
         Closing the answer's stream (``await response.aclose()``) returns the
         connection to the pool, or closes it when it cannot be reused.
-        Cancellation closes the connection in use and releases its slot.
+        Cancellation closes the connection in use and gives back its place under the limit.
         """
         if self._closed:
             raise httpcore.ConnectionNotAvailable("the pool is closed")
-        if self._slots.value:
-            # A free slot means nobody waits (trio hands released slots to waiters first).
-            self._slots.acquire_nowait()
+        if self._free_connections.value:
+            # Room under the limit means nobody waits (trio hands a release to a waiter first).
+            self._free_connections.acquire_nowait()
         else:
             pool_timeout = timeouts.get("pool")
             with trio.move_on_after(
                 float("inf") if pool_timeout is None else pool_timeout
             ) as waiting:
-                await self._slots.acquire()
+                await self._free_connections.acquire()
             if waiting.cancelled_caught:
                 raise httpcore.PoolTimeout(f"no free connection within {pool_timeout} s")
         try:
@@ -130,7 +130,7 @@ class ConnectionPool:
                 return response
             raise httpcore.ConnectionNotAvailable("no usable connection after retries")
         except BaseException:
-            self._slots.release()
+            self._free_connections.release()
             raise
 
     async def _checkout(self, key: Origin) -> HTTP11Connection:
@@ -152,7 +152,7 @@ class ConnectionPool:
     def _release(self, connection: HTTP11Connection) -> bool:
         """Take a connection back after its answer was closed; True if kept for reuse."""
         self._active.discard(connection)
-        self._slots.release()
+        self._free_connections.release()
         keep = (
             not self._closed
             and connection.is_idle()
@@ -206,7 +206,7 @@ class _PooledStream:
             await self._stream.aclose()
         except BaseException:
             self._pool._active.discard(self._connection)
-            self._pool._slots.release()
+            self._pool._free_connections.release()
             with trio.CancelScope(shield=True):
                 await _close_quietly(self._connection)
             raise

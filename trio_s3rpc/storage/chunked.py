@@ -15,8 +15,8 @@ same part send the same bytes, and neither can shift the other's.
 In a process, an upload has a session: a part-aligned ``base`` below which
 every part is sent (by this process, or found on the service), the bytes
 from ``base`` not yet a whole part (the tail, at most ``part_size``), and
-the parts in flight (at most ``concurrency``; a chunk call waits for a free
-slot, which bounds memory). Only whole parts reach the service before
+the parts in flight (at most ``concurrency``; a chunk call waits until one
+is done, which bounds memory). Only whole parts reach the service before
 UploadFinish: the tail is **not durable**, and the client keeps every byte
 from ``committed_bytes`` (UploadStatus, the same on every instance: the whole
 parts 1..n the service holds) until the finish succeeds, and resends what
@@ -186,7 +186,7 @@ class ChunkedUploads:
             token=token,
             ref=ref,
             target=target,
-            slots=trio.Semaphore(ref.bucket.config.concurrency),
+            parts_in_flight=trio.Semaphore(ref.bucket.config.concurrency),
             base=whole_parts * token.part_size,
         )
         session.idle.set()
@@ -290,7 +290,8 @@ class ChunkedUploads:
             try:
                 # Keep a tail, so UploadFinish always has a last part to send.
                 while len(session.buffer) > part_size:
-                    await session.slots.acquire()  # waits while `concurrency` parts are in flight
+                    # Waits while `concurrency` parts are in flight.
+                    await session.parts_in_flight.acquire()
                     part = bytes(session.buffer[:part_size])
                     self._start_part(session, part)
                     del session.buffer[:part_size]
@@ -325,7 +326,7 @@ class ChunkedUploads:
             self.budget.release(len(data))
             session.part_scopes.discard(scope)
             session.in_flight -= 1
-            session.slots.release()
+            session.parts_in_flight.release()
             if session.in_flight == 0:
                 session.idle.set()
 
@@ -391,7 +392,7 @@ class ChunkedUploads:
             last = size // token.part_size
             if session.buffer or size == 0:
                 # The tail is the last part (an empty one for an empty upload).
-                await session.slots.acquire()
+                await session.parts_in_flight.acquire()
                 last = session.next_part
                 self._start_part(session, bytes(session.buffer))
             await session.idle.wait()

@@ -36,7 +36,7 @@ class Session:
     token: UploadToken
     ref: ObjectRef
     target: MultipartTarget
-    slots: trio.Semaphore
+    parts_in_flight: trio.Semaphore
     # Part-aligned: every part below it is sent by this process or on the service.
     base: int
     buffer: bytearray = field(default_factory=bytearray)

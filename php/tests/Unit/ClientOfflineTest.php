@@ -254,6 +254,41 @@ final class ClientOfflineTest extends TestCase
         self::assertTrue($bytes === $sent);
     }
 
+    /** @return iterable<string, array{string}> */
+    public static function base64Answers(): iterable
+    {
+        $bytes = \random_bytes(100 << 10);
+        foreach ([0, 1, 2] as $cut) {
+            yield "whole, $cut padding" => [\base64_encode(\substr($bytes, $cut))];
+        }
+        yield 'empty' => [''];
+        yield 'a space' => ['QUJD REVG'];
+        yield 'a newline' => ["QUJD\nREVG"];
+        yield 'padding inside' => ['QQ==QUJD'];
+        yield 'three pads' => ['Q==='];
+        yield 'short' => ['QUJ'];
+        yield 'url-safe' => ['-_-_'];
+        yield 'a quote' => ['QUJD"EVG'];
+        yield 'a pad inside, one at the end' => ['QQ=DQUJ='];
+        yield 'an unknown byte, padded' => ["QUJD\x01EV="];
+        yield 'only padding' => ['===='];
+    }
+
+    /** @dataProvider base64Answers */
+    public function testReadContentIsDecodedAsStrictBase64Decodes(string $text): void
+    {
+        $fake = (new FakeTransport(base64: true))->answer('s3.Read', self::read($text, '"v1"'));
+        $expected = \base64_decode($text, true);
+        try {
+            $content = (new Client($fake))->read('b', 'a.bin')->content;
+        } catch (ConnectionFailed $e) {
+            self::assertFalse($expected, "refused: {$e->getMessage()}");
+            return;
+        }
+        self::assertNotFalse($expected, 'accepted what strict base64_decode refuses');
+        self::assertTrue($expected === $content);
+    }
+
     public function testSplicedArgumentsAreTheCodecsOwnEncoding(): void
     {
         $payload = ['upload_id' => 'u', 'offset' => 5, 'config' => ['a' => 'b'], 'content' => \random_bytes(100 << 10)];
