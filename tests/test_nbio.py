@@ -205,6 +205,26 @@ async def test_sender_keeps_concurrent_messages_whole(
     assert received == first + second + third
 
 
+async def test_a_message_begun_by_send_now_is_finished_before_the_next(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The reader's way (send_now, then send_rest for what did not fit): a message sent
+    meanwhile by another task waits its turn, and send_now of a third answers -1."""
+    left, right = pair
+    sender = nbio.Sender(left)
+    first, second = b"a" * LARGE, b"b" * 1000
+    sent = sender.send_now(first)
+    assert 0 < sent < LARGE
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.send_rest, first, sent)
+        await trio.testing.wait_all_tasks_blocked()  # first's rest is waiting for room
+        assert sender.send_now(b"c") == -1  # nothing written: its turn has not come
+        nursery.start_soon(sender.send, second)
+        received = await read_exactly(right, LARGE + 1000)
+    assert received == first + second
+    assert sender.send_now(b"d") == 1
+
+
 async def test_a_shielded_message_is_finished_though_its_sender_is_cancelled(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:

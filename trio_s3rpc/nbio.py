@@ -183,6 +183,23 @@ class Sender:
         # (the lock passes straight to the next in the queue), read without the call.
         self._waiting = 0
 
+    def send_now(self, data: bytes) -> int:
+        """Begin a message without waiting: the bytes of ``data`` the socket took at
+        once (all of it, most often), or -1 when another message is being written
+        and this one must wait its turn. Whatever is left goes to :meth:`send_rest`
+        before anything else is awaited. :meth:`send`'s first step, with no coroutine
+        (the connection's reader answers its inline calls with it)."""
+        if self._broken:
+            raise trio.BrokenResourceError("a message before this one was cut short")
+        if self._waiting:
+            return -1
+        try:  # write_now, without its call
+            return os.write(self._sock.fileno(), data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc) or type(exc).__name__) from exc
+
     async def send(
         self,
         data: bytes,
@@ -197,26 +214,30 @@ class Sender:
         bounded by ``timeout`` in all: a peer that stops reading that long
         raises ``trio.TooSlowError``. Without it, ``timeout`` bounds each wait.
         """
-        if self._broken:
-            raise trio.BrokenResourceError("a message before this one was cut short")
+        sent = self.send_now(data)
+        if sent != len(data):
+            await self.send_rest(data, sent, shield=shield, timeout=timeout)
+
+    async def send_rest(
+        self,
+        data: bytes,
+        sent: int,
+        *,
+        shield: bool = False,
+        timeout: float = math.inf,  # noqa: ASYNC109
+    ) -> None:
+        """The rest of a message :meth:`send_now` began (``sent`` bytes of it), or the
+        whole of one it could not begin (``sent`` -1: after the messages before it)."""
         lock = self._lock
         self._waiting += 1
         try:
-            if self._waiting > 1:
+            if sent < 0:
                 async with lock:
                     if self._broken:
                         raise trio.BrokenResourceError("a message before this one was cut short")
                     await self._send_rest(memoryview(data), shield, timeout)
                 return
-            try:  # write_now, without its call
-                sent = os.write(self._sock.fileno(), data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc) or type(exc).__name__) from exc
-            if sent == len(data):
-                return
-            lock.acquire_nowait()  # free: nothing was awaited since it was checked
+            lock.acquire_nowait()  # free: nothing was awaited since send_now checked
             try:
                 await self._send_rest(memoryview(data)[sent:], shield, timeout)
             finally:

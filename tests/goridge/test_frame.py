@@ -296,3 +296,88 @@ def test_a_method_name_that_is_not_utf8_is_kept_and_echoed_byte_for_byte() -> No
 def test_method_length_equal_to_payload_leaves_an_empty_body() -> None:
     request = parse_rpc_request(Frame(CODEC_GOB, (5, 14), b"s3.ListBuckets"))
     assert (request.method, request.body, request.codec) == ("s3.ListBuckets", b"", CODEC_GOB)
+
+
+# --- next_call: the server's one-step reading, held to next_frame + parse_rpc_request ---
+
+
+def _outcomes(wire: bytes, cuts: list[int], step: str, max_payload: int) -> list[object]:
+    """What one decoder gives for ``wire`` fed in pieces: each result, then the error."""
+    decoder = FrameDecoder(max_payload)
+    seen: list[object] = []
+    for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+        decoder.receive_data(wire[start:end])
+        while True:
+            try:
+                if step == "call":
+                    got = decoder.next_call()
+                elif step == "keeping":
+                    got = decoder.next_call_keeping_frame()
+                    assert got is None or decoder.last_frame is not None
+                else:
+                    frame = decoder.next_frame()
+                    if frame is None or frame.flags & FLAG_CONTROL:
+                        got = frame
+                    else:
+                        got = parse_rpc_request(frame)
+            except FrameError as exc:
+                seen.append(("error", str(exc)))
+                seen.append(("buffered", decoder.buffered))
+                return seen
+            if got is None:
+                break
+            seen.append(got)
+            if step == "frame":
+                seen.append(("payload", len(frame.payload)))
+            else:
+                seen.append(("payload", decoder.last_payload))
+        seen.append(("buffered", decoder.buffered))
+    return seen
+
+
+request_frames = st.builds(
+    lambda seq, method, codec, body: encode_rpc_request(seq, method, codec, body),
+    uint32,
+    st.text(max_size=20),
+    st.sampled_from([CODEC_JSON, CODEC_MSGPACK, CODEC_RAW, 0, CODEC_JSON | FLAG_ERROR]),
+    st.binary(max_size=200),
+)
+any_frames = st.one_of(
+    request_frames,
+    frames.map(lambda f: encode_frame(f.flags, f.options, f.payload, f.stream)),
+)
+
+
+@given(st.lists(any_frames, min_size=1, max_size=5), st.data())
+def test_next_call_gives_what_next_frame_and_parse_rpc_request_give(
+    pieces: list[bytes], data: st.DataObject
+) -> None:
+    """Requests, control frames, frames of any option count, corrupted bytes, any
+    split and a small maximum: the same results and the same errors, at the same read."""
+    wire = bytearray(b"".join(pieces))
+    if wire and data.draw(st.booleans()):
+        at = data.draw(st.integers(0, len(wire) - 1))
+        wire[at] = data.draw(st.integers(0, 255))  # a corrupt byte anywhere
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
+    max_payload = data.draw(st.sampled_from([DEFAULT_MAX_PAYLOAD, 64]))
+    expected = _outcomes(bytes(wire), cuts, "frame", max_payload)
+    assert _outcomes(bytes(wire), cuts, "call", max_payload) == expected
+    assert _outcomes(bytes(wire), cuts, "keeping", max_payload) == expected
+
+
+def test_next_call_splits_a_php_request_and_keeps_what_follows() -> None:
+    first = encode_rpc_request(7, "s3.ListBuckets", CODEC_JSON, b"{}")
+    second = encode_rpc_request(8, "s3.Exists", CODEC_MSGPACK, b"\x80")
+    decoder = FrameDecoder()
+    decoder.receive_data(first + second[:15])
+    request = decoder.next_call()
+    assert (request.seq, request.method, request.codec, request.body) == (
+        7, "s3.ListBuckets", CODEC_JSON, b"{}",
+    )  # fmt: skip
+    assert decoder.next_call() is None and decoder.buffered == 15
+    decoder.receive_data(second[15:])
+    request = decoder.next_call()
+    assert (request.seq, request.method, request.codec, request.body) == (
+        8, "s3.Exists", CODEC_MSGPACK, b"\x80",
+    )  # fmt: skip
+    assert decoder.buffered == 0

@@ -86,6 +86,11 @@ def encode_frame(flags: int, options: Sequence[int], payload: bytes, stream: int
     return _header(flags, options, len(payload), stream) + payload
 
 
+# Under this many bytes a payload's two copies (a bytearray slice, then bytes) cost
+# less than the memoryview that saves one.
+_COPY_TWICE_BELOW = 4096
+
+
 class FrameDecoder:
     """Incremental frame decoder: feed bytes in any pieces, take whole frames out.
 
@@ -93,7 +98,10 @@ class FrameDecoder:
     error again, since nothing after a broken frame can be located reliably.
     """
 
-    __slots__ = ("_buffer", "_error", "_frame_size", "_max_payload", "buffered")
+    __slots__ = (
+        "_buffer", "_error", "_frame_size", "_max_payload", "buffered", "last_frame",
+        "last_payload",
+    )  # fmt: skip
 
     def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self._max_payload = max_payload
@@ -106,6 +114,10 @@ class FrameDecoder:
         # large payload costs O(1) per call instead of re-parsing the header.
         self._frame_size = 0
         self._error: FrameError | None = None
+        self.last_payload = 0
+        """The payload size of the frame :meth:`next_call` returned last (read it)."""
+        self.last_frame: Frame | None = None
+        """The frame :meth:`next_call_keeping_frame` returned last, whole (read it)."""
 
     def receive_data(self, data: bytes) -> None:
         """Append bytes read from the connection."""
@@ -152,6 +164,65 @@ class FrameDecoder:
         self.buffered = len(buffer)
         self._frame_size = 0
         return Frame(flags, options, payload, stream)
+
+    def next_call(self) -> RPCRequest | Frame | None:
+        """The next whole frame as the server takes it: a request frame already split
+        as :func:`parse_rpc_request` splits it, a control frame as it is (its flags
+        carry FLAG_CONTROL), or None until more bytes arrive.
+
+        ``parse_rpc_request(next_frame())`` for every request frame, with the same
+        errors, in one call and without the :class:`Frame` in between (every call
+        comes through here). Raises :class:`FrameError` as :meth:`next_frame` does,
+        and for a request frame :func:`parse_rpc_request` would refuse.
+        """
+        buffer = self._buffer
+        if self._error is not None or self._frame_size or len(buffer) < _RPC_HEADER.size:
+            return self._call_of_next_frame()  # broken, a frame begun earlier, or short
+        first, flags, payload_length, crc, _, _, seq, method_length = _RPC_HEADER.unpack_from(
+            buffer
+        )
+        if (
+            first != _RPC_FIRST
+            or flags & FLAG_CONTROL
+            or zlib.crc32(buffer[:6]) != crc
+            or payload_length > self._max_payload
+            or method_length > payload_length
+        ):
+            # Anything but a well-formed two-option request (a control frame, another
+            # number of options, a bad header): next_frame() and parse_rpc_request()
+            # say what it is.
+            return self._call_of_next_frame()
+        frame_size = _RPC_HEADER.size + payload_length
+        if len(buffer) < frame_size:
+            self._frame_size = frame_size  # its header checked, as next_frame() records it
+            return None
+        body_start = _RPC_HEADER.size + method_length
+        method = buffer[_RPC_HEADER.size : body_start].decode("utf-8", "surrogateescape")
+        if payload_length < _COPY_TWICE_BELOW:
+            body = bytes(buffer[body_start:frame_size])
+        else:
+            # A memoryview slice copies the payload once; a bytearray slice would copy twice.
+            with memoryview(buffer) as view:
+                body = bytes(view[body_start:frame_size])
+        del buffer[:frame_size]
+        self.buffered = len(buffer)
+        self.last_payload = payload_length
+        return RPCRequest(seq, method, flags & CODEC_MASK, body)
+
+    def next_call_keeping_frame(self) -> RPCRequest | Frame | None:
+        """:meth:`next_call`, keeping each frame whole in :attr:`last_frame` too (for a
+        call passed on as it came: flags, stream byte and all)."""
+        return self._call_of_next_frame()
+
+    def _call_of_next_frame(self) -> RPCRequest | Frame | None:
+        frame = self.next_frame()
+        if frame is None:
+            return None
+        self.last_frame = frame
+        self.last_payload = len(frame.payload)
+        if frame.flags & FLAG_CONTROL:
+            return frame
+        return parse_rpc_request(frame)
 
     def _check_header(self, buffer: bytearray) -> int:
         """Validate the 12-byte header at the buffer's start; return the whole frame's size."""

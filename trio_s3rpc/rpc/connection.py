@@ -38,13 +38,11 @@ from trio_s3rpc.budget import (
 from trio_s3rpc.config import RPCSettings
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge.frame import (
-    FLAG_CONTROL,
     Frame,
     FrameDecoder,
     FrameError,
     RPCRequest,
     encode_rpc_error,
-    parse_rpc_request,
 )
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.registry import Method
@@ -195,7 +193,10 @@ class Connection:
         frame_started = 0.0
         buffered = 0  # what the decoder holds after the last read's frames
         timed = self._idle_timeout > 0
-        inline_methods = self._dispatcher.registry.inline
+        dispatcher = self._dispatcher
+        # With a relay, a call for another service goes upstream as its frame came.
+        next_call = decoder.next_call if self._relay is None else decoder.next_call_keeping_frame
+        inline_methods = dispatcher.registry.inline
         while True:
             # Under the floor there is always room: one comparison on the hot path.
             if drained or (share.in_use > _ROOM_ALWAYS and not share.has_room(RECEIVE_SIZE)):
@@ -229,11 +230,7 @@ class Connection:
             parsed = False
             while True:
                 try:
-                    frame = decoder.next_frame()
-                    if frame is None:
-                        break
-                    # Control frames (stream PING/STOP) carry no call; nothing to answer.
-                    request = None if frame.flags & FLAG_CONTROL else parse_rpc_request(frame)
+                    request = next_call()
                 except FrameError as exc:
                     log.warning(
                         "event=bad_frame connection=%d peer=%s error=%r; closing connection",
@@ -244,15 +241,20 @@ class Connection:
                     self.frame_refused = True
                     self._client_gone = True
                     return
-                parsed = True
                 if request is None:
+                    break
+                parsed = True
+                if isinstance(request, Frame):
+                    # Control frames (stream PING/STOP) carry no call; nothing to answer.
                     if not decoder.buffered:
                         break
                     continue
                 # A large frame's payload passes to its call, held until it is
                 # answered; small ones are not counted (budget.COUNTED_FROM).
-                size = len(frame.payload)
+                size = decoder.last_payload
                 if self._relay is not None and not request.method.startswith("s3."):
+                    frame = decoder.last_frame
+                    assert frame is not None
                     await self._start_relayed(nursery, frame, request, self._hold(size))
                     continue
                 method = inline_methods.get(request.method)
@@ -260,11 +262,18 @@ class Connection:
                     # Methods that never wait on I/O are answered right here (a
                     # call of _serve_inline's, unrolled): a task per call would
                     # cost more than the call itself, and a function call counts.
+                    # One that never awaits (method.now) costs no coroutine either.
                     self._in_flight += 1
                     try:
-                        answer = await self._dispatcher.answer(request, method)
+                        answer = None
+                        if method.now is not None:
+                            answer = dispatcher.answer_now(request, method)
+                        if answer is None:
+                            answer = await dispatcher.answer(request, method)
                         try:
-                            await sender.send(answer)
+                            sent = sender.send_now(answer)
+                            if sent != len(answer):
+                                await sender.send_rest(answer, sent)
                         except (trio.BrokenResourceError, trio.ClosedResourceError):
                             self._gone()
                     finally:

@@ -100,15 +100,7 @@ class Dispatcher:
                     _decode_large, method, request, record, limiter=self._threads
                 )
             else:
-                # Here rather than through a function (as _decode_large): every small
-                # call would pay for the call.
-                try:
-                    args = decode_args(request.codec, request.body, method.decoder.binary_fields)
-                except CodecError as exc:
-                    raise _undecodable(exc) from None
-                if record is not None:
-                    record.args = args
-                typed = method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
+                args, typed = _decode_small(method, request, record)
             if method.controllable and ("transfer_id" in args or "timeout" in args):
                 transfer_id, timeout = call_options(args)
                 response = await self.control.run(
@@ -126,16 +118,42 @@ class Dispatcher:
                 )
             else:
                 body = encode_result(request.codec, method.encoder.encode(response))
-        except RPCError as exc:
-            if record is not None:
-                record.error = exc
-            return encode_rpc_error(request.seq, request.method, request.codec, exc.wire_text())
-        except Exception as exc:  # a bug: logged with an id, answered without a traceback
-            error = internal_error(exc, f"method={request.method}")
-            if record is not None:
-                record.error = error
-            return encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
+        except Exception as exc:
+            return _error_answer(request, exc, record)
         return encode_rpc_response(request.seq, request.method, request.codec, body)
+
+    def answer_now(
+        self, request: RPCRequest, method: Method[Any, Any], record: CallRecord | None = None
+    ) -> bytes | None:
+        """:meth:`answer` for a method registered with ``add_now``, with no coroutine:
+        the answer frame, or None for a call that carries ``transfer_id`` or ``timeout``
+        (only :meth:`answer` runs a call under :class:`CallControl`)."""
+        if record is None and self.metrics is not None:
+            return self._counted_now(request, method)
+        now = method.now
+        assert now is not None
+        try:
+            args, typed = _decode_small(method, request, record)
+            if method.controllable and ("transfer_id" in args or "timeout" in args):
+                return None
+            response = now(typed)
+            if record is not None:
+                record.request = typed
+                record.response = response
+            body = encode_result(request.codec, method.encoder.encode(response))
+        except Exception as exc:
+            return _error_answer(request, exc, record)
+        return encode_rpc_response(request.seq, request.method, request.codec, body)
+
+    def _counted_now(self, request: RPCRequest, method: Method[Any, Any]) -> bytes | None:
+        metrics = self.metrics
+        assert metrics is not None
+        record = CallRecord()
+        started = perf_counter()
+        frame = self.answer_now(request, method, record)
+        if frame is not None:  # else counted by answer(), which runs it
+            metrics.finished(request.method, record, record.error, perf_counter() - started)
+        return frame
 
     async def _counted(self, request: RPCRequest, method: Method[Any, Any] | None) -> bytes:
         metrics = self.metrics
@@ -149,6 +167,28 @@ class Dispatcher:
             raise
         metrics.finished(request.method, record, record.error, perf_counter() - started)
         return frame
+
+
+def _decode_small(
+    method: Method[Any, Any], request: RPCRequest, record: CallRecord | None
+) -> tuple[dict[str, Any], Any]:
+    """A small argument and its typed request, decoded right here (see _decode_large)."""
+    try:
+        args = decode_args(request.codec, request.body, method.decoder.binary_fields)
+    except CodecError as exc:
+        raise _undecodable(exc) from None
+    if record is not None:
+        record.args = args
+    return args, method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
+
+
+def _error_answer(request: RPCRequest, exc: Exception, record: CallRecord | None) -> bytes:
+    """The error frame for a call that raised: its RPCError, or INTERNAL_ERROR for a bug
+    (logged with an incident id, answered without a traceback)."""
+    error = exc if isinstance(exc, RPCError) else internal_error(exc, f"method={request.method}")
+    if record is not None:
+        record.error = error
+    return encode_rpc_error(request.seq, request.method, request.codec, error.wire_text())
 
 
 def _invalid_name(name: str) -> RPCError | None:

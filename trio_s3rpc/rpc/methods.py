@@ -97,12 +97,11 @@ class S3Methods:
             decoder=RegisterBucketDecoder(),
             counted=Counted(("register_bucket",), BucketLabel.REGISTERED),
         )
-        add(
+        registry.add_now(
             "s3.ListBuckets",
             ListBucketsRequest,
             ListBucketsResponse,
             self.list_buckets,
-            inline=True,
             counted=Counted(("list_buckets",), BucketLabel.NONE),
         )
         add(
@@ -163,12 +162,11 @@ class S3Methods:
             self.set_visibility,
             counted=Counted(("set_visibility",)),
         )
-        add(
+        registry.add_now(
             "s3.GetPublicURL",
             PublicURLRequest,
             PublicURLResponse,
             self.get_public_url,
-            inline=True,
             counted=Counted(("get_url",)),
         )
         add(
@@ -252,7 +250,7 @@ class S3Methods:
             await self.register_everywhere(req.name, raw)
         return RegisterBucketResponse(True, "Bucket registered successfully")
 
-    async def list_buckets(self, req: ListBucketsRequest) -> ListBucketsResponse:
+    def list_buckets(self, req: ListBucketsRequest) -> ListBucketsResponse:
         return ListBucketsResponse(sorted(self.storage.buckets), self.storage.default)
 
     async def get_bucket_info(self, req: BucketRequest) -> BucketInfoResponse:
@@ -335,7 +333,7 @@ class S3Methods:
         await visibility.update(self.storage.resolve(req.bucket, req.pathname), req.visibility)
         return SuccessResponse(True)
 
-    async def get_public_url(self, req: PublicURLRequest) -> PublicURLResponse:
+    def get_public_url(self, req: PublicURLRequest) -> PublicURLResponse:
         ref = self.storage.resolve(req.bucket, req.pathname)
         url, expires_at = objects.public_url(
             ref, req.expires_in, req.response_content_type, req.response_content_disposition

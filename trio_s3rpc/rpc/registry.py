@@ -70,6 +70,9 @@ class Method(Generic[Req, Resp]):
     controllable: bool = True
     # How the metrics count it; None: as a call to an unknown method.
     counted: Counted | None = None
+    # The handler itself for a method that never awaits (``MethodRegistry.add_now``):
+    # the server answers it without a coroutine (``handler`` is then its async form).
+    now: Callable[[Req], Resp] | None = None
 
 
 class MethodRegistry:
@@ -92,6 +95,7 @@ class MethodRegistry:
         controllable: bool = True,
         decoder: Decoder[Req] | None = None,
         counted: Counted | None = None,
+        now: Callable[[Req], Resp] | None = None,
     ) -> None:
         """Register ``handler`` under ``name``; ``decoder`` replaces the one made from
         ``request_type``'s fields (for a request whose fields are declared elsewhere)."""
@@ -102,12 +106,30 @@ class MethodRegistry:
             handler,
             RequestDecoder(request_type) if decoder is None else decoder,
             ResponseEncoder(response_type),
-            inline,
+            inline or now is not None,
             controllable,
             counted,
+            now,
         )
-        if inline:
+        if method.inline:
             self.inline[name] = method
+
+    def add_now(
+        self,
+        name: str,
+        request_type: type[Req],
+        response_type: type[Resp],
+        handler: Callable[[Req], Resp],
+        *,
+        counted: Counted | None = None,
+    ) -> None:
+        """Register a method that never awaits (ListBuckets): answered inline, by the
+        connection's reader, with no coroutine for the call (``Dispatcher.answer_now``)."""
+
+        async def awaitable(request: Req) -> Resp:
+            return handler(request)
+
+        self.add(name, request_type, response_type, awaitable, counted=counted, now=handler)
 
     def get(self, name: str) -> Method[Any, Any] | None:
         return self._methods.get(name)

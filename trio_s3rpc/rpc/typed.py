@@ -90,7 +90,9 @@ class ListBucketsRequest:
     pass
 
 
-@dataclass(slots=True, frozen=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# and every ListBuckets call makes one (the RPC floor's call). Read it, never change it.
+@dataclass(slots=True)
 class ListBucketsResponse:
     buckets: list[str]
     default: str
