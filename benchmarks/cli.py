@@ -57,6 +57,7 @@ from benchmarks.server import BucketSettings, ServerProcess
 from benchmarks.target import BACKENDS, ExternalService, S3Target, open_target
 from benchmarks.units import MIB, format_size, parse_int_list, parse_size
 from benchmarks.workers import WorkerPool
+from trio_s3rpc.config import default_workers
 from trio_s3rpc.embedded import find_weed_binary
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
@@ -188,8 +189,9 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="server processes (serve --workers N; 1: one process, no supervisor)",
+        default=default_workers(),
+        help="server processes (serve --workers N; 1: one process, no supervisor); "
+        f"default: the server's own default here ({default_workers()})",
     )
     parser.add_argument("--part-size", type=parse_size, default=5 * MIB)
     parser.add_argument("--concurrency", type=int, default=5, help="parts in flight per transfer")

@@ -1362,3 +1362,14 @@ def test_the_parser_takes_each_default_from_the_model(
     assert read(parse_config(minimal(), {})) == declared.default != changed
     monkeypatch.setattr(declared, "default", changed)
     assert read(parse_config(minimal(), {})) == changed
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 1), (3, 2), (8, 7), (1024, 256)])
+def test_workers_default_to_a_worker_per_core_but_one(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert parse_config(minimal()).s3.workers == workers
+    explicit = minimal()
+    explicit["s3"]["workers"] = 2
+    assert parse_config(explicit).s3.workers == 2

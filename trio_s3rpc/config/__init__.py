@@ -73,6 +73,7 @@ from trio_s3rpc.config.model import (
     S3Settings,
     ServerConfig,
     available_cores,
+    default_workers,
 )
 from trio_s3rpc.config.scalars import (
     MAX_BUCKET_NAME,
@@ -130,6 +131,7 @@ __all__ = [
     "archival_problem",
     "available_cores",
     "check_bucket_name",
+    "default_workers",
     "describe",
     "expand_vars",
     "exposure_warning",

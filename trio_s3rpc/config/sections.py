@@ -26,8 +26,8 @@ from trio_s3rpc.config.model import (
     RegisterScope,
     S3Settings,
     ServerConfig,
-    available_cores,
     default,
+    default_workers,
 )
 from trio_s3rpc.config.scalars import (
     _Section,
@@ -68,9 +68,7 @@ def _parse_s3(section: _Section) -> S3Settings:
         abort_stale_after=section.duration(
             "abort_stale_after", default(S3Settings, "abort_stale_after")
         ),
-        workers=section.integer(
-            "workers", min(available_cores(), MAX_WORKERS), minimum=1, maximum=MAX_WORKERS
-        ),
+        workers=section.integer("workers", default_workers(), minimum=1, maximum=MAX_WORKERS),
         max_chunked_uploads=section.integer(
             "max_chunked_uploads", DEFAULT_MAX_CHUNKED_UPLOADS, minimum=1
         ),
