@@ -172,7 +172,7 @@ class Dispatcher:
 def _decode_small(
     method: Method[Any, Any], request: RPCRequest, record: CallRecord | None
 ) -> tuple[dict[str, Any], Any]:
-    """A small argument and its typed request, decoded right here (see _decode_large)."""
+    """An argument (``record.args`` too, for the metrics) and its typed request."""
     try:
         args = decode_args(request.codec, request.body, method.decoder.binary_fields)
     except CodecError as exc:
@@ -218,12 +218,9 @@ def _decode_large(
     decoded as :meth:`Dispatcher.answer` decodes a small one."""
     try:
         check_counts(request.codec, request.body)
-        args = decode_args(request.codec, request.body, method.decoder.binary_fields)
     except CodecError as exc:
         raise _undecodable(exc) from None
-    if record is not None:
-        record.args = args
-    return args, method.decoder.decode(args, request.codec in BINARY_AS_BASE64)
+    return _decode_small(method, request, record)
 
 
 def _encode_in_pieces(method: Method[Any, Any], codec: int, response: Any) -> bytes:
