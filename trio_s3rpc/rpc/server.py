@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import resource
+import socket
 
 import trio
 
@@ -72,6 +73,21 @@ class _Throttled:
             return None
         self._last, muted, self._muted = now, self._muted, 0
         return muted
+
+
+def _close_one_waiting(listening_fd: int) -> None:
+    """Accept one waiting connection and close it, synchronously (no checkpoint, so
+    no task can take the descriptor meanwhile). Nothing waiting, or the slot gone
+    to a thread: nothing is done."""
+    listening = socket.socket(fileno=listening_fd)  # wraps the descriptor, no dup
+    try:
+        listening.setblocking(False)
+        waiting, _ = listening.accept()
+    except OSError:
+        return
+    finally:
+        listening.detach()  # the listener still owns it
+    waiting.close()
 
 
 class RPCServer:
@@ -209,6 +225,13 @@ class RPCServer:
                     await self._out_of_descriptors(listener, exc.errno)
                     continue
                 raise
+            if self._spare_fd < 0 and not self._keep_spare_fd():
+                # The spare went to another consumer and no descriptor is left to
+                # take it back: this client would take the last one. Refuse it, so
+                # the next client past the limit can still be told at once.
+                self._log_out_of_files(errno.EMFILE)
+                stream.socket.close()
+                continue
             if self.settings.allow_from and not peer_allowed(stream, self.settings):
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
@@ -242,14 +265,14 @@ class RPCServer:
             )
         stream.socket.close()
 
-    def _keep_spare_fd(self) -> None:
+    def _keep_spare_fd(self) -> bool:
+        """Hold one descriptor in reserve; whether one is held."""
         if self._spare_fd < 0:
             with contextlib.suppress(OSError):
                 self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        return self._spare_fd >= 0
 
-    async def _out_of_descriptors(self, listener: trio.SocketListener, error: int) -> None:
-        """accept() failed for want of descriptors or memory: log it once per interval,
-        close the waiting connection with the spare descriptor, keep serving the rest."""
+    def _log_out_of_files(self, error: int) -> None:
         muted = self._refused_files.ready()
         if muted is not None:
             log.error(
@@ -260,20 +283,29 @@ class RPCServer:
                 muted,
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
-        if self._spare_fd < 0:
-            # No spare to give up: connections that close free descriptors; try
-            # again soon, without spinning.
+
+    async def _out_of_descriptors(self, listener: trio.SocketListener, error: int) -> None:
+        """accept() failed for want of descriptors or memory: log it once per interval,
+        close the waiting connection with the spare descriptor, keep serving the rest.
+
+        The spare is given up, used and taken back with no checkpoint between, so no
+        other task can take the slot; should something outside trio (a thread) take
+        it anyway, the spare is taken back later, and until then new clients are
+        refused at accept (see ``_accept_loop``)."""
+        self._log_out_of_files(error)
+        if not self._keep_spare_fd():
+            # No spare to give up and none free: only a closing connection (or
+            # whatever else holds descriptors) frees one. Try again soon, without
+            # spinning.
             await trio.sleep(0.1)
             return
         os.close(self._spare_fd)
         self._spare_fd = -1
-        try:
-            stream = await listener.accept()
-        except OSError:
+        _close_one_waiting(listener.socket.fileno())
+        if not self._keep_spare_fd():
             await trio.sleep(0.1)
         else:
-            stream.socket.close()
-        self._keep_spare_fd()
+            await trio.lowlevel.checkpoint()
 
     async def _run_connection(self, connection: Connection) -> None:
         self._connections.add(connection)
