@@ -22,6 +22,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, NewType, TypeVar
 
+import pybase64
+
 from trio_s3rpc.errors import ErrorCode, RPCError
 
 #: Annotation for fields that carry bytes (base64 under JSON).
@@ -98,15 +100,15 @@ def _to_binary(value: Any, binary_as_base64: bool) -> bytes:
 def _from_base64(text: str) -> bytes:
     """``base64.b64decode(text, validate=True)``, faster for what PHP sends.
 
-    b64decode checks its input with a regular expression before decoding;
-    binascii's strict mode checks it while decoding: measured on 64 KiB of
-    content, 436 µs against 241 µs (on a busy machine; about 1.2-1.8x
-    faster). Whatever strict mode refuses goes to b64decode itself, so the
-    answer (bytes or refusal) is always b64decode's; tests/rpc/test_typed.py
-    holds the two to that.
+    pybase64 (libbase64's SIMD decoder) with ``validate=True`` checks the
+    alphabet and padding while decoding: measured on 4 MiB of content, 0.29 ms
+    against 13-16 ms for binascii's strict mode and more for b64decode's
+    regular expression first. Whatever it refuses goes to b64decode itself, so
+    the answer (bytes or refusal) is always b64decode's;
+    tests/rpc/test_typed.py holds the two to that.
     """
     try:
-        return binascii.a2b_base64(text, strict_mode=True)
+        return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         pass
     try:
