@@ -17,12 +17,12 @@ left waiting.
 from __future__ import annotations
 
 import os
-import resource
 import sys
 
 import trio
 
 from tests.support.server import config_dict, running_app
+from tests.support.workers import _limit_open_files
 
 
 def _grab_all() -> list[int]:
@@ -35,7 +35,7 @@ def _grab_all() -> list[int]:
 
 
 async def main(limit: int) -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    _limit_open_files(limit)
     held: list[int] = []
     async with running_app(config_dict()) as (app, address):
         print(address, flush=True)

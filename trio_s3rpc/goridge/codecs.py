@@ -178,7 +178,7 @@ _b64 = pybase64.b64encode
 
 def _json_default(value: object) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
-        return pybase64.b64encode(value).decode("ascii")
+        return _b64(value).decode("ascii")
     raise TypeError(f"{type(value).__name__} cannot be encoded as JSON")
 
 
