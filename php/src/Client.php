@@ -27,6 +27,7 @@ use TrioS3Rpc\Result\UploadUrl;
 use TrioS3Rpc\Result\WriteResult;
 use TrioS3Rpc\Stream\ObjectStream;
 use TrioS3Rpc\Stream\RangeReader;
+use TrioS3Rpc\Transport\Base64;
 use TrioS3Rpc\Transport\Codec;
 use TrioS3Rpc\Transport\ExternalRpc;
 use TrioS3Rpc\Transport\GoridgeTransport;
@@ -213,12 +214,12 @@ final class Client implements ClientInterface
     }
 
     /**
-     * s3.Write of content already in its wire form (base64 under JSON).
+     * s3.Write of content already in its wire form (bytesOut()).
      *
      * @param array<string, string> $metadata
      * @param array<string, string|int> $headers
      */
-    private function writeEncoded(string $bucket, string $pathname, string $wireContent, Visibility|string|null $visibility, array $metadata, ?string $contentType, array $headers, ?WriteOptions $options): WriteResult
+    private function writeEncoded(string $bucket, string $pathname, string|Base64 $wireContent, Visibility|string|null $visibility, array $metadata, ?string $contentType, array $headers, ?WriteOptions $options): WriteResult
     {
         $args = self::compact(['bucket' => $bucket, 'pathname' => $pathname, 'visibility' => self::visibility($visibility), 'content_type' => $contentType])
             + $this->objectOptions($metadata, $headers, $options);
@@ -441,13 +442,13 @@ final class Client implements ClientInterface
     }
 
     /**
-     * s3.UploadChunk of a chunk in its wire form, let go of once it is in the arguments (a
-     * resumed upload reads the chunk again from the stream).
+     * s3.UploadChunk of a chunk, let go of once it is in the arguments (a resumed upload
+     * reads the chunk again from the stream).
      */
-    private function sendChunk(string $uploadId, string &$wireChunk, int $offset): int
+    private function sendChunk(string $uploadId, string &$chunk, int $offset): int
     {
-        $args = ['upload_id' => $uploadId, 'content' => $wireChunk, 'offset' => $offset];
-        $wireChunk = '';
+        $args = ['upload_id' => $uploadId, 'content' => $this->bytesOut($chunk), 'offset' => $offset];
+        $chunk = '';
         return (int) $this->call('s3.UploadChunk', $args)['size'];
     }
 
@@ -513,7 +514,7 @@ final class Client implements ClientInterface
         $start = $seekable ? (int) \ftell($stream) : 0;
         [$chunk, $length] = $this->readChunk($stream, $chunkSize);
         if (\feof($stream) && $length < $chunkSize) {
-            return $this->writeEncoded($bucket, $pathname, $chunk, $visibility, $metadata, $contentType, $headers, $options);
+            return $this->writeEncoded($bucket, $pathname, $this->bytesOut($chunk), $visibility, $metadata, $contentType, $headers, $options);
         }
         $uploadId = $this->uploadStart($bucket, $pathname, $visibility, $metadata, $contentType, $headers, $options);
         try {
@@ -623,49 +624,25 @@ final class Client implements ClientInterface
         }
     }
 
-    /** Bytes read from a stream and base64-encoded at a time: a multiple of 3. */
-    private const ENCODE_PIECE = 3 << 18;
-
     /**
-     * Up to $length bytes of $stream in their wire form (base64 under JSON, encoded piece
-     * by piece as they are read, so the raw chunk and its text never both exist whole),
-     * and how many bytes they are.
+     * Up to $length bytes of $stream, and how many they are. In one fread where the stream
+     * gives them so (a file): no growing string to copy.
      *
      * @param resource $stream
      * @return array{string, int}
      */
     private function readChunk($stream, int $length): array
     {
-        $base64 = $this->transport->bytesAsBase64();
-        $wire = '';
-        $pending = '';
-        $read = 0;
-        while ($read < $length && !\feof($stream)) {
-            // Raw bytes in one read where the stream gives them (no growing string to copy).
-            $piece = \fread($stream, $base64 ? \min($length - $read, self::ENCODE_PIECE) : $length - $read);
+        $chunk = '';
+        while (\strlen($chunk) < $length && !\feof($stream)) {
+            $piece = \fread($stream, $length - \strlen($chunk));
             if ($piece === false) {
                 throw new \RuntimeException('reading the stream to upload failed');
             }
-            if ($piece === '' && \feof($stream)) {
-                break;
-            }
-            $read += \strlen($piece);
-            if (!$base64) {
-                $wire .= $piece;
-                continue;
-            }
-            $pending .= $piece;
+            $chunk .= $piece;
             unset($piece);
-            $whole = \strlen($pending) - \strlen($pending) % 3;
-            if ($whole >= self::ENCODE_PIECE || ($read >= $length && $whole > 0)) {
-                $wire .= \base64_encode(\substr($pending, 0, $whole));
-                $pending = (string) \substr($pending, $whole);
-            }
         }
-        if ($pending !== '') {
-            $wire .= \base64_encode($pending);
-        }
-        return [$wire, $read];
+        return [$chunk, \strlen($chunk)];
     }
 
     /**
@@ -708,9 +685,17 @@ final class Client implements ClientInterface
         return $visibility instanceof Visibility ? $visibility->value : $visibility;
     }
 
-    private function bytesOut(string $bytes): string
+    /**
+     * Bytes in their wire form: as they are under msgpack; under JSON a Base64, which this
+     * package's transport encodes a piece at a time as it sends it (so the text is never
+     * held whole), or for any other transport the text itself.
+     */
+    private function bytesOut(string $bytes): string|Base64
     {
-        return $this->transport->bytesAsBase64() ? \base64_encode($bytes) : $bytes;
+        if (!$this->transport->bytesAsBase64()) {
+            return $bytes;
+        }
+        return $this->transport instanceof GoridgeTransport ? new Base64($bytes) : \base64_encode($bytes);
     }
 
     private function bytesIn(mixed $bytes): string
@@ -718,31 +703,11 @@ final class Client implements ClientInterface
         if (!$this->transport->bytesAsBase64()) {
             return (string) $bytes;
         }
-        $decoded = self::fromBase64((string) $bytes);
+        $decoded = Base64::decode((string) $bytes);
         if ($decoded === false) {
             throw new ConnectionFailed('the server answered content that is not base64');
         }
         return $decoded;
-    }
-
-    /**
-     * base64_decode($text, true), faster. The strict decoder goes byte by byte; the default
-     * one is vectorised but skips whatever is not base64 (and '=' anywhere), so its answer
-     * is taken only when its length shows nothing was skipped: for whole groups of 4 with
-     * p trailing '=', exactly 3/4 of the length less p bytes. Anything else is decoded
-     * strictly, so the answer (bytes or false) is always the strict decoder's.
-     */
-    private static function fromBase64(string $text): string|false
-    {
-        $length = \strlen($text);
-        if ($length % 4 === 0 && $length > 0) {
-            $padding = $text[$length - 1] !== '=' ? 0 : ($text[$length - 2] !== '=' ? 1 : 2);
-            $bytes = \base64_decode($text);
-            if ($bytes !== false && \strlen($bytes) === \intdiv($length, 4) * 3 - $padding) {
-                return $bytes;
-            }
-        }
-        return \base64_decode($text, true);
     }
 
     /**

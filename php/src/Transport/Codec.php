@@ -13,7 +13,7 @@ enum Codec: int
     case Json = 0x08;
     case Msgpack = 0x10;
 
-    /** Base64 fields from this size on are sent and received without a copy (encodeParts, GoridgeTransport). */
+    /** Content fields from this size on are sent and received without a copy (encodeParts, GoridgeTransport). */
     public const SPLICE_AT = 64 << 10;
 
     /** Msgpack when ext-msgpack is loaded, else JSON. */
@@ -38,22 +38,29 @@ enum Codec: int
     /**
      * The encoding of $payload as pieces to send one after another, so that a large
      * base64 field (JSON's "content") is sent as it is instead of being copied into
-     * the encoded text: base64 needs no JSON escaping. Their concatenation is encode().
+     * the encoded text: base64 needs no JSON escaping. A Base64 content stays a Base64
+     * piece, whose text the transport makes as it sends it (Base64::pieces()). Their
+     * concatenation (a Base64 as its text) is encode().
      *
-     * @return list<string>
+     * @return list<string|Base64>
      */
     public function encodeParts(mixed $payload): array
     {
-        if (!\is_array($payload) || !isset($payload['content']) || !\is_string($payload['content'])) {
+        $content = \is_array($payload) ? $payload['content'] ?? null : null;
+        if (!\is_string($content) && !($content instanceof Base64 && $this === self::Json)) {
             return [$this->encode($payload)];
         }
         if ($this === self::Msgpack) {
             return self::msgpackParts($payload);
         }
-        $content = $payload['content'];
-        // preg_match, not strspn: PCRE's JIT scans 5 MiB in milliseconds, strspn in 300.
-        // Anchored and possessive: one pass, no backtracking.
-        if (\strlen($content) < self::SPLICE_AT || \preg_match('~\A[A-Za-z0-9+/]*+={0,2}\z~', $content) !== 1) {
+        if ($content instanceof Base64) {
+            // Its text is base64 by construction: nothing to check.
+            if ($content->length() < self::SPLICE_AT) {
+                return [$this->encode($payload)];
+            }
+        } elseif (\strlen($content) < self::SPLICE_AT || \preg_match('~\A[A-Za-z0-9+/]*+={0,2}\z~', $content) !== 1) {
+            // preg_match, not strspn: PCRE's JIT scans 5 MiB in milliseconds, strspn in 300.
+            // Anchored and possessive: one pass, no backtracking.
             return [$this->encode($payload)];
         }
         unset($payload['content']);

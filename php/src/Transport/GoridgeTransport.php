@@ -27,8 +27,8 @@ final class GoridgeTransport implements Transport
     private const VERSION_AND_HEADER_WORDS = 0x15; // version 1, 5 words: 3 of header + 2 options
     private const FLAG_ERROR = 0x40;
     private const MAX_PAYLOAD = 0xFFFFFFFF;
-    /** The largest piece of an argument written (and so copied) at once. */
-    private const SLICE = 1 << 20;
+    /** The largest piece of an argument copied to resume a write the socket took only part of. */
+    private const SLICE = 64 << 10;
     /** How far into a large JSON answer its "content" member is looked for. */
     private const HEAD_SCAN = 8192;
 
@@ -91,7 +91,10 @@ final class GoridgeTransport implements Transport
     {
         $parts = $this->codec->encodeParts($payload);
         unset($payload);
-        $length = \strlen($method) + \array_sum(\array_map('strlen', $parts));
+        $length = \strlen($method);
+        foreach ($parts as $part) {
+            $length += \is_string($part) ? \strlen($part) : $part->length();
+        }
         if ($length > self::MAX_PAYLOAD) {
             throw new InvalidArgument("the call's payload of $length bytes exceeds Goridge's 4 GiB frame limit");
         }
@@ -106,10 +109,16 @@ final class GoridgeTransport implements Transport
         }
         try {
             // Header and argument pieces are written apart so a large argument is never
-            // copied once more.
+            // copied once more; a Base64's text is written as it is made, a piece at a time.
             $this->send($socket, self::header($this->codec->value, $length, $seq, \strlen($method)) . $method);
             foreach ($parts as $index => $part) {
-                $this->send($socket, $part);
+                if (\is_string($part)) {
+                    $this->send($socket, $part);
+                } else {
+                    foreach ($part->pieces() as $piece) {
+                        $this->send($socket, $piece);
+                    }
+                }
                 unset($parts[$index], $part);
             }
             [$flags, $options, $answerLength] = $this->receiveHeader($socket);
@@ -122,8 +131,10 @@ final class GoridgeTransport implements Transport
             $this->receive($socket, $options[1]);
             $resultLength = $answerLength - $options[1];
             $answer = $result = null;
-            if (!($flags & self::FLAG_ERROR) && $this->codec === Codec::Json && $resultLength >= Codec::SPLICE_AT) {
-                $answer = $this->receiveJsonWithContent($socket, $resultLength);
+            if (!($flags & self::FLAG_ERROR) && $resultLength >= Codec::SPLICE_AT) {
+                $answer = $this->codec === Codec::Json
+                    ? $this->receiveJsonWithContent($socket, $resultLength)
+                    : $this->receiveMsgpackWithContent($socket, $resultLength);
             } else {
                 $result = $resultLength > 0 ? $this->receive($socket, $resultLength) : '';
             }
@@ -181,6 +192,53 @@ final class GoridgeTransport implements Transport
         }
         $rest['content'] = $content;
         return $rest;
+    }
+
+    /**
+     * A large msgpack answer whose first entry is "content" (how the server packs s3.Read's
+     * answer: content, size, mime_type, last_modified, etag), decoded as msgpack_unpack
+     * would, but with the content received as a string of its own: unpacking the whole
+     * answer would copy the content out of it, and hold it twice. The header bytes are
+     * received one field at a time, so none of the content is received with them. Anything
+     * else is decoded whole.
+     *
+     * @param resource $socket
+     */
+    private function receiveMsgpackWithContent($socket, int $length): mixed
+    {
+        $head = $this->receive($socket, 1);
+        if ($head === "\xde") {
+            $head .= $this->receive($socket, 2);
+            $entries = \unpack('n', $head, 1)[1];
+        } elseif (\ord($head) > 0x80 && \ord($head) <= 0x8F) {
+            $entries = \ord($head) & 0x0F;
+        } else {
+            return $this->codec->decode($head . $this->receive($socket, $length - 1));
+        }
+        $key = "\xa7content";
+        $head .= $this->receive($socket, \strlen($key) + 1);
+        // bin 8/16/32, or str 8/16/32 (PHP packs strings so): the format of its length.
+        $format = ["\xc4" => 'C', "\xc5" => 'n', "\xc6" => 'N', "\xd9" => 'C', "\xda" => 'n', "\xdb" => 'N'][$head[-1]] ?? null;
+        if ($format === null || \substr($head, -1 - \strlen($key), \strlen($key)) !== $key) {
+            return $this->codec->decode($head . $this->receive($socket, $length - \strlen($head)));
+        }
+        $sizeBytes = ['C' => 1, 'n' => 2, 'N' => 4][$format];
+        $size = $this->receive($socket, $sizeBytes);
+        $head .= $size;
+        $contentLength = \unpack($format, $size)[1];
+        $after = $length - \strlen($head) - $contentLength;
+        if ($after < 0) {
+            return $this->codec->decode($head . $this->receive($socket, $length - \strlen($head)));
+        }
+        $content = $this->receive($socket, $contentLength);
+        $tail = $after > 0 ? $this->receive($socket, $after) : '';
+        // The other entries, as a map of their own (ext-msgpack unpacks an empty map as an object).
+        $others = $entries - 1;
+        $rest = $others === 0 && $tail === '' ? [] : @\msgpack_unpack(($others < 16 ? \chr(0x80 | $others) : "\xde" . \pack('n', $others)) . $tail);
+        if (!\is_array($rest) || \count($rest) !== $others || \array_key_exists('content', $rest)) {
+            return $this->codec->decode($head . $content . $tail);
+        }
+        return ['content' => $content] + $rest;
     }
 
     public static function header(int $codecFlag, int $payloadLength, int $seq, int $methodLength): string
@@ -244,15 +302,23 @@ final class GoridgeTransport implements Transport
     private function send($socket, string $bytes): void
     {
         $total = \strlen($bytes);
+        if ($total === 0) {
+            return;
+        }
+        // fwrite writes a string whole, waiting for the socket as it must; should it stop
+        // short, the rest goes SLICE bytes at a time, so a resumed write copies little.
         $done = 0;
-        while ($done < $total) {
-            // fwrite of a huge string writes a piece; slicing 1 MiB at a time bounds the copies.
-            $piece = $done === 0 && $total <= self::SLICE ? $bytes : \substr($bytes, $done, self::SLICE);
+        $piece = $bytes;
+        while (true) {
             $written = @\fwrite($socket, $piece);
             if ($written === false || $written === 0) {
                 throw new ConnectionFailed("the connection to {$this->address} broke while sending a call");
             }
             $done += $written;
+            if ($done >= $total) {
+                return;
+            }
+            $piece = \substr($bytes, $done, self::SLICE);
         }
     }
 

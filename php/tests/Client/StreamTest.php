@@ -91,6 +91,38 @@ final class StreamTest extends TestCase
     }
 
     /**
+     * A file of several chunks written and read back under a memory_limit of PHP's own
+     * memory plus twice the chunk plus 1 MiB (tests/scripts/bounded-streams.php, in a PHP of
+     * its own): neither stream holds a chunk more than about once, in either codec.
+     *
+     * @dataProvider codecs
+     */
+    public function testStreamsStayWithinTwiceTheChunk(Codec $codec): void
+    {
+        $chunk = 8 << 20;
+        $file = \tempnam(\sys_get_temp_dir(), 'bounded-');
+        $bytes = \random_bytes(3 * $chunk + 12345);
+        \file_put_contents($file, $bytes);
+        try {
+            $process = \proc_open(
+                [\PHP_BINARY, '-d', 'memory_limit=128M', __DIR__ . '/../scripts/bounded-streams.php', \strtolower($codec->name), $file, (string) $chunk],
+                [1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
+                $pipes,
+            );
+            self::assertIsResource($process);
+            $output = \stream_get_contents($pipes[1]) . \stream_get_contents($pipes[2]);
+            $status = \proc_close($process);
+        } finally {
+            \unlink($file);
+        }
+        self::assertSame(0, $status, $output);
+        $result = \json_decode($output, true);
+        self::assertIsArray($result, $output);
+        self::assertSame(\strlen($bytes), $result['size'], $output);
+        self::assertSame(\hash('sha256', $bytes), $result['sha256'], $output);
+    }
+
+    /**
      * Through a proxy that breaks every connection after 12 MiB, a 40 MiB upload needs
      * several connections: each break resumes from s3.UploadStatus, and the object is exact.
      *

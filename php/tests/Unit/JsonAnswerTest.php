@@ -6,8 +6,6 @@ namespace TrioS3Rpc\Tests\Unit;
 
 use PHPUnit\Framework\TestCase;
 use TrioS3Rpc\Exception\ConnectionFailed;
-use TrioS3Rpc\Transport\Codec;
-use TrioS3Rpc\Transport\GoridgeTransport;
 
 /**
  * Large JSON answers, whose base64 "content" the transport receives apart from the rest,
@@ -48,36 +46,12 @@ final class JsonAnswerTest extends TestCase
 
     private static function frame(string $answer): string
     {
-        $method = 's3.Read';
-        return GoridgeTransport::header(Codec::Json->value, \strlen($method) + \strlen($answer), 1, \strlen($method)) . $method . $answer;
+        return OneCallServer::frame($answer);
     }
 
     /** What an s3.Read call decodes when a forked server answers it with $bytes and closes. */
     private static function callAnsweredWith(string $bytes): mixed
     {
-        if (!\function_exists('pcntl_fork')) {
-            self::markTestSkipped('needs ext-pcntl');
-        }
-        $path = \sys_get_temp_dir() . '/trio-s3rpc-json-' . \bin2hex(\random_bytes(4)) . '.sock';
-        $server = \stream_socket_server("unix://$path");
-        self::assertNotFalse($server);
-        $child = \pcntl_fork();
-        if ($child === 0) {
-            $connection = \stream_socket_accept($server, 10);
-            if ($connection !== false) {
-                $call = \unpack('Cvw/Cflags/Vlength', \fread($connection, 12));
-                \stream_get_contents($connection, 8 + $call['length']);
-                \fwrite($connection, $bytes);
-                \fclose($connection);
-            }
-            \posix_kill(\posix_getpid(), \SIGKILL); // no PHPUnit shutdown in the child
-        }
-        try {
-            return (new GoridgeTransport("unix://$path", Codec::Json))->call('s3.Read', ['pathname' => 'a.bin']);
-        } finally {
-            \pcntl_waitpid($child, $status);
-            \fclose($server);
-            @\unlink($path);
-        }
+        return OneCallServer::call($bytes)[0];
     }
 }
