@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zlib
 
 import pytest
@@ -21,6 +22,7 @@ from trio_s3rpc.goridge.frame import (
     Frame,
     FrameDecoder,
     FrameError,
+    RPCRequest,
     encode_frame,
     encode_rpc_error,
     encode_rpc_request,
@@ -381,3 +383,24 @@ def test_next_call_splits_a_php_request_and_keeps_what_follows() -> None:
         8, "s3.Exists", CODEC_MSGPACK, b"\x80",
     )  # fmt: skip
     assert decoder.buffered == 0
+
+
+def test_a_request_larger_than_one_read_is_split_with_one_copy_of_its_body() -> None:
+    """A large call's header arrives before the rest of it (every UploadChunk): once
+    whole, its body is copied out once, and no copy of it is kept as a frame too."""
+    body = bytes(range(256)) * (16 << 10)  # 4 MiB
+    wire = encode_rpc_request(3, "s3.UploadChunk", CODEC_MSGPACK, body)
+    decoder = FrameDecoder()
+    decoder.receive_data(wire[: 64 << 10])
+    assert decoder.next_call() is None
+    decoder.receive_data(wire[64 << 10 :])
+    tracemalloc.start()
+    try:
+        request = decoder.next_call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(request, RPCRequest)
+    assert (request.seq, request.method, request.body == body) == (3, "s3.UploadChunk", True)
+    assert peak < len(body) + (1 << 20)
+    assert decoder.last_frame is None and decoder.buffered == 0

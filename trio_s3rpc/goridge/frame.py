@@ -176,8 +176,13 @@ class FrameDecoder:
         and for a request frame :func:`parse_rpc_request` would refuse.
         """
         buffer = self._buffer
-        if self._error is not None or self._frame_size or len(buffer) < _RPC_HEADER.size:
-            return self._call_of_next_frame()  # broken, a frame begun earlier, or short
+        if self._frame_size and len(buffer) < self._frame_size and self._error is None:
+            return None  # a frame whose header was checked, still short
+        if self._error is not None or len(buffer) < _RPC_HEADER.size:
+            return self._call_of_next_frame()  # broken, or short
+        # A frame begun earlier (any frame larger than one read) is split here too, its
+        # header checked again (once per frame): through next_frame() its payload would
+        # be copied twice, and the copies held at once.
         first, flags, payload_length, crc, _, _, seq, method_length = _RPC_HEADER.unpack_from(
             buffer
         )
@@ -206,6 +211,7 @@ class FrameDecoder:
                 body = bytes(view[body_start:frame_size])
         del buffer[:frame_size]
         self.buffered = len(buffer)
+        self._frame_size = 0
         self.last_payload = payload_length
         return RPCRequest(seq, method, flags & CODEC_MASK, body)
 

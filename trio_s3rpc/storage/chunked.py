@@ -292,7 +292,10 @@ class ChunkedUploads:
                 while len(session.buffer) > part_size:
                     # Waits while `concurrency` parts are in flight.
                     await session.parts_in_flight.acquire()
-                    part = bytes(session.buffer[:part_size])
+                    # Through a memoryview: a bytearray slice would be a copy of its own,
+                    # so the part would be held twice while it is made.
+                    with memoryview(session.buffer) as view:
+                        part = bytes(view[:part_size])
                     self._start_part(session, part)
                     del session.buffer[:part_size]
                     session.base += part_size
