@@ -13,11 +13,15 @@ as text only to encode it back cost several times the call's own work. Every
 other string is text, with undecodable bytes kept as surrogate escapes so the
 method layer can name the field that is not UTF-8. Under JSON and raw, byte values cannot travel
 as such and go as base64 text (:data:`BINARY_AS_BASE64`); under msgpack they
-are packed as bin. Go-only codecs (gob, proto) are refused with a clear message.
+are packed as bin. A large JSON argument whose last member is a byte field (how
+this package's PHP client sends UploadChunk and Write) has that field decoded
+from the body's bytes straight to bytes (:func:`_split_json`), with the same
+result. Go-only codecs (gob, proto) are refused with a clear message.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -84,11 +88,11 @@ def decode_args(
     if empty is not None and body in empty:
         return {}
     if codec == CODEC_JSON:
-        return _decode_json(body)
+        return _decode_json(body, binary_fields)
     if codec == CODEC_MSGPACK:
         return _decode_msgpack(body, binary_fields)
     if codec == CODEC_RAW:
-        return _decode_json(body) if body else {}
+        return _decode_json(body, binary_fields) if body else {}
     _unsupported(codec)
 
 
@@ -213,7 +217,18 @@ def _parse_float(text: str) -> float:
     return value
 
 
-def _decode_json(body: bytes) -> dict[str, Any]:
+SPLIT_JSON_FROM = 64 * 1024
+"""JSON arguments from this size on are looked at by :func:`_split_json`."""
+
+# How far into a JSON argument its last member's name is looked for.
+_SPLIT_SCAN = 8192
+
+
+def _decode_json(body: bytes, binary_fields: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if binary_fields and len(body) >= SPLIT_JSON_FROM:
+        split = _split_json(body, binary_fields)
+        if split is not None:
+            return split
     # Decode explicitly: json.loads(bytes) would guess UTF-16/32 from the first bytes.
     try:
         text = body.decode("utf-8")
@@ -237,6 +252,52 @@ def _decode_json(body: bytes) -> dict[str, Any]:
 
 
 _JSON_DECODER = json.JSONDecoder(parse_float=_parse_float, parse_constant=_refuse_constant)
+
+
+def _split_json(body: bytes, binary_fields: frozenset[str]) -> dict[str, Any] | None:
+    """``_decode_json(body)`` with its last member, a byte field's base64 string,
+    already decoded to bytes; None when the body does not end so, or anything
+    about it is not plain (then the whole is decoded as JSON, which says what).
+
+    PHP's client sends a chunk's content last: ``{...,"content":"<base64>"}``.
+    Decoded as JSON, that text is copied twice (the body as text, then the
+    string) and scanned a character at a time (20 ms for 4 MiB of content); here
+    the base64 is decoded from the body itself, and only the small rest is JSON.
+    The answer is the JSON decoder's then the typed layer's: the rest, its last
+    ``,`` made a ``}``, parses as an object only if it ends outside any string,
+    so the member after it is the body's last one, and replaces one of the same
+    name, as JSON's last one wins; pybase64 with ``validate=True`` refuses any
+    quote, backslash, control byte or non-ASCII byte, so the text between the
+    quotes is the JSON string as it is, and what it decodes is what
+    ``_from_base64`` (rpc/decoding.py) gives, which tries it first.
+    """
+    if not body.endswith(b'"}'):
+        return None
+    for name in binary_fields:
+        marker = b'"' + name.encode("utf-8") + b'":"'
+        # The last one within the scan: the content itself holds no quote.
+        at = body.rfind(marker, 0, min(len(body), _SPLIT_SCAN + len(marker)))
+        if at < 0:
+            continue
+        head = body[:at]
+        if head.endswith(b","):
+            rest_text = head[:-1] + b"}"
+        elif head.strip(b" \t\r\n") == b"{":
+            rest_text = b"{}"
+        else:
+            return None
+        with memoryview(body) as view:
+            try:
+                content = pybase64.b64decode(view[at + len(marker) : -2], validate=True)
+            except (binascii.Error, ValueError):
+                return None
+        try:
+            rest = _decode_json(rest_text)
+        except CodecError:
+            return None
+        rest[name] = content
+        return rest
+    return None
 
 
 def _refuse_extension(code: int, data: bytes) -> NoReturn:

@@ -85,6 +85,8 @@ def _to_str(value: Any, binary_as_base64: bool) -> str:
 
 def _to_binary(value: Any, binary_as_base64: bool) -> bytes:
     if binary_as_base64:
+        if isinstance(value, bytes):
+            return value  # decoded by the codec already (goridge/codecs.py, _split_json)
         if not isinstance(value, str):
             raise _FieldError(f"must be a base64 string, got {_type_name(value)}")
         return _from_base64(value)
