@@ -7,10 +7,11 @@ itself: the ceiling a PHP stream through RPC can approach). Every round runs
 every transfer once, in turn, against the embedded SeaweedFS. With
 ``--peer-tree`` a second server runs the code of another checkout (say
 ``/work/main``), so a change to the server is measured before and after in the
-same run; the PHP client is this tree's for both.
+same run; the PHP client is this tree's for both, or with ``--peer-php`` the
+peer's own for the peer (a change to the PHP package, before and after).
 
     python -m benchmarks.php_streams --size 500MiB --memory-limit 48M --rounds 2 \\
-        [--peer-tree ../main]
+        [--peer-tree ../main [--peer-php]]
 
 Figures: MiB/s of each transfer (median over rounds), PHP's peak memory
 (``memory_get_peak_usage(true)``, largest over rounds), the server's peak RSS
@@ -75,13 +76,13 @@ async def server_transfers(
 
 
 def php_streams(
-    address: str, codec: str, source: Path, chunk: int, memory_limit: str
+    script: Path, address: str, codec: str, source: Path, chunk: int, memory_limit: str
 ) -> dict[str, float]:
     command = [
         "php",
         "-d",
         f"memory_limit={memory_limit}",
-        str(PHP_SCRIPT),
+        str(script),
         address,
         codec,
         str(source),
@@ -105,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peer-tree", type=Path, help="another checkout whose server runs beside this one"
     )
+    parser.add_argument(
+        "--peer-php",
+        action="store_true",
+        help="the peer's server is called by the peer's own PHP client, not this tree's",
+    )
     args = parser.parse_args(argv)
+    if args.peer_php and args.peer_tree is None:
+        parser.error("--peer-php needs --peer-tree")
     size, chunk = parse_size(args.size), parse_size(args.chunk)
     with tempfile.TemporaryDirectory(prefix="php-streams-") as scratch:
         workdir = Path(scratch)
@@ -113,9 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = BucketSettings(part_size=8 * MIB, concurrency=4)
         with open_target(workdir, None) as target:
             servers = {"this tree": ServerProcess(target, settings, workdir, name="this")}
+            scripts = {"this tree": PHP_SCRIPT}
             if args.peer_tree is not None:
-                servers[f"peer {args.peer_tree}"] = ServerProcess(
-                    target, settings, workdir, name="peer", tree=args.peer_tree.resolve()
+                peer = args.peer_tree.resolve()
+                peer_name = f"peer {args.peer_tree}" + (
+                    " (its PHP client too)" if args.peer_php else ""
+                )
+                servers[peer_name] = ServerProcess(
+                    target, settings, workdir, name="peer", tree=peer
+                )
+                scripts[peer_name] = (
+                    peer / PHP_SCRIPT.relative_to(REPO) if args.peer_php else PHP_SCRIPT
                 )
             results: dict[tuple[str, str], Figures] = {}
             for server in servers.values():
@@ -139,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                         for codec in CODECS:
                             with PeakMemory(server.pid) as server_memory:
                                 figures = php_streams(
-                                    server.address, codec, source, chunk, args.memory_limit
+                                    scripts[name],
+                                    server.address,
+                                    codec,
+                                    source,
+                                    chunk,
+                                    args.memory_limit,
                                 )
                             for direction in ("write", "read"):
                                 entry = results.setdefault(
@@ -159,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in servers:
         print(f"\n{name}:")
-        own = {"write": results[(name, "WriteFile")], "read": results[(name, "ReadFile")]}
+        bases = {"write": results[(name, "WriteFile")], "read": results[(name, "ReadFile")]}
         for direction in ("write", "read"):
-            base = own[direction]
+            base = bases[direction]
             label = "WriteFile" if direction == "write" else "ReadFile"
             print(
                 f"  {label:<22} {base.rate(size):7.1f} MiB/s  {'':31}"
