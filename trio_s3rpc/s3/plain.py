@@ -19,37 +19,46 @@ httpcore's.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final
 
-# h11's ABNF (h11/_abnf.py), narrowed: a value's characters are visible ASCII,
-# obs-text, and inner spaces or tabs (h11 also takes C0 controls but NUL,
-# which then go to h11).
-_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
-_VALUE_CHARS = rb"[\t\x20-\x7e\x80-\xff]"
-_VALUE = rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?"
-
-_TOKENS: Final = re.compile(rb"(?:" + _TOKEN + rb"\n)*")
-_VALUES: Final = re.compile(rb"(?:" + _VALUE + rb"\n)*")
-_TARGET: Final = re.compile(rb"[\x21-\x7e]+")
-_METHOD: Final = re.compile(_TOKEN)
-
-_HEAD: Final = re.compile(
-    rb"HTTP/1\.1 ([0-9]{3})(?: " + _VALUE_CHARS + rb"*)?\r\n"
-    rb"((?:" + _TOKEN + rb":" + _VALUE_CHARS + rb"*\r\n)*)\r\n"
+# h11's ABNF (h11/_abnf.py) as tables for bytes.translate: an allowed byte becomes
+# 0, any other 1, so a text is allowed when no 1 is left in its translation (a
+# table lookup and a memchr per byte, where a regular expression costs tens of
+# instructions). Narrowed: a value's bytes are visible ASCII, obs-text and
+# spaces (h11 also takes tabs and C0 controls but NUL, which then go to h11).
+# LF is allowed in both, as the separator of names or values joined for one check.
+_TOKEN_BYTES: Final = (
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
 )
-# The headers that decide framing and reuse, found in the header block.
-_FRAMING: Final = re.compile(
-    rb"^(content-length|transfer-encoding|connection):[ \t]*(.*?)[ \t]*\r$",
-    re.IGNORECASE | re.MULTILINE,
+_VALUE_BYTES: Final = bytes([*range(0x20, 0x7F), *range(0x80, 0x100), 0x0A])
+_TOKENS: Final = bytes([0 if byte in _TOKEN_BYTES else 1 for byte in range(256)])
+_VALUES: Final = bytes([0 if byte in _VALUE_BYTES else 1 for byte in range(256)])
+# The head's own table: values, and CR for its line ends (bare ones are counted).
+_HEAD_BYTES: Final = bytes(
+    [0 if byte in _VALUE_BYTES or byte == 0x0D else 1 for byte in range(256)]
 )
-_DIGITS: Final = re.compile(rb"[0-9]{1,19}")
+# An int, not b"\x01": ``bytes in bytes`` first tries its operand as an int and
+# raises (and catches) a TypeError when it is not, which costs more than the search.
+_REFUSED: Final = 1
 
 _STATUS_PREFIX: Final = b"HTTP/1.1 "
 # As h11's max_incomplete_event_size in http11.py: a longer head goes to h11 to refuse.
 MAX_HEAD_SIZE: Final = 100 * 1024
 _NO_BODY_STATUSES: Final = (204, 304)
+# h11 takes up to 20 digits; more than 19 go to h11.
+_MAX_LENGTH_DIGITS: Final = 19
+
+
+def _tokens(joined: bytes) -> bool:
+    """Whether ``joined`` is tokens joined by LF (none of them empty)."""
+    return (
+        bool(joined)
+        and _REFUSED not in joined.translate(_TOKENS)
+        and joined.find(b"\n\n") < 0
+        and joined[0] != 0x0A
+        and joined[-1] != 0x0A
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,25 +92,37 @@ def request_head(
     them (or refuse them): a name or value outside the plain form, a Host header
     missing, repeated or not first, a Content-Length that is not the body's, a
     Transfer-Encoding or Connection header, or CONNECT."""
-    names = b"\n".join([name for name, _ in headers]) + b"\n"
-    values = b"\n".join([value for _, value in headers]) + b"\n"
-    # Joined by LF, checked in one match each: an LF inside a name or value would
-    # pass for a separator, so the count of separators is checked too.
+    count = len(headers)
+    names = b"\n".join([name for name, _ in headers])
+    values = [value for _, value in headers]
+    joined = b"\n".join(values)
     if (
-        names.count(b"\n") + values.count(b"\n") != 2 * len(headers)
-        or _TOKENS.fullmatch(names) is None
-        or _VALUES.fullmatch(values) is None
-        or _METHOD.fullmatch(method) is None
-        or _TARGET.fullmatch(target) is None
+        not count
+        or names.count(b"\n") != count - 1
+        or not _tokens(names)
+        or joined.count(b"\n") != count - 1
+        or _REFUSED in joined.translate(_VALUES)
+        or any([value.strip(b" ") != value for value in values])
+        or 10 in method  # LF
+        or not _tokens(method)
+        or not target
+        or _REFUSED in target.translate(_VALUES)
+        or 32 in target  # space
+        or 10 in target  # LF
+        or not target.isascii()
     ):
         return None
     # h11 writes Host first; ours is first already, and then the order is kept.
-    lowered = b"\n" + names.lower()
+    lowered = b"\n" + names.lower() + b"\n"
     if not lowered.startswith(b"\nhost\n") or lowered.find(b"\nhost\n", 1) >= 0:
         return None
-    if b"\ntransfer-encoding\n" in lowered or b"\nconnection\n" in lowered or method == b"CONNECT":
+    if (
+        lowered.find(b"\ntransfer-encoding\n") >= 0
+        or lowered.find(b"\nconnection\n") >= 0
+        or method == b"CONNECT"
+    ):
         return None
-    if b"\ncontent-length\n" in lowered:
+    if lowered.find(b"\ncontent-length\n") >= 0:
         lengths = [value for name, value in headers if name.lower() == b"content-length"]
         if lengths != [b"%d" % body_length]:
             return None
@@ -130,34 +151,53 @@ def parse_head(buffer: bytes | bytearray, method: bytes) -> Head | _NotPlain | N
         return NOT_PLAIN
     head = bytes(buffer[:size])
     # A bare LF ends lines (and heads) for h11 too, elsewhere than here.
-    if head.count(b"\n") != head.count(b"\r\n"):
+    if head.count(b"\n") != head.count(b"\r\n") or not head.startswith(_STATUS_PREFIX):
         return NOT_PLAIN
-    match = _HEAD.fullmatch(head)
-    if match is None:
+    code = head[9:12]
+    line_end = head.find(b"\r\n")
+    if (
+        not (code.isdigit() and len(code) == 3)
+        or (line_end != 12 and head[12:13] != b" ")
+        or head.count(b"\r") != head.count(b"\r\n")
+        or _REFUSED in head.translate(_HEAD_BYTES)
+    ):
         return NOT_PLAIN
-    status = int(match[1])
+    status = int(code)
     if status < 200:
         return NOT_PLAIN
-    block = match[2]
-    length = None
+    # Lines between the status line and the blank one; each "name:value".
+    lines = head[line_end + 2 : size - 4].split(b"\r\n") if size - 4 > line_end else []
+    fields = [line.partition(b":") for line in lines]
+    count = len(fields)
+    names = b"\n".join([name for name, _, _ in fields])
+    if count and (
+        b"".join([colon for _, colon, _ in fields]) != b":" * count
+        or names.count(b"\n") != count - 1
+        or not _tokens(names)
+    ):
+        return NOT_PLAIN
+    headers = [(name, value.strip(b" ")) for name, _, value in fields]
+    lowered = names.lower().split(b"\n")
+    if b"transfer-encoding" in lowered:
+        return NOT_PLAIN
     keep_alive = True
-    for name, value in _FRAMING.findall(block):
-        kind = name.lower()
-        if kind == b"content-length":
-            if length is not None or _DIGITS.fullmatch(value) is None:
-                return NOT_PLAIN
-            length = int(value)
-        elif kind == b"transfer-encoding":
+    if b"connection" in lowered:
+        for name, value in headers:
+            if name.lower() == b"connection" and b"close" in [
+                token.strip(b" \t").lower() for token in value.split(b",")
+            ]:
+                keep_alive = False
+    length = None
+    if b"content-length" in lowered:
+        if lowered.count(b"content-length") != 1:
             return NOT_PLAIN
-        elif b"close" in [token.strip().lower() for token in value.split(b",")]:
-            keep_alive = False
+        digits = headers[lowered.index(b"content-length")][1]
+        if not digits.isdigit() or len(digits) > _MAX_LENGTH_DIGITS:
+            return NOT_PLAIN
+        length = int(digits)
     if method == b"HEAD" or status in _NO_BODY_STATUSES:
         length = 0
     elif length is None:
         # Read to the close: h11's http/1.0 framing.
         return NOT_PLAIN
-    headers = [
-        (name, value.strip(b" \t"))
-        for name, _, value in (line.partition(b":") for line in block.split(b"\r\n")[:-1])
-    ]
     return Head(status, headers, length, keep_alive, size)
