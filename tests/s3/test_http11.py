@@ -141,6 +141,18 @@ def answer(raw: bytes, *, keep: bool = True) -> Script:
     return script
 
 
+def pieces(*parts: bytes, keep: bool = True) -> Script:
+    """An answer sent in parts, each a write of its own after the one before arrived."""
+
+    async def script(stream: trio.abc.Stream, head: bytes, body: bytes) -> bool:
+        for part in parts:
+            await stream.send_all(part)
+            await trio.sleep(0.005)
+        return keep
+
+    return script
+
+
 CASES = {
     "content-length": answer(b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "e"\r\n\r\nhello'),
     "chunked": answer(
@@ -161,6 +173,21 @@ CASES = {
     "hang up without answer": answer(b"", keep=False),
     "truncated body": answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf", keep=False),
     "not http": answer(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", keep=False),
+    # Forms the plain reader leaves to h11 (trio_s3rpc.s3.plain), and what it reads itself.
+    "bare LF line ends": answer(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
+    "folded header": answer(b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok"),
+    "repeated content-length": answer(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"
+    ),
+    "conflicting content-length": answer(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!", keep=False
+    ),
+    "http/1.0": answer(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    "bytes beyond the body": answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"),
+    "answer in pieces": pieces(
+        b"HTTP/1.", b"1 200 OK\r\nContent-Le", b"ngth: 5\r\n\r", b"\nhe", b"llo"
+    ),
+    "closed mid-head": pieces(b"HTTP/1.1 200 OK\r\nContent-", keep=False),
     "header too large": answer(
         b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200_000 + b"\r\nContent-Length: 0\r\n\r\n"
     ),

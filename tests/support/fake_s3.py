@@ -48,6 +48,10 @@ class FakeTransport:
     # the one HeadObject answers.
     complete_etag: str = '"whole-2"'
     head_etag: str = '"source"'
+    # The unfinished upload (id -> key): made when CreateMultipartUpload arrives, before
+    # a hold delays its answer, and listed as moto lists every upload: initiated in 2010,
+    # so the reaper finds it stale.
+    uploads: dict[str, str] = field(default_factory=dict)
 
     def operations(self) -> list[str]:
         return [request.operation for request in self.sent]
@@ -68,6 +72,8 @@ class FakeTransport:
         query = dict(query or {})
         self.sent.append(Sent(operation, key, query, dict(headers or {}), len(body)))
         await trio.lowlevel.checkpoint()
+        if operation == "CreateMultipartUpload":
+            self.uploads["up-1"] = key or ""
         if operation in self.holds:
             await self.holds[operation].wait()
         if self._down(operation):
@@ -77,6 +83,8 @@ class FakeTransport:
             raise error
         if operation == "UploadPart":
             self.parts[int(query["partNumber"])] = len(body)
+        if operation in ("AbortMultipartUpload", "CompleteMultipartUpload"):
+            self.uploads.pop(query["uploadId"], None)
         answers = {
             "HeadObject": lambda: self._head(key or ""),
             "CreateMultipartUpload": lambda: _xml(
@@ -89,6 +97,7 @@ class FakeTransport:
                 "<LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyPartResult>"
             ),
             "ListParts": self._list_parts,
+            "ListMultipartUploads": lambda: self._list_uploads(query.get("prefix", "")),
             "CopyObject": lambda: _xml(
                 '<CopyObjectResult><ETag>"copied"</ETag>'
                 "<LastModified>2026-01-01T00:00:00.000Z</LastModified></CopyObjectResult>"
@@ -117,6 +126,18 @@ class FakeTransport:
             for number, size in sorted(self.parts.items())
         )
         return _xml(f"<ListPartsResult><UploadId>up-1</UploadId>{listed}</ListPartsResult>")
+
+    def _list_uploads(self, prefix: str) -> S3Response:
+        listed = "".join(
+            f"<Upload><Key>{key}</Key><UploadId>{upload_id}</UploadId>"
+            "<Initiated>2010-11-10T20:48:33.000Z</Initiated></Upload>"
+            for upload_id, key in self.uploads.items()
+            if key.startswith(prefix)
+        )
+        return _xml(
+            "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+            f"{listed}</ListMultipartUploadsResult>"
+        )
 
     def _head(self, key: str) -> S3Response:
         headers = {"content-length": str(self.sizes.get(key, 0)), "etag": self.head_etag}

@@ -35,6 +35,15 @@ httpcore on the same requests against the same servers:
 
 Reads grow while they come back full: 64 KiB, doubling up to
 :data:`MAX_READ_SIZE`, because h11 and this loop pay per read, not per byte.
+
+A request with a whole body whose head is in HTTP/1.1's plain form (see
+:mod:`trio_s3rpc.s3.plain`: what S3 is sent and answers, nearly always) is
+written, and its answer read and framed by its Content-Length, without h11:
+h11's per-event work was about a third of the instructions of a small S3
+request. An answer in any other form (chunked, read to the close, 1xx,
+anything odd) is handed to h11 with the request replayed into it first, so
+that h11 reads, refuses or frames it exactly as before; the tests above hold
+both paths to httpcore.
 """
 
 from __future__ import annotations
@@ -51,12 +60,13 @@ import httpcore
 import trio
 
 from trio_s3rpc.s3.exceptions import CONNECTING, READING, WRITING
+from trio_s3rpc.s3.plain import MAX_HEAD_SIZE, NOT_PLAIN, Head, parse_head, request_head
 from trio_s3rpc.s3.stream import NetworkStream, connect
 
 READ_SIZE = 64 * 1024
 MAX_READ_SIZE = 256 * 1024
 # As httpcore: h11's limit on a response head, raised from its 16 KiB default.
-MAX_INCOMPLETE_EVENT_SIZE = 100 * 1024
+MAX_INCOMPLETE_EVENT_SIZE = MAX_HEAD_SIZE
 # A body at least this large is written by itself rather than copied behind
 # the request head (the copy would cost more than the extra write).
 JOIN_BELOW = 64 * 1024
@@ -76,7 +86,9 @@ class Response:
 
     __slots__ = ("headers", "status", "stream")
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], stream: Body) -> None:
+    def __init__(
+        self, status: int, headers: list[tuple[bytes, bytes]], stream: Body | PlainBody
+    ) -> None:
         self.status = status
         self.headers = headers
         self.stream: Any = stream
@@ -111,6 +123,11 @@ class HTTP11Connection:
         self.state = State.NEW
         self._expire_at: float | None = None
         self._read_size = READ_SIZE
+        # Bytes the server sent beyond an answer read without h11: as h11 keeps them
+        # in its buffer, they are where the next answer is read from.
+        self._leftover = b""
+        # h11 holds bytes beyond its last answer: the next exchange is h11's too.
+        self._h11_holds_data = False
 
     def __repr__(self) -> str:
         scheme, host, port = self.origin
@@ -170,21 +187,87 @@ class HTTP11Connection:
         write_timeout = _seconds(timeouts.get("write"))
         read_timeout = _seconds(timeouts.get("read"))
         try:
+            if isinstance(body, bytes) and not self._h11_holds_data:
+                plain = request_head(method, target, headers, len(body))
+                if plain is not None:
+                    return await self._plain_exchange(
+                        method, target, headers, body, plain, write_timeout, read_timeout
+                    )
             with WRITING:  # a request h11 refuses: LocalProtocolError
                 head = h11.Request(method=method, target=target, headers=headers)
             # As httpcore: the server may have answered (an error) and closed
             # before taking the whole body; a failed write still reads what it said.
             with contextlib.suppress(httpcore.WriteError):
                 await self._send_request(head, body, write_timeout)
-            event = await self._next_event(read_timeout, answer_due=True)
-            while not isinstance(event, h11.Response):
-                # 1xx answers (100 Continue) precede the real one.
-                event = await self._next_event(read_timeout)
+            leftover, self._leftover = self._leftover, b""
+            if leftover:
+                self._h11.receive_data(leftover)
+            return await self._h11_answer(read_timeout, answer_due=not leftover)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self.aclose()
             raise
+
+    async def _h11_answer(self, read_timeout: float, answer_due: bool = False) -> Response:
+        event = await self._next_event(read_timeout, answer_due)
+        while not isinstance(event, h11.Response):
+            # 1xx answers (100 Continue) precede the real one.
+            event = await self._next_event(read_timeout)
         return Response(event.status_code, event.headers.raw_items(), Body(self, read_timeout))
+
+    async def _plain_exchange(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        head: bytes,
+        write_timeout: float,
+        read_timeout: float,
+    ) -> Response:
+        """A request in the plain form (:mod:`trio_s3rpc.s3.plain`), sent and its answer
+        read without h11; an answer not in that form is handed to h11 with the request
+        replayed into it, as if h11 had carried the exchange from the start."""
+        io = self._io
+        assert io is not None
+        sent = False
+        with contextlib.suppress(httpcore.WriteError), WRITING:
+            if len(body) >= JOIN_BELOW:
+                await io.send(head, write_timeout)
+                await io.send(body, write_timeout)
+            else:
+                await io.send(head + body if body else head, write_timeout)
+            sent = True
+        buffer, self._leftover = self._leftover, b""
+        answer_due = not buffer
+        parsed = parse_head(buffer, method) if buffer else None
+        with READING:
+            while parsed is None:
+                data = await self._receive(read_timeout, answer_due=answer_due)
+                answer_due = False
+                if not data:
+                    raise httpcore.RemoteProtocolError(
+                        "Server disconnected without sending a response."
+                    )
+                buffer = buffer + data if buffer else data
+                parsed = parse_head(buffer, method)
+        if isinstance(parsed, Head):
+            rest = buffer[parsed.size :]
+            return Response(
+                parsed.status,
+                parsed.headers,
+                PlainBody(self, rest, parsed.length, parsed.keep_alive and sent, read_timeout),
+            )
+        assert parsed is NOT_PLAIN
+        connection = self._h11
+        with WRITING:
+            connection.send(h11.Request(method=method, target=target, headers=headers))
+            if sent:
+                if body:
+                    connection.send(h11.Data(data=body))
+                connection.send(h11.EndOfMessage())
+        connection.receive_data(buffer)
+        return await self._h11_answer(read_timeout)
 
     async def _connect(self, timeout: float | None) -> None:  # noqa: ASYNC109
         scheme, host, port = self.origin
@@ -242,24 +325,46 @@ class HTTP11Connection:
                 event = connection.next_event()
                 if event is not h11.NEED_DATA:
                     return event
-                assert self._io is not None
-                size = self._read_size
-                data = await self._io.receive(size, timeout, answer_due)
+                data = await self._receive(timeout, answer_due=answer_due)
                 answer_due = False
-                if len(data) == size:
-                    self._read_size = min(size * 2, MAX_READ_SIZE)
-                elif size != READ_SIZE:
-                    self._read_size = READ_SIZE
                 if not data and connection.their_state is h11.SEND_RESPONSE:
                     raise httpcore.RemoteProtocolError(
                         "Server disconnected without sending a response."
                     )
                 connection.receive_data(data)
 
+    async def _receive(
+        self,
+        timeout: float,  # noqa: ASYNC109
+        limit: int | None = None,
+        answer_due: bool = False,
+    ) -> bytes:
+        """One read of at most the current read size (and ``limit``), which doubles
+        while reads come back full and falls back when one does not."""
+        io = self._io
+        assert io is not None
+        size = self._read_size
+        data = await io.receive(size if limit is None else min(size, limit), timeout, answer_due)
+        if len(data) == size:
+            self._read_size = min(size * 2, MAX_READ_SIZE)
+        elif size != READ_SIZE:
+            self._read_size = READ_SIZE
+        return data
+
     async def _response_closed(self) -> None:
         connection = self._h11
         if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
             connection.start_next_cycle()
+            self._h11_holds_data = bool(connection.trailing_data[0])
+            self.state = State.IDLE
+            if self._keepalive_expiry is not None:
+                self._expire_at = time.monotonic() + self._keepalive_expiry
+        else:
+            with trio.CancelScope(shield=True):
+                await self.aclose()
+
+    async def _plain_response_closed(self, reusable: bool) -> None:
+        if reusable:
             self.state = State.IDLE
             if self._keepalive_expiry is not None:
                 self._expire_at = time.monotonic() + self._keepalive_expiry
@@ -308,6 +413,81 @@ class Body:
             return
         self._closed = True
         await self._connection._response_closed()
+
+
+class PlainBody:
+    """An answer's body framed by its Content-Length, read without h11 (see
+    :meth:`HTTP11Connection._plain_exchange`); closing it ends the request as
+    :class:`Body` does. The connection is reused only when the body was read to
+    its end, the request was sent whole, the server did not say ``close`` and
+    sent nothing beyond the body."""
+
+    __slots__ = (
+        "_closed",
+        "_connection",
+        "_pending",
+        "_received",
+        "_remaining",
+        "_reusable",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        connection: HTTP11Connection,
+        pending: bytes,
+        length: int,
+        reusable: bool,
+        timeout: float,
+    ) -> None:
+        self._connection = connection
+        self._timeout = timeout
+        if len(pending) > length:
+            # More than the body (which h11 would keep for the next answer).
+            connection._leftover = pending[length:]
+            pending = pending[:length]
+        self._pending = pending
+        self._remaining = length - len(pending)
+        self._received = len(pending)
+        self._reusable = reusable
+        self._closed = False
+
+    def __aiter__(self) -> PlainBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        pending = self._pending
+        if pending:
+            self._pending = b""
+            return pending
+        remaining = self._remaining
+        if not remaining:
+            raise StopAsyncIteration
+        try:
+            with READING:
+                data = await self._connection._receive(self._timeout, remaining)
+            if not data:
+                # h11's words for the same end (ContentLengthReader.read_eof).
+                raise httpcore.RemoteProtocolError(
+                    "peer closed connection without sending complete message body "
+                    f"(received {self._received} bytes, expected {self._received + remaining})"
+                )
+        except BaseException:
+            self._reusable = False
+            await self.aclose()
+            raise
+        self._remaining = remaining - len(data)
+        self._received += len(data)
+        return data
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        done = not self._remaining and not self._pending
+        await self._connection._plain_response_closed(self._reusable and done)
 
 
 Origin = tuple[bytes, bytes, int]

@@ -11,11 +11,13 @@ service in a shielded scope, so nothing half-written is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import string
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,18 +46,40 @@ class UploadBook:
     """The bookkeeping of this process's multipart uploads, shared by every target.
 
     ``in_progress`` holds the upload ids being worked on (the stale-upload
-    reaper and a resuming WriteFile leave them alone). An abort that failed
-    (the service is down) is queued in :attr:`failed_aborts` for whoever
-    retries aborts (the janitor); :attr:`pending_aborts` counts those queued
-    or being retried until :meth:`abort_settled` is called for each.
+    reaper and a resuming WriteFile leave them alone): from the answer of
+    CreateMultipartUpload until the upload is finished, aborted or handed over
+    to a chunked upload's session. Before that answer the service may already
+    list the upload, so its key is marked :meth:`creating` meanwhile. An abort
+    that failed (the service is down) is queued in :attr:`failed_aborts` for
+    whoever retries aborts (the janitor); :attr:`pending_aborts` counts those
+    queued or being retried until :meth:`abort_settled` is called for each.
     """
 
     def __init__(self) -> None:
         self.in_progress: set[str] = set()
+        self._creating: Counter[tuple[str, str]] = Counter()
         self.pending_aborts = 0
         send, receive = trio.open_memory_channel[tuple[MultipartTarget, str]](math.inf)
         self._send = send
         self.failed_aborts: trio.MemoryReceiveChannel[tuple[MultipartTarget, str]] = receive
+
+    @contextlib.contextmanager
+    def creating(self, bucket: str, key: str) -> Iterator[None]:
+        """Mark ``key`` as having an upload whose id is not known yet, while the body
+        runs; the body puts the id in :attr:`in_progress` before it ends, with no
+        checkpoint between, so the upload is never unmarked and unbooked at once."""
+        place = (bucket, key)
+        self._creating[place] += 1
+        try:
+            yield
+        finally:
+            self._creating[place] -= 1
+            if not self._creating[place]:
+                del self._creating[place]
+
+    def being_created(self) -> set[tuple[str, str]]:
+        """The (bucket, key) of every upload :meth:`creating` now."""
+        return set(self._creating)
 
     def abort_failed(self, target: MultipartTarget, upload_id: str) -> None:
         self.pending_aborts += 1
@@ -104,29 +128,36 @@ T = TypeVar("T")
 
 
 async def create_upload(target: MultipartTarget) -> str:
-    """Create the upload and answer its id.
+    """Create the upload and answer its id, which is in the book's ``in_progress``
+    from the answer on; the caller's :func:`finish_multipart` or
+    :func:`abort_upload` takes it out (see :class:`UploadBook`).
 
     A call cancelled while CreateMultipartUpload is in flight would leave an
     upload on the service that nobody can name, so the request, once sent,
     runs shielded (for at most ``ABORT_TIMEOUT``), and an upload created for
     a call cancelled meanwhile is aborted before the cancellation goes on.
     """
-    async with target.limiter:
-        with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT) as scope:
-            response = await target.transport.request(
-                "CreateMultipartUpload",
-                "POST",
-                target.bucket,
-                target.key,
-                query={"uploads": ""},
-                headers=target.create_headers,
-                idempotent=False,
+    book = target.book
+    marked = book.creating(target.bucket, target.key) if book is not None else None
+    with marked or contextlib.nullcontext():
+        async with target.limiter:
+            with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT) as scope:
+                response = await target.transport.request(
+                    "CreateMultipartUpload",
+                    "POST",
+                    target.bucket,
+                    target.key,
+                    query={"uploads": ""},
+                    headers=target.create_headers,
+                    idempotent=False,
+                )
+        if scope.cancelled_caught:
+            raise S3Error(
+                "CreateMultipartUpload", 0, "Timeout", f"no answer within {ABORT_TIMEOUT:g} s"
             )
-    if scope.cancelled_caught:
-        raise S3Error(
-            "CreateMultipartUpload", 0, "Timeout", f"no answer within {ABORT_TIMEOUT:g} s"
-        )
-    upload_id = s3xml.parse_initiate_multipart(response.content)
+        upload_id = s3xml.parse_initiate_multipart(response.content)
+        if book is not None:
+            book.in_progress.add(upload_id)
     try:
         await trio.lowlevel.checkpoint_if_cancelled()
     except trio.Cancelled:
@@ -247,6 +278,8 @@ async def abort_upload(target: MultipartTarget, upload_id: str) -> None:
     with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT):
         answer = await send_abort(target, upload_id, raise_errors=False)
         error = "" if answer.error is None else str(answer.error)
+    if target.book is not None:
+        target.book.in_progress.discard(upload_id)
     if not error:
         log.info("event=upload_aborted bucket=%s key=%s", target.bucket, target.key)
         return

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterable, Mapping
 import httpcore
 import trio
 
-from trio_s3rpc.s3.http11 import Body, HTTP11Connection, Origin, Response, unpack
+from trio_s3rpc.s3.http11 import Body, HTTP11Connection, Origin, PlainBody, Response, unpack
 
 DEFAULT_KEEPALIVE_EXPIRY = 5.0
 # A request whose connection turns out unusable is repeated on a fresh one;
@@ -184,14 +184,14 @@ class _PooledStream:
         self,
         pool: ConnectionPool,
         connection: HTTP11Connection,
-        stream: Body,
+        stream: Body | PlainBody,
     ) -> None:
         self._pool = pool
         self._connection = connection
         self._stream = stream
         self._released = False
 
-    def __aiter__(self) -> Body:
+    def __aiter__(self) -> Body | PlainBody:
         # The connection's own iterator, not a generator around it: one layer
         # less per piece of a large body.
         return self._stream.__aiter__()

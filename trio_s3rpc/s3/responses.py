@@ -30,7 +30,10 @@ class ResponseHeaders(Mapping[str, str]):
         values: dict[str, str] = {}
         for raw_name, raw_value in raw:
             name = raw_name.decode("latin-1").lower()
-            value = _header_text(raw_value)
+            try:  # _header_text's first try, inline: nearly every value is ASCII
+                value = raw_value.decode("ascii")
+            except UnicodeDecodeError:
+                value = _header_text(raw_value)
             values[name] = f"{values[name]}, {value}" if name in values else value
         self._values = values
 

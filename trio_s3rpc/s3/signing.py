@@ -175,9 +175,12 @@ class RequestSigner:
             headers["x-amz-security-token"] = self._token
         headers.pop("authorization", None)
 
-        names = sorted(name for name in headers if name not in _UNSIGNED_HEADERS)
+        # Lists, not generators: a generator is resumed (a call) once per header.
+        names = sorted([name for name in headers if name not in _UNSIGNED_HEADERS])
         signed_names = ";".join(names)
-        canonical_headers = "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names)
+        canonical_headers = "".join(
+            [f"{name}:{' '.join(headers[name].split())}\n" for name in names]
+        )
         canonical_request = (
             f"{method}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{content_sha256}"
         )

@@ -247,6 +247,9 @@ class ChunkedUploads:
             bucket.name, ref.pathname, service_upload_id, bucket.config.part_size, dict(headers)
         )
         self._register(token, ref, target, 0)
+        if target.book is not None:
+            # The session speaks for the upload from now on (working_on).
+            target.book.in_progress.discard(service_upload_id)
         return encode_token(token, bucket.server.credentials.secret)
 
     async def chunk(self, upload_id: str, content: bytes, offset: int | None) -> int:

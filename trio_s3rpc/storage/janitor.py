@@ -8,7 +8,10 @@ Two background duties, run by the application next to the RPC server:
 - On start and then periodically, unfinished multipart uploads under each
   bucket's prefix older than ``s3.abort_stale_after`` are aborted and logged:
   the leftovers of crashed processes, or of uploads nobody resumed. Uploads
-  this process is working on are never touched, nor (under workers) those
+  this process is working on are never touched, from the moment their
+  CreateMultipartUpload is sent (the service may list an upload before its
+  answer, with its id, has reached us; moto lists every upload as made in
+  2010, so stale at once), nor (under workers) those
   another worker of the service is working on: ``elsewhere`` asks them, and
   a round in which one cannot say aborts nothing.
 - In the same rounds, ReadFile's temporary ``*.trio-s3rpc-part`` files
@@ -142,7 +145,10 @@ class Janitor:
                     bucket.transport, bucket.config.bucket, bucket.config.prefix, bucket.limiter
                 )
             stale = [u for u in uploads if u.initiated <= horizon]
+            # Both read with no checkpoint between: an id leaves the keys being
+            # created only once it is in progress.
             busy = set(self.book.in_progress)
+            creating = self.book.being_created()
             if stale and self.elsewhere is not None:
                 others = await self.elsewhere()
                 if others is None:
@@ -150,7 +156,7 @@ class Janitor:
                     continue
                 busy |= others
             for upload in stale:
-                if upload.upload_id in busy:
+                if upload.upload_id in busy or (bucket.config.bucket, upload.key) in creating:
                     continue
                 try:
                     with bucket.errors(upload.key):
