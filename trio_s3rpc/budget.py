@@ -16,7 +16,9 @@ naming the limit. A connection holding less than :data:`FLOOR` may always
 read, so a small call on a quiet connection is served whatever the others
 hold. When the budget falls idle after a burst, :meth:`MemoryBudget.run`
 asks glibc to give the freed memory back to the system (``malloc_trim``),
-which it otherwise keeps for reuse.
+which it otherwise keeps for reuse; a serving process holds glibc to few
+arenas (:func:`limit_malloc_arenas`), as a thread's own arena gives back
+little of what it kept.
 
 The calls below storage find the current call's hold through a context
 variable (:func:`held`, :func:`keep`), as ``progress.current()`` finds its
@@ -93,15 +95,36 @@ def exhausted(what: str, needed: int, limit: int, key: str) -> RPCError:
     )
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None on another C library."""
-    name = ctypes.util.find_library("c")
+# glibc's mallopt parameter for the number of malloc arenas.
+_M_ARENA_MAX = -8
+# The main arena and one for all threads. With glibc's default (8 per core) each
+# thread that reads file parts gets an arena of its own, and keeps in it what it
+# freed where malloc_trim gives little back (README, Performance).
+MALLOC_ARENAS = 2
+
+
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """A function of glibc's, or None on another C library."""
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        function: Callable[..., int] = getattr(libc, name)
     except (OSError, AttributeError):
         return None
-    return trim
+    return function
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None on another C library."""
+    return _libc_function("malloc_trim")
+
+
+def limit_malloc_arenas() -> None:
+    """Hold glibc to :data:`MALLOC_ARENAS` arenas, unless ``MALLOC_ARENA_MAX`` in the
+    environment says how many; called before the process starts a thread (arenas
+    already taken stay)."""
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None and "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 class MemoryBudget:

@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from trio_s3rpc import __version__
+from trio_s3rpc.budget import limit_malloc_arenas
 from trio_s3rpc.config import (
     MAX_WORKERS,
     Config,
@@ -98,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "check-config":
+        limit_malloc_arenas()  # before any thread: an arena once taken stays
     setup_logging(args.log_level, args.log_format or "text")
     try:
         if args.command == "check-config":
