@@ -352,18 +352,16 @@ class HTTP11Connection:
         return data
 
     async def _response_closed(self) -> None:
+        """The end of an exchange h11 carried: reusable when both sides are DONE."""
         connection = self._h11
-        if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
+        reusable = connection.our_state is h11.DONE and connection.their_state is h11.DONE
+        if reusable:
             connection.start_next_cycle()
             self._h11_holds_data = bool(connection.trailing_data[0])
-            self.state = State.IDLE
-            if self._keepalive_expiry is not None:
-                self._expire_at = time.monotonic() + self._keepalive_expiry
-        else:
-            with trio.CancelScope(shield=True):
-                await self.aclose()
+        await self._exchange_ended(reusable)
 
-    async def _plain_response_closed(self, reusable: bool) -> None:
+    async def _exchange_ended(self, reusable: bool) -> None:
+        """Idle again (the keep-alive expiry from now) if ``reusable``, else closed."""
         if reusable:
             self.state = State.IDLE
             if self._keepalive_expiry is not None:
@@ -487,7 +485,7 @@ class PlainBody:
             return
         self._closed = True
         done = not self._remaining and not self._pending
-        await self._connection._plain_response_closed(self._reusable and done)
+        await self._connection._exchange_ended(self._reusable and done)
 
 
 Origin = tuple[bytes, bytes, int]

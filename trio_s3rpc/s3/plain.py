@@ -5,8 +5,8 @@ header lines, a ``Content-Length``, CRLF line ends. For requests and answers
 in exactly that form, :mod:`trio_s3rpc.s3.http11` writes the request head with
 :func:`request_head` and reads the answer's head with :func:`parse_head`
 (sans-IO, as h11: bytes in, a result out), and counts the body's bytes
-itself. Both functions only *recognise* the plain form, with one regular
-expression each and no per-header Python loop beyond a split; anything else
+itself. Both functions only *recognise* the plain form, with byte-table
+checks (``bytes.translate``) and no per-header Python loop beyond a split; anything else
 (a header h11 would refuse or rewrite, a ``Transfer-Encoding``, an answer
 with no length, a 1xx, HTTP/1.0, a bare LF, a folded line, a head too large)
 makes them say so (``None`` or :data:`NOT_PLAIN`), and the connection hands
