@@ -43,7 +43,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Shared leaf modules: any layer may import them, and they import only each
 # other (``budget`` raises the contract's RESOURCE_EXHAUSTED from ``errors``).
 # ``""`` is the package's ``__init__`` (``__version__``). ``nbio`` is the
-# non-blocking socket I/O helper of the server, the relay and the HTTP client.
+# non-blocking socket I/O helper of the server, the relay and the HTTP client;
+# ``poller`` reads many sockets from one task (the server's connections).
 LEAVES: tuple[str, ...] = (
     "",
     "errors",
@@ -56,6 +57,7 @@ LEAVES: tuple[str, ...] = (
     "sniff",
     "trioutil",
     "nbio",
+    "poller",
 )
 
 # Narrower than the layer order: goridge is sans-IO and imports nothing else

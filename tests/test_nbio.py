@@ -225,6 +225,24 @@ async def test_a_message_begun_by_send_now_is_finished_before_the_next(
     assert sender.send_now(b"d") == 1
 
 
+async def test_a_message_begun_holds_its_turn_before_its_rest_has_a_task(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The connection's reader begins an answer and hands its rest to a task started
+    later: a message another task sends first, before that task runs, still waits."""
+    left, right = pair
+    sender = nbio.Sender(left)
+    first, second = b"a" * LARGE, b"b" * 1000
+    sent = sender.send_now(first)
+    assert 0 < sent < LARGE
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.send, second)
+        await trio.testing.wait_all_tasks_blocked()  # second is waiting for its turn
+        nursery.start_soon(sender.send_rest, first, sent)
+        received = await read_exactly(right, LARGE + 1000)
+    assert received == first + second
+
+
 async def test_a_shielded_message_is_finished_though_its_sender_is_cancelled(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
@@ -257,6 +275,19 @@ async def test_an_unshielded_message_stops_where_it_is_cancelled(
     while (data := nbio.read_now(right.fileno(), 1 << 20)) is not None:
         written += len(data)
     assert 0 < written < LARGE
+
+
+async def test_after_a_message_cancelled_mid_way_the_sender_refuses_the_next(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    left, _ = pair
+    sender = nbio.Sender(left)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sender.send(b"u" * LARGE)
+    assert scope.cancelled_caught
+    with pytest.raises(trio.BrokenResourceError, match="cut short"):
+        await sender.send(b"next")
 
 
 async def test_after_a_message_cut_short_the_sender_refuses_the_next(

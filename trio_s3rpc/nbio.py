@@ -25,15 +25,14 @@ read cancelled while it waits has taken nothing. A write cancelled while it
 waits has written part of its data, which is why :class:`Sender` can shield
 the rest of a message.
 
-Locking (:class:`Sender`). Several tasks write whole messages to one socket,
-which must never interleave. A task that is part-way through a message holds
-the sender's lock for as long as it waits. So a task that finds the lock free
-knows that no message is half written, and writes its own at once, without
-taking the lock: nothing is awaited between the check and the write, and trio
-switches tasks only at an await. Only a write that the socket did not take
-whole takes the lock (certainly free: nothing awaited since the check) before
-it waits to write the rest; messages that come meanwhile queue behind it in
-the order they came (``trio.Lock`` is fair).
+Turns (:class:`Sender`). Several tasks write whole messages to one socket,
+which must never interleave. A message the socket takes whole at the first try
+needs nothing more. One it takes only part of (or none of) holds the sender's
+turn from that moment, before anything is awaited, until its writer has
+written the rest, so the writer may even be a task started later (the
+connection's reader hands an answer's rest to one); messages that come
+meanwhile wait for their turn in the order they came, and the turn passes
+straight from one to the next.
 """
 
 from __future__ import annotations
@@ -167,38 +166,42 @@ def _read(sock: Socket, max_bytes: int) -> bytes | None:
 class Sender:
     """Whole messages onto one socket from any number of tasks, never interleaved.
 
-    See the module docstring for why the first write needs no lock. A message
-    whose rest could not be written (the socket broke, a wait outlasted its
-    timeout) leaves the stream cut mid-message: every later :meth:`send`
+    See the module docstring for the turns. A message whose rest could not be
+    written (the socket broke, a wait outlasted its timeout, its writer was
+    cancelled) leaves the stream cut mid-message: every later :meth:`send`
     raises ``trio.BrokenResourceError`` instead of writing after it.
     """
 
-    __slots__ = ("_broken", "_lock", "_sock", "_waiting")
+    __slots__ = ("_broken", "_busy", "_queue", "_sock")
 
     def __init__(self, sock: Socket) -> None:
         self._sock = sock
-        self._lock = trio.Lock()
         self._broken = False
-        # Tasks that hold the lock or queue for it: 0 is ``not self._lock.locked()``
-        # (the lock passes straight to the next in the queue), read without the call.
-        self._waiting = 0
+        # A message is part-way out: its writer holds the turn (or is about to
+        # take it, passed on by the one before), and new messages queue.
+        self._busy = False
+        self._queue = trio.lowlevel.ParkingLot()
 
     def send_now(self, data: bytes) -> int:
         """Begin a message without waiting: the bytes of ``data`` the socket took at
         once (all of it, most often), or -1 when another message is being written
-        and this one must wait its turn. Whatever is left goes to :meth:`send_rest`
-        before anything else is awaited. :meth:`send`'s first step, with no coroutine
-        (the connection's reader answers its inline calls with it)."""
+        and this one must wait its turn. A message not taken whole holds the turn
+        from here: its rest must go to :meth:`send_rest`, by this task or another,
+        before any other message can be written. :meth:`send`'s first step, with no
+        coroutine (the connection's reader answers its inline calls with it)."""
         if self._broken:
             raise trio.BrokenResourceError("a message before this one was cut short")
-        if self._waiting:
+        if self._busy:
             return -1
         try:  # write_now, without its call
-            return os.write(self._sock.fileno(), data)
+            sent = os.write(self._sock.fileno(), data)
         except BlockingIOError:
-            return 0
+            sent = 0
         except OSError as exc:
             raise trio.BrokenResourceError(str(exc) or type(exc).__name__) from exc
+        if sent != len(data):
+            self._busy = True
+        return sent
 
     async def send(
         self,
@@ -226,24 +229,25 @@ class Sender:
         shield: bool = False,
         timeout: float = math.inf,  # noqa: ASYNC109
     ) -> None:
-        """The rest of a message :meth:`send_now` began (``sent`` bytes of it), or the
-        whole of one it could not begin (``sent`` -1: after the messages before it)."""
-        lock = self._lock
-        self._waiting += 1
+        """The rest of a message :meth:`send_now` began (``sent`` bytes of it: its turn
+        is held), or the whole of one it could not begin (``sent`` -1: it waits for its
+        turn, after the messages before it)."""
+        if sent < 0:
+            if self._busy:
+                # Cancelled here, it never had the turn and passes on nothing.
+                await self._queue.park()  # the turn comes straight from the one before
+            else:
+                self._busy = True
+            sent = 0
         try:
-            if sent < 0:
-                async with lock:
-                    if self._broken:
-                        raise trio.BrokenResourceError("a message before this one was cut short")
-                    await self._send_rest(memoryview(data), shield, timeout)
-                return
-            lock.acquire_nowait()  # free: nothing was awaited since send_now checked
-            try:
-                await self._send_rest(memoryview(data)[sent:], shield, timeout)
-            finally:
-                lock.release()
+            if self._broken:
+                raise trio.BrokenResourceError("a message before this one was cut short")
+            await self._send_rest(memoryview(data)[sent:], shield, timeout)
         finally:
-            self._waiting -= 1
+            if self._queue:
+                self._queue.unpark()
+            else:
+                self._busy = False
 
     async def _send_rest(
         self,
@@ -258,6 +262,7 @@ class Sender:
                         await send_all(self._sock, rest)
             else:
                 await send_all(self._sock, rest, timeout=timeout)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        except BaseException:
+            # Cut mid-message (cancellation too): nothing may follow it on the stream.
             self._broken = True
             raise

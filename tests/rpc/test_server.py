@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from tests.support.server import config_dict, running_app
+from trio_s3rpc import poller
 from trio_s3rpc.client import RemoteError, RPCClient, open_stream
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.goridge import bounds
@@ -33,6 +34,17 @@ from trio_s3rpc.goridge.frame import (
 )
 from trio_s3rpc.rpc import dispatch
 from trio_s3rpc.rpc.decoding import omitempty
+
+
+@pytest.fixture(autouse=True, params=["epoll", "task"])
+def poller_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with both pollers: epoll (Linux) and a task per socket."""
+    kind: str = request.param
+    if kind == "epoll" and not poller.HAS_EPOLL:
+        pytest.skip("this system has no epoll")
+    monkeypatch.setattr(poller, "HAS_EPOLL", kind == "epoll")
+    return kind
+
 
 BUCKETS = {"uploads": {"bucket": "bkt1"}, "avatars": {"bucket": "bkt2", "prefix": "av/"}}
 
@@ -266,6 +278,64 @@ async def test_in_flight_calls_per_connection_are_bounded() -> None:
         assert len(answers) == 8
         assert peak == 2
         await stream.aclose()
+
+
+async def test_a_client_that_never_reads_its_answers_is_pushed_back_and_others_are_served() -> None:
+    """The attack: pipeline calls answered at once (ListBuckets) and never read the
+    answers. Once the answers fill the socket, the server stops reading that client
+    (its bytes wait in the kernel, not in the server), so the client's sends stall;
+    other clients are served meanwhile, and when the client reads, every answer
+    arrives whole and in order."""
+    chunk_frames = 2048
+    most_chunks = 300  # 600,000 calls, 16 MiB: far beyond loopback's buffers (here
+    # the sends stalled after 216 KiB)
+    async with running_app(config_dict(buckets=BUCKETS)) as (_, address):
+        attacker = await open_stream(address)
+        sent_chunks = 0
+        seq = 0
+
+        async def flood() -> None:
+            nonlocal sent_chunks, seq
+            for _ in range(most_chunks):
+                first = seq + 1
+                seq += chunk_frames
+                await attacker.send_all(
+                    b"".join(
+                        encode_rpc_request(s, "s3.ListBuckets", CODEC_JSON, b"[]")
+                        for s in range(first, first + chunk_frames)
+                    )
+                )
+                sent_chunks += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood)
+            # Wait until the client's sends have made no progress for a second.
+            with trio.fail_after(60):
+                last = -1
+                while sent_chunks != last:
+                    last = sent_chunks
+                    await trio.sleep(1)
+            assert sent_chunks < most_chunks, "the server read every call while none was read"
+            stalled_at = sent_chunks
+            async with await RPCClient.connect(address) as bystander:
+                with trio.fail_after(5):
+                    assert (await bystander.call("s3.ListBuckets"))["default"] == "uploads"
+            assert sent_chunks == stalled_at  # still pushed back
+            nursery.cancel_scope.cancel()
+        # Every call of the chunks sent is answered, in order.
+        decoder = FrameDecoder()
+        expected = 1
+        with trio.fail_after(60):
+            while expected <= sent_chunks * chunk_frames:
+                answer = decoder.next_frame()
+                if answer is None:
+                    data = await attacker.receive_some(1 << 20)
+                    assert data, f"server closed the connection before answer {expected}"
+                    decoder.receive_data(data)
+                    continue
+                assert answer.options[0] == expected and not answer.flags & FLAG_ERROR
+                expected += 1
+        await attacker.aclose()
 
 
 async def test_two_hundred_concurrent_connections() -> None:

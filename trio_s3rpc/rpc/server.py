@@ -30,6 +30,7 @@ from trio_s3rpc.budget import (
     MemoryBudget,
 )
 from trio_s3rpc.config import ListenAddress, RPCSettings, exposure_warning
+from trio_s3rpc.poller import Poller, open_poller
 from trio_s3rpc.rpc.connection import Connection, budget_for
 from trio_s3rpc.rpc.dispatch import Dispatcher
 from trio_s3rpc.rpc.listeners import open_listeners, peer_allowed, peer_name, remove_socket_file
@@ -171,10 +172,10 @@ class RPCServer:
         owned = self.address.scheme == "unix" and self._owns_socket_file
         unix_path = self.address.path if owned else ""
         try:
-            async with trio.open_nursery() as connections:
+            async with open_poller() as poller, trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
-                        acceptors.start_soon(self._accept_loop, listener, connections)
+                        acceptors.start_soon(self._accept_loop, listener, connections, poller)
                     log.info(
                         "event=listening address=%s max_connections=%d open_files_limit=%d "
                         "memory_limit=%d connection_memory=%d",
@@ -216,7 +217,9 @@ class RPCServer:
             if unix_path:
                 remove_socket_file(unix_path)
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def _accept_loop(
+        self, listener: trio.SocketListener, nursery: trio.Nursery, poller: Poller
+    ) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -247,6 +250,7 @@ class RPCServer:
                 next(self._ids),
                 self._relay,
                 self.budget.share(),
+                poller=poller,
             )
             if self._shutdown.is_set():
                 connection.close_when_idle()
