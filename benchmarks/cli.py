@@ -301,6 +301,7 @@ def command_run(args: argparse.Namespace, external: ExternalService | None) -> i
         fixture_count=args.fixtures,
         repeat=max(1, args.repeat),
         profile=args.profile,
+        client_processes=args.client_processes,
     )
     large_size = args.large_size or (128 * MIB if args.quick else 1024 * MIB)
     large_profiles = frozenset(

@@ -157,8 +157,17 @@ def _git_commit() -> str | None:
 # -- comparisons and targets ---------------------------------------------------------
 
 
-def _index(cells: list[CellResult]) -> dict[tuple[str, int, int, str], CellResult]:
-    return {(c.workload, c.size, c.connections, c.client): c for c in cells}
+CellKey = tuple[str, int, int, int, str]
+
+
+def _key(cell: CellResult, client: str) -> CellKey:
+    """What makes two clients' results one cell: workload, size, connections, client
+    processes."""
+    return (cell.workload, cell.size, cell.connections, cell.client_processes, client)
+
+
+def _index(cells: list[CellResult]) -> dict[CellKey, CellResult]:
+    return {_key(c, c.client): c for c in cells}
 
 
 def is_rpc_peer(client: str) -> bool:
@@ -201,7 +210,7 @@ def comparisons(cells: list[CellResult], large: list[LargeResult]) -> list[dict[
         for cell in cells:
             if cell.client != ours:
                 continue
-            other = index.get((cell.workload, cell.size, cell.connections, peer))
+            other = index.get(_key(cell, peer))
             if other is None:
                 continue
             rows.append(
@@ -209,12 +218,15 @@ def comparisons(cells: list[CellResult], large: list[LargeResult]) -> list[dict[
                     "workload": cell.workload,
                     "size": cell.size,
                     "connections": cell.connections,
+                    "client_processes": cell.client_processes,
                     "client": ours,
                     "peer": peer,
                     "ours": cell.ops_per_second,
                     "theirs": other.ops_per_second,
                     "unit": "ops/s",
                     "ratio": _ratio(cell.ops_per_second, other.ops_per_second),
+                    "ours_us_per_op": _cpu_per_operation(cell),
+                    "theirs_us_per_op": _cpu_per_operation(other),
                 }
             )
     by_key = {(r.operation, r.client): r for r in large}
@@ -226,12 +238,15 @@ def comparisons(cells: list[CellResult], large: list[LargeResult]) -> list[dict[
                     "workload": operation,
                     "size": result.size,
                     "connections": 1,
+                    "client_processes": 1,
                     "client": "rpc",
                     "peer": "boto3",
                     "ours": result.mib_per_second,
                     "theirs": boto3_result.mib_per_second,
                     "unit": "MiB/s",
                     "ratio": _ratio(result.mib_per_second, boto3_result.mib_per_second),
+                    "ours_us_per_op": None,
+                    "theirs_us_per_op": None,
                 }
             )
     return rows
@@ -260,13 +275,35 @@ def _rpc_peer_checks(rows: list[dict[str, Any]]) -> list[TargetCheck]:
             row["workload"] in ("write", "read") and row["size"] in RPC_PEER_TARGET_SIZES
         )
         if wanted:
-            label = workload_label(row["workload"], row["size"])
             name = (
-                f"issue 15: {label} x{TARGET_CONNECTIONS} JSON >= {RPC_PEER_TARGET:.1f}x "
+                f"issue 15: {_comparison_label(row)} JSON >= {RPC_PEER_TARGET:.1f}x "
                 f"{short_name(row['peer'])}"
             )
             measured = f"{ratio:.2f}x ({row['ours']:,.0f} vs {row['theirs']:,.0f} ops/s)"
             checks.append(TargetCheck(name, measured, ratio >= RPC_PEER_TARGET))
+    return checks
+
+
+def _cpu_per_call_checks(rows: list[dict[str, Any]]) -> list[TargetCheck]:
+    """Issue 27: on every RPC cell at 16 connections, at least the peer's speed for at most
+    its server CPU per op (every server process counted, workers included)."""
+    checks = []
+    for row in rows:
+        ours, theirs = row["ours_us_per_op"], row["theirs_us_per_op"]
+        if (
+            row["ratio"] is None
+            or ours is None
+            or theirs is None
+            or row["client"] != "rpc"
+            or not is_rpc_peer(row["peer"])
+            or row["connections"] != TARGET_CONNECTIONS
+        ):
+            continue
+        name = (
+            f"issue 27: {_comparison_label(row)} >= 1.0x {short_name(row['peer'])} at <= its CPU/op"
+        )
+        measured = f"{row['ratio']:.2f}x, {ours:,.0f} / {theirs:,.0f} us"
+        checks.append(TargetCheck(name, measured, row["ratio"] >= 1.0 and ours <= theirs))
     return checks
 
 
@@ -301,14 +338,14 @@ def _workers_checks(rows: list[dict[str, Any]]) -> list[TargetCheck]:
 
 
 def target_checks(report: RunReport) -> list[TargetCheck]:
-    """Issue 15's, 6's and 5's targets (16's for ``metrics``, 12's for ``workers``),
+    """Issue 15's, 27's, 6's and 5's targets (16's for ``metrics``, 12's for ``workers``),
     as far as this run measured them."""
     rows = comparisons(report.cells, report.large)
     if report.kind == "metrics":
         return _metrics_cost_checks(rows)
     if report.kind == "workers":
         return _workers_checks(rows)
-    checks = _rpc_peer_checks(rows)
+    checks = _rpc_peer_checks(rows) + _cpu_per_call_checks(rows)
     for row in rows:
         if row["client"] != "rpc":
             continue
@@ -339,8 +376,8 @@ def target_checks(report: RunReport) -> list[TargetCheck]:
             measured = f"{cell.ops_per_second:.0f} calls/s ({per_core:.0f} per server core)"
             checks.append(
                 TargetCheck(
-                    f"issue 6: ListBuckets x{TARGET_CONNECTIONS} >= "
-                    f"{LISTBUCKETS_TARGET:.0f} calls/s",
+                    f"issue 6: ListBuckets x{TARGET_CONNECTIONS} "
+                    f"{_processes(cell.client_processes)} >= {LISTBUCKETS_TARGET:.0f} calls/s",
                     measured,
                     cell.ops_per_second >= LISTBUCKETS_TARGET,
                 )
@@ -402,7 +439,7 @@ def render(report: RunReport) -> str:
     checks = target_checks(report)
     if checks:
         parts.append(
-            "Targets (issues 15, 6, 5)\n"
+            "Targets (issues 15, 27, 6, 5)\n"
             + table(
                 ["target", "measured", "met"],
                 [[c.target, c.measured, "yes" if c.met else "NO"] for c in checks],
@@ -481,25 +518,28 @@ def _listbuckets_table(cells: list[CellResult], ours: str) -> str:
             continue
         row = [
             str(c.connections),
+            str(c.client_processes),
             _f(c.ops_per_second),
             _f(c.p50_ms, 3),
             _f(c.p99_ms, 3),
             _f(c.server_cores, 2),
-            _f(c.ops_per_second / c.server_cores if c.server_cores else None),
+            _f(_cpu_per_operation(c), 1),
             _f(c.client_cores, 2),
         ]
         for peer in peers:
-            other = index.get(("listbuckets", 0, c.connections, peer))
+            other = index.get(_key(c, peer))
             theirs = other.ops_per_second if other else None
             row += [
                 _f(theirs),
                 _f(other.server_cores, 2) if other else "-",
+                _f(_cpu_per_operation(other), 1) if other else "-",
                 _x(_ratio(c.ops_per_second, theirs) if theirs else None),
             ]
         rows.append(row)
-    headers = ["conns", "calls/s", "p50 ms", "p99 ms", "srv cores", "calls/s/core", "cli cores"]
+    headers = ["conns", "cli procs", "calls/s", "p50 ms", "p99 ms", "srv cores", "srv us/call",
+               "cli cores"]  # fmt: skip
     for peer in peers:
-        headers += [short_name(peer), "its cores", "ratio"]
+        headers += [short_name(peer), "its cores", "its us/call", "ratio"]
     return f"s3.ListBuckets (RPC overhead; no storage request), {_codec_title(ours)}\n" + table(
         headers, rows
     )
@@ -519,7 +559,7 @@ def _objects_table(cells: list[CellResult], ours: str) -> str:
             _f(_cpu_per_operation(cell)),
         ]
         for peer in peers:
-            other = index.get((cell.workload, cell.size, cell.connections, peer))
+            other = index.get(_key(cell, peer))
             theirs = other.ops_per_second if other else None
             row.append(_f(theirs))
             if is_rpc_peer(peer):
@@ -552,7 +592,7 @@ def _latency_table(cells: list[CellResult], ours: str) -> str:
             continue
         row = [f"{cell.label} x{cell.connections}"]
         for client in (ours, *peers):
-            other = index.get((cell.workload, cell.size, cell.connections, client))
+            other = index.get(_key(cell, client))
             row.append(f"{_f(other.p50_ms, 2)} / {_f(other.p99_ms, 2)}" if other else "-")
         rows.append(row)
     headers = ["cell", short_name(ours), *(short_name(p) for p in peers)]
@@ -647,4 +687,11 @@ def write_chart(report: RunReport, path: Path) -> bool:
 def _comparison_label(row: dict[str, Any]) -> str:
     if row["unit"] == "MiB/s":
         return f"{row['workload']} {format_size(row['size'])}"
-    return f"{workload_label(row['workload'], row['size'])} x{row['connections']}"
+    label = f"{workload_label(row['workload'], row['size'])} x{row['connections']}"
+    if row["workload"] == "listbuckets":
+        label += f" {_processes(row['client_processes'])}"
+    return label
+
+
+def _processes(count: int) -> str:
+    return f"{count} client process{'es' if count != 1 else ''}"

@@ -50,6 +50,7 @@ class CellResult:
     kernel_cores: float | None  # interrupts and kernel threads (networking, writeback)
     server_rss_mib: float | None
     rounds: list[float] = field(default_factory=list)  # ops/s of each round (median reported)
+    client_processes: int = 1  # how many client processes shared the connections
 
     @property
     def label(self) -> str:
@@ -148,6 +149,7 @@ def summarise(
         other_cores=_round(cores.other),
         kernel_cores=_round(cores.kernel),
         server_rss_mib=round(server_rss / MIB, 1) if server_rss is not None else None,
+        client_processes=len(results),
     )
 
 

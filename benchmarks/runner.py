@@ -39,13 +39,17 @@ class PlannedCell:
     client: str
     size: int
     connections: int
+    processes: int = 0  # client processes that run it; 0: every one in the pool
 
     @property
     def name(self) -> str:
-        """``read:4KiB@16``, ``listbuckets@16``: how ``--profile`` names a cell."""
+        """``read:4KiB@16``, ``listbuckets@16``: how ``--profile`` names a cell
+        (``listbuckets@16/1`` when one client process runs it alone)."""
         if self.workload in ("listbuckets", "exists"):
-            return f"{self.workload}@{self.connections}"
-        return f"{self.workload}:{format_size(self.size)}@{self.connections}"
+            name = f"{self.workload}@{self.connections}"
+        else:
+            name = f"{self.workload}:{format_size(self.size)}@{self.connections}"
+        return f"{name}/{self.processes}" if self.processes else name
 
 
 @dataclass(slots=True, frozen=True)
@@ -58,6 +62,9 @@ class CellSettings:
     fixture_count: int
     repeat: int = 1
     profile: list[str] = field(default_factory=list)
+    # With more than one, ListBuckets also runs from one client process alone: the RPC
+    # layer's cost when the clients hold one core, not two.
+    client_processes: int = 1
 
 
 def normalise_cell_name(text: str) -> str:
@@ -77,9 +84,11 @@ def rpc_clients(clients: list[str]) -> list[str]:
 
 
 def plan(settings: CellSettings) -> list[PlannedCell]:
+    process_counts = [0, 1] if settings.client_processes > 1 else [0]
     cells = [
-        PlannedCell("listbuckets", client, 0, connections)
+        PlannedCell("listbuckets", client, 0, connections, processes)
         for connections in settings.connections
+        for processes in process_counts
         for client in rpc_clients(settings.clients)
     ]
     object_workloads = [(w, size) for size in settings.sizes for w in ("write", "read")]
@@ -107,11 +116,12 @@ def median_round(rounds: list[CellResult]) -> CellResult:
 
 
 def _groups(cells: list[PlannedCell]) -> list[tuple[int, list[PlannedCell]]]:
-    """Consecutive cells of one workload, size and concurrency, with the first one's index."""
+    """Consecutive cells of one workload, size, concurrency and client process count,
+    with the first one's index."""
     groups: list[tuple[int, list[PlannedCell]]] = []
-    previous_key: tuple[str, int, int] | None = None
+    previous_key: tuple[str, int, int, int] | None = None
     for index, cell in enumerate(cells):
-        key = (cell.workload, cell.size, cell.connections)
+        key = (cell.workload, cell.size, cell.connections, cell.processes)
         if key == previous_key:
             groups[-1][1].append(cell)
         else:
@@ -240,6 +250,7 @@ class CellRunner:
             self.settings.warmup,
             self.settings.duration,
             lambda window: self._observe(window, cell, profiled),
+            processes=cell.processes or None,
         )
         cores, rss, profile = observed
         result = summarise(

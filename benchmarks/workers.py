@@ -211,13 +211,20 @@ class WorkerPool:
         warmup: float,
         duration: float,
         observe: Callable[[Window], T],
+        *,
+        processes: int | None = None,
     ) -> tuple[Window, list[WorkerResult], T]:
-        """Run one cell on as many workers as it has connections (up to the pool size).
+        """Run one cell on as many workers as it has connections (up to the pool size,
+        or up to ``processes``).
 
         ``observe`` runs in the parent while the window is open (sampling the
         server); its answer is returned with the workers' results.
         """
-        shares = split(spec.connections, len(self._connections))
+        workers = len(self._connections) if processes is None else processes
+        if not 1 <= workers <= len(self._connections):
+            raise ValueError(f"{workers} client processes asked of a pool of "
+                             f"{len(self._connections)}")  # fmt: skip
+        shares = split(spec.connections, workers)
         active = self._connections[: len(shares)]
         for worker, (connection, share) in enumerate(zip(active, shares, strict=True)):
             connection.send(replace(spec, connections=share, worker=worker))
