@@ -24,7 +24,7 @@ async def answer(request: Any) -> Any:
     if isinstance(request, wire.TransferStatusQuery):
         return wire.Found(status=STATUS if request.transfer_id == "t1" else None)
     if isinstance(request, wire.ActiveUploadsQuery):
-        return wire.ActiveUploads(["u1", "u2"])
+        return wire.ActiveUploads(["u1", "u2"], [wire.BeingCreated("bkt", "inbox/a.bin")])
     return wire.Done()
 
 
@@ -42,6 +42,7 @@ async def test_requests_and_answers_arrive_as_the_records_sent(tmp_path: Path) -
         assert missing.status is None
         uploads = await wire.ask(path, wire.ActiveUploadsQuery(), wire.ActiveUploads)
         assert uploads.upload_ids == ["u1", "u2"]
+        assert uploads.creating == [wire.BeingCreated("bkt", "inbox/a.bin")]
         assert await wire.ask(path, wire.Ready(1, 42, "tcp://127.0.0.1:1"), wire.Done) == (
             wire.Done()
         )
@@ -91,3 +92,27 @@ async def test_a_malformed_answer_is_refused_too(tmp_path: Path) -> None:
             await wire.ask(path, wire.Hello(0), wire.Joined)
         assert refused.value.code.name == "INVALID_REQUEST"
         nursery.cancel_scope.cancel()
+
+
+async def test_an_active_uploads_answer_without_creating_means_none_being_created(
+    tmp_path: Path,
+) -> None:
+    """A worker of before 0.2.0 answers only ids (a supervisor may restart a worker after
+    an upgrade on disk, beside older ones)."""
+    path = str(tmp_path / "old.sock")
+    listener = trio.socket.socket(trio.socket.AF_UNIX)
+    await listener.bind(path)
+    listener.listen(1)
+
+    async def older_worker() -> None:
+        conn, _ = await listener.accept()
+        stream = trio.SocketStream(conn)
+        async with stream:
+            assert (await wire.receive_message(stream))["op"] == "active_uploads"
+            await wire.send_message(stream, {"ok": True, "upload_ids": ["u1"]})
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(older_worker)
+        answer = await wire.ask(path, wire.ActiveUploadsQuery(), wire.ActiveUploads)
+    listener.close()
+    assert answer == wire.ActiveUploads(["u1"], [])

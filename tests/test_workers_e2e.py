@@ -183,6 +183,73 @@ async def test_transfer_status_and_cancel_reach_a_write_file_on_the_other_worker
     assert service.stop() == 0
 
 
+async def test_the_reaper_spares_an_upload_another_worker_has_asked_the_service_to_create(
+    seaweedfs: Any, tmp_path: Path, services: list[Service]
+) -> None:
+    """Worker 0 runs the stale-upload reaper and asks worker 1 what it works on. Worker 1
+    has sent a WriteFile's CreateMultipartUpload, which SeaweedFS has made and lists, but
+    its answer (the upload id) is held on the way back for several reaper rounds, in which
+    the upload grows older than ``abort_stale_after``: worker 1 names its key, so the
+    reaper leaves it alone, and the WriteFile finishes whole."""
+    prefix = f"wk-reap-{secrets.token_hex(4)}/"
+    key = prefix + "held.bin"
+    source = tmp_path / "held.bin"
+    data = secrets.token_bytes(2 * PART + 99)
+    source.write_bytes(data)
+    host, port = seaweedfs.endpoint.removeprefix("http://").split(":")
+    proxy = TCPProxy(host, int(port))
+    async with trio.open_nursery() as nursery:
+        proxied = endpoint_server(seaweedfs)
+        proxied["endpoint"] = f"http://127.0.0.1:{await proxy.start(nursery)}"
+        config = bucket_config(proxied, prefix, tmp_path)
+        config["s3"]["abort_stale_after"] = "1s"  # a reaper round every second
+        service = Service(config, tmp_path, workers=2)
+        services.append(service)
+        slots = service.worker_pids()
+        clients = await clients_on_each_worker(service.address, list(slots.values()))
+        writer = clients[slots[1]]  # not the reaper's worker
+        proxy.create_answers_held = release = trio.Event()
+        answers: list[Any] = []
+
+        async def write() -> None:
+            call = {"pathname": "held.bin", "source_path": str(source)}
+            answers.append(await writer.call("s3.WriteFile", call))
+
+        def heads(verb: bytes, marker: bytes) -> list[int]:
+            return [
+                i
+                for i, head in enumerate(proxy.requests)
+                if head.startswith(verb) and marker in head.split(b"\r\n", 1)[0]
+            ]
+
+        nursery.start_soon(write)
+        with trio.fail_after(30):
+            while not heads(b"POST ", b"?uploads"):
+                await trio.sleep(0.05)
+            created_at = heads(b"POST ", b"?uploads")[0]
+            held_since = trio.current_time()
+            # Rounds that listed the upload once it was older than abort_stale_after.
+            while (
+                len([i for i in heads(b"GET ", b"uploads") if i > created_at]) < 3
+                or trio.current_time() - held_since < 2.5
+            ):
+                await trio.sleep(0.1)
+        assert open_uploads(seaweedfs, prefix) == [key]  # listed, and stale by now
+        release.set()
+        with trio.fail_after(60):
+            while not answers:
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert answers[0]["size"] == len(data)
+    assert heads(b"DELETE ", b"uploadId=") == []  # nothing was aborted
+    assert stored_object(seaweedfs, key) == data
+    assert open_uploads(seaweedfs, prefix) == []
+    for client in clients.values():
+        await client.aclose()
+    assert "stale_upload_aborted" not in service.log_text()
+    assert service.stop() == 0
+
+
 async def test_sigkill_of_a_worker_mid_write_file_is_restarted_and_a_retry_finishes(
     seaweedfs: Any, tmp_path: Path, services: list[Service]
 ) -> None:

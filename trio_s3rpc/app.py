@@ -44,7 +44,7 @@ from trio_s3rpc.rpc.methods import (
 from trio_s3rpc.rpc.registry import MethodRegistry
 from trio_s3rpc.rpc.relay import Relay
 from trio_s3rpc.rpc.server import RPCServer
-from trio_s3rpc.s3.multipart import UploadBook
+from trio_s3rpc.s3.multipart import BusyUploads, UploadBook
 from trio_s3rpc.status import HTTPServer, Readiness, readiness_for, routes_for
 from trio_s3rpc.storage.buckets import Storage, validate_pathname
 from trio_s3rpc.storage.chunked import ChunkedUploads
@@ -140,7 +140,7 @@ class Application:
         metrics.add_sampler(metrics_module.rpc_sampler(self.server))
         metrics.add_sampler(
             metrics_module.uploads_sampler(
-                lambda: len(self.active_uploads()),
+                lambda: len(self.active_uploads().upload_ids),
                 lambda: self.janitor.pending_aborts,
             )
         )
@@ -217,13 +217,13 @@ class Application:
                 return http_server.url(path)
         raise LookupError(f"no HTTP server answers {path}")
 
-    def active_uploads(self) -> set[str]:
-        """The service upload ids this process is working on."""
-        return set(self.storage.book.in_progress) | self.uploads.working_on()
+    def active_uploads(self) -> BusyUploads:
+        """The service's uploads this process is working on or creating."""
+        return self.storage.book.busy() | BusyUploads(frozenset(self.uploads.working_on()))
 
-    async def _busy_elsewhere(self) -> set[str] | None:
+    async def _busy_elsewhere(self) -> BusyUploads | None:
         """For the reaper: uploads worked on here beyond the book, and by the other workers."""
-        busy = self.uploads.working_on()
+        busy = BusyUploads(frozenset(self.uploads.working_on()))
         if self.link is None:
             return busy
         others = await self.link.active_uploads()
@@ -248,7 +248,11 @@ class Application:
             except RPCError:
                 return wire.Found()
         if isinstance(request, wire.ActiveUploadsQuery):
-            return wire.ActiveUploads(sorted(self.active_uploads()))
+            busy = self.active_uploads()
+            return wire.ActiveUploads(
+                sorted(busy.upload_ids),
+                [wire.BeingCreated(bucket, key) for bucket, key in sorted(busy.creating)],
+            )
         if isinstance(request, wire.ApplyBucket):
             if request.name not in self.storage.buckets:
                 self.storage.register_bucket(request.name, request.settings)

@@ -148,12 +148,20 @@ class _Link:
     sent: int = 0
     received: int = 0
     cut: bool = False
+    # Answers on this link wait for it (set when a held kind of request passed).
+    answers_wait_for: trio.Event | None = None
 
     def cut_now(self) -> None:
         self.cut = True
         abort(self.client)
         abort(self.server)
         self.scope.cancel()
+
+
+def is_create(head: bytes) -> bool:
+    """Is this request head a CreateMultipartUpload's?"""
+    line = head.split(b"\r\n", 1)[0]
+    return line.startswith(b"POST ") and (b"?uploads " in line or b"?uploads= " in line)
 
 
 def allowed(count: int, limit: int | None, size: int) -> int:
@@ -178,6 +186,9 @@ class TCPProxy:
         self.refuse = False
         # While set to an event, requests wait for it before they are passed on.
         self.held: trio.Event | None = None
+        # While set, a CreateMultipartUpload (POST ...?uploads) reaches the service at
+        # once, but its answer, and anything after it on that connection, waits for it.
+        self.create_answers_held: trio.Event | None = None
         self._links: set[_Link] = set()
 
     async def start(self, nursery: trio.Nursery) -> int:
@@ -226,7 +237,10 @@ class TCPProxy:
             while self.held is not None:
                 await self.held.wait()
             passing = self._passing(link.sent, self.cut_after_bytes, len(data))
-            self.requests.extend(recorder.feed(data[:passing]))
+            heads = recorder.feed(data[:passing])
+            self.requests.extend(heads)
+            if self.create_answers_held is not None and any(map(is_create, heads)):
+                link.answers_wait_for = self.create_answers_held
             link.sent += passing
             if not await self._send(link, link.server, data[:passing], whole=len(data)):
                 return
@@ -236,6 +250,8 @@ class TCPProxy:
             data = await self._receive(link, link.server)
             if data is None:
                 return
+            if link.answers_wait_for is not None:
+                await link.answers_wait_for.wait()
             passing = self._passing(link.received, self.cut_responses_after_bytes, len(data))
             link.received += passing
             if not await self._send(link, link.client, data[:passing], whole=len(data)):

@@ -127,6 +127,30 @@ async def test_relays_and_records_each_request_head_once(
     assert b"transfer-encoding: chunked" in proxy.requests[2].lower()
 
 
+async def test_a_held_create_reaches_the_service_and_its_answer_waits(
+    client: httpx.AsyncClient, proxy: TCPProxy, echo: EchoServer
+) -> None:
+    proxy.create_answers_held = release = trio.Event()
+    answers: list[httpx.Response] = []
+
+    async def create() -> None:
+        async with httpx.AsyncClient(base_url=client.base_url, trust_env=False) as own:
+            answers.append(await own.post("/k?uploads", content=b"create"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(create)
+        with trio.fail_after(5):
+            while b"create" not in echo.bodies:  # the service has it
+                await trio.sleep(0.01)
+        # Other connections, ListMultipartUploads among them, pass.
+        assert (await client.get("/?uploads")).status_code == 200
+        assert (await client.post("/k?uploadId=1", content=b"part")).content == b"part"
+        await trio.sleep(0.1)
+        assert answers == []
+        release.set()
+    assert [answer.content for answer in answers] == [b"create"]
+
+
 async def test_cut_after_bytes_aborts_a_large_upload_and_passes_no_more(
     client: httpx.AsyncClient, proxy: TCPProxy, echo: EchoServer
 ) -> None:

@@ -23,7 +23,7 @@ import os
 import socket as stdlib_socket
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import trio
@@ -115,8 +115,18 @@ class ActiveUploadsQuery:
 
 
 @dataclass(slots=True, frozen=True)
+class BeingCreated:
+    """An upload whose CreateMultipartUpload is sent and not yet answered."""
+
+    bucket: str
+    key: str
+
+
+@dataclass(slots=True, frozen=True)
 class ActiveUploads:
     upload_ids: list[str]
+    # Their ids not known yet. Absent from a worker of before 0.2.0: none.
+    creating: list[BeingCreated] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)

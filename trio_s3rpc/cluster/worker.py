@@ -31,6 +31,7 @@ import trio
 from trio_s3rpc.cluster import wire
 from trio_s3rpc.errors import ErrorCode, RPCError
 from trio_s3rpc.rpc.typed import CancelResponse, TransferStatusResponse
+from trio_s3rpc.s3.multipart import BusyUploads
 
 A = TypeVar("A")
 
@@ -131,15 +132,18 @@ class WorkerLink:
         answers, _ = await self.ask_peers(wire.CancelQuery(transfer_id), wire.Found)
         return next((a.cancelled for a in answers if a.cancelled is not None), None)
 
-    async def active_uploads(self) -> set[str] | None:
-        """The multipart uploads the other workers work on; None if a running one
-        did not answer in time (then nobody may be declared idle)."""
+    async def active_uploads(self) -> BusyUploads | None:
+        """The multipart uploads the other workers work on or are creating; None if a
+        running one did not answer in time (then nobody may be declared idle)."""
         answers, timed_out = await self.ask_peers(wire.ActiveUploadsQuery(), wire.ActiveUploads)
         if timed_out:
             return None
-        found: set[str] = set()
+        found = BusyUploads()
         for answer in answers:
-            found.update(answer.upload_ids)
+            found |= BusyUploads(
+                frozenset(answer.upload_ids),
+                frozenset((created.bucket, created.key) for created in answer.creating),
+            )
         return found
 
 

@@ -42,6 +42,22 @@ class CompletedUpload:
     parts: int
 
 
+@dataclass(slots=True, frozen=True)
+class BusyUploads:
+    """The multipart uploads a process works on, which the stale-upload reaper spares:
+    by id, and by (bucket, key) while their CreateMultipartUpload is unanswered (the
+    service may list such an upload before its id has reached the process)."""
+
+    upload_ids: frozenset[str] = frozenset()
+    creating: frozenset[tuple[str, str]] = frozenset()
+
+    def __or__(self, other: BusyUploads) -> BusyUploads:
+        return BusyUploads(self.upload_ids | other.upload_ids, self.creating | other.creating)
+
+    def spares(self, bucket: str, key: str, upload_id: str) -> bool:
+        return upload_id in self.upload_ids or (bucket, key) in self.creating
+
+
 class UploadBook:
     """The bookkeeping of this process's multipart uploads, shared by every target.
 
@@ -80,6 +96,11 @@ class UploadBook:
     def being_created(self) -> set[tuple[str, str]]:
         """The (bucket, key) of every upload :meth:`creating` now."""
         return set(self._creating)
+
+    def busy(self) -> BusyUploads:
+        """The uploads in progress and those being created, read with no checkpoint
+        between: an id leaves the keys being created only once it is in progress."""
+        return BusyUploads(frozenset(self.in_progress), frozenset(self._creating))
 
     def abort_failed(self, target: MultipartTarget, upload_id: str) -> None:
         self.pending_aborts += 1

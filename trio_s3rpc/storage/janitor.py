@@ -12,8 +12,8 @@ Two background duties, run by the application next to the RPC server:
   CreateMultipartUpload is sent (the service may list an upload before its
   answer, with its id, has reached us; moto lists every upload as made in
   2010, so stale at once), nor (under workers) those
-  another worker of the service is working on: ``elsewhere`` asks them, and
-  a round in which one cannot say aborts nothing.
+  another worker of the service is working on or creating: ``elsewhere`` asks
+  them, and a round in which one cannot say aborts nothing.
 - In the same rounds, ReadFile's temporary ``*.trio-s3rpc-part`` files
   under ``s3.local_roots`` not written for ``s3.abort_stale_after`` are
   removed (those a killed download left behind).
@@ -29,7 +29,13 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from trio_s3rpc.errors import RPCError
-from trio_s3rpc.s3.multipart import MultipartTarget, UploadBook, list_uploads, send_abort
+from trio_s3rpc.s3.multipart import (
+    BusyUploads,
+    MultipartTarget,
+    UploadBook,
+    list_uploads,
+    send_abort,
+)
 from trio_s3rpc.storage.buckets import Storage, StorageErrors
 
 log = logging.getLogger("trio_s3rpc.janitor")
@@ -50,13 +56,13 @@ class Janitor:
         self,
         storage: Storage,
         stale_after: float,
-        elsewhere: Callable[[], Awaitable[set[str] | None]] | None = None,
+        elsewhere: Callable[[], Awaitable[BusyUploads | None]] | None = None,
         local_leftovers: Callable[[float], list[str]] | None = None,
     ) -> None:
         self.storage = storage
         self.book: UploadBook = storage.book
         self.stale_after = stale_after
-        # The upload ids the service's other processes work on; None when unknown.
+        # The uploads the service's other processes work on; None when unknown.
         self.elsewhere = elsewhere
         # Removes temporary local files older than a Unix time (blocking: run in a thread).
         self.local_leftovers = local_leftovers
@@ -145,10 +151,7 @@ class Janitor:
                     bucket.transport, bucket.config.bucket, bucket.config.prefix, bucket.limiter
                 )
             stale = [u for u in uploads if u.initiated <= horizon]
-            # Both read with no checkpoint between: an id leaves the keys being
-            # created only once it is in progress.
-            busy = set(self.book.in_progress)
-            creating = self.book.being_created()
+            busy = self.book.busy()
             if stale and self.elsewhere is not None:
                 others = await self.elsewhere()
                 if others is None:
@@ -156,7 +159,7 @@ class Janitor:
                     continue
                 busy |= others
             for upload in stale:
-                if upload.upload_id in busy or (bucket.config.bucket, upload.key) in creating:
+                if busy.spares(bucket.config.bucket, upload.key, upload.upload_id):
                     continue
                 try:
                     with bucket.errors(upload.key):
